@@ -1,0 +1,26 @@
+//! statewall: a stateful firewall and connection-tracking gateway for Linux.
+//!
+//! # Architecture
+//!
+//! ```text
+//!  kernel: iptables FORWARD -j NFQUEUE ──► io::queue worker ──► Engine::process(bytes, meta, now)
+//!                                                                   │
+//!        verdict (accept/drop) ◄────────────────────────────────────┤ Decision
+//!        io::rst raw sockets   ◄── actions (SendRst, Log, Alert) ───┘
+//! ```
+//!
+//! The [`engine`] is sans-IO: packet bytes and a timestamp go in, a [`engine::Decision`] comes
+//! out. It owns the connection-tracking table ([`conntrack`]), the compiled rules ([`rules`]),
+//! the scan detector ([`scan`]) and the counters. It never touches a socket, a file or the clock;
+//! everything that does lives in [`io`] and the daemon wiring, and stays thin.
+#![forbid(unsafe_code)]
+
+pub mod conntrack;
+pub mod engine;
+pub mod packet;
+pub mod respond;
+pub mod rules;
+pub mod scan;
+pub mod time;
+
+pub use time::Timestamp;

@@ -1,0 +1,1 @@
+//! The rule language: parser, compiled policy and lint.

@@ -1,0 +1,1 @@
+//! Scan detection: per-source sliding windows over probes and negative answers.

@@ -1,0 +1,111 @@
+//! Time as the engine sees it: a monotonic timestamp handed in by the caller.
+//!
+//! The engine never reads a clock. The daemon passes the time elapsed since it started; replay
+//! passes capture timestamps; tests pass whatever they like.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A point on a monotonic time line, in nanoseconds since an arbitrary origin.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(u64);
+
+impl Timestamp {
+    /// The origin of the time line.
+    pub const ZERO: Timestamp = Timestamp(0);
+
+    /// A timestamp `nanos` nanoseconds after the origin.
+    pub const fn from_nanos(nanos: u64) -> Self {
+        Timestamp(nanos)
+    }
+
+    /// A timestamp `millis` milliseconds after the origin.
+    pub const fn from_millis(millis: u64) -> Self {
+        Timestamp(millis.saturating_mul(1_000_000))
+    }
+
+    /// A timestamp `secs` seconds after the origin.
+    pub const fn from_secs(secs: u64) -> Self {
+        Timestamp(secs.saturating_mul(1_000_000_000))
+    }
+
+    /// A timestamp `d` after the origin.
+    pub fn from_duration(d: Duration) -> Self {
+        Timestamp(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// Nanoseconds since the origin.
+    pub const fn as_nanos(self) -> u64 {
+        self.0
+    }
+
+    /// Time since the origin.
+    pub const fn as_duration(self) -> Duration {
+        Duration::from_nanos(self.0)
+    }
+
+    /// Whole seconds since the origin, as a float (for display).
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 / 1e9
+    }
+
+    /// This timestamp moved `d` later (saturating).
+    pub fn add(self, d: Duration) -> Self {
+        Timestamp(self.0.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+    }
+
+    /// Time from `earlier` to `self`, zero when `earlier` is later.
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+
+    /// The coarse tick (tenths of a second) stored in table entries.
+    pub(crate) fn tick(self) -> Tick {
+        Tick(u32::try_from(self.0 / TICK_NANOS).unwrap_or(u32::MAX))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.6}", self.as_secs_f64())
+    }
+}
+
+const TICK_NANOS: u64 = 100_000_000;
+
+/// A compact time (tenths of a second since the origin, 13 years of range) kept in each
+/// connection entry so that entries stay small.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tick(pub(crate) u32);
+
+impl Tick {
+    /// This tick moved `secs` seconds later (saturating).
+    pub(crate) fn after_secs(self, secs: u32) -> Tick {
+        Tick(self.0.saturating_add(secs.saturating_mul(10)))
+    }
+
+    /// Seconds from `now` until this tick (0 when past).
+    pub(crate) fn secs_from(self, now: Tick) -> u32 {
+        self.0.saturating_sub(now.0) / 10
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_tenths_of_seconds() {
+        assert_eq!(Timestamp::from_millis(1_250).tick(), Tick(12));
+        assert_eq!(Tick(12).after_secs(3), Tick(42));
+        assert_eq!(Tick(42).secs_from(Tick(12)), 3);
+        assert_eq!(Tick(2).secs_from(Tick(12)), 0);
+    }
+
+    #[test]
+    fn arithmetic_saturates() {
+        let t = Timestamp::from_nanos(u64::MAX - 1);
+        assert_eq!(t.add(Duration::from_secs(5)).as_nanos(), u64::MAX);
+        assert_eq!(Timestamp::ZERO.since(t), Duration::ZERO);
+    }
+}
