@@ -1,1 +1,847 @@
-//! (in progress)
+//! The engine: one packet and a timestamp in, a [`Decision`] out.
+//!
+//! [`Engine::process`] takes `&self` and is called by several queue workers at once: the
+//! tables are sharded hash maps, the policy is swapped atomically on reload, counters are
+//! atomics. Nothing here reads a clock, a file or a socket.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::conntrack::tcp::{check_flags, Step};
+use crate::conntrack::{
+    flags, Addr, Conn, ConnState, Dir, InsertError, Key, Limits, ProtoState, Table, TableCounts,
+    TcpConn, TcpState, Timeouts,
+};
+use crate::packet::{
+    proto, DecodeError, IcmpKind, Packet, PacketMeta, TcpHeader, TcpFlags, Transport,
+};
+use crate::rules::{Policy, Query, RuleAction, RuleInfo};
+use crate::time::{Tick, Timestamp};
+
+/// What to do with the packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let it through.
+    Accept,
+    /// Drop it.
+    Drop,
+}
+
+macro_rules! drop_reasons {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// Why a packet was dropped. The names are stable: logs, counters and tests use them.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum DropReason {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl DropReason {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+
+            /// Stable snake_case name.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => $name,)*
+                }
+            }
+        }
+
+        impl FromStr for DropReason {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($name => Ok(DropReason::$variant),)*
+                    _ => Err(format!("unknown drop reason `{s}`")),
+                }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// Not a decodable IP packet.
+    MalformedIp => "malformed_ip",
+    /// Truncated or broken TCP header.
+    MalformedTcp => "malformed_tcp",
+    /// Truncated or broken UDP header.
+    MalformedUdp => "malformed_udp",
+    /// Truncated ICMP header or undecodable ICMP error.
+    MalformedIcmp => "malformed_icmp",
+    /// Tiny or overlapping fragment (RFC 1858).
+    MalformedFragment => "malformed_fragment",
+    /// TCP segment with no flags (nmap -sN).
+    TcpNull => "tcp_null",
+    /// FIN+PSH+URG without ACK (nmap -sX).
+    TcpXmas => "tcp_xmas",
+    /// SYN and FIN together.
+    TcpSynFin => "tcp_syn_fin",
+    /// SYN and RST together.
+    TcpSynRst => "tcp_syn_rst",
+    /// FIN without ACK (nmap -sF).
+    TcpFinNoAck => "tcp_fin_no_ack",
+    /// Any other invalid flag combination.
+    TcpBadFlags => "tcp_bad_flags",
+    /// A TCP segment other than a SYN that belongs to no tracked connection.
+    NoConnection => "no_connection",
+    /// A SYN from the responder outside a simultaneous open.
+    UnexpectedSyn => "unexpected_syn",
+    /// A SYN/ACK that answers no SYN.
+    UnexpectedSynAck => "unexpected_syn_ack",
+    /// A FIN before the handshake completed.
+    UnexpectedFin => "unexpected_fin",
+    /// An ACK from the opener before the SYN/ACK.
+    UnexpectedAck => "unexpected_ack",
+    /// Data beyond the receiver's window.
+    SeqAboveWindow => "seq_above_window",
+    /// Acknowledges data never sent.
+    AckUnsentData => "ack_unsent_data",
+    /// RST whose sequence number is outside the window.
+    RstOutOfWindow => "rst_out_of_window",
+    /// New data beyond the sender's FIN.
+    DataAfterFin => "data_after_fin",
+    /// Data after both sides closed.
+    DataAfterClose => "data_after_close",
+    /// Data after a valid RST.
+    DataAfterRst => "data_after_rst",
+    /// ICMP error quoting a packet of no tracked flow.
+    IcmpUnrelated => "icmp_unrelated",
+    /// ICMP echo reply without a request.
+    IcmpUnexpectedReply => "icmp_unexpected_reply",
+    /// New connection dropped by a rule or the default policy.
+    PolicyDrop => "policy_drop",
+    /// New connection rejected by a rule or the default policy.
+    PolicyReject => "policy_reject",
+    /// Connection closed by a rule recheck on reload.
+    Revoked => "revoked",
+    /// Connection table full, nothing evictable.
+    TableFull => "table_full",
+    /// The source has its maximum of open connections.
+    SourceLimit => "source_limit",
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<DecodeError> for DropReason {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::Ip => DropReason::MalformedIp,
+            DecodeError::Tcp => DropReason::MalformedTcp,
+            DecodeError::Udp => DropReason::MalformedUdp,
+            DecodeError::Icmp => DropReason::MalformedIcmp,
+            DecodeError::Fragment => DropReason::MalformedFragment,
+        }
+    }
+}
+
+/// A flow as logs show it: originator first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flow {
+    /// IP protocol.
+    pub proto: u8,
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Source port (0 without ports).
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+}
+
+/// Work for the I/O layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// A rule with `log` decided a new connection.
+    LogRule {
+        /// The rule.
+        rule: Arc<RuleInfo>,
+        /// The connection.
+        flow: Flow,
+        /// What was done.
+        action: RuleAction,
+    },
+}
+
+/// The engine's answer for one packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Accept or drop.
+    pub verdict: Verdict,
+    /// Why, when dropped.
+    pub reason: Option<DropReason>,
+    /// State of the connection after the packet, when it belongs to one.
+    pub state: Option<ConnState>,
+    /// Passed without the state machine learning from it.
+    pub ignored: bool,
+    /// Opened a new connection.
+    pub new: bool,
+    /// Work for the I/O layer.
+    pub actions: Vec<Action>,
+}
+
+impl Decision {
+    fn accept(state: Option<ConnState>) -> Decision {
+        Decision {
+            verdict: Verdict::Accept,
+            reason: None,
+            state,
+            ignored: false,
+            new: false,
+            actions: Vec::new(),
+        }
+    }
+
+    fn drop(reason: DropReason, state: Option<ConnState>) -> Decision {
+        Decision {
+            verdict: Verdict::Drop,
+            reason: Some(reason),
+            state,
+            ignored: false,
+            new: false,
+            actions: Vec::new(),
+        }
+    }
+
+    /// Whether the packet passes.
+    pub fn accepted(&self) -> bool {
+        self.verdict == Verdict::Accept
+    }
+}
+
+/// Engine settings.
+#[derive(Clone, Debug, Default)]
+pub struct EngineConfig {
+    /// Timeouts per state.
+    pub timeouts: Timeouts,
+    /// Table limits.
+    pub limits: Limits,
+}
+
+/// Counters, readable at any time as a [`Stats`] snapshot.
+#[derive(Debug)]
+struct Counters {
+    packets: AtomicU64,
+    accepted: AtomicU64,
+    ignored: AtomicU64,
+    new_conns: AtomicU64,
+    related: AtomicU64,
+    fragments: AtomicU64,
+    expired: AtomicU64,
+    early_drops: AtomicU64,
+    drops: Vec<AtomicU64>,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            packets: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            ignored: AtomicU64::new(0),
+            new_conns: AtomicU64::new(0),
+            related: AtomicU64::new(0),
+            fragments: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            early_drops: AtomicU64::new(0),
+            drops: DropReason::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A snapshot of the counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Packets processed.
+    pub packets: u64,
+    /// Packets accepted.
+    pub accepted: u64,
+    /// Packets dropped.
+    pub dropped: u64,
+    /// Accepted without learning.
+    pub ignored: u64,
+    /// Connections opened.
+    pub new_connections: u64,
+    /// ICMP errors accepted as related to a flow.
+    pub related: u64,
+    /// Non-first fragments passed.
+    pub fragments: u64,
+    /// Entries expired.
+    pub expired: u64,
+    /// Entries evicted because the table was full.
+    pub early_drops: u64,
+    /// Entries in the tables.
+    pub entries: u64,
+    /// Drops per reason (reasons with a zero count omitted).
+    pub drops: Vec<(String, u64)>,
+}
+
+/// Connections per state (a walk over the tables).
+pub type StateCounts = Vec<(String, u64)>;
+
+/// One connection, as `statewall conns` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ConnInfo {
+    /// Protocol name or number.
+    pub proto: String,
+    /// Originator address.
+    pub src: IpAddr,
+    /// Responder address.
+    pub dst: IpAddr,
+    /// Originator port (or ICMP id).
+    pub sport: u16,
+    /// Responder port.
+    pub dport: u16,
+    /// State.
+    pub state: String,
+    /// Seconds until expiry.
+    pub expires_in: u32,
+    /// Handshake completed / both directions seen.
+    pub assured: bool,
+}
+
+/// The connection-tracking engine.
+pub struct Engine {
+    config: EngineConfig,
+    v4: Table<[u8; 4]>,
+    v6: Table<[u8; 16]>,
+    counts: TableCounts,
+    counters: Counters,
+    policy: ArcSwap<Policy>,
+    /// Pickup mode: adopt mid-stream TCP flows until this time (ns), 0 = off.
+    pickup_until: AtomicU64,
+}
+
+/// Which family table and key a packet maps to.
+enum Route<'e> {
+    V4(&'e Table<[u8; 4]>, [u8; 4], [u8; 4]),
+    V6(&'e Table<[u8; 16]>, [u8; 16], [u8; 16]),
+}
+
+impl Engine {
+    /// A new engine with the allow-all policy.
+    pub fn new(config: EngineConfig) -> Engine {
+        Engine {
+            config,
+            v4: Table::new(),
+            v6: Table::new(),
+            counts: TableCounts::default(),
+            counters: Counters::default(),
+            policy: ArcSwap::from_pointee(Policy::allow_all()),
+            pickup_until: AtomicU64::new(0),
+        }
+    }
+
+    /// Replaces the policy for new connections; tracked connections stay.
+    pub fn set_policy(&self, policy: Arc<Policy>) {
+        self.policy.store(policy);
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// Adopts unknown mid-stream TCP flows until `until` (after a restart); `None` turns
+    /// pickup off.
+    pub fn set_pickup_until(&self, until: Option<Timestamp>) {
+        let v = until.map_or(0, |t| t.as_nanos().max(1));
+        self.pickup_until.store(v, Ordering::Relaxed);
+    }
+
+    fn pickup_active(&self, now: Timestamp) -> bool {
+        now.as_nanos() < self.pickup_until.load(Ordering::Relaxed)
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Judges one packet.
+    pub fn process(&self, bytes: &[u8], meta: &PacketMeta<'_>, now: Timestamp) -> Decision {
+        bump(&self.counters.packets);
+        let decision = match Packet::decode(bytes, meta) {
+            Ok(pkt) => self.judge(&pkt, meta, now),
+            Err(e) => Decision::drop(e.into(), None),
+        };
+        match decision.reason {
+            Some(r) => bump(&self.counters.drops[r as usize]),
+            None => {
+                bump(&self.counters.accepted);
+                if decision.ignored {
+                    bump(&self.counters.ignored);
+                }
+                if decision.new {
+                    bump(&self.counters.new_conns);
+                }
+            }
+        }
+        if let Some(reason) = decision.reason {
+            tracing::trace!(reason = reason.name(), "drop");
+        }
+        decision
+    }
+
+    fn route(&self, src: IpAddr, dst: IpAddr) -> Option<Route<'_>> {
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => Some(Route::V4(&self.v4, s.octets(), d.octets())),
+            (IpAddr::V6(s), IpAddr::V6(d)) => Some(Route::V6(&self.v6, s.octets(), d.octets())),
+            _ => None,
+        }
+    }
+
+    fn judge(&self, pkt: &Packet<'_>, meta: &PacketMeta<'_>, now: Timestamp) -> Decision {
+        let Some(route) = self.route(pkt.src, pkt.dst) else {
+            return Decision::drop(DropReason::MalformedIp, None);
+        };
+        match route {
+            Route::V4(t, s, d) => self.judge_in(t, s, d, pkt, meta, now),
+            Route::V6(t, s, d) => self.judge_in(t, s, d, pkt, meta, now),
+        }
+    }
+
+    fn judge_in<A: Addr>(
+        &self,
+        table: &Table<A>,
+        src: A,
+        dst: A,
+        pkt: &Packet<'_>,
+        meta: &PacketMeta<'_>,
+        now: Timestamp,
+    ) -> Decision {
+        let flow = FlowCtx {
+            table,
+            src,
+            dst,
+            pkt,
+            meta,
+            now,
+        };
+        match &pkt.transport {
+            Transport::Tcp(tcp) => self.tcp(&flow, tcp),
+            Transport::Udp { sport, dport } => {
+                let t = &self.config.timeouts;
+                self.datagram(&flow, *sport, *dport, true, (t.udp_unreplied, t.udp_replied))
+            }
+            Transport::Icmp(icmp) => {
+                let t = self.config.timeouts.icmp;
+                match icmp.kind {
+                    IcmpKind::EchoRequest { id } => self.datagram(&flow, id, id, true, (t, t)),
+                    IcmpKind::EchoReply { id } => self.datagram(&flow, id, id, false, (t, t)),
+                    IcmpKind::Error(e) => self.related(&flow, &e),
+                    IcmpKind::Other => self.stateless(&flow),
+                }
+            }
+            Transport::Fragment => {
+                bump(&self.counters.fragments);
+                Decision::accept(None)
+            }
+            Transport::Other => {
+                let t = &self.config.timeouts;
+                self.datagram(&flow, 0, 0, true, (t.generic_unreplied, t.generic_replied))
+            }
+        }
+    }
+
+    /// TCP: flag check, then the connection's state machine, or a new connection for a SYN.
+    fn tcp<A: Addr>(&self, f: &FlowCtx<'_, A>, tcp: &TcpHeader) -> Decision {
+        if let Err(reason) = check_flags(tcp.flags) {
+            return Decision::drop(reason, None);
+        }
+        let (key, from_lo) = Key::new(proto::TCP, f.src, tcp.sport, f.dst, tcp.dport);
+        let now = f.now.tick();
+        if let Some(mut entry) = f.table.get_live(&key, now, &self.counts) {
+            let conn = entry.value_mut();
+            if conn.has(flags::REVOKED) {
+                return Decision::drop(DropReason::Revoked, Some(conn.state()));
+            }
+            let dir = conn.dir(from_lo);
+            let ProtoState::Tcp(tc) = &mut conn.proto else {
+                return Decision::drop(DropReason::MalformedTcp, None);
+            };
+            let old = tc.state;
+            match tc.track(dir, tcp) {
+                Ok(Step::Accept) => {
+                    let new = tc.state;
+                    let timeout = tc.timeout(&self.config.timeouts);
+                    self.learned(conn, dir, now, timeout);
+                    if (old == TcpState::SynRecv && new == TcpState::Established)
+                        || (conn.has(flags::PICKUP) && dir == Dir::Reply)
+                    {
+                        conn.flags |= flags::ASSURED;
+                        conn.flags &= !flags::PICKUP;
+                    }
+                    if conn.has(flags::PICKUP) {
+                        conn.expires = conn.expires.min(now.after_secs(self.config.timeouts.pickup));
+                    }
+                    if old != new {
+                        tracing::trace!(from = %old, to = %new, "tcp state");
+                        let limit = self.config.limits.per_source_limit();
+                        let key = *entry.key();
+                        f.table.recount(&key, entry.value_mut(), limit);
+                    }
+                    return Decision::accept(Some(ConnState::Tcp(new)));
+                }
+                Ok(Step::Ignore) => {
+                    let mut d = Decision::accept(Some(ConnState::Tcp(tc.state)));
+                    d.ignored = true;
+                    return d;
+                }
+                Err(reason) => return Decision::drop(reason, Some(ConnState::Tcp(old))),
+                Ok(Step::Reopen) => {
+                    // Judged below as a new connection; the insert replaces the old entry.
+                    drop(entry);
+                }
+            }
+        }
+        let f_ = tcp.flags;
+        if f_.syn() && !f_.ack() {
+            return self.open(f, key, from_lo, tcp.sport, tcp.dport, None, || {
+                ProtoState::Tcp(TcpConn::from_syn(tcp))
+            });
+        }
+        if self.pickup_active(f.now) && f_.ack() && !f_.syn() && !f_.rst() {
+            // Adopt a flow that was established before a restart: no policy check, it was
+            // allowed when it opened.
+            let conn = Conn {
+                expires: now.after_secs(self.config.timeouts.pickup),
+                flags: flags::PICKUP | if from_lo { flags::ORIG_IS_LO } else { 0 },
+                proto: ProtoState::Tcp(TcpConn::pickup(tcp)),
+            };
+            return match self.insert(f.table, key, f.src, conn) {
+                Ok(()) => {
+                    let mut d = Decision::accept(Some(ConnState::Tcp(TcpState::Established)));
+                    d.new = true;
+                    d
+                }
+                Err(reason) => Decision::drop(reason, None),
+            };
+        }
+        Decision::drop(DropReason::NoConnection, None)
+    }
+
+    /// UDP, ICMP echo and other protocols: a flow per tuple, unreplied then replied.
+    fn datagram<A: Addr>(
+        &self,
+        f: &FlowCtx<'_, A>,
+        sport: u16,
+        dport: u16,
+        may_open: bool,
+        (unreplied, replied): (u32, u32),
+    ) -> Decision {
+        let (key, from_lo) = Key::new(f.pkt.proto, f.src, sport, f.dst, dport);
+        let now = f.now.tick();
+        if let Some(mut entry) = f.table.get_live(&key, now, &self.counts) {
+            let conn = entry.value_mut();
+            if conn.has(flags::REVOKED) {
+                return Decision::drop(DropReason::Revoked, Some(conn.state()));
+            }
+            let dir = conn.dir(from_lo);
+            if dir == Dir::Reply {
+                conn.flags |= flags::SEEN_REPLY | flags::ASSURED;
+            }
+            let timeout = if conn.has(flags::SEEN_REPLY) {
+                replied
+            } else {
+                unreplied
+            };
+            conn.expires = now.after_secs(timeout);
+            return Decision::accept(Some(conn.state()));
+        }
+        if !may_open {
+            return Decision::drop(DropReason::IcmpUnexpectedReply, None);
+        }
+        let icmp = match &f.pkt.transport {
+            Transport::Icmp(h) => Some((h.icmp_type, h.code)),
+            _ => None,
+        };
+        let (qs, qd) = if icmp.is_some() { (0, 0) } else { (sport, dport) };
+        self.open(f, key, from_lo, qs, qd, icmp, || ProtoState::Datagram)
+    }
+
+    /// Opens a connection if the policy allows it.
+    #[allow(clippy::too_many_arguments)]
+    fn open<A: Addr>(
+        &self,
+        f: &FlowCtx<'_, A>,
+        key: Key<A>,
+        from_lo: bool,
+        sport: u16,
+        dport: u16,
+        icmp: Option<(u8, u8)>,
+        state: impl FnOnce() -> ProtoState,
+    ) -> Decision {
+        let mut d = self.check_policy(f, sport, dport, icmp);
+        if !d.accepted() {
+            return d;
+        }
+        let proto = state();
+        let conn_state = match &proto {
+            ProtoState::Tcp(t) => ConnState::Tcp(t.state),
+            ProtoState::Datagram => ConnState::Unreplied,
+        };
+        let timeout = match (&proto, f.pkt.proto) {
+            (ProtoState::Tcp(t), _) => t.timeout(&self.config.timeouts),
+            (_, proto::UDP) => self.config.timeouts.udp_unreplied,
+            (_, proto::ICMP | proto::ICMPV6) => self.config.timeouts.icmp,
+            _ => self.config.timeouts.generic_unreplied,
+        };
+        let conn = Conn {
+            expires: f.now.tick().after_secs(timeout),
+            flags: if from_lo { flags::ORIG_IS_LO } else { 0 },
+            proto,
+        };
+        match self.insert(f.table, key, f.src, conn) {
+            Ok(()) => {
+                d.state = Some(conn_state);
+                d.new = true;
+                d
+            }
+            Err(reason) => {
+                d.verdict = Verdict::Drop;
+                d.reason = Some(reason);
+                d
+            }
+        }
+    }
+
+    /// Runs the policy on a new connection.
+    fn check_policy<A: Addr>(
+        &self,
+        f: &FlowCtx<'_, A>,
+        sport: u16,
+        dport: u16,
+        icmp: Option<(u8, u8)>,
+    ) -> Decision {
+        let policy = self.policy.load();
+        let q = Query {
+            src: f.pkt.src,
+            dst: f.pkt.dst,
+            proto: f.pkt.proto,
+            sport,
+            dport,
+            icmp_type: icmp.map(|(t, _)| t),
+            icmp_code: icmp.map(|(_, c)| c),
+            in_iface: f.meta.in_iface,
+            out_iface: f.meta.out_iface,
+        };
+        let outcome = policy.evaluate(&q, f.now);
+        let mut d = match outcome.action {
+            RuleAction::Allow => Decision::accept(None),
+            RuleAction::Drop => Decision::drop(DropReason::PolicyDrop, None),
+            RuleAction::Reject => Decision::drop(DropReason::PolicyReject, None),
+        };
+        if let Some(rule) = outcome.rule.filter(|r| r.log) {
+            d.actions.push(Action::LogRule {
+                rule: Arc::new(rule.clone()),
+                flow: Flow {
+                    proto: f.pkt.proto,
+                    src: f.pkt.src,
+                    dst: f.pkt.dst,
+                    sport,
+                    dport,
+                },
+                action: outcome.action,
+            });
+        }
+        d
+    }
+
+    /// ICMP messages that open nothing (router advertisements, timestamps...): the policy
+    /// judges each one.
+    fn stateless<A: Addr>(&self, f: &FlowCtx<'_, A>) -> Decision {
+        let icmp = match &f.pkt.transport {
+            Transport::Icmp(h) => Some((h.icmp_type, h.code)),
+            _ => None,
+        };
+        self.check_policy(f, 0, 0, icmp)
+    }
+
+    /// ICMP errors: accepted only when the quoted packet belongs to a tracked flow and the
+    /// error travels back towards that packet's sender.
+    fn related<A: Addr>(&self, f: &FlowCtx<'_, A>, e: &crate::packet::Embedded) -> Decision {
+        let (Some(esrc), Some(edst)) = (A::from_ip(e.src), A::from_ip(e.dst)) else {
+            return Decision::drop(DropReason::IcmpUnrelated, None);
+        };
+        if esrc != f.dst {
+            return Decision::drop(DropReason::IcmpUnrelated, None);
+        }
+        let (sport, dport) = match e.proto {
+            proto::ICMP | proto::ICMPV6 => (e.sport, e.sport),
+            _ => (e.sport, e.dport),
+        };
+        let (key, _) = Key::new(e.proto, esrc, sport, edst, dport);
+        match f.table.peek(&key, f.now.tick()) {
+            Some(conn) if !conn.has(flags::REVOKED) => {
+                bump(&self.counters.related);
+                Decision::accept(Some(conn.state()))
+            }
+            _ => Decision::drop(DropReason::IcmpUnrelated, None),
+        }
+    }
+
+    /// Refreshes an entry after a valid packet.
+    fn learned(&self, conn: &mut Conn, dir: Dir, now: Tick, timeout: u32) {
+        if dir == Dir::Reply {
+            conn.flags |= flags::SEEN_REPLY;
+        }
+        conn.expires = now.after_secs(timeout);
+    }
+
+    /// Inserts a new entry, making room when the table is full.
+    fn insert<A: Addr>(
+        &self,
+        table: &Table<A>,
+        key: Key<A>,
+        src: A,
+        conn: Conn,
+    ) -> Result<(), DropReason> {
+        let limits = &self.config.limits;
+        if self.counts.entries() >= limits.max_entries {
+            let evicted = self.v4.early_drop(limits.early_drop_scan, &self.counts)
+                || self.v6.early_drop(limits.early_drop_scan, &self.counts);
+            if !evicted {
+                return Err(DropReason::TableFull);
+            }
+            bump(&self.counters.early_drops);
+        }
+        table
+            .insert(key, src, conn, limits.per_source_limit(), &self.counts)
+            .map_err(|e| match e {
+                InsertError::TableFull => DropReason::TableFull,
+                InsertError::SourceLimit => DropReason::SourceLimit,
+            })
+    }
+
+    /// Removes expired entries. Returns how many.
+    pub fn sweep(&self, now: Timestamp) -> usize {
+        let tick = now.tick();
+        let n = self.v4.sweep(tick, &self.counts, |_, _| {})
+            + self.v6.sweep(tick, &self.counts, |_, _| {});
+        self.counters
+            .expired
+            .fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
+
+    /// Number of tracked entries.
+    pub fn entries(&self) -> usize {
+        self.counts.entries()
+    }
+
+    /// Counter snapshot.
+    pub fn stats(&self) -> Stats {
+        let c = &self.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let drops: Vec<(String, u64)> = DropReason::ALL
+            .iter()
+            .map(|r| (r.name().to_string(), load(&c.drops[*r as usize])))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        Stats {
+            packets: load(&c.packets),
+            accepted: load(&c.accepted),
+            dropped: drops.iter().map(|(_, n)| n).sum(),
+            ignored: load(&c.ignored),
+            new_connections: load(&c.new_conns),
+            related: load(&c.related),
+            fragments: load(&c.fragments),
+            expired: load(&c.expired),
+            early_drops: load(&c.early_drops),
+            entries: self.counts.entries() as u64,
+            drops,
+        }
+    }
+
+    /// Drops counted for one reason.
+    pub fn drop_count(&self, reason: DropReason) -> u64 {
+        self.counters.drops[reason as usize].load(Ordering::Relaxed)
+    }
+
+    /// Live connections per state.
+    pub fn state_counts(&self, now: Timestamp) -> StateCounts {
+        let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+        let tick = now.tick();
+        let mut add = |c: &Conn| *counts.entry(c.state().to_string()).or_default() += 1;
+        self.v4.for_each(tick, |_, c| add(c));
+        self.v6.for_each(tick, |_, c| add(c));
+        counts.into_iter().collect()
+    }
+
+    /// Lists live connections matching `filter`.
+    pub fn connections(&self, now: Timestamp, filter: impl Fn(&ConnInfo) -> bool) -> Vec<ConnInfo> {
+        let tick = now.tick();
+        let mut out = Vec::new();
+        self.v4.for_each(tick, |k, c| push_info(&mut out, k, c, tick, &filter));
+        self.v6.for_each(tick, |k, c| push_info(&mut out, k, c, tick, &filter));
+        out
+    }
+}
+
+fn push_info<A: Addr>(
+    out: &mut Vec<ConnInfo>,
+    key: &Key<A>,
+    conn: &Conn,
+    now: Tick,
+    filter: &impl Fn(&ConnInfo) -> bool,
+) {
+    let ((src, sport), (dst, dport)) = key.endpoints(conn.has(flags::ORIG_IS_LO));
+    let info = ConnInfo {
+        proto: proto_name(key.proto),
+        src,
+        dst,
+        sport,
+        dport,
+        state: conn.state().to_string(),
+        expires_in: conn.expires.secs_from(now),
+        assured: conn.has(flags::ASSURED),
+    };
+    if filter(&info) {
+        out.push(info);
+    }
+}
+
+/// Name of an IP protocol number.
+pub fn proto_name(p: u8) -> String {
+    match p {
+        proto::TCP => "tcp".into(),
+        proto::UDP => "udp".into(),
+        proto::ICMP => "icmp".into(),
+        proto::ICMPV6 => "icmpv6".into(),
+        47 => "gre".into(),
+        50 => "esp".into(),
+        132 => "sctp".into(),
+        n => n.to_string(),
+    }
+}
+
+/// Formats a TCP flag byte like tcpdump.
+pub fn flags_text(f: u8) -> String {
+    TcpFlags(f).to_string()
+}
+
+/// The per-packet context passed down the protocol handlers.
+struct FlowCtx<'a, A: Addr> {
+    table: &'a Table<A>,
+    src: A,
+    dst: A,
+    pkt: &'a Packet<'a>,
+    meta: &'a PacketMeta<'a>,
+    now: Timestamp,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,786 @@
-//! (in progress)
+//! Packet decoding: one IP packet, as NFQUEUE delivers it, into a borrowed view.
+//!
+//! The buffer starts at the IP header and may hold only the first bytes of the packet (NFQUEUE
+//! copy range): lengths come from the IP header, or from the original length the caller passes
+//! in [`PacketMeta::wire_len`], never from the buffer length. GSO super-packets larger than the
+//! MTU are therefore handled like any other packet.
+//!
+//! IPv4 options and IPv6 extension headers are skipped by `etherparse`. TCP, UDP, ICMP and
+//! ICMPv6 headers are decoded here, including the embedded header of ICMP errors.
+//!
+//! **Fragments.** A non-first fragment carries no transport header, so it is decoded as
+//! [`Transport::Fragment`] and never mis-parsed as TCP or UDP. The engine passes such fragments
+//! without tracking them (the first fragment, which carries the ports, is what the state machine
+//! judges, and a receiver cannot reassemble a datagram without it); a first fragment too short to
+//! hold its transport header, or a TCP fragment at offset 8 bytes that could overwrite the
+//! flags (RFC 1858), is malformed. On a gateway where kernel conntrack is loaded, the kernel
+//! reassembles fragments before the FORWARD hook and statewall never sees them.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use etherparse::{LaxIpSlice, LenSource};
+use thiserror::Error;
+
+/// IP protocol numbers statewall knows by name.
+pub mod proto {
+    /// ICMP for IPv4.
+    pub const ICMP: u8 = 1;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// ICMP for IPv6.
+    pub const ICMPV6: u8 = 58;
+}
+
+/// What the I/O layer knows about a packet besides its bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PacketMeta<'a> {
+    /// Length of the whole packet on the wire when the buffer holds only its first bytes
+    /// (NFQUEUE original length). `None`: trust the IP header.
+    pub wire_len: Option<usize>,
+    /// Input interface name, when known.
+    pub in_iface: Option<&'a str>,
+    /// Output interface name, when known.
+    pub out_iface: Option<&'a str>,
+}
+
+/// Why a packet could not be decoded. Each variant maps to a drop reason.
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Empty buffer, unknown IP version or a broken IP header.
+    #[error("malformed IP header")]
+    Ip,
+    /// A TCP header that is truncated or has a data offset below 5.
+    #[error("malformed TCP header")]
+    Tcp,
+    /// A truncated UDP header or a UDP length shorter than its header.
+    #[error("malformed UDP header")]
+    Udp,
+    /// A truncated ICMP header, or an ICMP error whose quoted packet cannot be decoded.
+    #[error("malformed ICMP message")]
+    Icmp,
+    /// A first fragment too short for its transport header, or a TCP fragment at offset 8
+    /// (RFC 1858 overlapping-fragment attack).
+    #[error("malformed fragment")]
+    Fragment,
+}
+
+/// IP version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+/// TCP flags, the raw flag byte of the header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    /// FIN.
+    pub const FIN: u8 = 0x01;
+    /// SYN.
+    pub const SYN: u8 = 0x02;
+    /// RST.
+    pub const RST: u8 = 0x04;
+    /// PSH.
+    pub const PSH: u8 = 0x08;
+    /// ACK.
+    pub const ACK: u8 = 0x10;
+    /// URG.
+    pub const URG: u8 = 0x20;
+    /// ECE.
+    pub const ECE: u8 = 0x40;
+    /// CWR.
+    pub const CWR: u8 = 0x80;
+
+    /// Whether every flag of `mask` is set.
+    pub fn has(self, mask: u8) -> bool {
+        self.0 & mask == mask
+    }
+    /// FIN set.
+    pub fn fin(self) -> bool {
+        self.has(Self::FIN)
+    }
+    /// SYN set.
+    pub fn syn(self) -> bool {
+        self.has(Self::SYN)
+    }
+    /// RST set.
+    pub fn rst(self) -> bool {
+        self.has(Self::RST)
+    }
+    /// ACK set.
+    pub fn ack(self) -> bool {
+        self.has(Self::ACK)
+    }
+}
+
+impl std::fmt::Display for TcpFlags {
+    /// tcpdump style: `S`, `S.`, `F.`, `R`, `FPU`, `none`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const NAMES: [(u8, char); 8] = [
+            (TcpFlags::FIN, 'F'),
+            (TcpFlags::SYN, 'S'),
+            (TcpFlags::RST, 'R'),
+            (TcpFlags::PSH, 'P'),
+            (TcpFlags::URG, 'U'),
+            (TcpFlags::ECE, 'E'),
+            (TcpFlags::CWR, 'W'),
+            (TcpFlags::ACK, '.'),
+        ];
+        if self.0 == 0 {
+            return f.write_str("none");
+        }
+        for (bit, c) in NAMES {
+            if self.0 & bit != 0 {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The TCP options statewall uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpOptions {
+    /// Maximum segment size.
+    pub mss: Option<u16>,
+    /// Window scale shift (capped at 14, RFC 7323).
+    pub wscale: Option<u8>,
+    /// SACK permitted.
+    pub sack_permitted: bool,
+    /// Timestamps (value, echo reply).
+    pub timestamps: Option<(u32, u32)>,
+    /// Highest right edge of the SACK blocks, if any.
+    pub sack_right_edge: Option<u32>,
+}
+
+/// A decoded TCP header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpHeader {
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgment number.
+    pub ack: u32,
+    /// Flags.
+    pub flags: TcpFlags,
+    /// Raw (unscaled) window.
+    pub window: u16,
+    /// Payload length, from the IP header (or the wire length), not the buffer.
+    pub payload_len: u32,
+    /// Options.
+    pub options: TcpOptions,
+}
+
+/// What an ICMP or ICMPv6 message is, as far as tracking goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IcmpKind {
+    /// Echo request (ping).
+    EchoRequest {
+        /// Identifier.
+        id: u16,
+    },
+    /// Echo reply.
+    EchoReply {
+        /// Identifier.
+        id: u16,
+    },
+    /// An error quoting the header of the packet that caused it.
+    Error(Embedded),
+    /// Anything else (router/neighbor discovery, timestamps, ...).
+    Other,
+}
+
+/// The quoted header inside an ICMP error: the packet that caused the error, as sent by the
+/// host that receives the error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Embedded {
+    /// Source of the quoted packet.
+    pub src: IpAddr,
+    /// Destination of the quoted packet.
+    pub dst: IpAddr,
+    /// IP protocol of the quoted packet.
+    pub proto: u8,
+    /// Ports (TCP/UDP), or (echo id, 0) for a quoted echo request/reply, or 0.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// For a quoted ICMP echo: whether it was a request.
+    pub echo_request: bool,
+    /// For a quoted TCP segment: its sequence number.
+    pub tcp_seq: Option<u32>,
+}
+
+/// A decoded ICMP or ICMPv6 header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IcmpHeader {
+    /// Type.
+    pub icmp_type: u8,
+    /// Code.
+    pub code: u8,
+    /// Meaning.
+    pub kind: IcmpKind,
+}
+
+/// The transport part of a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP.
+    Tcp(TcpHeader),
+    /// UDP.
+    Udp {
+        /// Source port.
+        sport: u16,
+        /// Destination port.
+        dport: u16,
+    },
+    /// ICMP (v4) or ICMPv6.
+    Icmp(IcmpHeader),
+    /// A non-first fragment: no transport header.
+    Fragment,
+    /// Any other IP protocol (GRE, ESP, SCTP, IGMP, ...), tracked per address pair.
+    Other,
+}
+
+/// A decoded IP packet, borrowing the buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Packet<'a> {
+    /// IP version.
+    pub family: Family,
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// IP protocol number of the transport (after IPv6 extension headers).
+    pub proto: u8,
+    /// TTL / hop limit.
+    pub ttl: u8,
+    /// Length of the whole IP packet on the wire.
+    pub len: usize,
+    /// Transport header.
+    pub transport: Transport,
+    /// The captured bytes (maybe only the first bytes of the packet).
+    pub bytes: &'a [u8],
+}
+
+impl<'a> Packet<'a> {
+    /// Decodes the IP packet in `bytes`.
+    pub fn decode(bytes: &'a [u8], meta: &PacketMeta<'_>) -> Result<Packet<'a>, DecodeError> {
+        let ip = match LaxIpSlice::from_slice(bytes) {
+            Ok((ip, None)) => ip,
+            // A broken IPv6 extension header chain.
+            Ok((_, Some(_))) | Err(_) => return Err(DecodeError::Ip),
+        };
+        let payload = ip.payload();
+        let (family, ttl, header_len, declared_len, frag_offset) = match &ip {
+            LaxIpSlice::Ipv4(v4) => {
+                let h = v4.header();
+                let header_len = usize::from(h.ihl()) * 4;
+                (
+                    Family::V4,
+                    h.ttl(),
+                    header_len,
+                    usize::from(h.total_len()),
+                    h.fragments_offset().value(),
+                )
+            }
+            LaxIpSlice::Ipv6(v6) => {
+                let h = v6.header();
+                let ext_len = v6.extensions().slice().len();
+                let frag_offset = fragment_offset_v6(v6.extensions().slice(), h.next_header().0);
+                (
+                    Family::V6,
+                    h.hop_limit(),
+                    40 + ext_len,
+                    40 + usize::from(h.payload_length()),
+                    frag_offset.unwrap_or(0),
+                )
+            }
+        };
+        // Length of the packet on the wire: the caller's figure wins (GSO super-packets and
+        // jumbograms have a zero length field), then the header's, then the buffer's.
+        let len = match meta.wire_len {
+            Some(n) if n >= header_len => n,
+            _ if declared_len > header_len || payload.len_source != LenSource::Slice => {
+                declared_len.max(header_len)
+            }
+            _ => bytes.len(),
+        };
+        let l4_len = len.saturating_sub(header_len);
+        let proto = payload.ip_number.0;
+        let data = payload.payload;
+        let transport = if payload.fragmented && frag_offset > 0 {
+            // RFC 1858: a TCP fragment at offset 8 bytes can rewrite the flags of the first.
+            if proto == proto::TCP && frag_offset == 1 {
+                return Err(DecodeError::Fragment);
+            }
+            Transport::Fragment
+        } else {
+            let t = decode_transport(family, proto, data, l4_len);
+            match t {
+                Err(_) if payload.fragmented => return Err(DecodeError::Fragment),
+                other => other?,
+            }
+        };
+        Ok(Packet {
+            family,
+            src: ip.source_addr(),
+            dst: ip.destination_addr(),
+            proto,
+            ttl,
+            len,
+            transport,
+            bytes,
+        })
+    }
+
+    /// The TCP header, if this is TCP.
+    pub fn tcp(&self) -> Option<&TcpHeader> {
+        match &self.transport {
+            Transport::Tcp(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Source and destination ports (0 when the protocol has none).
+    pub fn ports(&self) -> (u16, u16) {
+        match self.transport {
+            Transport::Tcp(t) => (t.sport, t.dport),
+            Transport::Udp { sport, dport } => (sport, dport),
+            _ => (0, 0),
+        }
+    }
+}
+
+/// Offset (in 8-byte units) from an IPv6 fragment header among the extension headers, if any.
+fn fragment_offset_v6(exts: &[u8], first: u8) -> Option<u16> {
+    let mut next = first;
+    let mut rest = exts;
+    while !rest.is_empty() {
+        match next {
+            44 => {
+                let b = rest.get(2..4)?;
+                return Some(u16::from_be_bytes([b[0], b[1]]) >> 3);
+            }
+            51 => {
+                // Authentication header: length in 4-byte units, minus 2.
+                let len = (usize::from(*rest.get(1)?) + 2) * 4;
+                next = *rest.first()?;
+                rest = rest.get(len..)?;
+            }
+            _ => {
+                let len = (usize::from(*rest.get(1)?) + 1) * 8;
+                next = *rest.first()?;
+                rest = rest.get(len..)?;
+            }
+        }
+    }
+    None
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes([
+        *b.get(at)?,
+        *b.get(at + 1)?,
+        *b.get(at + 2)?,
+        *b.get(at + 3)?,
+    ]))
+}
+
+fn decode_transport(
+    family: Family,
+    proto: u8,
+    data: &[u8],
+    l4_len: usize,
+) -> Result<Transport, DecodeError> {
+    match proto {
+        proto::TCP => decode_tcp(data, l4_len).map(Transport::Tcp),
+        proto::UDP => {
+            let (Some(sport), Some(dport), Some(ulen)) =
+                (be16(data, 0), be16(data, 2), be16(data, 4))
+            else {
+                return Err(DecodeError::Udp);
+            };
+            // A UDP length shorter than the header is malformed; 0 is allowed for jumbograms.
+            if ulen != 0 && ulen < 8 || l4_len < 8 {
+                return Err(DecodeError::Udp);
+            }
+            Ok(Transport::Udp { sport, dport })
+        }
+        proto::ICMP if family == Family::V4 => decode_icmp(Family::V4, data).map(Transport::Icmp),
+        proto::ICMPV6 if family == Family::V6 => {
+            decode_icmp(Family::V6, data).map(Transport::Icmp)
+        }
+        _ => Ok(Transport::Other),
+    }
+}
+
+fn decode_tcp(data: &[u8], l4_len: usize) -> Result<TcpHeader, DecodeError> {
+    let err = DecodeError::Tcp;
+    let doff = usize::from(data.get(12).ok_or(err)? >> 4) * 4;
+    if doff < 20 || data.len() < doff || l4_len < doff {
+        return Err(err);
+    }
+    let options = parse_tcp_options(data.get(20..doff).ok_or(err)?);
+    Ok(TcpHeader {
+        sport: be16(data, 0).ok_or(err)?,
+        dport: be16(data, 2).ok_or(err)?,
+        seq: be32(data, 4).ok_or(err)?,
+        ack: be32(data, 8).ok_or(err)?,
+        flags: TcpFlags(*data.get(13).ok_or(err)?),
+        window: be16(data, 14).ok_or(err)?,
+        payload_len: u32::try_from(l4_len - doff).unwrap_or(u32::MAX),
+        options,
+    })
+}
+
+/// Parses TCP options leniently, like Linux: a broken option ends parsing, never the packet.
+pub fn parse_tcp_options(mut opts: &[u8]) -> TcpOptions {
+    let mut out = TcpOptions::default();
+    // Fast path: NOP NOP TIMESTAMP, the option block of nearly every data segment.
+    if opts.len() == 12 && opts[..4] == [1, 1, 8, 10] {
+        out.timestamps = be32(opts, 4).zip(be32(opts, 8));
+        return out;
+    }
+    while let Some((&kind, rest)) = opts.split_first() {
+        match kind {
+            0 => break,
+            1 => {
+                opts = rest;
+                continue;
+            }
+            _ => {}
+        }
+        let Some(&len) = rest.first() else { break };
+        let len = usize::from(len);
+        if len < 2 || len > opts.len() {
+            break;
+        }
+        let body = &opts[2..len];
+        match (kind, len) {
+            (2, 4) => out.mss = be16(body, 0),
+            (3, 3) => out.wscale = Some(body[0].min(14)),
+            (4, 2) => out.sack_permitted = true,
+            (5, _) if (len - 2) % 8 == 0 => {
+                for block in body.chunks_exact(8) {
+                    if let Some(right) = be32(block, 4) {
+                        let newer = out.sack_right_edge.is_none_or(|r| seq_after(right, r));
+                        if newer {
+                            out.sack_right_edge = Some(right);
+                        }
+                    }
+                }
+            }
+            (8, 10) => out.timestamps = be32(body, 0).zip(be32(body, 4)),
+            _ => {}
+        }
+        opts = &opts[len..];
+    }
+    out
+}
+
+/// `a` is after `b` in sequence space (RFC 1982 serial arithmetic).
+fn seq_after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+fn decode_icmp(family: Family, data: &[u8]) -> Result<IcmpHeader, DecodeError> {
+    let err = DecodeError::Icmp;
+    if data.len() < 8 {
+        return Err(err);
+    }
+    let (icmp_type, code) = (data[0], data[1]);
+    let id = be16(data, 4).ok_or(err)?;
+    let kind = match (family, icmp_type) {
+        (Family::V4, 8) | (Family::V6, 128) => IcmpKind::EchoRequest { id },
+        (Family::V4, 0) | (Family::V6, 129) => IcmpKind::EchoReply { id },
+        // v4: unreachable, source quench, redirect, time exceeded, parameter problem.
+        (Family::V4, 3 | 4 | 5 | 11 | 12) | (Family::V6, 1..=4) => {
+            IcmpKind::Error(decode_embedded(family, &data[8..]).ok_or(err)?)
+        }
+        _ => IcmpKind::Other,
+    };
+    Ok(IcmpHeader {
+        icmp_type,
+        code,
+        kind,
+    })
+}
+
+/// Decodes the packet quoted by an ICMP error: its IP header and the first 8 bytes of its
+/// transport header (all that RFC 792 guarantees).
+fn decode_embedded(family: Family, quoted: &[u8]) -> Option<Embedded> {
+    let (src, dst, proto, l4) = match family {
+        Family::V4 => {
+            if quoted.first()? >> 4 != 4 {
+                return None;
+            }
+            let ihl = usize::from(quoted[0] & 0x0f) * 4;
+            if ihl < 20 {
+                return None;
+            }
+            let src: [u8; 4] = quoted.get(12..16)?.try_into().ok()?;
+            let dst: [u8; 4] = quoted.get(16..20)?.try_into().ok()?;
+            (
+                IpAddr::V4(Ipv4Addr::from(src)),
+                IpAddr::V4(Ipv4Addr::from(dst)),
+                *quoted.get(9)?,
+                quoted.get(ihl..)?,
+            )
+        }
+        Family::V6 => {
+            if quoted.first()? >> 4 != 6 {
+                return None;
+            }
+            let src: [u8; 16] = quoted.get(8..24)?.try_into().ok()?;
+            let dst: [u8; 16] = quoted.get(24..40)?.try_into().ok()?;
+            let (proto, l4) = skip_v6_extensions(*quoted.get(6)?, quoted.get(40..)?)?;
+            (
+                IpAddr::V6(Ipv6Addr::from(src)),
+                IpAddr::V6(Ipv6Addr::from(dst)),
+                proto,
+                l4,
+            )
+        }
+    };
+    let (mut sport, mut dport, mut echo_request, mut tcp_seq) = (0, 0, false, None);
+    match proto {
+        proto::TCP | proto::UDP => {
+            sport = be16(l4, 0)?;
+            dport = be16(l4, 2)?;
+            if proto == proto::TCP {
+                tcp_seq = be32(l4, 4);
+            }
+        }
+        proto::ICMP | proto::ICMPV6 => {
+            let t = *l4.first()?;
+            echo_request = matches!(t, 8 | 128);
+            if matches!(t, 8 | 0 | 128 | 129) {
+                sport = be16(l4, 4)?;
+            }
+        }
+        _ => {}
+    }
+    Some(Embedded {
+        src,
+        dst,
+        proto,
+        sport,
+        dport,
+        echo_request,
+        tcp_seq,
+    })
+}
+
+/// Skips IPv6 extension headers in a quoted packet; returns the transport protocol and bytes.
+fn skip_v6_extensions(mut next: u8, mut rest: &[u8]) -> Option<(u8, &[u8])> {
+    for _ in 0..8 {
+        let len = match next {
+            0 | 43 | 60 => (usize::from(*rest.get(1)?) + 1) * 8,
+            44 => 8,
+            51 => (usize::from(*rest.get(1)?) + 2) * 4,
+            _ => return Some((next, rest)),
+        };
+        next = *rest.first()?;
+        rest = rest.get(len..)?;
+    }
+    None
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    pub(crate) fn v4_tcp(flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+        let mut b = PacketBuilder::ipv4([198, 51, 100, 2], [203, 0, 113, 2], 64)
+            .tcp(40000, 80, seq, 64240);
+        if flags & TcpFlags::SYN != 0 {
+            b = b.syn();
+        }
+        if flags & TcpFlags::ACK != 0 {
+            b = b.ack(ack);
+        }
+        if flags & TcpFlags::FIN != 0 {
+            b = b.fin();
+        }
+        if flags & TcpFlags::RST != 0 {
+            b = b.rst();
+        }
+        let mut out = Vec::new();
+        b.write(&mut out, payload).expect("vec write");
+        out
+    }
+
+    #[test]
+    fn decodes_tcp_from_header_only_buffer() {
+        let full = v4_tcp(TcpFlags::ACK, 1000, 2000, &[0u8; 1400]);
+        let truncated = &full[..60];
+        let p = Packet::decode(truncated, &PacketMeta::default()).expect("decodes");
+        let t = p.tcp().expect("tcp");
+        assert_eq!(t.payload_len, 1400);
+        assert_eq!((t.seq, t.ack), (1000, 2000));
+        assert_eq!(p.len, 1440);
+        assert_eq!(p.ports(), (40000, 80));
+    }
+
+    #[test]
+    fn wire_len_wins_for_gso_super_packets() {
+        let mut full = v4_tcp(TcpFlags::ACK, 1, 1, &[0u8; 100]);
+        // A TSO packet of 64000 bytes whose length field the kernel left at 0 (BIG TCP).
+        full[2] = 0;
+        full[3] = 0;
+        let meta = PacketMeta {
+            wire_len: Some(64_000),
+            ..Default::default()
+        };
+        let p = Packet::decode(&full[..60], &meta).expect("decodes");
+        assert_eq!(p.tcp().map(|t| t.payload_len), Some(64_000 - 40));
+    }
+
+    #[test]
+    fn tcp_with_bad_data_offset_is_malformed() {
+        let mut pkt = v4_tcp(TcpFlags::ACK, 1, 1, &[]);
+        pkt[20 + 12] = 0x40; // data offset 4 words < 5
+        assert_eq!(
+            Packet::decode(&pkt, &PacketMeta::default()).unwrap_err(),
+            DecodeError::Tcp
+        );
+    }
+
+    #[test]
+    fn truncated_tcp_header_is_malformed() {
+        let pkt = v4_tcp(TcpFlags::SYN, 1, 0, &[]);
+        assert_eq!(
+            Packet::decode(&pkt[..30], &PacketMeta::default()).unwrap_err(),
+            DecodeError::Tcp
+        );
+    }
+
+    #[test]
+    fn garbage_is_malformed_ip() {
+        assert_eq!(
+            Packet::decode(&[], &PacketMeta::default()).unwrap_err(),
+            DecodeError::Ip
+        );
+        assert_eq!(
+            Packet::decode(&[0x70; 40], &PacketMeta::default()).unwrap_err(),
+            DecodeError::Ip
+        );
+    }
+
+    #[test]
+    fn options_are_parsed() {
+        let opts = [
+            2, 4, 0x05, 0xb4, // mss 1460
+            4, 2, // sack permitted
+            8, 10, 0, 0, 0, 1, 0, 0, 0, 2, // timestamps
+            1, // nop
+            3, 3, 20, // wscale 20 -> capped 14
+        ];
+        let o = parse_tcp_options(&opts);
+        assert_eq!(o.mss, Some(1460));
+        assert!(o.sack_permitted);
+        assert_eq!(o.timestamps, Some((1, 2)));
+        assert_eq!(o.wscale, Some(14));
+        // Broken length stops parsing without error.
+        assert_eq!(parse_tcp_options(&[3, 9, 1]), TcpOptions::default());
+    }
+
+    #[test]
+    fn sack_right_edge_is_the_highest() {
+        let opts = [5, 18, 0, 0, 0, 1, 0, 0, 0, 9, 0, 0, 0, 10, 0, 0, 0, 20];
+        assert_eq!(parse_tcp_options(&opts).sack_right_edge, Some(20));
+    }
+
+    #[test]
+    fn non_first_fragment_is_not_parsed_as_tcp() {
+        let mut pkt = v4_tcp(TcpFlags::SYN, 1, 0, &[0u8; 40]);
+        // More fragments clear, offset 16 bytes (2 units); checksum irrelevant for decode.
+        pkt[6] = 0;
+        pkt[7] = 2;
+        let p = Packet::decode(&pkt, &PacketMeta::default()).expect("decodes");
+        assert_eq!(p.transport, Transport::Fragment);
+        pkt[7] = 1;
+        assert_eq!(
+            Packet::decode(&pkt, &PacketMeta::default()).unwrap_err(),
+            DecodeError::Fragment
+        );
+    }
+
+    #[test]
+    fn icmp_error_embeds_the_offending_header() {
+        // A UDP datagram from the client, then the server's port unreachable quoting it.
+        let mut udp = Vec::new();
+        PacketBuilder::ipv4([198, 51, 100, 2], [203, 0, 113, 2], 64)
+            .udp(5353, 9999)
+            .write(&mut udp, b"hello")
+            .expect("write");
+        let mut icmp = Vec::new();
+        PacketBuilder::ipv4([203, 0, 113, 2], [198, 51, 100, 2], 64)
+            .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::Port,
+            ))
+            .write(&mut icmp, &udp)
+            .expect("write");
+        let p = Packet::decode(&icmp, &PacketMeta::default()).expect("decodes");
+        let Transport::Icmp(h) = p.transport else {
+            panic!("not icmp")
+        };
+        let IcmpKind::Error(e) = h.kind else {
+            panic!("not an error")
+        };
+        assert_eq!(e.proto, proto::UDP);
+        assert_eq!((e.sport, e.dport), (5353, 9999));
+        assert_eq!(e.src, IpAddr::from([198, 51, 100, 2]));
+    }
+
+    #[test]
+    fn ipv6_with_extension_header() {
+        let mut pkt = Vec::new();
+        PacketBuilder::ipv6(
+            [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            [0x20, 0x01, 0x0d, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            64,
+        )
+        .tcp(1234, 443, 7, 1000)
+        .syn()
+        .write(&mut pkt, &[])
+        .expect("write");
+        // Insert a hop-by-hop header (8 bytes, PadN) in front of TCP.
+        let mut with_ext = pkt[..40].to_vec();
+        with_ext[6] = 0; // next header: hop-by-hop
+        let plen = u16::from_be_bytes([pkt[4], pkt[5]]) + 8;
+        with_ext[4..6].copy_from_slice(&plen.to_be_bytes());
+        with_ext.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
+        with_ext.extend_from_slice(&pkt[40..]);
+        let p = Packet::decode(&with_ext, &PacketMeta::default()).expect("decodes");
+        assert_eq!(p.family, Family::V6);
+        let t = p.tcp().expect("tcp");
+        assert!(t.flags.syn());
+        assert_eq!(t.dport, 443);
+        assert_eq!(t.payload_len, 0);
+    }
+
+    #[test]
+    fn flags_display_like_tcpdump() {
+        assert_eq!(TcpFlags(TcpFlags::SYN | TcpFlags::ACK).to_string(), "S.");
+        assert_eq!(
+            TcpFlags(TcpFlags::FIN | TcpFlags::PSH | TcpFlags::URG).to_string(),
+            "FPU"
+        );
+        assert_eq!(TcpFlags(0).to_string(), "none");
+    }
+}

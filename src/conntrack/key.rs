@@ -1,0 +1,117 @@
+//! Connection keys in canonical order.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// An address as stored in a key: 4 bytes for IPv4, 16 for IPv6.
+pub trait Addr: Copy + Eq + Ord + Hash + Debug + Send + Sync + 'static {
+    /// Converts from an [`IpAddr`] of the right family.
+    fn from_ip(ip: IpAddr) -> Option<Self>;
+    /// Converts back.
+    fn to_ip(self) -> IpAddr;
+}
+
+impl Addr for [u8; 4] {
+    fn from_ip(ip: IpAddr) -> Option<Self> {
+        match ip {
+            IpAddr::V4(a) => Some(a.octets()),
+            IpAddr::V6(_) => None,
+        }
+    }
+    fn to_ip(self) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(self))
+    }
+}
+
+impl Addr for [u8; 16] {
+    fn from_ip(ip: IpAddr) -> Option<Self> {
+        match ip {
+            IpAddr::V6(a) => Some(a.octets()),
+            IpAddr::V4(_) => None,
+        }
+    }
+    fn to_ip(self) -> IpAddr {
+        IpAddr::V6(Ipv6Addr::from(self))
+    }
+}
+
+/// A connection key: protocol and both endpoints, the lower (address, port) first.
+///
+/// For ICMP echo the "port" of both endpoints is the echo identifier; protocols without ports
+/// use 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key<A: Addr> {
+    /// Lower endpoint address.
+    pub lo: A,
+    /// Higher endpoint address.
+    pub hi: A,
+    /// Lower endpoint port.
+    pub lo_port: u16,
+    /// Higher endpoint port.
+    pub hi_port: u16,
+    /// IP protocol number.
+    pub proto: u8,
+}
+
+impl<A: Addr> Key<A> {
+    /// The key of a packet from `src:sport` to `dst:dport`, and whether the source is the low
+    /// endpoint.
+    pub fn new(proto: u8, src: A, sport: u16, dst: A, dport: u16) -> (Key<A>, bool) {
+        if (src, sport) <= (dst, dport) {
+            let key = Key {
+                lo: src,
+                hi: dst,
+                lo_port: sport,
+                hi_port: dport,
+                proto,
+            };
+            (key, true)
+        } else {
+            let key = Key {
+                lo: dst,
+                hi: src,
+                lo_port: dport,
+                hi_port: sport,
+                proto,
+            };
+            (key, false)
+        }
+    }
+
+    /// Source and destination endpoints of the direction where `lo_is_src`.
+    pub fn endpoints(&self, lo_is_src: bool) -> ((IpAddr, u16), (IpAddr, u16)) {
+        let lo = (self.lo.to_ip(), self.lo_port);
+        let hi = (self.hi.to_ip(), self.hi_port);
+        if lo_is_src {
+            (lo, hi)
+        } else {
+            (hi, lo)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_directions_share_a_key() {
+        let a = [198, 51, 100, 2];
+        let b = [203, 0, 113, 2];
+        let (k1, lo1) = Key::new(6, a, 40000, b, 80);
+        let (k2, lo2) = Key::new(6, b, 80, a, 40000);
+        assert_eq!(k1, k2);
+        assert!(lo1);
+        assert!(!lo2);
+        assert_eq!(k1.endpoints(true).0, (IpAddr::from(a), 40000));
+    }
+
+    #[test]
+    fn same_address_orders_by_port() {
+        let a = [203, 0, 113, 2];
+        let (k, lo) = Key::new(17, a, 9000, a, 53);
+        assert_eq!((k.lo_port, k.hi_port), (53, 9000));
+        assert!(!lo);
+    }
+}

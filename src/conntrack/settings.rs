@@ -1,0 +1,95 @@
+//! Timeouts and table limits (the `[conntrack]` configuration section).
+
+use serde::Deserialize;
+
+/// Per-state timeouts in seconds. Defaults are Linux's (`nf_conntrack_*_timeout_*`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// TCP SYN_SENT (and SYN_SENT2, simultaneous open).
+    pub syn_sent: u32,
+    /// TCP SYN_RECV.
+    pub syn_recv: u32,
+    /// TCP ESTABLISHED.
+    pub established: u32,
+    /// TCP FIN_WAIT.
+    pub fin_wait: u32,
+    /// TCP CLOSE_WAIT.
+    pub close_wait: u32,
+    /// TCP LAST_ACK.
+    pub last_ack: u32,
+    /// TCP TIME_WAIT.
+    pub time_wait: u32,
+    /// TCP CLOSE (after a RST).
+    pub close: u32,
+    /// Cap while a TCP direction has data not yet acknowledged.
+    pub unacknowledged: u32,
+    /// Cap for a TCP connection adopted mid-stream until the other direction is seen.
+    pub pickup: u32,
+    /// UDP flow seen in one direction only.
+    pub udp_unreplied: u32,
+    /// UDP flow seen in both directions.
+    pub udp_replied: u32,
+    /// ICMP echo.
+    pub icmp: u32,
+    /// Other protocols, one direction only.
+    pub generic_unreplied: u32,
+    /// Other protocols, both directions.
+    pub generic_replied: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            syn_sent: 120,
+            syn_recv: 60,
+            established: 432_000,
+            fin_wait: 120,
+            close_wait: 60,
+            last_ack: 30,
+            time_wait: 120,
+            close: 10,
+            unacknowledged: 300,
+            pickup: 60,
+            udp_unreplied: 30,
+            udp_replied: 120,
+            icmp: 30,
+            generic_unreplied: 60,
+            generic_replied: 600,
+        }
+    }
+}
+
+/// Table size limits.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Maximum number of tracked connections (IPv4 and IPv6 together).
+    pub max_entries: usize,
+    /// Maximum number of connections one source address may have open (TIME_WAIT and closed
+    /// connections do not count). `0`: a tenth of `max_entries`.
+    pub per_source: usize,
+    /// How many entries a full table examines to find the oldest not-established one to evict.
+    pub early_drop_scan: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_entries: 262_144,
+            per_source: 0,
+            early_drop_scan: 256,
+        }
+    }
+}
+
+impl Limits {
+    /// The effective per-source limit.
+    pub fn per_source_limit(&self) -> usize {
+        if self.per_source == 0 {
+            (self.max_entries / 10).max(1)
+        } else {
+            self.per_source
+        }
+    }
+}

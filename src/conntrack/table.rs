@@ -1,0 +1,318 @@
+//! The connection table of one address family: a sharded hash map (dashmap, keyed hasher), a
+//! per-source count of open connections, expiry and early drop.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dashmap::mapref::entry::Entry;
+use dashmap::mapref::one::RefMut;
+use dashmap::DashMap;
+
+use super::{flags, Addr, Conn, Key};
+use crate::time::Tick;
+
+/// Keyed hasher: random keys per process, so remote hosts cannot aim their flows at one bucket.
+type Hasher = ahash::RandomState;
+
+/// Why a new entry could not be inserted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertError {
+    /// The table is full and no entry could be evicted.
+    TableFull,
+    /// The source already has its maximum of open connections.
+    SourceLimit,
+}
+
+/// Entry counts shared by the IPv4 and IPv6 tables, so the limit applies to both together.
+#[derive(Debug, Default)]
+pub struct TableCounts {
+    entries: AtomicUsize,
+}
+
+impl TableCounts {
+    /// Number of entries in both tables.
+    pub fn entries(&self) -> usize {
+        self.entries.load(Ordering::Relaxed)
+    }
+}
+
+/// One family's connections.
+pub struct Table<A: Addr> {
+    map: DashMap<Key<A>, Conn, Hasher>,
+    /// Open connections per originating address (entries with [`flags::COUNTED`]).
+    per_source: DashMap<A, u32, Hasher>,
+}
+
+impl<A: Addr> Default for Table<A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<A: Addr> Table<A> {
+    /// An empty table.
+    pub fn new() -> Self {
+        Table {
+            map: DashMap::with_hasher(Hasher::new()),
+            per_source: DashMap::with_hasher(Hasher::new()),
+        }
+    }
+
+    /// The live (not expired) entry under `key`, locked for update. An expired entry found on
+    /// the way is removed.
+    pub fn get_live(
+        &self,
+        key: &Key<A>,
+        now: Tick,
+        counts: &TableCounts,
+    ) -> Option<RefMut<'_, Key<A>, Conn>> {
+        let entry = self.map.get_mut(key)?;
+        if entry.expires > now {
+            return Some(entry);
+        }
+        drop(entry);
+        self.remove_if(key, |c| c.expires <= now, counts);
+        None
+    }
+
+    /// Read-only copy of the live entry under `key`.
+    pub fn peek(&self, key: &Key<A>, now: Tick) -> Option<Conn> {
+        self.map
+            .get(key)
+            .map(|e| *e.value())
+            .filter(|c| c.expires > now)
+    }
+
+    /// Inserts a new connection opened by `originator`, enforcing the per-source limit. The
+    /// caller has made room in the table. Returns the entry already there if another worker
+    /// inserted the same key first.
+    pub fn insert(
+        &self,
+        key: Key<A>,
+        originator: A,
+        mut conn: Conn,
+        per_source_limit: usize,
+        counts: &TableCounts,
+    ) -> Result<(), InsertError> {
+        let counted = conn.should_count();
+        if counted && !self.count(originator, per_source_limit) {
+            return Err(InsertError::SourceLimit);
+        }
+        if counted {
+            conn.flags |= flags::COUNTED;
+        }
+        match self.map.entry(key) {
+            Entry::Occupied(mut old) => {
+                // Replacing (a reopened or expired tuple): release the old entry's count.
+                let prev = *old.get();
+                old.insert(conn);
+                self.release(&key, &prev);
+            }
+            Entry::Vacant(v) => {
+                v.insert(conn);
+                counts.entries.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the entry under `key` when `pred` holds; returns it.
+    pub fn remove_if(
+        &self,
+        key: &Key<A>,
+        pred: impl FnOnce(&Conn) -> bool,
+        counts: &TableCounts,
+    ) -> Option<Conn> {
+        let (_, conn) = self.map.remove_if(key, |_, c| pred(c))?;
+        counts.entries.fetch_sub(1, Ordering::Relaxed);
+        self.release(key, &conn);
+        Some(conn)
+    }
+
+    /// Keeps the per-source count in step with an entry whose state changed.
+    pub fn recount(&self, key: &Key<A>, conn: &mut Conn, per_source_limit: usize) {
+        let counted = conn.has(flags::COUNTED);
+        let should = conn.should_count();
+        let origin = originator(key, conn);
+        if counted && !should {
+            self.uncount(origin);
+            conn.flags &= !flags::COUNTED;
+        } else if !counted && should && self.count(origin, per_source_limit) {
+            conn.flags |= flags::COUNTED;
+        }
+    }
+
+    fn release(&self, key: &Key<A>, conn: &Conn) {
+        if conn.has(flags::COUNTED) {
+            self.uncount(originator(key, conn));
+        }
+    }
+
+    fn count(&self, src: A, limit: usize) -> bool {
+        let mut n = self.per_source.entry(src).or_insert(0);
+        if usize::try_from(*n).unwrap_or(usize::MAX) >= limit {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn uncount(&self, src: A) {
+        self.per_source.remove_if_mut(&src, |_, n| {
+            *n = n.saturating_sub(1);
+            *n == 0
+        });
+    }
+
+    /// Open connections counted against `src`.
+    pub fn source_count(&self, src: A) -> u32 {
+        self.per_source.get(&src).map_or(0, |n| *n)
+    }
+
+    /// Evicts the oldest not-established entry among the first `scan` entries examined.
+    /// Returns whether one was evicted.
+    pub fn early_drop(&self, scan: usize, counts: &TableCounts) -> bool {
+        let victim = self
+            .map
+            .iter()
+            .take(scan)
+            .filter(|e| e.value().early_droppable())
+            .min_by_key(|e| e.value().expires)
+            .map(|e| *e.key());
+        match victim {
+            Some(key) => self
+                .remove_if(&key, Conn::early_droppable, counts)
+                .is_some(),
+            None => false,
+        }
+    }
+
+    /// Removes every entry expired at `now`, calling `on_expire` for each. Locks one shard at a
+    /// time.
+    pub fn sweep(
+        &self,
+        now: Tick,
+        counts: &TableCounts,
+        mut on_expire: impl FnMut(&Key<A>, &Conn),
+    ) -> usize {
+        let mut expired = 0;
+        self.map.retain(|key, conn| {
+            if conn.expires > now {
+                return true;
+            }
+            expired += 1;
+            on_expire(key, conn);
+            // `per_source` is a different map: no lock order issue.
+            self.release(key, conn);
+            false
+        });
+        counts.entries.fetch_sub(expired, Ordering::Relaxed);
+        expired
+    }
+
+    /// Visits every live entry.
+    pub fn for_each(&self, now: Tick, mut f: impl FnMut(&Key<A>, &Conn)) {
+        for e in self.map.iter() {
+            if e.value().expires > now {
+                f(e.key(), e.value());
+            }
+        }
+    }
+
+    /// Applies `f` to every live entry, allowing changes (used by a rule recheck on reload).
+    pub fn for_each_mut(&self, now: Tick, mut f: impl FnMut(&Key<A>, &mut Conn)) {
+        for mut e in self.map.iter_mut() {
+            if e.value().expires > now {
+                let (k, v) = e.pair_mut();
+                f(k, v);
+            }
+        }
+    }
+
+    /// Number of entries, live or not yet swept.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// The address of the endpoint that opened `conn`.
+fn originator<A: Addr>(key: &Key<A>, conn: &Conn) -> A {
+    if conn.has(flags::ORIG_IS_LO) {
+        key.lo
+    } else {
+        key.hi
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conntrack::ProtoState;
+
+    fn conn(expires: u32, f: u8) -> Conn {
+        Conn {
+            expires: Tick(expires),
+            flags: f | flags::ORIG_IS_LO,
+            proto: ProtoState::Datagram,
+        }
+    }
+
+    fn key(n: u8) -> Key<[u8; 4]> {
+        Key::new(17, [198, 51, 100, n], 1000, [203, 0, 113, 2], 53).0
+    }
+
+    #[test]
+    fn per_source_limit_and_release() {
+        let t = Table::new();
+        let c = TableCounts::default();
+        let src = [198, 51, 100, 9];
+        for port in 0..3 {
+            let k = Key::new(17, src, port, [203, 0, 113, 2], 53).0;
+            t.insert(k, src, conn(100, 0), 3, &c).expect("room");
+        }
+        let k4 = Key::new(17, src, 9, [203, 0, 113, 2], 53).0;
+        assert_eq!(t.insert(k4, src, conn(100, 0), 3, &c), Err(InsertError::SourceLimit));
+        assert_eq!(t.source_count(src), 3);
+        let k0 = Key::new(17, src, 0, [203, 0, 113, 2], 53).0;
+        t.remove_if(&k0, |_| true, &c).expect("present");
+        assert_eq!(t.source_count(src), 2);
+        assert_eq!(c.entries(), 2);
+    }
+
+    #[test]
+    fn expired_entries_are_invisible_and_swept() {
+        let t = Table::new();
+        let c = TableCounts::default();
+        t.insert(key(1), [198, 51, 100, 1], conn(10, 0), 10, &c)
+            .expect("room");
+        t.insert(key(2), [198, 51, 100, 2], conn(50, 0), 10, &c)
+            .expect("room");
+        assert!(t.get_live(&key(1), Tick(5), &c).is_some());
+        assert!(t.peek(&key(1), Tick(10)).is_none());
+        let mut seen = Vec::new();
+        let n = t.sweep(Tick(20), &c, |k, _| seen.push(*k));
+        assert_eq!((n, seen), (1, vec![key(1)]));
+        assert_eq!(c.entries(), 1);
+    }
+
+    #[test]
+    fn early_drop_takes_the_oldest_unassured() {
+        let t = Table::new();
+        let c = TableCounts::default();
+        t.insert(key(1), [198, 51, 100, 1], conn(10, flags::ASSURED), 10, &c)
+            .expect("room");
+        t.insert(key(2), [198, 51, 100, 2], conn(30, 0), 10, &c)
+            .expect("room");
+        t.insert(key(3), [198, 51, 100, 3], conn(20, 0), 10, &c)
+            .expect("room");
+        assert!(t.early_drop(64, &c));
+        assert!(t.peek(&key(3), Tick(0)).is_none());
+        assert!(t.peek(&key(1), Tick(0)).is_some());
+        assert!(t.early_drop(64, &c));
+        assert!(!t.early_drop(64, &c), "assured entries are never evicted");
+    }
+}
