@@ -18,7 +18,7 @@ use crate::conntrack::{
     TcpConn, TcpState, Timeouts,
 };
 use crate::packet::{
-    proto, DecodeError, IcmpKind, Packet, PacketMeta, TcpHeader, TcpFlags, Transport,
+    proto, DecodeError, IcmpKind, Packet, PacketMeta, TcpFlags, TcpHeader, Transport,
 };
 use crate::rules::{Policy, Query, RuleAction, RuleInfo};
 use crate::time::{Tick, Timestamp};
@@ -434,7 +434,13 @@ impl Engine {
             Transport::Tcp(tcp) => self.tcp(&flow, tcp),
             Transport::Udp { sport, dport } => {
                 let t = &self.config.timeouts;
-                self.datagram(&flow, *sport, *dport, true, (t.udp_unreplied, t.udp_replied))
+                self.datagram(
+                    &flow,
+                    *sport,
+                    *dport,
+                    true,
+                    (t.udp_unreplied, t.udp_replied),
+                )
             }
             Transport::Icmp(icmp) => {
                 let t = self.config.timeouts.icmp;
@@ -485,7 +491,9 @@ impl Engine {
                         conn.flags &= !flags::PICKUP;
                     }
                     if conn.has(flags::PICKUP) {
-                        conn.expires = conn.expires.min(now.after_secs(self.config.timeouts.pickup));
+                        conn.expires = conn
+                            .expires
+                            .min(now.after_secs(self.config.timeouts.pickup));
                     }
                     if old != new {
                         tracing::trace!(from = %old, to = %new, "tcp state");
@@ -568,7 +576,11 @@ impl Engine {
             Transport::Icmp(h) => Some((h.icmp_type, h.code)),
             _ => None,
         };
-        let (qs, qd) = if icmp.is_some() { (0, 0) } else { (sport, dport) };
+        let (qs, qd) = if icmp.is_some() {
+            (0, 0)
+        } else {
+            (sport, dport)
+        };
         self.open(f, key, from_lo, qs, qd, icmp, || ProtoState::Datagram)
     }
 
@@ -731,9 +743,7 @@ impl Engine {
         let tick = now.tick();
         let n = self.v4.sweep(tick, &self.counts, |_, _| {})
             + self.v6.sweep(tick, &self.counts, |_, _| {});
-        self.counters
-            .expired
-            .fetch_add(n as u64, Ordering::Relaxed);
+        self.counters.expired.fetch_add(n as u64, Ordering::Relaxed);
         n
     }
 
@@ -785,8 +795,10 @@ impl Engine {
     pub fn connections(&self, now: Timestamp, filter: impl Fn(&ConnInfo) -> bool) -> Vec<ConnInfo> {
         let tick = now.tick();
         let mut out = Vec::new();
-        self.v4.for_each(tick, |k, c| push_info(&mut out, k, c, tick, &filter));
-        self.v6.for_each(tick, |k, c| push_info(&mut out, k, c, tick, &filter));
+        self.v4
+            .for_each(tick, |k, c| push_info(&mut out, k, c, tick, &filter));
+        self.v6
+            .for_each(tick, |k, c| push_info(&mut out, k, c, tick, &filter));
         out
     }
 }

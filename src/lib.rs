@@ -15,9 +15,11 @@
 //! everything that does lives in [`io`] and the daemon wiring, and stays thin.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod conntrack;
 pub mod engine;
 pub mod packet;
+pub mod replay;
 pub mod respond;
 pub mod rules;
 pub mod scan;

@@ -420,9 +420,7 @@ fn decode_transport(
             Ok(Transport::Udp { sport, dport })
         }
         proto::ICMP if family == Family::V4 => decode_icmp(Family::V4, data).map(Transport::Icmp),
-        proto::ICMPV6 if family == Family::V6 => {
-            decode_icmp(Family::V6, data).map(Transport::Icmp)
-        }
+        proto::ICMPV6 if family == Family::V6 => decode_icmp(Family::V6, data).map(Transport::Icmp),
         _ => Ok(Transport::Other),
     }
 }
@@ -605,8 +603,8 @@ pub(crate) mod tests {
     use etherparse::PacketBuilder;
 
     pub(crate) fn v4_tcp(flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
-        let mut b = PacketBuilder::ipv4([198, 51, 100, 2], [203, 0, 113, 2], 64)
-            .tcp(40000, 80, seq, 64240);
+        let mut b =
+            PacketBuilder::ipv4([198, 51, 100, 2], [203, 0, 113, 2], 64).tcp(40000, 80, seq, 64240);
         if flags & TcpFlags::SYN != 0 {
             b = b.syn();
         }

@@ -50,8 +50,11 @@ impl Timestamp {
     }
 
     /// This timestamp moved `d` later (saturating).
-    pub fn add(self, d: Duration) -> Self {
-        Timestamp(self.0.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+    pub fn saturating_add(self, d: Duration) -> Self {
+        Timestamp(
+            self.0
+                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        )
     }
 
     /// Time from `earlier` to `self`, zero when `earlier` is later.
@@ -62,6 +65,13 @@ impl Timestamp {
     /// The coarse tick (tenths of a second) stored in table entries.
     pub(crate) fn tick(self) -> Tick {
         Tick(u32::try_from(self.0 / TICK_NANOS).unwrap_or(u32::MAX))
+    }
+}
+
+impl std::ops::Add<Duration> for Timestamp {
+    type Output = Timestamp;
+    fn add(self, d: Duration) -> Timestamp {
+        self.saturating_add(d)
     }
 }
 
@@ -105,7 +115,7 @@ mod tests {
     #[test]
     fn arithmetic_saturates() {
         let t = Timestamp::from_nanos(u64::MAX - 1);
-        assert_eq!(t.add(Duration::from_secs(5)).as_nanos(), u64::MAX);
+        assert_eq!((t + Duration::from_secs(5)).as_nanos(), u64::MAX);
         assert_eq!(Timestamp::ZERO.since(t), Duration::ZERO);
     }
 }

@@ -147,7 +147,11 @@ mod tests {
     fn entries_stay_small() {
         // The memory budget is 192 bytes per connection at 1 M entries, with the hash table
         // about half full: keep the IPv4 slot (key + entry) at 72 bytes.
-        assert!(std::mem::size_of::<Conn>() <= 56, "{}", std::mem::size_of::<Conn>());
+        assert!(
+            std::mem::size_of::<Conn>() <= 56,
+            "{}",
+            std::mem::size_of::<Conn>()
+        );
         assert!(std::mem::size_of::<(Key<[u8; 4]>, Conn)>() <= 72);
         assert!(std::mem::size_of::<(Key<[u8; 16]>, Conn)>() <= 96);
     }

@@ -275,7 +275,10 @@ mod tests {
             t.insert(k, src, conn(100, 0), 3, &c).expect("room");
         }
         let k4 = Key::new(17, src, 9, [203, 0, 113, 2], 53).0;
-        assert_eq!(t.insert(k4, src, conn(100, 0), 3, &c), Err(InsertError::SourceLimit));
+        assert_eq!(
+            t.insert(k4, src, conn(100, 0), 3, &c),
+            Err(InsertError::SourceLimit)
+        );
         assert_eq!(t.source_count(src), 3);
         let k0 = Key::new(17, src, 0, [203, 0, 113, 2], 53).0;
         t.remove_if(&k0, |_| true, &c).expect("present");

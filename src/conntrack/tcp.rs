@@ -376,7 +376,12 @@ impl TcpConn {
             maxwin,
             maxack: seg.ack,
             scale: 0,
-            flags: liberal | if seg.flags.ack() { pflag::MAXACK_SET } else { 0 },
+            flags: liberal
+                | if seg.flags.ack() {
+                    pflag::MAXACK_SET
+                } else {
+                    0
+                },
         };
         // Until the other side speaks, its end is what this segment acknowledges.
         let reply = Peer {
@@ -609,7 +614,10 @@ impl TcpConn {
         if !before(seq, sender.maxend.wrapping_add(1)) && !liberal {
             return Window::Invalid(DropReason::SeqAboveWindow);
         }
-        if !after(end, sender.end.wrapping_sub(receiver.maxwin).wrapping_sub(1)) {
+        if !after(
+            end,
+            sender.end.wrapping_sub(receiver.maxwin).wrapping_sub(1),
+        ) {
             // Already acknowledged data retransmitted.
             return Window::Ignore;
         }
@@ -617,7 +625,10 @@ impl TcpConn {
             return Window::Invalid(DropReason::AckUnsentData);
         }
         let max_ack_window = sender.maxwin.max(MAX_ACK_WINDOW);
-        if !after(sack, receiver.end.wrapping_sub(max_ack_window).wrapping_sub(1)) {
+        if !after(
+            sack,
+            receiver.end.wrapping_sub(max_ack_window).wrapping_sub(1),
+        ) {
             // Possible overly delayed ACK.
             return Window::Ignore;
         }

@@ -347,12 +347,7 @@ mod established {
     #[test]
     fn data_beyond_the_window_is_invalid() {
         let mut c = conn_established();
-        send!(
-            c,
-            C,
-            c_data(200_000, 100),
-            Err(DropReason::SeqAboveWindow)
-        );
+        send!(c, C, c_data(200_000, 100), Err(DropReason::SeqAboveWindow));
     }
 
     #[test]

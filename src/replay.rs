@@ -1,0 +1,377 @@
+//! `statewall replay`: runs a capture through the engine with the capture's timestamps and
+//! reports every dropped packet with its reason.
+//!
+//! Output contract (stdout): one line per dropped packet (and per accepted packet with
+//! `verbose`), then the drops per reason, and as the **last line**
+//! `packets=N accepted=N dropped=N skipped=N` (`skipped`: frames that are not IP).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use pcap_file::pcap::PcapReader;
+use pcap_file::pcapng::{Block, PcapNgReader};
+use pcap_file::DataLink;
+use thiserror::Error;
+
+use crate::engine::{proto_name, Decision, Engine};
+use crate::packet::{Packet, PacketMeta, Transport};
+use crate::time::Timestamp;
+
+/// A capture that cannot be replayed.
+#[derive(Debug, Error)]
+pub enum ReplayError {
+    /// Not a pcap or pcapng file, or a broken one.
+    #[error("cannot read capture: {0}")]
+    Capture(String),
+    /// A link type statewall cannot strip to the IP header.
+    #[error("unsupported link type {0:?} (supported: Ethernet, Linux cooked v1/v2, raw IP, BSD loopback)")]
+    LinkType(DataLink),
+    /// Writing the report failed.
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// How to report.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReplayOptions {
+    /// JSON lines instead of text.
+    pub json: bool,
+    /// Also report accepted packets.
+    pub verbose: bool,
+}
+
+/// Totals of a replay.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplaySummary {
+    /// Frames read.
+    pub packets: u64,
+    /// IP packets accepted.
+    pub accepted: u64,
+    /// IP packets dropped.
+    pub dropped: u64,
+    /// Frames that are not IP.
+    pub skipped: u64,
+    /// Drops per reason name.
+    pub drops: BTreeMap<String, u64>,
+    /// 1-based frame index and reason of every drop.
+    pub dropped_frames: Vec<(u64, String)>,
+}
+
+/// One frame of a capture.
+struct Frame {
+    time: Duration,
+    link: DataLink,
+    orig_len: usize,
+    data: Vec<u8>,
+}
+
+/// Reads every frame of a pcap or pcapng capture.
+fn read_frames(mut input: impl Read) -> Result<Vec<Frame>, ReplayError> {
+    let mut bytes = Vec::new();
+    input
+        .read_to_end(&mut bytes)
+        .map_err(|e| ReplayError::Capture(e.to_string()))?;
+    let cap = |e: pcap_file::PcapError| ReplayError::Capture(e.to_string());
+    let mut frames = Vec::new();
+    if bytes.get(..4) == Some(&[0x0a, 0x0d, 0x0d, 0x0a]) {
+        let mut reader = PcapNgReader::new(&bytes[..]).map_err(cap)?;
+        let mut links = Vec::new();
+        while let Some(block) = reader.next_block() {
+            match block.map_err(cap)? {
+                Block::InterfaceDescription(idb) => links.push(idb.linktype),
+                Block::EnhancedPacket(p) => frames.push(Frame {
+                    time: p.timestamp,
+                    link: links
+                        .get(p.interface_id as usize)
+                        .copied()
+                        .unwrap_or(DataLink::ETHERNET),
+                    orig_len: p.original_len as usize,
+                    data: p.data.into_owned(),
+                }),
+                Block::SimplePacket(p) => frames.push(Frame {
+                    time: Duration::ZERO,
+                    link: links.first().copied().unwrap_or(DataLink::ETHERNET),
+                    orig_len: p.original_len as usize,
+                    data: p.data.into_owned(),
+                }),
+                _ => {}
+            }
+        }
+    } else {
+        let mut reader = PcapReader::new(&bytes[..]).map_err(cap)?;
+        let link = reader.header().datalink;
+        while let Some(p) = reader.next_packet() {
+            let p = p.map_err(cap)?;
+            frames.push(Frame {
+                time: p.timestamp,
+                link,
+                orig_len: p.orig_len as usize,
+                data: p.data.into_owned(),
+            });
+        }
+    }
+    Ok(frames)
+}
+
+/// Offset of the IP header in a frame of link type `link`, or `None` for a non-IP frame.
+fn ip_offset(link: DataLink, data: &[u8]) -> Result<Option<usize>, ReplayError> {
+    let is_ip = |ethertype: u16| matches!(ethertype, 0x0800 | 0x86dd);
+    let be16 = |at: usize| {
+        data.get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    Ok(match link {
+        DataLink::ETHERNET => {
+            let mut at = 12;
+            // Up to two VLAN tags.
+            for _ in 0..2 {
+                if matches!(be16(at), Some(0x8100 | 0x88a8)) {
+                    at += 4;
+                }
+            }
+            be16(at).filter(|t| is_ip(*t)).map(|_| at + 2)
+        }
+        DataLink::LINUX_SLL => be16(14).filter(|t| is_ip(*t)).map(|_| 16),
+        DataLink::LINUX_SLL2 => be16(0).filter(|t| is_ip(*t)).map(|_| 20),
+        DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => Some(0),
+        DataLink::NULL | DataLink::LOOP => {
+            data.get(4).filter(|b| matches!(*b >> 4, 4 | 6)).map(|_| 4)
+        }
+        other => return Err(ReplayError::LinkType(other)),
+    })
+}
+
+/// Replays `input` through `engine`, writing the report to `out`.
+pub fn replay(
+    input: impl Read,
+    engine: &Engine,
+    opts: ReplayOptions,
+    out: &mut impl Write,
+) -> Result<ReplaySummary, ReplayError> {
+    let frames = read_frames(input)?;
+    let start = frames.first().map_or(Duration::ZERO, |f| f.time);
+    let mut sum = ReplaySummary::default();
+    for (i, frame) in frames.iter().enumerate() {
+        let index = i as u64 + 1;
+        sum.packets += 1;
+        let Some(off) = ip_offset(frame.link, &frame.data)? else {
+            sum.skipped += 1;
+            continue;
+        };
+        let ip = &frame.data[off..];
+        let meta = PacketMeta {
+            wire_len: Some(frame.orig_len.saturating_sub(off)),
+            ..PacketMeta::default()
+        };
+        // Engine time starts at the first frame (entries store compact ticks).
+        let now = Timestamp::from_duration(frame.time.saturating_sub(start));
+        let d = engine.process(ip, &meta, now);
+        if let Some(reason) = d.reason {
+            sum.dropped += 1;
+            *sum.drops.entry(reason.name().to_string()).or_default() += 1;
+            sum.dropped_frames.push((index, reason.name().to_string()));
+        } else {
+            sum.accepted += 1;
+        }
+        if d.reason.is_some() || opts.verbose {
+            report(out, opts, index, frame.time, ip, &meta, &d)?;
+        }
+    }
+    if opts.json {
+        writeln!(out, "{}", serde_json::json!({ "drops": sum.drops }))?;
+    } else if !sum.drops.is_empty() {
+        writeln!(out, "--- drops by reason")?;
+        for (reason, n) in &sum.drops {
+            writeln!(out, "{reason:<24} {n}")?;
+        }
+    }
+    writeln!(
+        out,
+        "packets={} accepted={} dropped={} skipped={}",
+        sum.packets, sum.accepted, sum.dropped, sum.skipped
+    )?;
+    Ok(sum)
+}
+
+fn report(
+    out: &mut impl Write,
+    opts: ReplayOptions,
+    index: u64,
+    time: Duration,
+    ip: &[u8],
+    meta: &PacketMeta<'_>,
+    d: &Decision,
+) -> Result<(), ReplayError> {
+    let verdict = d.reason.map_or("accept", |r| r.name());
+    let state = d.state.map(|s| s.to_string());
+    let time = format!("{}.{:06}", time.as_secs(), time.subsec_micros());
+    let Ok(p) = Packet::decode(ip, meta) else {
+        if opts.json {
+            let line = serde_json::json!({"index": index, "time": time, "reason": verdict});
+            writeln!(out, "{line}")?;
+        } else {
+            writeln!(
+                out,
+                "{time} #{index} (undecodable {} bytes) {verdict}",
+                ip.len()
+            )?;
+        }
+        return Ok(());
+    };
+    let (sport, dport) = p.ports();
+    let proto = proto_name(p.proto);
+    let (detail, flags) = match &p.transport {
+        Transport::Tcp(t) => (
+            format!(
+                "[{}] seq={} ack={} win={} len={}",
+                t.flags, t.seq, t.ack, t.window, t.payload_len
+            ),
+            Some(t.flags.to_string()),
+        ),
+        Transport::Icmp(h) => (format!("type={} code={}", h.icmp_type, h.code), None),
+        Transport::Fragment => ("fragment".to_string(), None),
+        _ => (String::new(), None),
+    };
+    if opts.json {
+        let line = serde_json::json!({
+            "index": index, "time": time, "src": p.src, "dst": p.dst, "proto": proto,
+            "sport": sport, "dport": dport, "flags": flags,
+            "len": p.len, "verdict": if d.accepted() { "accept" } else { "drop" },
+            "reason": d.reason.map(|r| r.name()), "state": state,
+        });
+        writeln!(out, "{line}")?;
+    } else {
+        let state = state.map(|s| format!(" state={s}")).unwrap_or_default();
+        let kind = if d.accepted() { "accept" } else { "drop" };
+        let reason = d
+            .reason
+            .map(|r| format!(" reason={}", r.name()))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{time} #{index} {}:{sport} > {}:{dport} {proto} {detail} {kind}{reason}{state}",
+            p.src, p.dst
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineConfig;
+    use etherparse::PacketBuilder;
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+
+    fn capture(link: DataLink, frames: &[Vec<u8>]) -> Vec<u8> {
+        let header = PcapHeader {
+            datalink: link,
+            ..PcapHeader::default()
+        };
+        let mut w = PcapWriter::with_header(Vec::new(), header).expect("header");
+        for (i, f) in frames.iter().enumerate() {
+            let p = PcapPacket::new(Duration::from_millis(1000 + i as u64), f.len() as u32, f);
+            w.write_packet(&p).expect("write");
+        }
+        w.into_writer()
+    }
+
+    fn tcp(from_client: bool, flags: &str, seq: u32, ack: u32) -> Vec<u8> {
+        let (s, d, sp, dp) = if from_client {
+            ([198, 51, 100, 2], [203, 0, 113, 2], 40000, 80)
+        } else {
+            ([203, 0, 113, 2], [198, 51, 100, 2], 80, 40000)
+        };
+        let mut b = PacketBuilder::ipv4(s, d, 64).tcp(sp, dp, seq, 1000);
+        for c in flags.chars() {
+            b = match c {
+                'S' => b.syn(),
+                'A' => b.ack(ack),
+                'F' => b.fin(),
+                'R' => b.rst(),
+                _ => b,
+            };
+        }
+        let mut out = Vec::new();
+        b.write(&mut out, &[]).expect("write");
+        out
+    }
+
+    fn ethernet(ip: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(ip);
+        f
+    }
+
+    fn run(pcap: &[u8]) -> (ReplaySummary, String) {
+        let engine = Engine::new(EngineConfig::default());
+        let mut out = Vec::new();
+        let sum = replay(pcap, &engine, ReplayOptions::default(), &mut out).expect("replay");
+        (sum, String::from_utf8(out).expect("utf8"))
+    }
+
+    #[test]
+    fn raw_ip_capture_reports_drops_and_summary_last() {
+        let frames = vec![
+            tcp(true, "S", 100, 0),
+            tcp(false, "SA", 900, 101),
+            tcp(true, "A", 101, 901),
+            tcp(true, "FA", 5_000_000, 901),
+        ];
+        let (sum, text) = run(&capture(DataLink::RAW, &frames));
+        assert_eq!(
+            sum.dropped_frames,
+            vec![(4, "seq_above_window".to_string())]
+        );
+        let last = text.lines().last().expect("lines");
+        assert_eq!(last, "packets=4 accepted=3 dropped=1 skipped=0");
+        assert!(text.contains("#4 198.51.100.2:40000 > 203.0.113.2:80 tcp [F.]"));
+    }
+
+    #[test]
+    fn ethernet_capture_skips_non_ip_frames() {
+        let arp = {
+            let mut f = vec![0xffu8; 12];
+            f.extend_from_slice(&[0x08, 0x06]);
+            f.extend_from_slice(&[0u8; 28]);
+            f
+        };
+        let frames = vec![arp, ethernet(&tcp(true, "A", 1, 1))];
+        let (sum, text) = run(&capture(DataLink::ETHERNET, &frames));
+        assert_eq!((sum.skipped, sum.dropped), (1, 1));
+        assert!(text.ends_with("packets=2 accepted=0 dropped=1 skipped=1\n"));
+        assert!(text.contains("no_connection"));
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        let engine = Engine::new(EngineConfig::default());
+        let e = replay(
+            &b"not a capture"[..],
+            &engine,
+            ReplayOptions::default(),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, ReplayError::Capture(_)));
+    }
+
+    #[test]
+    fn json_lines() {
+        let engine = Engine::new(EngineConfig::default());
+        let mut out = Vec::new();
+        let opts = ReplayOptions {
+            json: true,
+            verbose: false,
+        };
+        let pcap = capture(DataLink::RAW, &[tcp(true, "F", 1, 0)]);
+        replay(&pcap[..], &engine, opts, &mut out).expect("replay");
+        let text = String::from_utf8(out).expect("utf8");
+        let first: serde_json::Value =
+            serde_json::from_str(text.lines().next().expect("line")).expect("json");
+        assert_eq!(first["reason"], "tcp_fin_no_ack");
+        assert_eq!(first["index"], 1);
+    }
+}
