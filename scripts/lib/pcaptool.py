@@ -11,13 +11,20 @@ Usage:
                                       to the length its IP header announces, so the kernel
                                       accepts it (checksums over the padding are then wrong:
                                       the replay gateway runs with nf_conntrack_checksum=0)
-                                    - placeholder MACs 02:00:00:00:00:01/02 (rewritten later)
+                                    - placeholder MACs 02:00:00:00:00:01/02
                                     prints "kept=N dropped=M"
+  pcaptool.py toeth IN OUT CIDRS C2S_SMAC C2S_DMAC S2C_SMAC S2C_DMAC
+                                    same, and set the MACs by direction: packets whose
+                                    source is in one of the comma-separated CIDRS (the
+                                    client side) get C2S_*, all others S2C_*. (tcprewrite
+                                    4.4.3 mangles IPv6 destination MACs, hence this.)
   pcaptool.py split IN DIR          write each packet i (1-based) to DIR/NNNNNN.pcap and print
                                     "i dstmac" lines (direction is told by the destination MAC)
 """
 
+import ipaddress
 import os
+import socket
 import struct
 import sys
 
@@ -110,10 +117,24 @@ def cmd_info(path):
     print(f"linktype={cap['linktype']} packets={len(cap['pkts'])}")
 
 
-def cmd_toeth(src, dst):
+def mac(s):
+    return bytes.fromhex(s.replace(":", ""))
+
+
+def src_addr(et, l3):
+    if et == 0x0800 and len(l3) >= 20:
+        return ipaddress.ip_address(socket.inet_ntop(socket.AF_INET, l3[12:16]))
+    if et == 0x86DD and len(l3) >= 40:
+        return ipaddress.ip_address(socket.inet_ntop(socket.AF_INET6, l3[8:24]))
+    return None
+
+
+def cmd_toeth(src, dst, cidrs=None, c2s=None, s2c=None):
     cap = read_pcap(src)
     out, dropped = [], 0
-    dmac, smac = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
+    nets = [ipaddress.ip_network(c.strip("[]"), strict=False) for c in cidrs.split(",")] if cidrs else []
+    c2s = c2s or (mac("020000000001"), mac("020000000002"))  # (smac, dmac)
+    s2c = s2c or c2s
     for sec, frac, _orig, buf in cap["pkts"]:
         r = l3_of(cap["linktype"], buf)
         if r is None:
@@ -121,6 +142,9 @@ def cmd_toeth(src, dst):
             continue
         et, l3 = r
         l3 = pad_l3(et, l3)
+        a = src_addr(et, l3)
+        client = a is not None and any(a.version == n.version and a in n for n in nets)
+        smac, dmac = c2s if client or not nets else s2c
         frame = dmac + smac + struct.pack("!H", et) + l3
         out.append((sec, frac, len(frame), frame))
     write_pcap(dst, cap, ETH, out)
@@ -141,6 +165,9 @@ def main(argv):
         cmd_info(argv[1])
     elif len(argv) == 3 and argv[0] == "toeth":
         cmd_toeth(argv[1], argv[2])
+    elif len(argv) == 8 and argv[0] == "toeth":
+        cmd_toeth(argv[1], argv[2], argv[3], (mac(argv[4]), mac(argv[5])),
+                  (mac(argv[6]), mac(argv[7])))
     elif len(argv) == 3 and argv[0] == "split":
         cmd_split(argv[1], argv[2])
     else:
