@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::DataLink;
 use thiserror::Error;
@@ -99,17 +98,65 @@ fn read_frames(mut input: impl Read) -> Result<Vec<Frame>, ReplayError> {
             }
         }
     } else {
-        let mut reader = PcapReader::new(&bytes[..]).map_err(cap)?;
-        let link = reader.header().datalink;
-        while let Some(p) = reader.next_packet() {
-            let p = p.map_err(cap)?;
-            frames.push(Frame {
-                time: p.timestamp,
-                link,
-                orig_len: p.orig_len as usize,
-                data: p.data.into_owned(),
-            });
-        }
+        frames = read_pcap(&bytes)?;
+    }
+    Ok(frames)
+}
+
+/// Reads a classic pcap file (either byte order, micro- or nanosecond timestamps).
+///
+/// Hand-written because header-only captures (`tcpdump -s 128`) legitimately have original
+/// lengths above the snap length, which stricter readers reject.
+fn read_pcap(bytes: &[u8]) -> Result<Vec<Frame>, ReplayError> {
+    let bad = |what: &str| ReplayError::Capture(what.to_string());
+    let magic = bytes
+        .get(..4)
+        .ok_or_else(|| bad("file too short for a pcap header"))?;
+    let (big_endian, nanos) = match magic {
+        [0xd4, 0xc3, 0xb2, 0xa1] => (false, false),
+        [0xa1, 0xb2, 0xc3, 0xd4] => (true, false),
+        [0x4d, 0x3c, 0xb2, 0xa1] => (false, true),
+        [0xa1, 0xb2, 0x3c, 0x4d] => (true, true),
+        _ => return Err(bad("not a pcap or pcapng file")),
+    };
+    let u32_at = |at: usize| -> Result<u32, ReplayError> {
+        let b: [u8; 4] = bytes
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| bad("truncated pcap file"))?;
+        Ok(if big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    };
+    let link = DataLink::from(u32_at(20)?);
+    let mut frames = Vec::new();
+    let mut at = 24;
+    while at < bytes.len() {
+        let (secs, frac, incl, orig) = (
+            u32_at(at)?,
+            u32_at(at + 4)?,
+            u32_at(at + 8)?,
+            u32_at(at + 12)?,
+        );
+        let start = at + 16;
+        let end = start
+            .checked_add(incl as usize)
+            .filter(|e| *e <= bytes.len())
+            .ok_or_else(|| bad("truncated packet record"))?;
+        let sub = if nanos {
+            frac
+        } else {
+            frac.saturating_mul(1000)
+        };
+        frames.push(Frame {
+            time: Duration::new(u64::from(secs), sub.min(999_999_999)),
+            link,
+            orig_len: (orig as usize).max(end - start),
+            data: bytes[start..end].to_vec(),
+        });
+        at = end;
     }
     Ok(frames)
 }

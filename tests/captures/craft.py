@@ -116,14 +116,14 @@ def craft_probes():
           comment="FIN+ACK, no connection")
     # 8: stray SYN/ACK from the server side with no SYN before it (SYN/ACK scan, backscatter).
     c.tcp(False, P, 41008, "SA", seq=5000, ack=1001, opts=SYN_OPTS,
-          verdict=DROP("unexpected_syn_ack"), comment="stray SYN/ACK from server, no SYN seen")
+          verdict=DROP("no_connection"), comment="stray SYN/ACK from server, no SYN seen")
     # 9: data segment (PSH+ACK with payload) with no connection.
     c.tcp(True, 41009, P, "PA", seq=1000, ack=2000, payload=b"GET / HTTP/1.0\r\n\r\n",
           verdict=DROP("no_connection"), comment="PSH+ACK with 18 bytes of data, no connection")
     # 10: bare RST with no connection.
     c.tcp(True, 41010, P, "R", seq=1000, verdict=DROP("no_connection"), comment="RST, no connection")
     # 11: FIN+PSH+URG+ACK+SYN+RST (all flags): invalid combination.
-    c.tcp(True, 41011, P, "FSRPAU", seq=1000, ack=2000, verdict=DROP("tcp_bad_flags"),
+    c.tcp(True, 41011, P, "FSRPAU", seq=1000, ack=2000, verdict=DROP("tcp_syn_fin"),
           comment="all six flags set")
     # 12: IPv6 bare ACK, no connection.
     c.tcp(True, 41012, P, "A", seq=1000, ack=2000, v6=True, verdict=DROP("no_connection"),
