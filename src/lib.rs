@@ -25,4 +25,6 @@ pub mod rules;
 pub mod scan;
 pub mod time;
 
+pub use engine::{Decision, DropReason, Engine, Verdict};
+pub use packet::{Packet, PacketMeta};
 pub use time::Timestamp;

@@ -629,7 +629,14 @@ impl TcpConn {
             sack,
             receiver.end.wrapping_sub(max_ack_window).wrapping_sub(1),
         ) {
-            // Possible overly delayed ACK.
+            // An overly delayed ACK: a segment sent before later ACKs, reordered behind them.
+            // Nothing is learned from its ACK, but new data it carries passed the sequence
+            // checks and the receiver will acknowledge it: remember where it ends.
+            if after(end, sender.end) && !f.rst() {
+                sender.end = end;
+                sender.flags |= pflag::UNACKED;
+                return Window::Accept;
+            }
             return Window::Ignore;
         }
         if liberal && (!before(seq, sender.maxend.wrapping_add(1)) || after(sack, receiver.end)) {
