@@ -273,10 +273,13 @@ pub(crate) fn type_bit(types: &[u64; 4], t: u8) -> bool {
 
 impl Match {
     pub(crate) fn matches(&self, q: &Query<'_>) -> bool {
-        if let Some(p) = self.proto {
-            if p != q.proto {
-                return false;
-            }
+        match self.proto {
+            None => {}
+            Some(p) if p != q.proto => return false,
+            // ICMP is IPv4's, ICMPv6 is IPv6's: a bogus "IPv6 carrying protocol 1" is neither.
+            Some(1) if !q.dst.is_ipv4() => return false,
+            Some(58) if !q.dst.is_ipv6() => return false,
+            Some(_) => {}
         }
         if let Some(types) = &self.icmp_types {
             match q.icmp_type {

@@ -511,15 +511,16 @@ impl Parser {
                     "expected a quoted file name after `include`",
                 )),
             },
-            other => {
-                Err(Issue::error(col, format!("unknown keyword `{other}`"))
-                    .hint(did_you_mean(other, STATEMENTS).or_else(|| {
-                    Some(
+            other => Err(
+                Issue::error(col, format!("unknown keyword `{other}`")).hint(
+                    did_you_mean(other, STATEMENTS).or_else(|| {
+                        Some(
                         "a line starts with allow, drop, reject, policy, probes, set or include"
                             .into(),
                     )
-                })))
-            }
+                    }),
+                ),
+            ),
         }
     }
 
