@@ -7,20 +7,36 @@
 
 use super::diag::{Diagnostic, Severity};
 use super::load::Loc;
-use super::policy::{Addrs, Iface, Match, Ports, Rule};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Warnings about `rules` (with `locs[i]` the location of `rules[i]`).
-pub(crate) fn lint(rules: &[Rule], locs: &[Loc]) -> Vec<Diagnostic> {
+use super::policy::{Addrs, Iface, Match, Policy, Ports, Query};
+
+/// Warnings about the rules of `policy` (with `locs[i]` the location of rule `i`).
+///
+/// A rule that covers rule `j` matches every packet `j` matches, in particular one
+/// representative packet of `j`; so only the index's candidates for that packet are compared,
+/// which keeps the lint of large files far from quadratic.
+pub(crate) fn lint(policy: &Policy, locs: &[Loc]) -> Vec<Diagnostic> {
+    let rules = policy.compiled();
     let mut out = Vec::new();
+    let mut candidates = Vec::new();
     for (j, (rule, loc)) in rules.iter().zip(locs).enumerate() {
-        if !rule.m.satisfiable() {
+        let Some(q) = representative(&rule.m) else {
             out.push(loc.diag(Severity::Warning, unsatisfiable_message(&rule.m), None));
             continue;
-        }
-        let earlier = rules[..j]
-            .iter()
-            .zip(locs)
-            .find(|(e, _)| e.limit.is_none() && covers(&e.m, &rule.m));
+        };
+        candidates.clear();
+        policy.candidates(
+            &q.query(),
+            u32::try_from(j).unwrap_or(u32::MAX),
+            &mut candidates,
+        );
+        candidates.sort_unstable();
+        candidates.dedup();
+        let earlier = candidates.iter().find_map(|&i| {
+            let e = rules.get(i as usize)?;
+            (e.limit.is_none() && covers(&e.m, &rule.m)).then_some((e, locs.get(i as usize)?))
+        });
         if let Some((e, eloc)) = earlier {
             let same = covers(&rule.m, &e.m)
                 && e.info.action == rule.info.action
@@ -43,6 +59,65 @@ pub(crate) fn lint(rules: &[Rule], locs: &[Loc]) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// The indexed fields of one packet a rule matches (`None` when it matches none).
+struct Representative {
+    proto: u8,
+    dst: IpAddr,
+    dport: u16,
+}
+
+impl Representative {
+    fn query(&self) -> Query<'static> {
+        Query {
+            src: self.dst,
+            dst: self.dst,
+            proto: self.proto,
+            sport: 0,
+            dport: self.dport,
+            icmp_type: None,
+            icmp_code: None,
+            in_iface: None,
+            out_iface: None,
+        }
+    }
+}
+
+/// The protocol a representative packet of an any-protocol rule carries. Only any-protocol
+/// rules can cover such a rule, and every protocol's lists hold all of them (if a rule names
+/// protocol 255 too, its rules are extra candidates, which is harmless).
+const ANY_PROTO_PROBE: u8 = 255;
+
+fn representative(m: &Match) -> Option<Representative> {
+    if !m.satisfiable() {
+        return None;
+    }
+    let (s4, s6) = m.src.families();
+    let (d4, d6) = m.dst.families();
+    let v4 = s4 && d4 && m.proto != Some(58);
+    let dst = if v4 {
+        IpAddr::V4(
+            m.dst
+                .v4
+                .first()
+                .map_or(Ipv4Addr::UNSPECIFIED, |n| n.network()),
+        )
+    } else if s6 && d6 {
+        IpAddr::V6(
+            m.dst
+                .v6
+                .first()
+                .map_or(Ipv6Addr::UNSPECIFIED, |n| n.network()),
+        )
+    } else {
+        return None;
+    };
+    Some(Representative {
+        proto: m.proto.unwrap_or(ANY_PROTO_PROBE),
+        dst,
+        dport: m.dport.as_ref().and_then(|r| r.first()).map_or(0, |r| r.0),
+    })
 }
 
 fn unsatisfiable_message(m: &Match) -> String {
@@ -117,6 +192,88 @@ fn iface_covers(a: &Option<Iface>, b: &Option<Iface>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::super::load::load_text;
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The quadratic definition: the first earlier rule without `limit` that covers.
+    fn naive(policy: &Policy) -> Vec<Option<usize>> {
+        let rules = policy.compiled();
+        (0..rules.len())
+            .map(|j| {
+                if !rules[j].m.satisfiable() {
+                    return None;
+                }
+                (0..j).find(|&i| rules[i].limit.is_none() && covers(&rules[i].m, &rules[j].m))
+            })
+            .collect()
+    }
+
+    fn rule_line() -> impl Strategy<Value = String> {
+        let addr = prop::sample::select(
+            &[
+                "any",
+                "10.0.0.0/8",
+                "10.1.0.0/16",
+                "10.1.2.3",
+                "0.0.0.0/0",
+                "2001:db8::/32",
+                "2001:db8::1",
+                "{ 10.1.0.0/16, 2001:db8::/32 }",
+            ][..],
+        );
+        (
+            prop::sample::select(&["allow", "drop"][..]),
+            prop::sample::select(&["", "tcp", "udp", "icmp", "icmpv6", "proto 255"][..]),
+            prop::option::of(addr.clone()),
+            prop::option::of(addr),
+            prop::option::of(prop::sample::select(
+                &["22", "1-100", "0-65535", "{ 22, 80 }", "20-30"][..],
+            )),
+            prop::option::weighted(0.2, prop::sample::select(&["in g0", "in g+", "out g1"][..])),
+            prop::bool::weighted(0.1),
+        )
+            .prop_map(|(action, proto, from, to, port, iface, limit)| {
+                let mut s = format!("{action} {} {proto}", iface.unwrap_or(""));
+                if let Some(f) = from {
+                    s += &format!(" from {f}");
+                }
+                let to = to.unwrap_or("any");
+                s += &format!(" to {to}");
+                if let (true, Some(p)) = (proto == "tcp" || proto == "udp", port) {
+                    s += &format!(" port {p}");
+                }
+                if limit {
+                    s += " limit 1/s";
+                }
+                s
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn indexed_lint_finds_what_the_quadratic_one_does(lines in prop::collection::vec(rule_line(), 1..30)) {
+            let text = format!("policy drop\n{}\n", lines.join("\n"));
+            let r = load_text("t.rules", &text);
+            let policy = r.policy.ok_or_else(|| TestCaseError::fail(format!("{:?}", r.diagnostics)))?;
+            let want: Vec<Option<u32>> = naive(&policy)
+                .into_iter()
+                .map(|i| i.map(|i| u32::try_from(i + 2).unwrap_or(0)))
+                .collect();
+            // "... the rule at t.rules:N ..." / "duplicate of the rule at t.rules:N" on line j+2.
+            let got: Vec<Option<u32>> = (0..policy.rule_count())
+                .map(|j| {
+                    r.diagnostics
+                        .iter()
+                        .find(|d| d.line as usize == j + 2 && d.message.contains("the rule at t.rules:"))
+                        .and_then(|d| d.message.split("t.rules:").nth(1))
+                        .and_then(|t| t.split(' ').next())
+                        .and_then(|n| n.parse().ok())
+                })
+                .collect();
+            prop_assert!(want.len() == lines.len());
+            prop_assert_eq!(got, want, "{}", text);
+        }
+    }
 
     fn warnings(text: &str) -> Vec<String> {
         let r = load_text("t.rules", &format!("policy drop\n{text}"));

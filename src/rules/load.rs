@@ -410,17 +410,16 @@ impl Loader {
                 );
             }
         }
-        self.diags.extend(lint::lint(&self.rules, &self.locs));
-        let rule_count = self.rules.len();
+        let policy = Policy::new(
+            self.rules,
+            self.policy.map_or(RuleAction::Drop, |(a, _)| a),
+            self.probes.map(|(m, _)| m),
+            source,
+        );
+        self.diags.extend(lint::lint(&policy, &self.locs));
+        let rule_count = policy.rule_count();
         let ok = !self.diags.iter().any(Diagnostic::is_error);
-        let policy = ok.then(|| {
-            Policy::new(
-                self.rules,
-                self.policy.map_or(RuleAction::Drop, |(a, _)| a),
-                self.probes.map(|(m, _)| m),
-                source,
-            )
-        });
+        let policy = ok.then_some(policy);
         Report {
             policy,
             diagnostics: self.diags,

@@ -664,9 +664,17 @@ impl Policy {
         self.source.as_deref()
     }
 
-    #[cfg(test)]
     pub(crate) fn compiled(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// Ids below `below` of every rule that might match `q` (a superset, unsorted, possibly
+    /// with repeats), from the index.
+    pub(crate) fn candidates(&self, q: &Query<'_>, below: u32, out: &mut Vec<u32>) {
+        self.index.for_each_list(q, &mut |list: &[u32]| {
+            let end = list.partition_point(|&id| id < below);
+            out.extend_from_slice(&list[..end]);
+        });
     }
 }
 
