@@ -271,6 +271,8 @@ fn options_log_label_and_rule_info() {
     assert_eq!(o.rule.and_then(|r| r.label.as_deref()), Some("bad net"));
     assert_eq!(p.rule_count(), 2);
     assert_eq!(p.rules().map(|r| r.id).collect::<Vec<_>>(), vec![0, 1]);
+    assert_eq!(p.rule(1).map(|r| r.line), Some(4));
+    assert_eq!(p.rule(2), None);
 }
 
 #[test]

@@ -659,6 +659,11 @@ impl Policy {
         self.rules.iter().map(|r| &r.info)
     }
 
+    /// The description of rule `id` (see [`RuleInfo::id`]).
+    pub fn rule(&self, id: usize) -> Option<&RuleInfo> {
+        self.rules.get(id).map(|r| &r.info)
+    }
+
     /// The top-level file the policy was loaded from.
     pub fn source(&self) -> Option<&Path> {
         self.source.as_deref()

@@ -544,10 +544,19 @@ impl Parser {
             let (kw, col) = match tok.tok {
                 Tok::Word(w) => (w, tok.col),
                 other => {
+                    let hint = matches!(
+                        other,
+                        Tok::Comma | Tok::LBrace | Tok::RBrace | Tok::Var(_)
+                    )
+                    .then(|| {
+                        "lists go after `from`, `to`, `port` or `type`, like `port { 80, 443 }`"
+                            .to_owned()
+                    });
                     return Err(Issue::error(
                         tok.col,
                         format!("unexpected {} in rule", describe(&other)),
-                    ))
+                    )
+                    .hint(hint));
                 }
             };
             let dup = || Issue::error(col, format!("`{kw}` given twice in one rule"));
@@ -684,6 +693,8 @@ impl Parser {
                             format!(
                                 "unexpected address `{word}`: write `from {word}` or `to {word}`"
                             )
+                        } else if parse_port_range(word, col).is_ok() {
+                            format!("unexpected port `{word}`: several ports are written as a list, like `port {{ 80, 443 }}`")
                         } else {
                             format!("unknown keyword `{word}` in rule")
                         };
@@ -1415,6 +1426,13 @@ mod tests {
             err("allow from any from any").message,
             "`from` given twice in one rule"
         );
+        assert_eq!(
+            err("allow tcp to any port 80 443").message,
+            "unexpected port `443`: several ports are written as a list, like `port { 80, 443 }`"
+        );
+        let e = err("allow tcp to any port 80, 443");
+        assert_eq!((e.col, e.message.as_str()), (25, "unexpected `,` in rule"));
+        assert!(e.hint.is_some());
     }
 
     #[test]
