@@ -106,15 +106,16 @@ struct Loader {
 /// Load a file and everything it includes.
 pub(crate) fn load_path(path: &Path) -> Report {
     let mut l = Loader::default();
-    l.file(path, path.display().to_string(), None);
-    l.finish(Some(path.to_path_buf()))
+    let name = path.display().to_string();
+    l.file(path, name.clone(), None);
+    l.finish(&name, Some(path.to_path_buf()))
 }
 
 /// Load rules from text named `name`; includes are resolved relative to the current directory.
 pub(crate) fn load_text(name: &str, text: &str) -> Report {
     let mut l = Loader::default();
     l.text(Arc::from(name), None, text);
-    l.finish(None)
+    l.finish(name, None)
 }
 
 impl Loader {
@@ -363,22 +364,14 @@ impl Loader {
         self.locs.push(loc.clone());
     }
 
-    fn finish(mut self, source: Option<PathBuf>) -> Report {
-        let top = self
-            .stack
-            .first()
-            .map(|(_, d)| d.clone())
-            .or_else(|| source.as_ref().map(|s| s.display().to_string()));
+    /// Whole-file checks, lint, compilation. `top` is the top-level file's name.
+    fn finish(mut self, top: &str, source: Option<PathBuf>) -> Report {
         // Whole-file notes only make sense once the top-level file was read.
         let read_something = !self.files.is_empty() || source.is_none();
         if self.policy.is_none() && read_something {
-            let file = top.unwrap_or_else(|| {
-                self.locs
-                    .first()
-                    .map_or_else(String::new, |l| l.file.to_string())
-            });
+            let file = top;
             self.diags.push(whole_file(
-                &file,
+                file,
                 Severity::Warning,
                 "no `policy` line: new connections that match no rule are dropped".into(),
             ));
@@ -503,6 +496,13 @@ mod tests {
             Some("`$web` is first defined at t.rules:1")
         );
         assert_eq!(d[1].hint.as_deref(), Some("did you mean `$web`?"));
+    }
+
+    #[test]
+    fn missing_policy_warning_names_the_file_even_without_rules() {
+        let r = load_text("empty.rules", "# nothing\n");
+        assert_eq!(r.diagnostics.len(), 1);
+        assert_eq!(r.diagnostics[0].file, "empty.rules");
     }
 
     #[test]

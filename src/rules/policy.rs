@@ -183,18 +183,29 @@ impl Addrs {
             self.v4.clear();
             self.v6.clear();
         } else {
+            // Aggregated networks are disjoint; sorted, they allow a binary search.
             self.v4 = Ipv4Net::aggregate(&self.v4);
+            self.v4.sort_unstable();
             self.v6 = Ipv6Net::aggregate(&self.v6);
+            self.v6.sort_unstable();
         }
     }
 
+    /// Whether `ip` is in the set. Requires [`Addrs::normalize`] to have run: among disjoint
+    /// networks, only the one with the highest start at or below `ip` can contain it.
     pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         if self.any {
             return true;
         }
         match ip {
-            IpAddr::V4(a) => self.v4.iter().any(|n| n.contains(&a)),
-            IpAddr::V6(a) => self.v6.iter().any(|n| n.contains(&a)),
+            IpAddr::V4(a) => {
+                let i = self.v4.partition_point(|n| n.network() <= a);
+                i > 0 && self.v4[i - 1].contains(&a)
+            }
+            IpAddr::V6(a) => {
+                let i = self.v6.partition_point(|n| n.network() <= a);
+                i > 0 && self.v6[i - 1].contains(&a)
+            }
         }
     }
 
@@ -861,6 +872,36 @@ mod tests {
         };
         assert!(!icmp6_v4.satisfiable());
         assert!(any_match().satisfiable());
+    }
+
+    #[test]
+    fn large_address_sets_are_searched_correctly() {
+        let mut set = Addrs::default();
+        // Overlapping, unsorted, adjacent networks of mixed sizes.
+        for i in (0u32..200).rev() {
+            let len = 24 + (i % 9) as u8;
+            let addr = std::net::Ipv4Addr::from(0x0a00_0000 + i * 300);
+            set.v4.push(
+                Ipv4Net::new(addr, len)
+                    .map(|n| n.trunc())
+                    .unwrap_or_default(),
+            );
+        }
+        set.v4.push("10.0.0.0/20".parse().unwrap_or_default());
+        set.v6.push("2001:db8::/48".parse().unwrap_or_default());
+        set.v6.push("2001:db8:0:1::/64".parse().unwrap_or_default());
+        let raw = set.clone();
+        set.normalize();
+        for host in (0u32..70_000).step_by(7) {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + host));
+            let linear = raw
+                .v4
+                .iter()
+                .any(|n| n.contains(&std::net::Ipv4Addr::from(0x0a00_0000 + host)));
+            assert_eq!(set.contains(ip), linear, "{ip}");
+        }
+        assert!(set.contains("2001:db8::1:2:3".parse().unwrap_or(IpAddr::from([0; 4]))));
+        assert!(!set.contains("2001:db8:1::1".parse().unwrap_or(IpAddr::from([0; 4]))));
     }
 
     #[test]
