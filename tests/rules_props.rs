@@ -247,6 +247,34 @@ proptest! {
     }
 
     #[test]
+    fn diagnostics_point_into_their_line(lines in prop::collection::vec(
+        prop_oneof![".{0,60}", rule(), Just("policy drop".to_string())], 0..12,
+    )) {
+        let text = lines.join("\n");
+        let diags = match load_str("d.rules", &text) {
+            Ok(l) => l.warnings,
+            Err(d) => {
+                prop_assert!(d.iter().any(|x| x.is_error()));
+                d
+            }
+        };
+        let source: Vec<&str> = text.lines().collect();
+        for d in diags {
+            if d.line == 0 {
+                prop_assert_eq!(d.to_string().lines().count(), 1);
+                continue;
+            }
+            let line = source.get(d.line as usize - 1).copied().unwrap_or("<none>");
+            prop_assert_eq!(d.source_line.as_str(), line);
+            prop_assert!(d.col >= 1 && d.col as usize <= line.chars().count() + 1, "{:?}", d);
+            let rendered = d.to_string();
+            let caret = rendered.lines().nth(2).unwrap_or("");
+            prop_assert!(caret.ends_with('^'), "{}", rendered);
+            prop_assert_eq!(caret.chars().count(), d.col as usize);
+        }
+    }
+
+    #[test]
     fn token_soup_never_panics(words in prop::collection::vec(prop::sample::select(&[
         "allow", "drop", "reject", "policy", "probes", "set", "include", "in", "out", "from", "to",
         "port", "proto", "type", "log", "limit", "label", "burst", "tcp", "udp", "icmp", "icmpv6",
