@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::diag::{did_you_mean, Severity};
+use super::diag::{did_you_mean, edit_distance, Severity};
 use super::{ProbeMode, RuleAction};
 
 /// A problem found on one line, before it is given a file and a line number.
@@ -826,26 +826,21 @@ impl Parser {
         }
         match w.parse::<IpAddr>() {
             Ok(ip) => Ok(AddrExpr::Net(IpNet::from(ip))),
+            Err(_) if CLAUSES.contains(&w) || proto_number(w).is_some() => {
+                Err(
+                    Issue::error(col, format!("missing address before `{w}`")).hint(Some(
+                        "an address is `any`, an IP, a CIDR, a `$set` or a `{ list }`".into(),
+                    )),
+                )
+            }
             Err(_) => {
-                let hint = if w
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-                    && !w.chars().all(|c| c.is_ascii_digit())
-                {
-                    if CLAUSES.contains(&w) || proto_number(w).is_some() {
-                        Some("an address is `any`, an IP, a CIDR, a `$set` or a `{ list }`".into())
-                    } else {
-                        Some(format!("sets are written with `$`: `${w}`"))
-                    }
-                } else {
-                    None
-                };
-                let kind = if CLAUSES.contains(&w) || proto_number(w).is_some() {
-                    format!("missing address before `{w}`")
-                } else {
-                    format!("invalid address `{w}`")
-                };
-                Err(Issue::error(col, kind).hint(hint))
+                let name_like = w.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && w.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                let hint = (edit_distance(&w.to_ascii_lowercase(), "any") <= 1)
+                    .then(|| "did you mean `any`?".to_owned())
+                    .or_else(|| name_like.then(|| format!("sets are written with `$`: `${w}`")));
+                Err(Issue::error(col, format!("invalid address `{w}`")).hint(hint))
             }
         }
     }
@@ -1327,6 +1322,15 @@ mod tests {
             err("allow to lan").hint.as_deref(),
             Some("sets are written with `$`: `$lan`")
         );
+        assert_eq!(
+            err("allow to ayn").hint.as_deref(),
+            Some("did you mean `any`?")
+        );
+        assert_eq!(
+            err("allow to ANY").hint.as_deref(),
+            Some("did you mean `any`?")
+        );
+        assert_eq!(err("allow to 10.0.0.256").hint, None);
         assert_eq!(
             err("allow to { 1.2.3.4").message,
             "unterminated list: missing `}`"
