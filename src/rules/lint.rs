@@ -5,10 +5,10 @@
 //! conservative: a rule covered only by the union of several earlier rules is not reported.
 //! Earlier rules with `limit` never shadow, since they fall through once their rate is exceeded.
 
-use super::diag::{Diagnostic, Severity};
-use super::load::Loc;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::diag::{Diagnostic, Severity};
+use super::load::Loc;
 use super::policy::{Addrs, Iface, Match, Policy, Ports, Query};
 
 /// Warnings about the rules of `policy` (with `locs[i]` the location of rule `i`).
