@@ -1,114 +1,125 @@
 //! The rule language: parser, compiled policy and lint.
 //!
-//! (Minimal interface until the rule language lands: only the allow-all policy.)
+//! A rule file decides the *first* packet of each new connection; packets of tracked
+//! connections are judged by state, not by rules. The language is described in `docs/rules.md`.
+//!
+//! - [`syntax`](self) — lexer and parser, one line at a time, with columns for diagnostics;
+//! - the loader — files, `include`, `set` resolution, compilation, all diagnostics at once;
+//! - [`Policy`] — the compiled matcher, indexed by protocol, destination port and prefix;
+//! - lint — shadowed and duplicate rules, rules that can never match, unused sets.
+//!
+//! ```
+//! use statewall::rules::{self, Query, RuleAction};
+//! use statewall::Timestamp;
+//!
+//! let loaded = rules::load_str("example.rules", "policy drop\nallow tcp to any port 22\n")
+//!     .map_err(|diags| diags.len())
+//!     .unwrap_or_else(|n| panic!("{n} diagnostics"));
+//! let q = Query {
+//!     src: "198.51.100.2".parse().unwrap(),
+//!     dst: "203.0.113.2".parse().unwrap(),
+//!     proto: 6,
+//!     sport: 40000,
+//!     dport: 22,
+//!     icmp_type: None,
+//!     icmp_code: None,
+//!     in_iface: Some("g0"),
+//!     out_iface: Some("g1"),
+//! };
+//! assert_eq!(loaded.policy.evaluate(&q, Timestamp::ZERO).action, RuleAction::Allow);
+//! ```
 
-use std::net::IpAddr;
-use std::path::Path;
-use std::sync::Arc;
+mod diag;
+mod lint;
+mod load;
+mod policy;
+mod syntax;
 
-use crate::time::Timestamp;
+use std::path::{Path, PathBuf};
 
-/// What a rule (or the default policy) does with a new connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RuleAction {
-    /// Track and pass.
-    Allow,
-    /// Drop silently.
-    Drop,
-    /// Drop and answer (TCP RST / ICMP unreachable).
-    Reject,
+use serde_json::json;
+
+pub use diag::{Diagnostic, Severity};
+pub use policy::{Outcome, ParseKeywordError, Policy, ProbeMode, Query, RuleAction, RuleInfo};
+
+/// A successfully loaded rule file.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The compiled rules.
+    pub policy: Policy,
+    /// Lint and other warnings (the file is usable anyway).
+    pub warnings: Vec<Diagnostic>,
+    /// Every file read: the top-level file first, then includes in the order they were read.
+    pub files: Vec<PathBuf>,
 }
 
-/// How out-of-state probes are answered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProbeMode {
-    /// With a RST.
-    Rst,
-    /// Silently dropped.
-    Drop,
-}
-
-/// Where a rule comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RuleInfo {
-    /// Rule number.
-    pub id: usize,
-    /// File.
-    pub file: Arc<str>,
-    /// Line.
-    pub line: u32,
-    /// Label.
-    pub label: Option<String>,
-    /// Whether matches are logged.
-    pub log: bool,
-    /// Action.
-    pub action: RuleAction,
-    /// Source text.
-    pub text: String,
-}
-
-/// A new connection to judge.
-#[derive(Clone, Copy, Debug)]
-pub struct Query<'a> {
-    /// Source.
-    pub src: IpAddr,
-    /// Destination.
-    pub dst: IpAddr,
-    /// IP protocol.
-    pub proto: u8,
-    /// Source port.
-    pub sport: u16,
-    /// Destination port.
-    pub dport: u16,
-    /// ICMP type.
-    pub icmp_type: Option<u8>,
-    /// ICMP code.
-    pub icmp_code: Option<u8>,
-    /// Input interface.
-    pub in_iface: Option<&'a str>,
-    /// Output interface.
-    pub out_iface: Option<&'a str>,
-}
-
-/// The verdict of the policy on a new connection.
-#[derive(Clone, Copy, Debug)]
-pub struct Outcome<'p> {
-    /// Action.
-    pub action: RuleAction,
-    /// Rule that decided, `None` for the default policy.
-    pub rule: Option<&'p RuleInfo>,
-}
-
-/// A compiled policy.
-#[derive(Debug, Default)]
-pub struct Policy;
-
-impl Policy {
-    /// Allows everything.
-    pub fn allow_all() -> Policy {
-        Policy
+fn into_result(report: load::Report) -> Result<Loaded, Vec<Diagnostic>> {
+    match report.policy {
+        Some(policy) => Ok(Loaded {
+            policy,
+            warnings: report.diagnostics,
+            files: report.files,
+        }),
+        None => Err(report.diagnostics),
     }
-    /// Judges a new connection.
-    pub fn evaluate(&self, _q: &Query<'_>, _now: Timestamp) -> Outcome<'_> {
-        Outcome {
-            action: RuleAction::Allow,
-            rule: None,
+}
+
+/// Read, parse and compile a rule file and everything it includes.
+///
+/// On failure, returns every diagnostic of every file: all errors (at least one) and the
+/// warnings found alongside them, in file and line order.
+pub fn load(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
+    into_result(load::load_path(path))
+}
+
+/// Like [`load`] for text in memory named `name`; `include` paths are relative to the current
+/// directory.
+pub fn load_str(name: &str, text: &str) -> Result<Loaded, Vec<Diagnostic>> {
+    into_result(load::load_text(name, text))
+}
+
+/// What `statewall check FILE [--json]` prints, and its exit code (0 valid, 1 errors).
+///
+/// Text: every diagnostic rendered as by [`Diagnostic`]'s `Display`, each followed by a blank
+/// line, then a summary line `FILE: ok (N rules, M warnings)` or `FILE: E errors, M warnings`.
+/// JSON: one object `{"file", "ok", "errors", "warnings", "rules"}` on one line.
+pub fn check_report(path: &Path, json: bool) -> (i32, String) {
+    let report = load::load_path(path);
+    let (errors, warnings): (Vec<&Diagnostic>, Vec<&Diagnostic>) =
+        report.diagnostics.iter().partition(|d| d.is_error());
+    let ok = errors.is_empty();
+    let code = if ok { 0 } else { 1 };
+    let file = path.display().to_string();
+    let out = if json {
+        let v = json!({
+            "file": file,
+            "ok": ok,
+            "errors": errors.iter().map(|d| d.to_json()).collect::<Vec<_>>(),
+            "warnings": warnings.iter().map(|d| d.to_json()).collect::<Vec<_>>(),
+            "rules": report.rule_count,
+        });
+        format!("{v}\n")
+    } else {
+        let mut s = String::new();
+        for d in &report.diagnostics {
+            s.push_str(&d.to_string());
+            s.push_str("\n\n");
         }
-    }
-    /// Default action.
-    pub fn default_action(&self) -> RuleAction {
-        RuleAction::Allow
-    }
-    /// Probe mode from the file.
-    pub fn probes(&self) -> Option<ProbeMode> {
-        None
-    }
-    /// Number of rules.
-    pub fn rule_count(&self) -> usize {
-        0
-    }
-    /// Source file.
-    pub fn source(&self) -> Option<&Path> {
-        None
-    }
+        let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+        if ok {
+            s.push_str(&format!(
+                "{file}: ok ({}, {})\n",
+                plural(report.rule_count, "rule"),
+                plural(warnings.len(), "warning")
+            ));
+        } else {
+            s.push_str(&format!(
+                "{file}: {}, {}\n",
+                plural(errors.len(), "error"),
+                plural(warnings.len(), "warning")
+            ));
+        }
+        s
+    };
+    (code, out)
 }
