@@ -15,8 +15,10 @@
 //! everything that does lives in [`io`] and the daemon wiring, and stays thin.
 #![forbid(unsafe_code)]
 
+pub mod alert;
 pub mod conntrack;
 pub mod engine;
+pub mod io;
 pub mod packet;
 pub mod respond;
 pub mod rules;
