@@ -20,6 +20,7 @@ pub mod conntrack;
 pub mod engine;
 pub mod io;
 pub mod packet;
+pub mod ratelimit;
 pub mod respond;
 pub mod rules;
 pub mod scan;
