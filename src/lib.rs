@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alert;
+pub mod block;
 pub mod conntrack;
 pub mod engine;
 pub mod io;
