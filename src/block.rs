@@ -93,6 +93,8 @@ pub struct BlockEntry {
     pub reason: String,
     /// Offence count (1 = first block).
     pub level: u32,
+    /// Full duration of the block.
+    pub ttl: Duration,
     /// Time left.
     pub remaining: Duration,
 }
@@ -299,6 +301,7 @@ impl Blocklist {
                 src: e.src,
                 reason: e.reason.clone(),
                 level: e.level,
+                ttl: e.ttl,
                 remaining: e.expires.since(now),
             })
             .collect();
@@ -463,5 +466,6 @@ mod tests {
         assert!(listed.windows(2).all(|w| w[0].remaining <= w[1].remaining));
         assert_eq!(listed[2].src, ip("10.0.0.9"), "newest block kept");
         assert_eq!(listed[2].remaining, Duration::from_secs(589));
+        assert_eq!(listed[2].ttl, TTL);
     }
 }
