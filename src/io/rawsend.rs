@@ -122,22 +122,21 @@ mod tests {
         root
     }
 
-    #[test]
-    fn sends_a_rst_to_loopback() {
-        if !have_root() {
-            eprintln!("skipped: not root");
-            return;
-        }
-        // A raw TCP socket sees a copy of every TCP segment the host receives.
-        let mut sniffer = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP)).unwrap();
+    /// Sends a RST answering a SYN from `lo:sport` to `lo:9` and waits for it on loopback.
+    fn rst_reaches_loopback(lo: &str) {
+        let v4 = lo.contains('.');
+        let domain = if v4 { Domain::IPV4 } else { Domain::IPV6 };
+        // A raw TCP socket sees a copy of every TCP segment the host receives (IPv4 with the
+        // IP header, IPv6 without).
+        let mut sniffer = Socket::new(domain, Type::RAW, Some(Protocol::TCP)).unwrap();
         sniffer
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         let sender = RawSender::new(Some(0x5157)).unwrap();
         let sport = 40000 + (std::process::id() % 20000) as u16;
         let probe = TcpProbe {
-            src: "127.0.0.1".parse().unwrap(),
-            dst: "127.0.0.1".parse().unwrap(),
+            src: lo.parse().unwrap(),
+            dst: lo.parse().unwrap(),
             sport,
             dport: 9,
             seq: 77,
@@ -148,13 +147,14 @@ mod tests {
         let rst = rst_for(&probe, &ReplyOptions { ttl: 64, ip_id: 7 }).unwrap();
         sender.send(&rst).unwrap();
 
+        let skip = if v4 { 20 } else { 0 };
         let deadline = Instant::now() + Duration::from_secs(3);
         let mut buf = [0u8; 1500];
         while Instant::now() < deadline {
             let Ok(n) = sniffer.read(&mut buf) else {
                 continue;
             };
-            let seg = &buf[20..n.max(20)];
+            let seg = &buf[skip.min(n)..n];
             if seg.len() >= 20 && u16::from_be_bytes([seg[2], seg[3]]) == sport {
                 assert_eq!(u16::from_be_bytes([seg[0], seg[1]]), 9);
                 assert_eq!(seg[13] & tcp_flags::RST, tcp_flags::RST);
@@ -162,6 +162,16 @@ mod tests {
                 return;
             }
         }
-        panic!("the RST never arrived on loopback");
+        panic!("the RST never arrived on {lo}");
+    }
+
+    #[test]
+    fn sends_rsts_to_loopback_v4_and_v6() {
+        if !have_root() {
+            eprintln!("skipped: not root");
+            return;
+        }
+        rst_reaches_loopback("127.0.0.1");
+        rst_reaches_loopback("::1");
     }
 }
