@@ -23,7 +23,8 @@
 //!   answering host, and statewall's own RSTs are not events.
 //!
 //! # Memory
-//! At most `max_sources` scanners and `max_records` records (about 200 bytes each with their
+//! Records of normal connections are forgotten as soon as they complete, so busy clients cost
+//! nothing beyond their connections in flight. At most `max_sources` scanners and `max_records` records (about 200 bytes each with their
 //! share of the tallies: the default 131072 records stay under ~30 MB). Per scanner, records
 //! stop being added once there are enough to reach level 4. When full, the least recently seen
 //! eighth of the sources is forgotten.
@@ -713,8 +714,6 @@ enum RecState {
     Candidate { since: Timestamp },
     /// The target answered SYN/ACK; waiting for the handshake to complete.
     Replied { since: Timestamp },
-    /// A normal connection or exchange: never counted.
-    Benign,
     /// A probe.
     Counted(Outcome),
 }
@@ -845,6 +844,19 @@ impl Source {
             rec.state = new;
         }
     }
+
+    /// Removes a record (and its share of the tallies); true when there was one.
+    fn remove(&mut self, key: &Key) -> bool {
+        match self.records.remove(key) {
+            Some(rec) => {
+                if let RecState::Counted(outcome) = rec.state {
+                    self.tallies.apply(key, outcome, false);
+                }
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -854,6 +866,15 @@ struct Shard {
 }
 
 impl Shard {
+    /// Forgets a record that turned out to be a normal connection or exchange.
+    fn forget(&mut self, src: IpAddr, key: &Key) {
+        if let Some(source) = self.sources.get_mut(&src) {
+            if source.remove(key) {
+                self.records -= 1;
+            }
+        }
+    }
+
     /// Makes room for `src` and one more record by forgetting the least recently seen eighth
     /// of the other sources.
     fn make_room(&mut self, src: IpAddr, max_sources: usize, max_records: usize) {
@@ -1189,24 +1210,24 @@ impl ScanDetector {
             tech,
         };
         let mut shard = self.shard(scanner);
+        if tech == Technique::Udp {
+            shard.forget(scanner, &key);
+            return;
+        }
         let Some(source) = shard.sources.get_mut(&scanner) else {
             return;
         };
         let Some(rec) = source.records.get(&key) else {
             return;
         };
-        let new = match (rec.state, tech) {
-            (RecState::Benign, _) => return,
-            (_, Technique::Udp) => RecState::Benign,
-            (RecState::Candidate { .. } | RecState::Counted(Outcome::Unanswered), _) => {
+        let new = match rec.state {
+            RecState::Candidate { .. } | RecState::Counted(Outcome::Unanswered) => {
                 RecState::Replied { since: now }
             }
             _ => return,
         };
         source.set_state(&key, new);
-        if let RecState::Replied { .. } = new {
-            source.next_due = source.next_due.min(now.add(self.s.t.answer_timeout));
-        }
+        source.next_due = source.next_due.min(now.add(self.s.t.answer_timeout));
     }
 
     /// Reports that `client` completed a connection to `server:port` (TCP handshake done):
@@ -1231,10 +1252,7 @@ impl ScanDetector {
             port,
             tech,
         };
-        let mut shard = self.shard(client);
-        if let Some(source) = shard.sources.get_mut(&client) {
-            source.set_state(&key, RecState::Benign);
-        }
+        self.shard(client).forget(client, &key);
     }
 
     /// Reports that the connection `src:sport → dst:dport` (src = the side that opened it)
@@ -1337,8 +1355,7 @@ impl ScanDetector {
             }
         }
         for key in &expired {
-            source.set_state(key, RecState::Benign);
-            source.records.remove(key);
+            source.remove(key);
         }
         source.marks.retain(|_, m| now.since(m.at) < t.window);
         for m in source.marks.values() {
@@ -1725,6 +1742,11 @@ mod tests {
             d.observe_established(client, ip(TARGET), 6, 8080, ms(101));
             d.note_closed(client, ip(TARGET), 6, sport, 8080, ms(200));
         }
+        assert_eq!(
+            d.tracked_records(),
+            0,
+            "completed connections are forgotten at once"
+        );
         assert!(ticks(&d, 0, 200_000).is_empty());
     }
 
