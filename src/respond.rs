@@ -733,4 +733,60 @@ mod tests {
         // Truncated inside the extension header chain: cannot tell, so no answer.
         assert_eq!(icmp_port_unreachable(&v6_fragment(0)[..44], &OPTS), None);
     }
+
+    proptest::proptest! {
+        /// Attacker-controlled bytes never panic the ICMP builder, and what it builds is
+        /// bounded and checksummed.
+        #[test]
+        fn icmp_builder_survives_any_input(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..1600)) {
+            if let Some(reply) = icmp_port_unreachable(&bytes, &OPTS) {
+                let v4 = reply[0] >> 4 == 4;
+                let max = if v4 { 576 } else { 1280 };
+                proptest::prop_assert!(reply.len() <= max);
+                let body = if v4 { &reply[20..] } else { &reply[40..] };
+                let sum = if v4 {
+                    sum_words(body)
+                } else {
+                    sum_words(&reply[8..40]) + 58 + body.len() as u32 + sum_words(body)
+                };
+                proptest::prop_assert_eq!(fold(sum), 0xffff);
+            }
+        }
+
+        /// Valid packets with a few bytes changed (lengths, protocol, extension headers, ...).
+        #[test]
+        fn icmp_builder_survives_mutated_packets(
+            v6 in proptest::bool::ANY,
+            payload in 0usize..1400,
+            cut in 0usize..1500,
+            edits in proptest::collection::vec((0usize..60, proptest::num::u8::ANY), 0..6),
+        ) {
+            let mut bytes = if v6 { udp_packet(CLI6, SRV6, payload) } else { udp_packet(CLI4, SRV4, payload) };
+            for (i, b) in edits {
+                if let Some(x) = bytes.get_mut(i) {
+                    *x = b;
+                }
+            }
+            bytes.truncate(cut.max(1));
+            if let Some(reply) = icmp_port_unreachable(&bytes, &OPTS) {
+                proptest::prop_assert!(reply.len() <= 1280);
+                proptest::prop_assert!(reply.len() >= 28);
+            }
+        }
+
+        /// Every non-RST probe gets a RST with a valid checksum; RSTs get nothing.
+        #[test]
+        fn rst_builder_any_probe(flags in proptest::num::u8::ANY, seq in proptest::num::u32::ANY,
+                                 ack in proptest::num::u32::ANY, len in 0u32..70_000, v6 in proptest::bool::ANY) {
+            let (src, dst) = if v6 { (CLI6, SRV6) } else { (CLI4, SRV4) };
+            let p = TcpProbe { seq, ack, ..probe(src, dst, flags, len) };
+            match rst_for(&p, &OPTS) {
+                None => proptest::prop_assert!(flags & RST != 0),
+                Some(bytes) => {
+                    proptest::prop_assert!(flags & RST == 0);
+                    proptest::prop_assert_eq!(independent_tcp_sum(&bytes), 0xffff);
+                }
+            }
+        }
+    }
 }

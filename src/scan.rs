@@ -2199,4 +2199,47 @@ mod tests {
         let total: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
         assert_eq!(total, 8, "levels 1 and 2 for each of 4 scanners");
     }
+
+    proptest::proptest! {
+        /// Any sequence of events and answers keeps the detector within its bounds and its
+        /// tallies consistent with its records.
+        #[test]
+        fn any_event_stream_stays_bounded(
+            steps in proptest::collection::vec(
+                (0u8..12, 0u8..6, 0u8..4, 0u16..40, 0u8..6, 0u64..2_000), 1..400)
+        ) {
+            let d = det(ScanConfig { max_sources: 4, max_records: 64, ..Default::default() });
+            let mut now = 0u64;
+            for (kind, src, dst, port, action, dt) in steps {
+                now += dt;
+                let t = ms(now);
+                let src = IpAddr::from([10, 0, 0, src]);
+                let dst = IpAddr::from([203, 0, 113, dst]);
+                let kind = ProbeKind::ALL[usize::from(kind)];
+                let proto = if kind.technique() == Technique::Udp { 17 } else { 6 };
+                match action {
+                    0 | 1 => drop(d.observe(&ScanEvent { src, dst, proto, sport: 40000, dport: port, kind }, t)),
+                    2 => drop(d.observe_answer(src, dst, proto, port, AnswerKind::TcpRst, t)),
+                    3 => d.observe_reply(src, dst, proto, port, t),
+                    4 => d.observe_established(src, dst, proto, port, t),
+                    _ => drop(d.tick(t)),
+                }
+                proptest::prop_assert!(d.tracked_sources() <= 4);
+                proptest::prop_assert!(d.tracked_records() <= 64);
+            }
+            for shard in d.shards.iter() {
+                let shard = lock(shard);
+                let mut records = 0;
+                for source in shard.sources.values() {
+                    records += source.records.len();
+                    let counted = source.records.values().filter(|r| matches!(r.state, RecState::Counted(_))).count();
+                    let by_dst: u32 = source.tallies.by_dst.values().flat_map(|t| t.0.iter().map(|(_, c)| c.n)).sum();
+                    let by_port: u32 = source.tallies.by_port.values().flat_map(|t| t.0.iter().map(|(_, c)| c.n)).sum();
+                    proptest::prop_assert_eq!(by_dst as usize, counted);
+                    proptest::prop_assert_eq!(by_port as usize, counted);
+                }
+                proptest::prop_assert_eq!(records, shard.records);
+            }
+        }
+    }
 }
