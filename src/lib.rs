@@ -15,10 +15,14 @@
 //! everything that does lives in [`io`] and the daemon wiring, and stays thin.
 #![forbid(unsafe_code)]
 
+pub mod alert;
+pub mod block;
 pub mod config;
 pub mod conntrack;
 pub mod engine;
+pub mod io;
 pub mod packet;
+pub mod ratelimit;
 pub mod replay;
 pub mod respond;
 pub mod rules;

@@ -1,0 +1,422 @@
+//! Scenario tests: nmap-like scans and normal traffic driven through the public API the engine
+//! uses (flag classification, scan detector, answer rate limits, RST/ICMP builders, block list,
+//! syslog formatting), on virtual time.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use statewall::alert::Severity;
+use statewall::io::syslog::{format_line, Facility, Format, Header};
+use statewall::ratelimit::{ProbesConfig, RateLimiter, Respond};
+use statewall::respond::{icmp_port_unreachable, rst_for, tcp_flags, ReplyOptions, TcpProbe};
+use statewall::scan::{
+    AlertAction, AnswerKind, ProbeKind, ScanAlert, ScanConfig, ScanDetector, ScanEvent, ScanType,
+    Technique,
+};
+use statewall::Timestamp;
+
+const SCANNER: &str = "198.51.100.2";
+const TARGET: &str = "203.0.113.2";
+const OPTS: ReplyOptions = ReplyOptions {
+    ttl: 64,
+    ip_id: 0x4242,
+};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn us(micros: u64) -> Timestamp {
+    Timestamp::from_nanos(micros * 1000)
+}
+
+/// The gateway as the engine would drive it: policy allows only `open` ports on TARGET;
+/// everything else is dropped by policy and answered per `[probes]`.
+struct Gateway {
+    scan: ScanDetector,
+    limiter: RateLimiter,
+    respond: Respond,
+    open: Vec<u16>,
+    alerts: Vec<ScanAlert>,
+    answered: usize,
+    limited: usize,
+}
+
+impl Gateway {
+    fn new(scan: ScanConfig, probes: ProbesConfig, open: &[u16]) -> Gateway {
+        scan.validate().unwrap();
+        probes.validate().unwrap();
+        Gateway {
+            scan: ScanDetector::new(scan, probes.respond),
+            limiter: RateLimiter::new(&probes),
+            respond: probes.respond,
+            open: open.to_vec(),
+            alerts: Vec::new(),
+            answered: 0,
+            limited: 0,
+        }
+    }
+
+    /// A TCP segment from the scanner with no connection behind it.
+    fn tcp(&mut self, dst: &str, sport: u16, dport: u16, flags: u8, now: Timestamp) {
+        let Some(kind) = ProbeKind::from_tcp_flags(flags) else {
+            return;
+        };
+        let (src, dst) = (ip(SCANNER), ip(dst));
+        let allowed = kind == ProbeKind::Syn && self.open.contains(&dport);
+        let kind = if kind == ProbeKind::Syn && !allowed {
+            ProbeKind::SynDropped
+        } else {
+            kind
+        };
+        let ev = ScanEvent {
+            src,
+            dst,
+            proto: 6,
+            sport,
+            dport,
+            kind,
+        };
+        self.alerts.extend(self.scan.observe(&ev, now));
+        if allowed {
+            // The server answers SYN/ACK; nmap -sS resets instead of completing.
+            self.scan.observe_reply(src, dst, 6, dport, now);
+            self.alerts
+                .extend(self.scan.note_closed(src, dst, 6, sport, dport, now));
+            return;
+        }
+        if self.respond == Respond::Drop {
+            return;
+        }
+        let probe = TcpProbe {
+            src,
+            dst,
+            sport,
+            dport,
+            seq: 0x1000,
+            ack: 0x2000,
+            flags,
+            payload_len: 0,
+        };
+        if self.limiter.try_take(src, now).is_err() {
+            self.limited += 1;
+            return;
+        }
+        let rst = rst_for(&probe, &OPTS).expect("a RST for every non-RST probe");
+        assert_eq!(rst.len(), 40);
+        self.answered += 1;
+        self.alerts.extend(
+            self.scan
+                .observe_answer(src, dst, 6, dport, AnswerKind::TcpRst, now),
+        );
+    }
+
+    /// A UDP datagram from the scanner to a closed port, answered with ICMP port unreachable.
+    fn udp(&mut self, dport: u16, now: Timestamp) {
+        let (src, dst) = (ip(SCANNER), ip(TARGET));
+        let ev = ScanEvent {
+            src,
+            dst,
+            proto: 17,
+            sport: 61000,
+            dport,
+            kind: ProbeKind::UdpDropped,
+        };
+        self.alerts.extend(self.scan.observe(&ev, now));
+        let mut datagram = Vec::new();
+        etherparse::PacketBuilder::ipv4([198, 51, 100, 2], [203, 0, 113, 2], 64)
+            .udp(61000, dport)
+            .write(&mut datagram, &[])
+            .unwrap();
+        if self.limiter.try_take(src, now).is_ok() {
+            let icmp = icmp_port_unreachable(&datagram, &OPTS).expect("an ICMP error");
+            assert_eq!(&icmp[28..], &datagram[..]);
+            self.answered += 1;
+            self.alerts.extend(self.scan.observe_answer(
+                src,
+                dst,
+                17,
+                dport,
+                AnswerKind::IcmpUnreachable,
+                now,
+            ));
+        }
+    }
+
+    fn tick_until(&mut self, from_ms: u64, to_ms: u64) {
+        for t in (from_ms..=to_ms).step_by(250) {
+            self.alerts
+                .extend(self.scan.tick(Timestamp::from_millis(t)));
+        }
+    }
+
+    fn levels(&self) -> Vec<(ScanType, Technique, u8)> {
+        self.alerts
+            .iter()
+            .map(|a| (a.scan_type, a.technique, a.level))
+            .collect()
+    }
+}
+
+/// nmap -T4 -sS on the default 1000 ports, ~1 probe per ms, two ports open.
+#[test]
+fn nmap_syn_scan_is_answered_completely_and_reported_with_escalation() {
+    let mut gw = Gateway::new(ScanConfig::default(), ProbesConfig::default(), &[22, 80]);
+    for (i, port) in (1..=1000u16).enumerate() {
+        gw.tcp(
+            TARGET,
+            40123,
+            port,
+            tcp_flags::SYN,
+            us(1_000_000 + i as u64 * 1000),
+        );
+    }
+    // nmap retransmits a few probes it thinks were lost.
+    for (i, port) in (900..=1000u16).enumerate() {
+        gw.tcp(
+            TARGET,
+            40123,
+            port,
+            tcp_flags::SYN,
+            us(2_100_000 + i as u64 * 1000),
+        );
+    }
+    assert_eq!(gw.limited, 0);
+    assert_eq!(gw.answered, 998 + 101);
+    gw.tick_until(2_000, 10_000);
+    assert_eq!(
+        gw.levels(),
+        [1, 2, 3, 4].map(|l| (ScanType::PortScan, Technique::Syn, l)),
+        "{:#?}",
+        gw.alerts
+    );
+    let last = gw.alerts.last().unwrap();
+    assert_eq!(last.rejects, 300);
+    assert!(last.body().starts_with("SCAN type=portscan nmap=-sS SRC=198.51.100.2 GROUP=198.51.100.0/24 DST=203.0.113.2 PROTO=TCP"));
+}
+
+/// Each stealth scan is recognised by its nmap name, and all its probes are answered.
+#[test]
+fn nmap_stealth_scans_are_named() {
+    let cases = [
+        (0, "-sN"),
+        (tcp_flags::FIN, "-sF"),
+        (tcp_flags::FIN | tcp_flags::PSH | tcp_flags::URG, "-sX"),
+        (tcp_flags::FIN | tcp_flags::ACK, "-sM"),
+        (tcp_flags::ACK, "-sA"),
+    ];
+    for (flags, nmap) in cases {
+        let mut gw = Gateway::new(ScanConfig::default(), ProbesConfig::default(), &[]);
+        for (i, port) in (1..=1000u16).enumerate() {
+            gw.tcp(TARGET, 40123, port, flags, us(i as u64 * 1000));
+        }
+        assert_eq!(gw.answered, 1000, "{nmap}");
+        let names: Vec<(&str, u8)> = gw
+            .alerts
+            .iter()
+            .map(|a| (a.technique.nmap(), a.level))
+            .collect();
+        assert_eq!(names, [(nmap, 1), (nmap, 2), (nmap, 3), (nmap, 4)]);
+    }
+}
+
+#[test]
+fn nmap_udp_scan() {
+    let mut gw = Gateway::new(ScanConfig::default(), ProbesConfig::default(), &[]);
+    for port in 1..=100u16 {
+        gw.udp(port, Timestamp::from_millis(u64::from(port) * 10));
+    }
+    let types: Vec<_> = gw
+        .alerts
+        .iter()
+        .map(|a| (a.technique.nmap(), a.scan_type, a.level))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("-sU", ScanType::PortScan, 1),
+            ("-sU", ScanType::PortScan, 2),
+            ("-sU", ScanType::PortScan, 3)
+        ]
+    );
+}
+
+/// A sweep of one port over a /24 with `respond = "drop"`: nothing answers, so it is filtered.
+#[test]
+fn silent_port_sweep_is_filtered() {
+    let probes = ProbesConfig {
+        respond: Respond::Drop,
+        ..Default::default()
+    };
+    let mut gw = Gateway::new(ScanConfig::default(), probes, &[]);
+    for host in 1..=254u16 {
+        let dst = format!("203.0.113.{host}");
+        gw.tcp(
+            &dst,
+            40123,
+            3389,
+            tcp_flags::SYN,
+            Timestamp::from_millis(u64::from(host) * 4),
+        );
+    }
+    gw.tick_until(0, 5_000);
+    let levels = gw.levels();
+    assert_eq!(
+        levels,
+        [1, 2, 3].map(|l| (ScanType::FilteredPortSweep, Technique::Syn, l))
+    );
+    assert!(gw.alerts.iter().all(|a| a.action == AlertAction::Drop));
+    assert_eq!(gw.alerts[2].ntargets, 100);
+}
+
+/// Scan → level 2 alert → block list entry → syslog line.
+#[test]
+fn auto_block_and_syslog_line() {
+    let cfg = ScanConfig {
+        block: true,
+        ..Default::default()
+    };
+    let blocklist = cfg.blocklist().unwrap();
+    let mut gw = Gateway::new(cfg, ProbesConfig::default(), &[]);
+    for port in 1..=20u16 {
+        gw.tcp(
+            TARGET,
+            40123,
+            port,
+            tcp_flags::FIN,
+            Timestamp::from_millis(u64::from(port)),
+        );
+    }
+    let alert = gw
+        .alerts
+        .iter()
+        .find(|a| a.action == AlertAction::Block)
+        .unwrap();
+    assert_eq!(alert.level, 2);
+    let net = alert.block.unwrap();
+    let event = blocklist
+        .block(
+            alert.scanner,
+            net,
+            alert.scan_type.name(),
+            Timestamp::from_secs(1),
+        )
+        .unwrap();
+    assert_eq!(
+        event.body(),
+        "BLOCK SRC=198.51.100.2 GROUP=198.51.100.2/32 ttl=600 level=1 reason=portscan"
+    );
+    assert!(blocklist.is_blocked(ip(SCANNER), Timestamp::from_secs(2)));
+    assert!(!blocklist.is_blocked(ip("198.51.100.3"), Timestamp::from_secs(2)));
+
+    let header = Header {
+        format: Format::Rfc5424,
+        facility: Facility::Auth,
+        host: Some("gw"),
+        tag: "statewall",
+        pid: 1,
+        pen: 32473,
+    };
+    let line = format_line(
+        &header,
+        Severity::Warning,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1),
+        &alert.body(),
+    );
+    assert!(line.starts_with("<36>1 1970-01-01T00:00:01.000000Z gw statewall 1 SCAN [statewall@32473 type=\"portscan\" nmap=\"-sF\" SRC=\"198.51.100.2\""), "{line}");
+}
+
+/// A busy client's normal day: HTTPS to many hosts, DNS, a refused port, connections that close
+/// and leave late FIN/ACKs behind, servers' late ACKs. Nothing is reported.
+#[test]
+fn normal_life_raises_nothing() {
+    let scan = ScanDetector::new(ScanConfig::default(), Respond::Rst);
+    let client = ip("10.0.0.5");
+    let mut alerts = Vec::new();
+    let mut now_ms = 0u64;
+    for round in 0..20u16 {
+        for h in 0..50u8 {
+            let server = IpAddr::from([192, 0, 2, h]);
+            let sport = 30000 + round * 100 + u16::from(h);
+            let t = Timestamp::from_millis(now_ms);
+            let syn = ScanEvent {
+                src: client,
+                dst: server,
+                proto: 6,
+                sport,
+                dport: 443,
+                kind: ProbeKind::Syn,
+            };
+            alerts.extend(scan.observe(&syn, t));
+        }
+        // A page load: all SYNs leave before the first SYN/ACK comes back.
+        for h in 0..50u8 {
+            let server = IpAddr::from([192, 0, 2, h]);
+            let sport = 30000 + round * 100 + u16::from(h);
+            let t = Timestamp::from_millis(now_ms + 40);
+            scan.observe_reply(client, server, 6, 443, t);
+            scan.observe_established(client, server, 6, 443, t);
+            alerts.extend(scan.note_closed(
+                client,
+                server,
+                6,
+                sport,
+                443,
+                Timestamp::from_millis(now_ms + 500),
+            ));
+            // Late segments after the close, both directions.
+            let late = Timestamp::from_millis(now_ms + 2_000);
+            for (src, dst, sp, dp, flags) in [
+                (client, server, sport, 443, tcp_flags::FIN | tcp_flags::ACK),
+                (client, server, sport, 443, tcp_flags::ACK),
+                (server, client, 443, sport, tcp_flags::ACK),
+            ] {
+                let kind = ProbeKind::from_tcp_flags(flags).unwrap();
+                alerts.extend(scan.observe(
+                    &ScanEvent {
+                        src,
+                        dst,
+                        proto: 6,
+                        sport: sp,
+                        dport: dp,
+                        kind,
+                    },
+                    late,
+                ));
+            }
+            let dns = ScanEvent {
+                src: client,
+                dst: ip("192.0.2.53"),
+                proto: 17,
+                sport,
+                dport: 53,
+                kind: ProbeKind::UdpNew,
+            };
+            alerts.extend(scan.observe(&dns, t));
+            scan.observe_reply(client, ip("192.0.2.53"), 17, 53, t);
+        }
+        // One refused connection attempt per round, always the same port.
+        let refused = ScanEvent {
+            src: client,
+            dst: ip(TARGET),
+            proto: 6,
+            sport: 50000 + round,
+            dport: 8443,
+            kind: ProbeKind::Syn,
+        };
+        alerts.extend(scan.observe(&refused, Timestamp::from_millis(now_ms)));
+        alerts.extend(scan.observe_answer(
+            client,
+            ip(TARGET),
+            6,
+            8443,
+            AnswerKind::TcpRst,
+            Timestamp::from_millis(now_ms),
+        ));
+        for t in (now_ms..now_ms + 15_000).step_by(250) {
+            alerts.extend(scan.tick(Timestamp::from_millis(t)));
+        }
+        now_ms += 15_000;
+    }
+    assert!(alerts.is_empty(), "{:#?}", alerts);
+}
