@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod conntrack;
+pub mod control;
 pub mod engine;
 pub mod packet;
 pub mod replay;
