@@ -588,6 +588,29 @@ fn concurrent_clients_are_all_served() {
     assert_eq!(served, 80);
 }
 
+#[test]
+fn too_many_clients_get_busy_not_a_hang() {
+    let dir = TempDir::new();
+    let (server, _fake) = start(&dir);
+    let path = server.path();
+    let silent: Vec<UnixStream> = (0..statewall::control::server::MAX_CLIENTS)
+        .map(|_| UnixStream::connect(path).expect("connect"))
+        .collect();
+    let t0 = Instant::now();
+    match request(path, &Request::Status) {
+        Ok(Response::Err { error, .. }) => assert!(error.contains("busy"), "{error}"),
+        r => panic!("expected busy, got {r:?}"),
+    }
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    // Once the silent clients time out, service resumes.
+    drop(silent);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(matches!(
+        request(path, &Request::Status),
+        Ok(Response::Ok(_))
+    ));
+}
+
 /// The effective uid is the owner of /proc/self (no libc call needed).
 fn is_root() -> bool {
     std::fs::metadata("/proc/self")

@@ -56,10 +56,12 @@ pub fn request_with_timeout(
     // Tell the server the request is complete; it answers on the first newline anyway.
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let mut buf = Vec::new();
-    (&mut stream)
-        .take(MAX_RESPONSE)
-        .read_to_end(&mut buf)
-        .map_err(io_err)?;
+    if let Err(e) = (&mut stream).take(MAX_RESPONSE).read_to_end(&mut buf) {
+        // A complete response line before a reset still counts.
+        if !buf.contains(&b'\n') {
+            return Err(io_err(e));
+        }
+    }
     let protocol = |message: String| ControlError::Protocol {
         path: socket.to_path_buf(),
         message,

@@ -122,14 +122,10 @@ impl ControlServer {
             return;
         };
         self.stop.store(true, Ordering::SeqCst);
-        // Wakes the blocked accept(2): shutting down a listening socket makes it fail on Linux.
-        if socket2::SockRef::from(&self.listener)
-            .shutdown(std::net::Shutdown::Both)
-            .is_err()
-        {
-            // Fallback: a connection wakes it as well.
-            let _ = UnixStream::connect(&self.path);
-        }
+        // Wake the blocked accept(2): shutting down a listening socket makes it fail on Linux;
+        // a connection wakes it as well, should the shutdown not (the loop checks `stop`).
+        let _ = socket2::SockRef::from(&self.listener).shutdown(std::net::Shutdown::Both);
+        let _ = UnixStream::connect(&self.path);
         let _ = thread.join();
         match std::fs::symlink_metadata(&self.path) {
             Ok(m) if (m.dev(), m.ino()) == self.identity => {
@@ -224,7 +220,10 @@ pub fn serve(
             let stop = Arc::clone(&stop);
             move || accept_loop(accept_side, handler, stop)
         })
-        .map_err(|e| ControlError::io("cannot start the control thread for", &path, e))?;
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&path);
+            ControlError::io("cannot start the control thread for", &path, e)
+        })?;
     tracing::info!(path = %path.display(), mode = format!("{mode:o}"), gid, "control socket listening");
     Ok(ControlServer {
         path,
@@ -281,9 +280,11 @@ fn accept_loop(listener: UnixListener, handler: Arc<dyn ControlHandler>, stop: A
         };
         if active.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
             active.fetch_sub(1, Ordering::SeqCst);
-            let _ = stream.set_write_timeout(Some(SERVER_TIMEOUT));
             let busy = Response::error("statewall is busy with other control clients; retry");
-            let _ = stream.write_all(busy.to_line().as_bytes());
+            let _ = stream
+                .set_write_timeout(Some(SERVER_TIMEOUT))
+                .and_then(|()| stream.write_all(busy.to_line().as_bytes()));
+            finish(stream, Duration::from_millis(50));
             continue;
         }
         let slot = ClientSlot(Arc::clone(&active));
@@ -362,7 +363,9 @@ fn read_request(stream: &mut UnixStream) -> Result<Vec<u8>, ReadError> {
 }
 
 fn serve_client(mut stream: UnixStream, handler: &dyn ControlHandler) {
-    let response = match read_request(&mut stream) {
+    let read = read_request(&mut stream);
+    let unread_input = matches!(read, Err(ReadError::TooLarge));
+    let response = match read {
         Ok(line) => match Request::from_line(&line) {
             Ok(req) => {
                 tracing::debug!(?req, "control request");
@@ -392,6 +395,29 @@ fn serve_client(mut stream: UnixStream, handler: &dyn ControlHandler) {
         .and_then(|()| stream.flush());
     if let Err(e) = sent {
         tracing::debug!(error = %e, "control client write failed");
+    }
+    if unread_input {
+        finish(stream, Duration::from_millis(200));
+    }
+}
+
+/// Closes a connection whose request was not read in full. Closing a Unix socket with unread
+/// input resets it, and the peer's read then fails before it sees our response; so signal the
+/// end of the response and discard what the client still sends, briefly and boundedly.
+fn finish(mut stream: UnixStream, patience: Duration) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let deadline = Instant::now() + patience;
+    let mut sink = [0u8; 4096];
+    let mut budget = 4 * MAX_REQUEST;
+    while budget > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => budget = budget.saturating_sub(n),
+        }
     }
 }
 
