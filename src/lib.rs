@@ -19,6 +19,7 @@ pub mod alert;
 pub mod block;
 pub mod config;
 pub mod conntrack;
+pub mod control;
 pub mod engine;
 pub mod io;
 pub mod packet;

@@ -1,0 +1,583 @@
+//! Human-readable output of the control commands: aligned columns an admin can read and grep.
+//! Every function returns the whole text, newline-terminated (empty lists say so in words).
+
+use std::fmt::Write as _;
+
+use super::protocol::{BlockEntry, ConnEntry, ReloadReport, StatsReport, Status, UnblockReport};
+
+/// Column alignment.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Align {
+    Left,
+    Right,
+}
+
+/// Lays `rows` out in columns separated by two spaces, no trailing blanks.
+fn columns(rows: &[Vec<String>], align: &[Align]) -> String {
+    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..n)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let w = widths[i];
+            match align.get(i).copied().unwrap_or(Align::Left) {
+                Align::Left => {
+                    let _ = write!(line, "{cell:<w$}");
+                }
+                Align::Right => {
+                    let _ = write!(line, "{cell:>w$}");
+                }
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `3d 4h 5m 6s`, leading zero units left out (`0s` for zero).
+pub fn duration(secs: u64) -> String {
+    let parts = [
+        (secs / 86_400, "d"),
+        (secs / 3_600 % 24, "h"),
+        (secs / 60 % 60, "m"),
+        (secs % 60, "s"),
+    ];
+    let first = parts.iter().position(|(v, _)| *v > 0).unwrap_or(3);
+    parts[first..]
+        .iter()
+        .map(|(v, u)| format!("{v}{u}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Unix seconds as RFC 3339 UTC, e.g. `2026-11-24T19:54:02Z`.
+pub fn rfc3339(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let rem = unix % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `statewall status`.
+pub fn status(s: &Status) -> String {
+    let mut out = format!(
+        "statewall {}, pid {}, up {}\n",
+        s.version,
+        s.pid,
+        duration(s.uptime_secs)
+    );
+    let rules = match &s.rules_file {
+        Some(file) => {
+            let mut r = format!(
+                "{} ({}",
+                file.display(),
+                plural(s.rules as u64, "rule", "rules")
+            );
+            if let Some(at) = s.rules_loaded_at {
+                let _ = write!(r, ", loaded {}", rfc3339(at));
+            }
+            r.push(')');
+            r
+        }
+        None => "none (every new connection is allowed)".into(),
+    };
+    let pct = if s.max_entries > 0 {
+        s.entries as f64 * 100.0 / s.max_entries as f64
+    } else {
+        0.0
+    };
+    out.push_str(&columns(
+        &[
+            vec!["rules".into(), rules],
+            vec![
+                "connections".into(),
+                format!("{} of {} ({pct:.1}%)", s.entries, s.max_entries),
+            ],
+            vec!["blocked".into(), plural(s.blocked, "source", "sources")],
+        ],
+        &[Align::Left, Align::Left],
+    ));
+    if !s.queues.is_empty() {
+        out.push('\n');
+        let mut rows = vec![vec![
+            "queue".to_string(),
+            "packets".into(),
+            "accepted".into(),
+            "dropped".into(),
+            "errors".into(),
+        ]];
+        rows.extend(s.queues.iter().map(|q| {
+            vec![
+                q.queue.to_string(),
+                q.packets.to_string(),
+                q.accepted.to_string(),
+                q.dropped.to_string(),
+                q.errors.to_string(),
+            ]
+        }));
+        out.push_str(&columns(&rows, &[Align::Right; 5]));
+    }
+    out.push('\n');
+    out.push_str(&counts("drops", &s.drops, "no drops"));
+    out
+}
+
+/// A titled, indented name/count list.
+fn counts<'a>(
+    title: &str,
+    items: impl IntoIterator<Item = (&'a String, &'a u64)>,
+    empty: &str,
+) -> String {
+    let rows: Vec<Vec<String>> = items
+        .into_iter()
+        .map(|(k, v)| vec![format!("  {k}"), v.to_string()])
+        .collect();
+    if rows.is_empty() {
+        return format!("{title}: {empty}\n");
+    }
+    format!("{title}\n{}", columns(&rows, &[Align::Left, Align::Right]))
+}
+
+/// `statewall stats`.
+pub fn stats(s: &StatsReport) -> String {
+    let rows: Vec<Vec<String>> = [
+        ("packets", s.packets),
+        ("accepted", s.accepted),
+        ("dropped", s.dropped),
+        ("ignored", s.ignored),
+        ("new_connections", s.new_connections),
+        ("related", s.related),
+        ("fragments", s.fragments),
+        ("expired", s.expired),
+        ("early_drops", s.early_drops),
+        ("entries", s.entries),
+    ]
+    .iter()
+    .map(|(k, v)| vec![k.to_string(), v.to_string()])
+    .collect();
+    let mut out = columns(&rows, &[Align::Left, Align::Right]);
+    out.push('\n');
+    out.push_str(&counts("drops", &s.drops, "none"));
+    out.push('\n');
+    out.push_str(&counts("states", &s.states, "no connections"));
+    out
+}
+
+/// `statewall conns`, one line per connection like `conntrack -L`, columns aligned.
+pub fn conns(list: &[ConnEntry]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|c| {
+            vec![
+                c.proto.clone(),
+                c.state.clone(),
+                format!("src={}", c.src),
+                format!("dst={}", c.dst),
+                format!("sport={}", c.sport),
+                format!("dport={}", c.dport),
+                format!("expires={}", c.expires_in),
+                if c.assured { "[ASSURED]" } else { "" }.to_string(),
+            ]
+        })
+        .collect();
+    columns(&rows, &[])
+}
+
+/// `statewall conns` summary line (printed on stderr, like `conntrack -L`).
+pub fn conns_summary(n: usize) -> String {
+    format!("{} shown\n", plural(n as u64, "connection", "connections"))
+}
+
+/// `statewall reload` succeeded.
+pub fn reload_ok(r: &ReloadReport) -> String {
+    let file = r
+        .rules_file
+        .as_ref()
+        .map_or_else(|| "no rule file".to_string(), |f| f.display().to_string());
+    let mut out = format!(
+        "reloaded {file}: {} in use\n",
+        plural(r.rules as u64, "rule", "rules")
+    );
+    for w in &r.warnings {
+        let _ = writeln!(out, "{w}");
+    }
+    if r.revoked > 0 {
+        let _ = writeln!(
+            out,
+            "{} no longer allowed and closed",
+            plural(r.revoked, "connection", "connections")
+        );
+    }
+    out
+}
+
+/// A failed command: the summary, then every detail line (all errors of a rejected rule file).
+pub fn failure(command: &str, error: &str, details: &[String]) -> String {
+    let mut out = format!("statewall {command}: {error}\n");
+    for d in details {
+        let _ = writeln!(out, "{d}");
+    }
+    if command == "reload" {
+        out.push_str("the running rules are unchanged\n");
+    }
+    out
+}
+
+/// `statewall blocks`.
+pub fn blocks(list: &[BlockEntry]) -> String {
+    if list.is_empty() {
+        return "no blocked sources\n".into();
+    }
+    let mut rows = vec![vec![
+        "blocked".to_string(),
+        "source".into(),
+        "level".into(),
+        "remaining".into(),
+        "ttl".into(),
+        "reason".into(),
+    ]];
+    rows.extend(list.iter().map(|b| {
+        let net = if b.net.prefix_len() == b.net.max_prefix_len() {
+            b.net.addr().to_string()
+        } else {
+            b.net.to_string()
+        };
+        vec![
+            net,
+            b.src.to_string(),
+            b.level.to_string(),
+            duration(b.remaining_secs),
+            duration(b.ttl_secs),
+            b.reason.clone(),
+        ]
+    }));
+    columns(
+        &rows,
+        &[
+            Align::Left,
+            Align::Left,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+            Align::Left,
+        ],
+    )
+}
+
+/// `statewall unblock`.
+pub fn unblock(r: &UnblockReport) -> String {
+    if r.unblocked {
+        format!("unblocked {}\n", r.addr)
+    } else {
+        format!("{} was not blocked\n", r.addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::protocol::QueueStatus;
+    use std::path::PathBuf;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(0), "0s");
+        assert_eq!(duration(59), "59s");
+        assert_eq!(duration(3_600), "1h 0m 0s");
+        assert_eq!(duration(93_784), "1d 2h 3m 4s");
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_550_042), "2026-11-24T19:54:02Z");
+    }
+
+    pub(crate) fn sample_status() -> Status {
+        Status {
+            version: "0.1.0".into(),
+            pid: 4242,
+            uptime_secs: 93_784,
+            rules_file: Some(PathBuf::from("/etc/statewall/gateway.rules")),
+            rules_loaded_at: Some(1_795_550_042),
+            rules: 42,
+            entries: 1234,
+            max_entries: 262_144,
+            blocked: 1,
+            queues: vec![
+                QueueStatus {
+                    queue: 0,
+                    packets: 1_000_000,
+                    accepted: 999_000,
+                    dropped: 1_000,
+                    errors: 0,
+                },
+                QueueStatus {
+                    queue: 1,
+                    packets: 5,
+                    accepted: 5,
+                    dropped: 0,
+                    errors: 2,
+                },
+            ],
+            drops: [("no_connection".to_string(), 990), ("tcp_xmas".into(), 10)]
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn status_snapshot() {
+        assert_eq!(
+            status(&sample_status()),
+            "\
+statewall 0.1.0, pid 4242, up 1d 2h 3m 4s
+rules        /etc/statewall/gateway.rules (42 rules, loaded 2026-11-24T19:54:02Z)
+connections  1234 of 262144 (0.5%)
+blocked      1 source
+
+queue  packets  accepted  dropped  errors
+    0  1000000    999000     1000       0
+    1        5         5        0       2
+
+drops
+  no_connection  990
+  tcp_xmas        10
+"
+        );
+    }
+
+    #[test]
+    fn status_without_rules_or_queues() {
+        let s = Status {
+            version: "0.1.0".into(),
+            pid: 1,
+            ..Status::default()
+        };
+        assert_eq!(
+            status(&s),
+            "\
+statewall 0.1.0, pid 1, up 0s
+rules        none (every new connection is allowed)
+connections  0 of 0 (0.0%)
+blocked      0 sources
+
+drops: no drops
+"
+        );
+    }
+
+    #[test]
+    fn stats_snapshot() {
+        let s = StatsReport {
+            packets: 100,
+            accepted: 90,
+            dropped: 10,
+            new_connections: 7,
+            entries: 3,
+            drops: [("policy_drop".to_string(), 10)].into_iter().collect(),
+            states: [("ESTABLISHED".to_string(), 2), ("UNREPLIED".into(), 1)]
+                .into_iter()
+                .collect(),
+            ..StatsReport::default()
+        };
+        assert_eq!(
+            stats(&s),
+            "\
+packets          100
+accepted          90
+dropped           10
+ignored            0
+new_connections    7
+related            0
+fragments          0
+expired            0
+early_drops        0
+entries            3
+
+drops
+  policy_drop  10
+
+states
+  ESTABLISHED  2
+  UNREPLIED    1
+"
+        );
+    }
+
+    #[test]
+    fn conns_snapshot() {
+        let c = |proto: &str, state: &str, src: &str, dst: &str, sport, dport, exp, assured| {
+            ConnEntry {
+                proto: proto.into(),
+                src: src.parse().expect("addr"),
+                dst: dst.parse().expect("addr"),
+                sport,
+                dport,
+                state: state.into(),
+                expires_in: exp,
+                assured,
+            }
+        };
+        let list = [
+            c(
+                "tcp",
+                "ESTABLISHED",
+                "198.51.100.2",
+                "203.0.113.2",
+                40000,
+                80,
+                431_999,
+                true,
+            ),
+            c(
+                "udp",
+                "UNREPLIED",
+                "10.0.0.7",
+                "192.0.2.53",
+                5353,
+                53,
+                29,
+                false,
+            ),
+            c(
+                "tcp",
+                "SYN_SENT",
+                "2001:db8::1",
+                "2001:db8:1::2",
+                51000,
+                443,
+                119,
+                false,
+            ),
+        ];
+        assert_eq!(
+            conns(&list),
+            "\
+tcp  ESTABLISHED  src=198.51.100.2  dst=203.0.113.2    sport=40000  dport=80   expires=431999  [ASSURED]
+udp  UNREPLIED    src=10.0.0.7      dst=192.0.2.53     sport=5353   dport=53   expires=29
+tcp  SYN_SENT     src=2001:db8::1   dst=2001:db8:1::2  sport=51000  dport=443  expires=119
+"
+        );
+        assert_eq!(conns(&[]), "");
+        assert_eq!(conns_summary(1), "1 connection shown\n");
+    }
+
+    #[test]
+    fn reload_snapshots() {
+        let r = ReloadReport {
+            rules_file: Some(PathBuf::from("/etc/statewall/gateway.rules")),
+            rules: 12,
+            warnings: vec![
+                "/etc/statewall/gateway.rules:9:1: warning: rule 9 is shadowed by rule 4".into(),
+            ],
+            revoked: 3,
+        };
+        assert_eq!(
+            reload_ok(&r),
+            "\
+reloaded /etc/statewall/gateway.rules: 12 rules in use
+/etc/statewall/gateway.rules:9:1: warning: rule 9 is shadowed by rule 4
+3 connections no longer allowed and closed
+"
+        );
+        assert_eq!(
+            failure(
+                "reload",
+                "/etc/statewall/gateway.rules: 2 errors",
+                &[
+                    "g.rules:3:7: error: unknown keyword `alow`".into(),
+                    "g.rules:5:1: error: bad port".into()
+                ]
+            ),
+            "\
+statewall reload: /etc/statewall/gateway.rules: 2 errors
+g.rules:3:7: error: unknown keyword `alow`
+g.rules:5:1: error: bad port
+the running rules are unchanged
+"
+        );
+    }
+
+    #[test]
+    fn blocks_snapshot() {
+        let list = [
+            BlockEntry {
+                net: "203.0.113.9/32".parse().expect("net"),
+                src: "203.0.113.9".parse().expect("addr"),
+                reason: "port scan: 40 ports in 10s".into(),
+                level: 1,
+                ttl_secs: 600,
+                remaining_secs: 540,
+            },
+            BlockEntry {
+                net: "2001:db8:bad::/64".parse().expect("net"),
+                src: "2001:db8:bad::7".parse().expect("addr"),
+                reason: "syn flood".into(),
+                level: 3,
+                ttl_secs: 2_400,
+                remaining_secs: 2_399,
+            },
+        ];
+        assert_eq!(
+            blocks(&list),
+            "\
+blocked            source           level  remaining     ttl  reason
+203.0.113.9        203.0.113.9          1      9m 0s  10m 0s  port scan: 40 ports in 10s
+2001:db8:bad::/64  2001:db8:bad::7      3    39m 59s  40m 0s  syn flood
+"
+        );
+        assert_eq!(blocks(&[]), "no blocked sources\n");
+    }
+
+    #[test]
+    fn unblock_messages() {
+        let addr = "192.0.2.1".parse().expect("addr");
+        assert_eq!(
+            unblock(&UnblockReport {
+                addr,
+                unblocked: true
+            }),
+            "unblocked 192.0.2.1\n"
+        );
+        assert_eq!(
+            unblock(&UnblockReport {
+                addr,
+                unblocked: false
+            }),
+            "192.0.2.1 was not blocked\n"
+        );
+    }
+}

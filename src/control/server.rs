@@ -1,0 +1,505 @@
+//! The server side: [`serve`] binds the control socket and answers each connection in a
+//! short-lived thread through the daemon's [`ControlHandler`].
+//!
+//! A client gets [`SERVER_TIMEOUT`] to send its request (at most [`MAX_REQUEST`] bytes) and to
+//! take the response, so a stuck or malicious client costs one thread for two seconds, never
+//! the daemon. At most [`MAX_CLIENTS`] clients are served at once; more get a `busy` error.
+
+use std::io::{self, Read, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::protocol::{
+    BlockEntry, ConnEntry, ConnFilter, ReloadFailure, ReloadReport, Request, Response, StatsReport,
+    Status, UnblockReport, MAX_REQUEST, SERVER_TIMEOUT,
+};
+use super::{resolve_group, ControlError};
+use crate::engine::ConnInfo;
+
+/// Clients served at the same time; more are answered `busy`.
+pub const MAX_CLIENTS: usize = 16;
+
+/// Socket mode without a group: root only.
+const MODE_ROOT_ONLY: u32 = 0o600;
+/// Socket mode with `[control] group`.
+const MODE_GROUP: u32 = 0o660;
+/// Mode of a socket directory statewall creates.
+const MODE_DIR: u32 = 0o755;
+
+/// What the daemon exposes to the control socket. Implemented by the daemon over its engine,
+/// rule loader and block list; called from the control threads, concurrently with packet
+/// processing.
+pub trait ControlHandler: Send + Sync + 'static {
+    /// Daemon overview.
+    fn status(&self) -> Status;
+    /// Engine counters and connections per state.
+    fn stats(&self) -> StatsReport;
+    /// Live connections matching `filter` (pass `|c| filter.matches(c)` to
+    /// `Engine::connections`).
+    fn conns(&self, filter: &ConnFilter) -> Vec<ConnInfo>;
+    /// Reloads the rule file; on failure the running rules must stay in use.
+    fn reload(&self) -> Result<ReloadReport, ReloadFailure>;
+    /// Active auto-blocks.
+    fn blocks(&self) -> Vec<BlockEntry>;
+    /// Lifts the block on `addr`: `Ok(true)` when one was lifted, `Ok(false)` when `addr` was
+    /// not blocked.
+    fn unblock(&self, addr: IpAddr) -> Result<bool, String>;
+}
+
+/// Answers one request through `handler` (no I/O). A panicking handler becomes an error
+/// response.
+pub fn dispatch(handler: &dyn ControlHandler, req: &Request) -> Response {
+    let answer = catch_unwind(AssertUnwindSafe(|| match req {
+        Request::Status => Response::data(&handler.status()),
+        Request::Stats => Response::data(&handler.stats()),
+        Request::Conns(filter) => {
+            let mut conns: Vec<ConnEntry> = handler
+                .conns(filter)
+                .into_iter()
+                .map(ConnEntry::from)
+                .collect();
+            conns.sort_by(|a, b| {
+                (a.src, a.sport, a.dst, a.dport, &a.proto)
+                    .cmp(&(b.src, b.sport, b.dst, b.dport, &b.proto))
+            });
+            Response::data(&conns)
+        }
+        Request::Reload => match handler.reload() {
+            Ok(report) => Response::data(&report),
+            Err(failure) => Response::Err {
+                error: failure.message,
+                details: failure.errors,
+            },
+        },
+        Request::Blocks => Response::data(&handler.blocks()),
+        Request::Unblock { addr } => match handler.unblock(*addr) {
+            Ok(unblocked) => Response::data(&UnblockReport {
+                addr: *addr,
+                unblocked,
+            }),
+            Err(e) => Response::error(e),
+        },
+    }));
+    answer.unwrap_or_else(|_| {
+        tracing::error!(?req, "control handler panicked");
+        Response::error("internal error while handling the request (see the daemon log)")
+    })
+}
+
+/// A running control socket. Dropping it (or [`ControlServer::shutdown`]) stops the accept
+/// thread and removes the socket file.
+#[derive(Debug)]
+pub struct ControlServer {
+    path: PathBuf,
+    /// Device and inode of our socket file, so we never remove somebody else's.
+    identity: (u64, u64),
+    listener: UnixListener,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ControlServer {
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stops accepting, waits for the accept thread and removes the socket file. Clients being
+    /// served finish on their own (bounded by the timeouts).
+    pub fn shutdown(mut self) {
+        self.stop_and_clean();
+    }
+
+    fn stop_and_clean(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocked accept(2): shutting down a listening socket makes it fail on Linux;
+        // a connection wakes it as well, should the shutdown not (the loop checks `stop`).
+        let _ = socket2::SockRef::from(&self.listener).shutdown(std::net::Shutdown::Both);
+        let _ = UnixStream::connect(&self.path);
+        let _ = thread.join();
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if (m.dev(), m.ino()) == self.identity => {
+                if let Err(e) = std::fs::remove_file(&self.path) {
+                    tracing::warn!(path = %self.path.display(), error = %e, "cannot remove control socket");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        self.stop_and_clean();
+    }
+}
+
+/// Binds the control socket of `cfg` and serves `handler` on it from a background thread.
+///
+/// Creates the parent directory (mode 0755) if needed; replaces a stale socket file left by a
+/// crashed daemon but refuses to replace a live one or a non-socket file; sets mode 0600
+/// (root only), or 0660 and the group when `cfg.group` is set, before the socket appears under
+/// its name.
+pub fn serve(
+    cfg: &crate::config::ControlSection,
+    handler: Arc<dyn ControlHandler>,
+) -> Result<ControlServer, ControlError> {
+    let path = cfg.socket.clone();
+    let gid = match &cfg.group {
+        None => None,
+        Some(group) => {
+            let groups = std::fs::read_to_string("/etc/group")
+                .map_err(|e| ControlError::io("cannot read", Path::new("/etc/group"), e))?;
+            Some(
+                resolve_group(&groups, group).ok_or_else(|| ControlError::UnknownGroup {
+                    group: group.clone(),
+                })?,
+            )
+        }
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(MODE_DIR)
+            .create(&dir)
+            .and_then(|()| {
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(MODE_DIR))
+            })
+            .map_err(|e| ControlError::io("cannot create directory", &dir, e))?;
+    }
+    remove_stale(&path)?;
+
+    // Bind under a short temporary name, fix mode and group, then rename into place.
+    let tmp = dir.join(format!(".statewall-{}.sock", std::process::id()));
+    remove_stale(&tmp)?;
+    let mode = if gid.is_some() {
+        MODE_GROUP
+    } else {
+        MODE_ROOT_ONLY
+    };
+    let bound = UnixListener::bind(&tmp)
+        .map_err(|e| ControlError::io("cannot bind", &path, e))
+        .and_then(|listener| {
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+                .and_then(|()| std::os::unix::fs::chown(&tmp, None, gid))
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .map_err(|e| ControlError::io("cannot set up", &path, e))?;
+            let meta = std::fs::symlink_metadata(&path)
+                .map_err(|e| ControlError::io("cannot stat", &path, e))?;
+            let accept_side = listener
+                .try_clone()
+                .map_err(|e| ControlError::io("cannot set up", &path, e))?;
+            Ok((listener, accept_side, (meta.dev(), meta.ino())))
+        });
+    let (listener, accept_side, identity) = match bound {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = std::thread::Builder::new()
+        .name("control".into())
+        .spawn({
+            let stop = Arc::clone(&stop);
+            move || accept_loop(accept_side, handler, stop)
+        })
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&path);
+            ControlError::io("cannot start the control thread for", &path, e)
+        })?;
+    tracing::info!(path = %path.display(), mode = format!("{mode:o}"), gid, "control socket listening");
+    Ok(ControlServer {
+        path,
+        identity,
+        listener,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// Removes `path` if it is a socket nobody listens on.
+fn remove_stale(path: &Path) -> Result<(), ControlError> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ControlError::io("cannot stat", path, e)),
+        Ok(m) if !m.file_type().is_socket() => Err(ControlError::NotASocket {
+            path: path.to_path_buf(),
+        }),
+        Ok(_) => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(ControlError::AlreadyRunning {
+                    path: path.to_path_buf(),
+                });
+            }
+            tracing::info!(path = %path.display(), "removing stale control socket");
+            std::fs::remove_file(path).map_err(|e| ControlError::io("cannot remove", path, e))
+        }
+    }
+}
+
+/// Decrements the active-client count when a client thread ends, even by a panic.
+struct ClientSlot(Arc<AtomicUsize>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn accept_loop(listener: UnixListener, handler: Arc<dyn ControlHandler>, stop: Arc<AtomicBool>) {
+    let active = Arc::new(AtomicUsize::new(0));
+    for conn in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let mut stream = match conn {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "control socket accept failed");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+            active.fetch_sub(1, Ordering::SeqCst);
+            let busy = Response::error("statewall is busy with other control clients; retry");
+            let _ = stream
+                .set_write_timeout(Some(SERVER_TIMEOUT))
+                .and_then(|()| stream.write_all(busy.to_line().as_bytes()));
+            finish(stream, Duration::from_millis(50));
+            continue;
+        }
+        let slot = ClientSlot(Arc::clone(&active));
+        let handler = Arc::clone(&handler);
+        let spawned = std::thread::Builder::new()
+            .name("control-client".into())
+            .spawn(move || {
+                let _slot = slot;
+                serve_client(stream, &*handler);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start a control client thread");
+        }
+    }
+    tracing::debug!("control accept loop stopped");
+}
+
+/// Why no request could be read.
+enum ReadError {
+    /// The client closed without sending anything.
+    Empty,
+    /// More than [`MAX_REQUEST`] bytes without a newline.
+    TooLarge,
+    /// Nothing complete within [`SERVER_TIMEOUT`].
+    Timeout,
+    /// The connection broke.
+    Io(io::Error),
+}
+
+/// Reads one request line within one overall deadline (so trickling bytes does not extend it).
+fn read_request(stream: &mut UnixStream) -> Result<Vec<u8>, ReadError> {
+    let deadline = Instant::now() + SERVER_TIMEOUT;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ReadError::Timeout);
+        }
+        stream.set_read_timeout(Some(left)).map_err(ReadError::Io)?;
+        let n = match stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(ReadError::Timeout)
+            }
+            Err(e) => return Err(ReadError::Io(e)),
+        };
+        if n == 0 {
+            // EOF: a request without its newline is still a request.
+            return if buf.is_empty() {
+                Err(ReadError::Empty)
+            } else {
+                Ok(buf)
+            };
+        }
+        let data = &chunk[..n];
+        if let Some(end) = data.iter().position(|&b| b == b'\n') {
+            buf.extend_from_slice(&data[..end]);
+            return if buf.len() + 1 > MAX_REQUEST {
+                Err(ReadError::TooLarge)
+            } else {
+                Ok(buf)
+            };
+        }
+        buf.extend_from_slice(data);
+        if buf.len() >= MAX_REQUEST {
+            return Err(ReadError::TooLarge);
+        }
+    }
+}
+
+fn serve_client(mut stream: UnixStream, handler: &dyn ControlHandler) {
+    let read = read_request(&mut stream);
+    let unread_input = matches!(read, Err(ReadError::TooLarge));
+    let response = match read {
+        Ok(line) => match Request::from_line(&line) {
+            Ok(req) => {
+                tracing::debug!(?req, "control request");
+                dispatch(handler, &req)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "bad control request");
+                Response::error(e.0)
+            }
+        },
+        Err(ReadError::Empty) => return,
+        Err(ReadError::Io(e)) => {
+            tracing::debug!(error = %e, "control client read failed");
+            return;
+        }
+        Err(ReadError::TooLarge) => {
+            Response::error(format!("request too large (limit {MAX_REQUEST} bytes)"))
+        }
+        Err(ReadError::Timeout) => {
+            tracing::debug!("control client sent no complete request in time");
+            Response::error("timed out waiting for the request")
+        }
+    };
+    let sent = stream
+        .set_write_timeout(Some(SERVER_TIMEOUT))
+        .and_then(|()| stream.write_all(response.to_line().as_bytes()))
+        .and_then(|()| stream.flush());
+    if let Err(e) = sent {
+        tracing::debug!(error = %e, "control client write failed");
+    }
+    if unread_input {
+        finish(stream, Duration::from_millis(200));
+    }
+}
+
+/// Closes a connection whose request was not read in full. Closing a Unix socket with unread
+/// input resets it, and the peer's read then fails before it sees our response; so signal the
+/// end of the response and discard what the client still sends, briefly and boundedly.
+fn finish(mut stream: UnixStream, patience: Duration) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let deadline = Instant::now() + patience;
+    let mut sink = [0u8; 4096];
+    let mut budget = 4 * MAX_REQUEST;
+    while budget > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => budget = budget.saturating_sub(n),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Panicky;
+
+    impl ControlHandler for Panicky {
+        fn status(&self) -> Status {
+            panic!("boom")
+        }
+        fn stats(&self) -> StatsReport {
+            StatsReport::default()
+        }
+        fn conns(&self, _: &ConnFilter) -> Vec<ConnInfo> {
+            let c = |port| ConnInfo {
+                proto: "udp".into(),
+                src: IpAddr::from([192, 0, 2, 1]),
+                dst: IpAddr::from([192, 0, 2, 2]),
+                sport: port,
+                dport: 53,
+                state: "REPLIED".into(),
+                expires_in: 30,
+                assured: true,
+            };
+            vec![c(3000), c(1000), c(2000)]
+        }
+        fn reload(&self) -> Result<ReloadReport, ReloadFailure> {
+            Err(ReloadFailure {
+                message: "rejected".into(),
+                errors: vec!["r:1:1: error: a".into(), "r:2:1: error: b".into()],
+            })
+        }
+        fn blocks(&self) -> Vec<BlockEntry> {
+            Vec::new()
+        }
+        fn unblock(&self, _: IpAddr) -> Result<bool, String> {
+            Err("no block list".into())
+        }
+    }
+
+    #[test]
+    fn handler_panic_becomes_an_error_response() {
+        match dispatch(&Panicky, &Request::Status) {
+            Response::Err { error, .. } => assert!(error.contains("internal error"), "{error}"),
+            r => panic!("unexpected {r:?}"),
+        }
+    }
+
+    #[test]
+    fn conns_are_sorted() {
+        let Response::Ok(data) = dispatch(&Panicky, &Request::Conns(ConnFilter::default())) else {
+            panic!("conns failed");
+        };
+        let ports: Vec<u64> = data
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["sport"].as_u64())
+            .collect();
+        assert_eq!(ports, [1000, 2000, 3000]);
+    }
+
+    #[test]
+    fn reload_failure_and_unblock_error_map_to_error_responses() {
+        assert_eq!(
+            dispatch(&Panicky, &Request::Reload),
+            Response::Err {
+                error: "rejected".into(),
+                details: vec!["r:1:1: error: a".into(), "r:2:1: error: b".into()],
+            }
+        );
+        assert_eq!(
+            dispatch(
+                &Panicky,
+                &Request::Unblock {
+                    addr: IpAddr::from([192, 0, 2, 1])
+                }
+            ),
+            Response::error("no block list")
+        );
+    }
+}
