@@ -17,7 +17,9 @@
 
 pub mod config;
 pub mod conntrack;
+pub mod daemon;
 pub mod engine;
+pub mod io;
 pub mod packet;
 pub mod replay;
 pub mod respond;

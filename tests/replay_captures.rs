@@ -17,7 +17,11 @@ fn replay(name: &str) -> (BTreeMap<u64, String>, String) {
         .arg(captures().join(name))
         .output()
         .expect("run statewall");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).expect("utf8");
     let mut drops = BTreeMap::new();
     for line in text.lines() {
@@ -65,7 +69,12 @@ fn crafted_captures_drop_exactly_the_expected_packets() {
             .as_object()
             .expect("drops")
             .iter()
-            .map(|(i, r)| (i.parse().expect("index"), r.as_str().expect("reason").to_string()))
+            .map(|(i, r)| {
+                (
+                    i.parse().expect("index"),
+                    r.as_str().expect("reason").to_string(),
+                )
+            })
             .collect();
         let (got, last) = replay(name);
         assert_eq!(got, want, "{name}");
