@@ -447,6 +447,13 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_config_is_valid_and_shows_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/statewall.toml");
+        let s = Settings::load_with_env(&path, Some(Default::default())).expect("valid");
+        assert_eq!(s, Settings::default());
+    }
+
+    #[test]
     fn no_rules_means_allow_all() {
         let p = load_policy(&Settings::default()).expect("allow all");
         assert_eq!(p.rule_count(), 0);
