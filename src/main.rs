@@ -91,6 +91,11 @@ fn cmd_run(config: &Path) -> ExitCode {
     daemon::init_logging(&settings.log);
     match daemon::run(settings) {
         Ok(()) => ExitCode::SUCCESS,
+        // A rule file that cannot be used is a configuration error, like a bad key.
+        Err(e @ daemon::DaemonError::Rules(_)) => {
+            tracing::error!("{e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::from(1)
