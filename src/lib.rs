@@ -20,6 +20,7 @@ pub mod block;
 pub mod config;
 pub mod conntrack;
 pub mod control;
+pub mod daemon;
 pub mod engine;
 pub mod io;
 pub mod packet;

@@ -2,13 +2,15 @@
 #![forbid(unsafe_code)]
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use statewall::config::Settings;
+use statewall::daemon;
 use statewall::engine::{Engine, EngineConfig};
+use statewall::io::netfilter::Plan;
 use statewall::replay::{replay, ReplayOptions};
 
 #[derive(Parser)]
@@ -22,8 +24,25 @@ struct Cli {
     command: Command,
 }
 
+/// Where `run` and `print-rules` look for the configuration by default.
+const DEFAULT_CONFIG: &str = "/etc/statewall/statewall.toml";
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run the firewall in the foreground: bind the queues, install the iptables rules,
+    /// judge packets until SIGTERM/SIGINT (SIGHUP reloads the rules).
+    Run {
+        /// Configuration file (TOML; `STATEWALL_SECTION__KEY` environment overrides).
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Print the iptables/ip6tables commands `run` would install (for `netfilter.manage =
+    /// false`: an admin adds them to the firewall scripts).
+    PrintRules {
+        /// Configuration file; without it, the built-in defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Run a capture (pcap/pcapng: Ethernet, Linux cooked or raw IP) through the engine and
     /// report every dropped packet with its reason.
     Replay {
@@ -45,6 +64,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run { config } => cmd_run(&config),
+        Command::PrintRules { config } => cmd_print_rules(config.as_deref()),
         Command::Replay {
             file,
             json,
@@ -52,6 +73,49 @@ fn main() -> ExitCode {
             config,
         } => cmd_replay(file, json, verbose, config),
     }
+}
+
+/// Loads the settings or explains which key is wrong (exit status 2).
+fn load_settings(path: &Path) -> Result<Settings, ExitCode> {
+    Settings::load(path).map_err(|e| {
+        eprintln!("statewall: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn cmd_run(config: &Path) -> ExitCode {
+    let settings = match load_settings(config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    daemon::init_logging(&settings.log);
+    match daemon::run(settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A rule file that cannot be used is a configuration error, like a bad key.
+        Err(e @ daemon::DaemonError::Rules(_)) => {
+            tracing::error!("{e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn cmd_print_rules(config: Option<&Path>) -> ExitCode {
+    let settings = match config {
+        Some(path) => match load_settings(path) {
+            Ok(s) => s,
+            Err(code) => return code,
+        },
+        None => Settings::default(),
+    };
+    let plan = Plan::new(&settings.queue, &settings.netfilter);
+    for rule in &plan.install {
+        println!("{rule}");
+    }
+    ExitCode::SUCCESS
 }
 
 fn cmd_replay(file: PathBuf, json: bool, verbose: bool, config: Option<PathBuf>) -> ExitCode {

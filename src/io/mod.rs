@@ -1,4 +1,8 @@
-//! I/O at the edge: everything that touches a socket lives here and stays thin.
+//! I/O at the edge: everything that touches the kernel or a socket lives here and stays thin
+//! (NFQUEUE workers, iptables rules, raw sockets, syslog, execution of engine actions).
 
+pub mod actions;
+pub mod netfilter;
+pub mod queue;
 pub mod rawsend;
 pub mod syslog;

@@ -1,0 +1,461 @@
+//! `statewall run`: the daemon wiring.
+//!
+//! Start-up order matters for traffic that is already flowing:
+//! 1. load the rules (a broken file stops the start, nothing is touched);
+//! 2. detect a restart (see [`restart_detected`]) and open the pickup window;
+//! 3. open and bind every queue (so that no packet is queued to a queue nobody reads);
+//! 4. install the netfilter rules (removing leftovers of a killed run first);
+//! 5. start the workers and the timer, tell systemd `READY=1`.
+//!
+//! Then the main thread waits for events: SIGHUP reloads the rules, SIGTERM/SIGINT remove the
+//! netfilter rules, log a final stats line and return (workers blocked in `recv` end with the
+//! process). A worker that fails for good also ends the daemon (exit status 1), after the same
+//! cleanup, so that systemd restarts it.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sd_notify::NotifyState;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use thiserror::Error;
+
+use crate::config::{LogSection, Settings};
+use crate::engine::{Engine, Stats};
+use crate::io::actions::ActionHandler;
+use crate::io::netfilter::{self, NetfilterError, Plan};
+use crate::io::queue::{self, KernelQueueStats, QueueCounters, QueueError, QueueStats, Worker};
+use crate::rules::Policy;
+use crate::time::Timestamp;
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    /// The rule file cannot be used.
+    #[error("rules: {0}")]
+    Rules(String),
+    /// A queue could not be opened.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// An iptables command failed.
+    #[error(transparent)]
+    Netfilter(#[from] NetfilterError),
+    /// The runtime directory is not usable.
+    #[error("runtime directory {path}: {source}")]
+    RuntimeDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Signal handlers or threads could not be set up.
+    #[error("cannot {what}: {source}")]
+    Setup {
+        /// What failed.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A queue worker failed for good.
+    #[error(transparent)]
+    Worker(#[from] queue::WorkerFailed),
+}
+
+/// Installs the `tracing` subscriber: stderr, level from `[log] level`, `RUST_LOG` overrides.
+pub fn init_logging(log: &LogSection) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// The runtime directory: where the control socket lives (`/run/statewall` by default, the
+/// systemd `RuntimeDirectory`). It also holds the restart marker.
+pub fn runtime_dir(settings: &Settings) -> PathBuf {
+    settings
+        .control
+        .socket
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("/run/statewall"), Path::to_path_buf)
+}
+
+/// Name of the marker file written in the runtime directory at every start.
+pub const MARKER: &str = "started";
+
+/// Whether this start is a restart, i.e. connections statewall did not see open may be
+/// established through the gateway:
+/// * the marker file exists in the runtime directory: statewall ran before since boot (the
+///   runtime directory is on tmpfs, so a cold boot has no marker), whether it stopped
+///   cleanly, crashed, was killed or is restarted by systemd; the marker is never removed;
+/// * or a `STATEWALL` chain was left behind by a run that could not clean up.
+pub fn restart_detected(marker_exists: bool, leftover_chain: bool) -> bool {
+    marker_exists || leftover_chain
+}
+
+/// Reads the rule file named in the settings, or the allow-all policy when there is none.
+pub fn load_policy(settings: &Settings) -> Result<Arc<Policy>, DaemonError> {
+    match &settings.rules {
+        None => {
+            tracing::warn!("no `rules` file configured: every new connection is allowed");
+            Ok(Arc::new(Policy::allow_all()))
+        }
+        Some(path) => Err(DaemonError::Rules(format!(
+            "{}: this build has no rule language yet; remove the `rules` key",
+            path.display()
+        ))),
+    }
+}
+
+/// Events the main thread reacts to.
+enum Event {
+    /// SIGTERM / SIGINT.
+    Shutdown(i32),
+    /// SIGHUP.
+    Reload,
+    /// A worker gave up.
+    WorkerFailed(queue::WorkerFailed),
+}
+
+/// Runs the daemon until a shutdown signal (`Ok`) or a fatal worker failure (`Err`, after
+/// cleanup).
+pub fn run(settings: Settings) -> Result<(), DaemonError> {
+    let start = Instant::now();
+    let now = || Timestamp::from_duration(start.elapsed());
+    let policy = load_policy(&settings)?;
+    let engine = Arc::new(Engine::new(settings.engine()));
+    engine.set_policy(policy);
+
+    let manage = settings.netfilter.manage;
+    let dir = runtime_dir(&settings);
+    std::fs::create_dir_all(&dir).map_err(|source| DaemonError::RuntimeDir {
+        path: dir.clone(),
+        source,
+    })?;
+    let marker = dir.join(MARKER);
+    let leftover = manage && netfilter::leftover_exists();
+    let restart = restart_detected(marker.exists(), leftover);
+    let grace = settings.conntrack.pickup_grace;
+    if restart && grace > 0 {
+        engine.set_pickup_until(Some(now() + Duration::from_secs(grace)));
+        tracing::info!(
+            grace_s = grace,
+            leftover_chain = leftover,
+            "restart detected: adopting established TCP connections"
+        );
+    }
+
+    // Queues first: a rule pointing to a queue nobody reads drops (or, fail-open, passes) all.
+    let opts = queue::QueueOptions::from(&settings.queue);
+    let first = settings.queue.first;
+    let mut queues = Vec::new();
+    for num in first..=first.saturating_add(settings.queue.count - 1) {
+        queues.push((num, queue::open(num, opts)?));
+    }
+
+    let plan = Plan::new(&settings.queue, &settings.netfilter);
+    if manage {
+        plan.install()?;
+        tracing::info!(
+            hooks = ?plan.hooks(),
+            notrack = plan.notrack(),
+            "netfilter rules installed"
+        );
+    } else {
+        tracing::info!("netfilter.manage = false: no iptables rules touched (see print-rules)");
+    }
+    // From here on, every exit path removes the rules.
+    let result = serve(&settings, &engine, queues, start, &marker);
+    if manage {
+        netfilter::remove_all();
+        tracing::info!("netfilter rules removed");
+    }
+    // Let packets already queued get their verdicts before the sockets close.
+    thread::sleep(Duration::from_millis(20));
+    let (counters, _) = &result;
+    tracing::info!(
+        "final stats {}",
+        stats_line(&engine.stats(), counters, &queue::kernel_stats())
+    );
+    result.1
+}
+
+type Counters = Vec<(u16, Arc<QueueCounters>)>;
+
+/// Starts workers and the timer, then handles events. Returns the queue counters and how the
+/// daemon ended.
+fn serve(
+    settings: &Settings,
+    engine: &Arc<Engine>,
+    queues: Vec<(u16, nfq::Queue)>,
+    start: Instant,
+    marker: &Path,
+) -> (Counters, Result<(), DaemonError>) {
+    let (tx, rx) = mpsc::channel::<Event>();
+    let actions = Arc::new(ActionHandler::new());
+    let mut counters: Counters = Vec::new();
+    for (num, q) in queues {
+        let c = Arc::new(QueueCounters::default());
+        counters.push((num, Arc::clone(&c)));
+        let worker = Worker {
+            num,
+            engine: Arc::clone(engine),
+            counters: c,
+            actions: Arc::clone(&actions),
+            start,
+        };
+        let tx = tx.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("queue-{num}"))
+            .spawn(move || {
+                let failed = worker.run(q);
+                let _ = tx.send(Event::WorkerFailed(failed));
+            });
+        if let Err(source) = spawned {
+            let what = "start a queue worker";
+            return (counters, Err(DaemonError::Setup { what, source }));
+        }
+    }
+
+    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+        Ok(s) => s,
+        Err(source) => {
+            let what = "install signal handlers";
+            return (counters, Err(DaemonError::Setup { what, source }));
+        }
+    };
+    let signal_tx = tx.clone();
+    let spawned = thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let ev = if sig == SIGHUP {
+                    Event::Reload
+                } else {
+                    Event::Shutdown(sig)
+                };
+                if signal_tx.send(ev).is_err() {
+                    break;
+                }
+            }
+        });
+    if let Err(source) = spawned {
+        let what = "start the signal thread";
+        return (counters, Err(DaemonError::Setup { what, source }));
+    }
+
+    let timer = Timer {
+        engine: Arc::clone(engine),
+        counters: counters.clone(),
+        start,
+        stats_every: Duration::from_secs(settings.log.stats_interval),
+    };
+    if let Err(source) = thread::Builder::new()
+        .name("timer".into())
+        .spawn(move || timer.run())
+    {
+        let what = "start the timer thread";
+        return (counters, Err(DaemonError::Setup { what, source }));
+    }
+
+    if let Err(e) = std::fs::write(marker, format!("{}\n", std::process::id())) {
+        tracing::warn!(path = %marker.display(), error = %e, "cannot write the restart marker");
+    }
+    let _ = sd_notify::notify(
+        false,
+        &[
+            NotifyState::Ready,
+            NotifyState::Status("forwarding through statewall"),
+        ],
+    );
+    tracing::info!(
+        queues = ?counters.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        rules = settings.rules.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+        "statewall running"
+    );
+
+    loop {
+        match rx.recv() {
+            Ok(Event::Reload) => reload(settings, engine),
+            Ok(Event::Shutdown(sig)) => {
+                tracing::info!(signal = sig, "shutting down");
+                let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
+                return (counters, Ok(()));
+            }
+            Ok(Event::WorkerFailed(f)) => {
+                tracing::error!(error = %f, "queue worker failed; stopping");
+                let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
+                return (counters, Err(f.into()));
+            }
+            // Every sender is gone: nothing can wake us any more.
+            Err(_) => return (counters, Ok(())),
+        }
+    }
+}
+
+/// SIGHUP: loads the rule file again; a broken file keeps the running policy.
+fn reload(settings: &Settings, engine: &Engine) {
+    let _ = sd_notify::notify(false, &[NotifyState::Reloading]);
+    match load_policy(settings) {
+        Ok(policy) => {
+            engine.set_policy(policy);
+            tracing::info!("rules reloaded");
+        }
+        Err(e) => tracing::error!(error = %e, "reload failed; the running rules stay"),
+    }
+    let _ = sd_notify::notify(false, &[NotifyState::Ready]);
+}
+
+/// Once a second: expire connections, ping the systemd watchdog, log stats when due.
+struct Timer {
+    engine: Arc<Engine>,
+    counters: Counters,
+    start: Instant,
+    stats_every: Duration,
+}
+
+impl Timer {
+    fn run(self) {
+        let mut usec = 0u64;
+        let watchdog = sd_notify::watchdog_enabled(false, &mut usec);
+        let mut tick = Duration::from_secs(1);
+        if watchdog {
+            tick = tick.min(Duration::from_micros(usec / 2).max(Duration::from_millis(10)));
+        }
+        let mut last_sweep = Instant::now();
+        let mut last_stats = Instant::now();
+        loop {
+            thread::sleep(tick);
+            if watchdog {
+                let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
+            }
+            if last_sweep.elapsed() >= Duration::from_secs(1) {
+                last_sweep = Instant::now();
+                let expired = self
+                    .engine
+                    .sweep(Timestamp::from_duration(self.start.elapsed()));
+                if expired > 0 {
+                    tracing::debug!(expired, "swept");
+                }
+            }
+            if !self.stats_every.is_zero() && last_stats.elapsed() >= self.stats_every {
+                last_stats = Instant::now();
+                let line = stats_line(&self.engine.stats(), &self.counters, &queue::kernel_stats());
+                tracing::info!("stats {line}");
+            }
+        }
+    }
+}
+
+/// One line of `key=value` pairs: engine totals, queue totals, kernel queue drops and drops
+/// per reason as `drop.REASON=N`. Periodic lines start with `stats `, the line logged at exit
+/// with `final stats `.
+pub fn stats_line(stats: &Stats, queues: &Counters, kernel: &[KernelQueueStats]) -> String {
+    let q: Vec<QueueStats> = queues.iter().map(|(n, c)| c.snapshot(*n)).collect();
+    let sum = |f: fn(&QueueStats) -> u64| q.iter().map(f).sum::<u64>();
+    let mut line = format!(
+        "packets={} accepted={} dropped={} entries={} new={} ignored={} expired={} early_drops={}",
+        stats.packets,
+        stats.accepted,
+        stats.dropped,
+        stats.entries,
+        stats.new_connections,
+        stats.ignored,
+        stats.expired,
+        stats.early_drops,
+    );
+    let _ = write!(
+        line,
+        " recv_errors={} verdict_errors={} panics={} kernel_queue_dropped={} kernel_user_dropped={}",
+        sum(|s| s.recv_errors),
+        sum(|s| s.verdict_errors),
+        sum(|s| s.panics),
+        kernel.iter().map(|k| k.queue_dropped).sum::<u64>(),
+        kernel.iter().map(|k| k.user_dropped).sum::<u64>(),
+    );
+    for s in &q {
+        let _ = write!(line, " queue{}={}", s.queue, s.packets);
+    }
+    for (reason, n) in &stats.drops {
+        let _ = write!(line, " drop.{reason}={n}");
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn restart_needs_a_marker_or_a_leftover_chain() {
+        assert!(!restart_detected(false, false));
+        assert!(restart_detected(true, false));
+        assert!(restart_detected(false, true));
+    }
+
+    #[test]
+    fn runtime_dir_is_the_control_socket_directory() {
+        let mut s = Settings::default();
+        assert_eq!(runtime_dir(&s), PathBuf::from("/run/statewall"));
+        s.control.socket = PathBuf::from("/tmp/x/ctl.sock");
+        assert_eq!(runtime_dir(&s), PathBuf::from("/tmp/x"));
+        s.control.socket = PathBuf::from("ctl.sock");
+        assert_eq!(runtime_dir(&s), PathBuf::from("/run/statewall"));
+    }
+
+    #[test]
+    fn stats_line_is_key_value() {
+        let stats = Stats {
+            packets: 10,
+            accepted: 7,
+            dropped: 3,
+            entries: 2,
+            drops: vec![("no_connection".into(), 2), ("tcp_null".into(), 1)],
+            ..Stats::default()
+        };
+        let c = Arc::new(QueueCounters::default());
+        c.packets.store(10, Ordering::Relaxed);
+        c.recv_errors.store(1, Ordering::Relaxed);
+        let kernel = [KernelQueueStats {
+            queue: 0,
+            waiting: 0,
+            queue_dropped: 4,
+            user_dropped: 5,
+        }];
+        let line = stats_line(&stats, &vec![(0, c)], &kernel);
+        let kv: std::collections::HashMap<&str, &str> = line
+            .split(' ')
+            .map(|w| w.split_once('=').expect("key=value"))
+            .collect();
+        assert_eq!(kv["packets"], "10");
+        assert_eq!(kv["dropped"], "3");
+        assert_eq!(kv["drop.no_connection"], "2");
+        assert_eq!(kv["drop.tcp_null"], "1");
+        assert_eq!(kv["recv_errors"], "1");
+        assert_eq!(kv["kernel_queue_dropped"], "4");
+        assert_eq!(kv["kernel_user_dropped"], "5");
+        assert_eq!(kv["queue0"], "10");
+    }
+
+    #[test]
+    fn shipped_example_config_is_valid_and_shows_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/statewall.toml");
+        let s = Settings::load_with_env(&path, Some(Default::default())).expect("valid");
+        assert_eq!(s, Settings::default());
+    }
+
+    #[test]
+    fn no_rules_means_allow_all() {
+        let p = load_policy(&Settings::default()).expect("allow all");
+        assert_eq!(p.rule_count(), 0);
+    }
+}

@@ -1,0 +1,384 @@
+//! NFQUEUE workers: one thread and one netlink queue per queue number.
+//!
+//! Each worker receives a packet, hands it to [`Engine::process`], performs the decision's
+//! actions and sends the verdict. The `nfq` crate defaults a received message to Accept, so
+//! the verdict is always set explicitly. Nothing a packet contains can stop a worker: the engine
+//! turns undecodable packets into counted drops, and a panic inside the engine is caught,
+//! counted and answered with a drop.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use crate::config::QueueSection;
+use crate::engine::{Engine, Verdict};
+use crate::io::actions::ActionHandler;
+use crate::packet::PacketMeta;
+use crate::time::Timestamp;
+
+/// A queue that cannot be set up.
+#[derive(Debug, Error)]
+pub enum QueueError {
+    /// Opening the netlink socket failed.
+    #[error("cannot open the netfilter queue socket: {0} (root or CAP_NET_ADMIN needed)")]
+    Open(std::io::Error),
+    /// A configuration request for one queue failed.
+    #[error("queue {queue}: cannot {what}: {source}")]
+    Configure {
+        /// The queue number.
+        queue: u16,
+        /// What was being set.
+        what: &'static str,
+        /// The kernel's answer.
+        source: std::io::Error,
+    },
+}
+
+/// The settings every queue is opened with.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueOptions {
+    /// Bytes of each packet copied to user space.
+    pub copy_range: u16,
+    /// Receive GSO super-packets whole.
+    pub gso: bool,
+    /// Let packets through when the queue is full.
+    pub fail_open: bool,
+    /// Kernel queue length.
+    pub max_len: u32,
+}
+
+impl From<&QueueSection> for QueueOptions {
+    fn from(q: &QueueSection) -> Self {
+        QueueOptions {
+            copy_range: q.copy_range,
+            gso: q.gso,
+            fail_open: q.fail_open,
+            max_len: q.max_len,
+        }
+    }
+}
+
+/// Opens and binds queue `num` with `opts`.
+pub fn open(num: u16, opts: QueueOptions) -> Result<nfq::Queue, QueueError> {
+    let mut q = nfq::Queue::open().map_err(QueueError::Open)?;
+    let cfg = |what, r: std::io::Result<()>| {
+        r.map_err(|source| QueueError::Configure {
+            queue: num,
+            what,
+            source,
+        })
+    };
+    cfg("bind", q.bind(num))?;
+    cfg("set the copy range", q.set_copy_range(num, opts.copy_range))?;
+    cfg("set GSO", q.set_recv_gso(num, opts.gso))?;
+    cfg("set fail-open", q.set_fail_open(num, opts.fail_open))?;
+    cfg(
+        "set the queue length",
+        q.set_queue_max_len(num, opts.max_len),
+    )?;
+    cfg("turn ENOBUFS reports off", q.set_recv_enobufs(false))?;
+    Ok(q)
+}
+
+/// Counters of one queue worker.
+#[derive(Debug, Default)]
+pub struct QueueCounters {
+    /// Packets received.
+    pub packets: AtomicU64,
+    /// Accept verdicts sent.
+    pub accepted: AtomicU64,
+    /// Drop verdicts sent.
+    pub dropped: AtomicU64,
+    /// Failed receives (ENOBUFS: the socket buffer overflowed, packets were lost).
+    pub recv_errors: AtomicU64,
+    /// Failed verdict sends.
+    pub verdict_errors: AtomicU64,
+    /// Engine panics caught (the packet was dropped).
+    pub panics: AtomicU64,
+}
+
+impl QueueCounters {
+    /// A plain-number snapshot.
+    pub fn snapshot(&self, queue: u16) -> QueueStats {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        QueueStats {
+            queue,
+            packets: l(&self.packets),
+            accepted: l(&self.accepted),
+            dropped: l(&self.dropped),
+            recv_errors: l(&self.recv_errors),
+            verdict_errors: l(&self.verdict_errors),
+            panics: l(&self.panics),
+        }
+    }
+}
+
+/// A snapshot of one queue's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStats {
+    /// Queue number.
+    pub queue: u16,
+    /// Packets received.
+    pub packets: u64,
+    /// Accept verdicts.
+    pub accepted: u64,
+    /// Drop verdicts.
+    pub dropped: u64,
+    /// Failed receives.
+    pub recv_errors: u64,
+    /// Failed verdicts.
+    pub verdict_errors: u64,
+    /// Engine panics caught.
+    pub panics: u64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Everything a worker needs besides its queue.
+pub struct Worker {
+    /// The queue number.
+    pub num: u16,
+    /// The shared engine.
+    pub engine: Arc<Engine>,
+    /// This queue's counters.
+    pub counters: Arc<QueueCounters>,
+    /// What to do with the decisions' actions.
+    pub actions: Arc<ActionHandler>,
+    /// The daemon's time origin.
+    pub start: Instant,
+}
+
+/// Why a worker stopped.
+#[derive(Debug, Error)]
+#[error("queue {queue}: receive failed {count} times in a row, last: {last}")]
+pub struct WorkerFailed {
+    /// The queue number.
+    pub queue: u16,
+    /// Consecutive failures.
+    pub count: u32,
+    /// The last error.
+    pub last: std::io::Error,
+}
+
+/// Consecutive non-transient receive failures after which a worker gives up.
+const MAX_RECV_FAILURES: u32 = 100;
+
+impl Worker {
+    /// Receives and judges packets until the socket fails persistently. Transient receive
+    /// errors (ENOBUFS, EINTR) are counted and the loop goes on.
+    pub fn run(self, mut queue: nfq::Queue) -> WorkerFailed {
+        let mut names = IfNames::default();
+        let mut failures = 0u32;
+        loop {
+            let mut msg = match queue.recv() {
+                Ok(m) => {
+                    failures = 0;
+                    m
+                }
+                Err(e) => {
+                    bump(&self.counters.recv_errors);
+                    if e.kind() == ErrorKind::Interrupted || e.raw_os_error() == Some(libc::ENOBUFS)
+                    {
+                        continue;
+                    }
+                    failures += 1;
+                    tracing::warn!(queue = self.num, error = %e, "receive failed");
+                    if failures >= MAX_RECV_FAILURES {
+                        return WorkerFailed {
+                            queue: self.num,
+                            count: failures,
+                            last: e,
+                        };
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            };
+            bump(&self.counters.packets);
+            let (indev, outdev) = (msg.get_indev(), msg.get_outdev());
+            names.learn(indev);
+            names.learn(outdev);
+            let meta = PacketMeta {
+                wire_len: Some(msg.get_original_len()),
+                in_iface: names.get(indev),
+                out_iface: names.get(outdev),
+            };
+            let now = Timestamp::from_duration(self.start.elapsed());
+            let payload = msg.get_payload();
+            let verdict = match catch_unwind(AssertUnwindSafe(|| {
+                self.engine.process(payload, &meta, now)
+            })) {
+                Ok(decision) => {
+                    for action in decision.actions {
+                        self.actions.perform(action);
+                    }
+                    decision.verdict
+                }
+                Err(_) => {
+                    bump(&self.counters.panics);
+                    tracing::error!(queue = self.num, "engine panicked; packet dropped");
+                    Verdict::Drop
+                }
+            };
+            match verdict {
+                Verdict::Accept => {
+                    bump(&self.counters.accepted);
+                    msg.set_verdict(nfq::Verdict::Accept);
+                }
+                Verdict::Drop => {
+                    bump(&self.counters.dropped);
+                    msg.set_verdict(nfq::Verdict::Drop);
+                }
+            }
+            if let Err(e) = queue.verdict(msg) {
+                bump(&self.counters.verdict_errors);
+                tracing::debug!(queue = self.num, error = %e, "verdict failed");
+            }
+        }
+    }
+}
+
+/// Interface index → name, from `/sys/class/net/*/ifindex`, re-read when an unknown index
+/// shows up (at most once a second, so a stream of unknown indexes costs nothing).
+#[derive(Debug, Default)]
+pub struct IfNames {
+    names: HashMap<u32, Box<str>>,
+    last_scan: Option<Instant>,
+}
+
+const RESCAN_EVERY: Duration = Duration::from_secs(1);
+
+impl IfNames {
+    /// Makes sure `index` is known if it exists (0 means "no interface").
+    pub fn learn(&mut self, index: u32) {
+        if index == 0 || self.names.contains_key(&index) {
+            return;
+        }
+        if self.last_scan.is_some_and(|t| t.elapsed() < RESCAN_EVERY) {
+            return;
+        }
+        self.names = scan_sys_class_net();
+        self.last_scan = Some(Instant::now());
+    }
+
+    /// The name of `index`, if known.
+    pub fn get(&self, index: u32) -> Option<&str> {
+        self.names.get(&index).map(|n| &**n)
+    }
+}
+
+fn scan_sys_class_net() -> HashMap<u32, Box<str>> {
+    let mut names = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
+        return names;
+    };
+    for entry in dir.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path().join("ifindex")) else {
+            continue;
+        };
+        if let (Ok(index), Some(name)) = (text.trim().parse(), entry.file_name().to_str()) {
+            names.insert(index, name.into());
+        }
+    }
+    names
+}
+
+/// One line of `/proc/net/netfilter/nfnetlink_queue`: the kernel's view of a queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KernelQueueStats {
+    /// Queue number.
+    pub queue: u16,
+    /// Packets waiting for a verdict.
+    pub waiting: u64,
+    /// Packets dropped because the queue was full.
+    pub queue_dropped: u64,
+    /// Packets dropped because the netlink socket buffer was full.
+    pub user_dropped: u64,
+}
+
+/// Reads the kernel's per-queue counters (network namespace of the caller).
+pub fn kernel_stats() -> Vec<KernelQueueStats> {
+    std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue")
+        .map(|t| parse_kernel_stats(&t))
+        .unwrap_or_default()
+}
+
+fn parse_kernel_stats(text: &str) -> Vec<KernelQueueStats> {
+    // queue_number peer_portid queue_total copy_mode copy_range queue_dropped user_dropped
+    // id_sequence 1
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<u64> = line
+                .split_whitespace()
+                .map_while(|w| w.parse().ok())
+                .collect();
+            if f.len() < 7 {
+                return None;
+            }
+            Some(KernelQueueStats {
+                queue: u16::try_from(f[0]).ok()?,
+                waiting: f[2],
+                queue_dropped: f[5],
+                user_dropped: f[6],
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_stats_lines() {
+        let text = "    0  12345     3 2   256     7     9   1000  1\n    1  12346     0 2   256     0     0      0  1\n";
+        let s = parse_kernel_stats(text);
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            s[0],
+            KernelQueueStats {
+                queue: 0,
+                waiting: 3,
+                queue_dropped: 7,
+                user_dropped: 9
+            }
+        );
+        assert_eq!(s[1].queue, 1);
+        assert!(parse_kernel_stats("garbage\n").is_empty());
+    }
+
+    #[test]
+    fn loopback_has_a_name() {
+        let mut n = IfNames::default();
+        n.learn(1);
+        assert_eq!(n.get(1), Some("lo"));
+        assert_eq!(n.get(0), None);
+    }
+
+    #[test]
+    fn unknown_index_does_not_rescan_every_time() {
+        let mut n = IfNames::default();
+        n.learn(u32::MAX);
+        let first = n.last_scan;
+        n.learn(u32::MAX);
+        assert_eq!(n.last_scan, first);
+        assert_eq!(n.get(u32::MAX), None);
+    }
+
+    #[test]
+    fn counters_snapshot() {
+        let c = QueueCounters::default();
+        bump(&c.packets);
+        bump(&c.accepted);
+        assert_eq!(c.snapshot(3).queue, 3);
+        assert_eq!(c.snapshot(3).packets, 1);
+        assert_eq!(c.snapshot(3).dropped, 0);
+    }
+}
