@@ -24,6 +24,10 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use thiserror::Error;
 
+mod control;
+
+pub use control::DaemonControl;
+
 use crate::config::{LogSection, Settings};
 use crate::engine::{Engine, Stats};
 use crate::io::actions::ActionHandler;
@@ -37,7 +41,7 @@ use crate::time::Timestamp;
 pub enum DaemonError {
     /// The rule file cannot be used.
     #[error("rules: {0}")]
-    Rules(String),
+    Rules(RuleErrors),
     /// A queue could not be opened.
     #[error(transparent)]
     Queue(#[from] QueueError),
@@ -108,10 +112,53 @@ pub fn load_policy(settings: &Settings) -> Result<Arc<Policy>, DaemonError> {
             tracing::warn!("no `rules` file configured: every new connection is allowed");
             Ok(Arc::new(Policy::allow_all()))
         }
-        Some(path) => Err(DaemonError::Rules(format!(
-            "{}: this build has no rule language yet; remove the `rules` key",
-            path.display()
-        ))),
+        Some(path) => match crate::rules::load(path) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    tracing::warn!("{}", w.to_string().lines().next().unwrap_or_default());
+                }
+                tracing::info!(
+                    file = %path.display(),
+                    rules = loaded.policy.rule_count(),
+                    files = loaded.files.len(),
+                    "rules loaded"
+                );
+                Ok(Arc::new(loaded.policy))
+            }
+            Err(diags) => {
+                let errors: Vec<String> = diags
+                    .iter()
+                    .filter(|d| d.is_error())
+                    .map(|d| d.to_string())
+                    .collect();
+                for e in &errors {
+                    tracing::error!("{}", e.lines().next().unwrap_or_default());
+                }
+                Err(DaemonError::Rules(RuleErrors {
+                    file: path.clone(),
+                    errors,
+                }))
+            }
+        },
+    }
+}
+
+/// Every error of a rule file that cannot be loaded.
+#[derive(Debug)]
+pub struct RuleErrors {
+    /// The top-level rule file.
+    pub file: PathBuf,
+    /// Rendered diagnostics (`FILE:LINE:COL: error: ...`, source line, caret).
+    pub errors: Vec<String>,
+}
+
+impl std::fmt::Display for RuleErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} error(s)", self.file.display(), self.errors.len())?;
+        for e in &self.errors {
+            write!(f, "\n{e}")?;
+        }
+        Ok(())
     }
 }
 
@@ -252,6 +299,22 @@ fn serve(
         return (counters, Err(DaemonError::Setup { what, source }));
     }
 
+    let handler = Arc::new(DaemonControl::new(
+        settings.clone(),
+        Arc::clone(engine),
+        counters.clone(),
+        start,
+    ));
+    let control_server = match crate::control::serve(&settings.control, handler.clone()) {
+        Ok(server) => server,
+        Err(e) => {
+            let what = "open the control socket";
+            let source = std::io::Error::other(e.to_string());
+            return (counters, Err(DaemonError::Setup { what, source }));
+        }
+    };
+    tracing::info!(socket = %control_server.path().display(), "control socket ready");
+
     let timer = Timer {
         engine: Arc::clone(engine),
         counters: counters.clone(),
@@ -284,7 +347,13 @@ fn serve(
 
     loop {
         match rx.recv() {
-            Ok(Event::Reload) => reload(settings, engine),
+            Ok(Event::Reload) => {
+                let _ = sd_notify::notify(false, &[NotifyState::Reloading]);
+                if let Err(f) = handler.do_reload() {
+                    tracing::error!("reload failed: {}", f.message);
+                }
+                let _ = sd_notify::notify(false, &[NotifyState::Ready]);
+            }
             Ok(Event::Shutdown(sig)) => {
                 tracing::info!(signal = sig, "shutting down");
                 let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
@@ -299,19 +368,6 @@ fn serve(
             Err(_) => return (counters, Ok(())),
         }
     }
-}
-
-/// SIGHUP: loads the rule file again; a broken file keeps the running policy.
-fn reload(settings: &Settings, engine: &Engine) {
-    let _ = sd_notify::notify(false, &[NotifyState::Reloading]);
-    match load_policy(settings) {
-        Ok(policy) => {
-            engine.set_policy(policy);
-            tracing::info!("rules reloaded");
-        }
-        Err(e) => tracing::error!(error = %e, "reload failed; the running rules stay"),
-    }
-    let _ = sd_notify::notify(false, &[NotifyState::Ready]);
 }
 
 /// Once a second: expire connections, ping the systemd watchdog, log stats when due.

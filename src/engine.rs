@@ -738,6 +738,49 @@ impl Engine {
             })
     }
 
+    /// Closes tracked connections that `policy` would not allow today (reload with
+    /// `[reload] mode = "recheck"`): every further packet of theirs is dropped (`revoked`) until
+    /// the entry expires, at the latest after the CLOSE timeout. Returns how many were closed.
+    pub fn recheck(&self, policy: &Policy, now: Timestamp) -> u64 {
+        let tick = now.tick();
+        let close = self.config.timeouts.close.max(1);
+        let mut revoked = 0;
+        let mut visit = |proto: u8,
+                         (src, sport): (IpAddr, u16),
+                         (dst, dport): (IpAddr, u16),
+                         conn: &mut Conn| {
+            if conn.has(flags::REVOKED) {
+                return;
+            }
+            let icmp = matches!(proto, proto::ICMP | proto::ICMPV6);
+            let q = Query {
+                src,
+                dst,
+                proto,
+                sport: if icmp { 0 } else { sport },
+                dport: if icmp { 0 } else { dport },
+                icmp_type: None,
+                icmp_code: None,
+                in_iface: None,
+                out_iface: None,
+            };
+            if policy.evaluate(&q, now).action != RuleAction::Allow {
+                conn.flags |= flags::REVOKED;
+                conn.expires = conn.expires.min(tick.after_secs(close));
+                revoked += 1;
+            }
+        };
+        self.v4.for_each_mut(tick, |k, c| {
+            let (a, b) = k.endpoints(c.has(flags::ORIG_IS_LO));
+            visit(k.proto, a, b, c)
+        });
+        self.v6.for_each_mut(tick, |k, c| {
+            let (a, b) = k.endpoints(c.has(flags::ORIG_IS_LO));
+            visit(k.proto, a, b, c)
+        });
+        revoked
+    }
+
     /// Removes expired entries. Returns how many.
     pub fn sweep(&self, now: Timestamp) -> usize {
         let tick = now.tick();

@@ -8,10 +8,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use statewall::config::Settings;
+use statewall::control;
 use statewall::daemon;
 use statewall::engine::{Engine, EngineConfig};
 use statewall::io::netfilter::Plan;
 use statewall::replay::{replay, ReplayOptions};
+use statewall::rules;
 
 #[derive(Parser)]
 #[command(
@@ -59,6 +61,87 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Check a rule file: exit 0 when valid (warnings allowed), 1 with
+    /// `FILE:LINE:COL: error: ...` lines otherwise.
+    Check {
+        /// The rule file (or use `--config` to check the configured one).
+        file: Option<PathBuf>,
+        /// Check the rule file named by this configuration's `rules` key.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Daemon status: uptime, rule file, table size, queue counters, drops per reason.
+    Status(ClientArgs),
+    /// Counters: packets, verdicts, drops per reason, connections per state.
+    Stats(ClientArgs),
+    /// List tracked connections, like `conntrack -L`.
+    Conns {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Source address or CIDR.
+        #[arg(long)]
+        src: Option<String>,
+        /// Destination address or CIDR.
+        #[arg(long)]
+        dst: Option<String>,
+        /// Port (either side).
+        #[arg(long)]
+        port: Option<u16>,
+        /// State (ESTABLISHED, TIME_WAIT, UNREPLIED, ...).
+        #[arg(long)]
+        state: Option<String>,
+        /// Filter words: `src A`, `dst A`, `port P`, `state S` (or `key=value`).
+        filter: Vec<String>,
+    },
+    /// Reload the rule file; the running rules stay if the new ones have errors.
+    Reload(ClientArgs),
+    /// List sources blocked by the scan detector.
+    Blocks(ClientArgs),
+    /// Lift the block of a source.
+    Unblock {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The blocked address.
+        addr: std::net::IpAddr,
+    },
+}
+
+/// How client commands find the daemon.
+#[derive(clap::Args)]
+struct ClientArgs {
+    /// Control socket path.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Configuration whose `[control] socket` to use.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// JSON output.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ClientArgs {
+    /// The socket path, or exit status 2 with a message.
+    fn socket(&self) -> Result<PathBuf, ExitCode> {
+        control::socket_path(self.socket.clone(), self.config.clone()).map_err(|e| {
+            eprintln!("statewall: {e}");
+            ExitCode::from(2)
+        })
+    }
+
+    fn call(&self, f: impl FnOnce(&Path, bool) -> i32) -> ExitCode {
+        match self.socket() {
+            Ok(path) => exit(f(&path, self.json)),
+            Err(code) => code,
+        }
+    }
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 fn main() -> ExitCode {
@@ -72,6 +155,39 @@ fn main() -> ExitCode {
             verbose,
             config,
         } => cmd_replay(file, json, verbose, config),
+        Command::Check { file, config, json } => cmd_check(file, config, json),
+        Command::Status(c) => c.call(control::cli_status),
+        Command::Stats(c) => c.call(control::cli_stats),
+        Command::Reload(c) => c.call(control::cli_reload),
+        Command::Blocks(c) => c.call(control::cli_blocks),
+        Command::Unblock { client, addr } => {
+            client.call(|path, json| control::cli_unblock(path, addr, json))
+        }
+        Command::Conns {
+            client,
+            src,
+            dst,
+            port,
+            state,
+            filter,
+        } => {
+            let mut words = filter;
+            for (k, v) in [("src", src), ("dst", dst), ("state", state)] {
+                if let Some(v) = v {
+                    words.push(format!("{k}={v}"));
+                }
+            }
+            if let Some(p) = port {
+                words.push(format!("port={p}"));
+            }
+            match control::ConnFilter::from_args(&words) {
+                Ok(f) => client.call(|path, json| control::cli_conns(path, &f, json)),
+                Err(e) => {
+                    eprintln!("statewall: conns: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
     }
 }
 
@@ -118,18 +234,53 @@ fn cmd_print_rules(config: Option<&Path>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn cmd_replay(file: PathBuf, json: bool, verbose: bool, config: Option<PathBuf>) -> ExitCode {
-    let engine_config = match config {
-        Some(path) => match Settings::load(&path) {
-            Ok(s) => s.engine(),
-            Err(e) => {
-                eprintln!("statewall: {e}");
+fn cmd_check(file: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> ExitCode {
+    let path = match (file, config) {
+        (Some(f), _) => f,
+        (None, Some(c)) => match load_settings(&c) {
+            Ok(Settings { rules: Some(r), .. }) => r,
+            Ok(_) => {
+                eprintln!(
+                    "statewall: {}: no `rules` key: nothing to check",
+                    c.display()
+                );
                 return ExitCode::from(2);
             }
+            Err(code) => return code,
         },
-        None => EngineConfig::default(),
+        (None, None) => {
+            eprintln!("statewall: check: give a rule file or --config PATH");
+            return ExitCode::from(2);
+        }
     };
-    let engine = Engine::new(engine_config);
+    let (code, text) = rules::check_report(&path, json);
+    print!("{text}");
+    exit(code)
+}
+
+fn cmd_replay(file: PathBuf, json: bool, verbose: bool, config: Option<PathBuf>) -> ExitCode {
+    let engine = match config {
+        Some(path) => {
+            let settings = match load_settings(&path) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let engine = Engine::new(settings.engine());
+            if let Some(rules_path) = &settings.rules {
+                match rules::load(rules_path) {
+                    Ok(loaded) => engine.set_policy(std::sync::Arc::new(loaded.policy)),
+                    Err(diags) => {
+                        for d in diags.iter().filter(|d| d.is_error()) {
+                            eprintln!("{d}");
+                        }
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            engine
+        }
+        None => Engine::new(EngineConfig::default()),
+    };
     let input = match File::open(&file) {
         Ok(f) => f,
         Err(e) => {

@@ -1,0 +1,146 @@
+//! The daemon's side of the control socket: status, counters, connection listing and rule
+//! reload (shared with SIGHUP), answered from the running engine.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config::{ReloadMode, Settings};
+use crate::control::{
+    BlockEntry, ConnFilter, ControlHandler, QueueStatus, ReloadFailure, ReloadReport, StatsReport,
+    Status,
+};
+use crate::daemon::{load_policy, DaemonError};
+use crate::engine::{ConnInfo, Engine};
+use crate::io::queue::QueueCounters;
+use crate::time::Timestamp;
+
+/// Answers control requests for a running daemon.
+pub struct DaemonControl {
+    settings: Settings,
+    engine: Arc<Engine>,
+    counters: Vec<(u16, Arc<QueueCounters>)>,
+    start: Instant,
+    /// When the rules in force were loaded (unix seconds).
+    loaded_at: Mutex<Option<u64>>,
+    /// Serialises reloads (SIGHUP and the socket).
+    reload_lock: Mutex<()>,
+}
+
+fn unix_now() -> Option<u64> {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}
+
+impl DaemonControl {
+    /// A handler over the running engine; the rules in force were just loaded.
+    pub fn new(
+        settings: Settings,
+        engine: Arc<Engine>,
+        counters: Vec<(u16, Arc<QueueCounters>)>,
+        start: Instant,
+    ) -> DaemonControl {
+        DaemonControl {
+            settings,
+            engine,
+            counters,
+            start,
+            loaded_at: Mutex::new(unix_now()),
+            reload_lock: Mutex::new(()),
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp::from_duration(self.start.elapsed())
+    }
+
+    /// Loads the rule file again and swaps it in; a file with errors keeps the running rules.
+    /// With `[reload] mode = "recheck"`, tracked connections the new rules refuse are closed.
+    pub fn do_reload(&self) -> Result<ReloadReport, ReloadFailure> {
+        let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let policy = load_policy(&self.settings).map_err(|e| match e {
+            DaemonError::Rules(r) => ReloadFailure {
+                message: format!(
+                    "{}: {} error(s); the running rules stay in force",
+                    r.file.display(),
+                    r.errors.len()
+                ),
+                errors: r.errors,
+            },
+            other => ReloadFailure {
+                message: other.to_string(),
+                errors: Vec::new(),
+            },
+        })?;
+        let rules = policy.rule_count();
+        self.engine.set_policy(Arc::clone(&policy));
+        let revoked = if self.settings.reload.mode == ReloadMode::Recheck {
+            self.engine.recheck(&policy, self.now())
+        } else {
+            0
+        };
+        *self.loaded_at.lock().unwrap_or_else(|p| p.into_inner()) = unix_now();
+        tracing::info!(rules, revoked, "rules reloaded");
+        Ok(ReloadReport {
+            rules_file: self.settings.rules.clone(),
+            rules,
+            warnings: Vec::new(),
+            revoked,
+        })
+    }
+}
+
+impl ControlHandler for DaemonControl {
+    fn status(&self) -> Status {
+        let stats = self.engine.stats();
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            uptime_secs: self.start.elapsed().as_secs(),
+            rules_file: self.settings.rules.clone(),
+            rules_loaded_at: *self.loaded_at.lock().unwrap_or_else(|p| p.into_inner()),
+            rules: self.engine.policy().rule_count(),
+            entries: stats.entries,
+            max_entries: self.settings.conntrack.max_entries as u64,
+            blocked: 0,
+            queues: self
+                .counters
+                .iter()
+                .map(|(num, c)| QueueStatus {
+                    queue: *num,
+                    packets: load(&c.packets),
+                    accepted: load(&c.accepted),
+                    dropped: load(&c.dropped),
+                    errors: load(&c.recv_errors) + load(&c.verdict_errors),
+                })
+                .collect(),
+            drops: stats.drops.into_iter().collect(),
+        }
+    }
+
+    fn stats(&self) -> StatsReport {
+        StatsReport::new(&self.engine.stats(), &self.engine.state_counts(self.now()))
+    }
+
+    fn conns(&self, filter: &ConnFilter) -> Vec<ConnInfo> {
+        self.engine.connections(self.now(), |c| filter.matches(c))
+    }
+
+    fn reload(&self) -> Result<ReloadReport, ReloadFailure> {
+        self.do_reload()
+    }
+
+    fn blocks(&self) -> Vec<BlockEntry> {
+        Vec::new()
+    }
+
+    fn unblock(&self, addr: IpAddr) -> Result<bool, String> {
+        Err(format!(
+            "{addr}: automatic blocking is not part of this build's engine wiring yet"
+        ))
+    }
+}
