@@ -8,6 +8,9 @@ use thiserror::Error;
 
 use crate::conntrack::{Limits, Timeouts};
 use crate::engine::EngineConfig;
+use crate::io::syslog::SyslogConfig;
+use crate::ratelimit::ProbesConfig;
+use crate::scan::ScanConfig;
 
 /// A configuration that cannot be used.
 #[derive(Debug, Error)]
@@ -200,7 +203,7 @@ pub struct ReloadSection {
 }
 
 /// The whole configuration.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// Rule file; none: every new connection is allowed (state validation still applies).
@@ -217,6 +220,12 @@ pub struct Settings {
     pub log: LogSection,
     /// `[reload]`.
     pub reload: ReloadSection,
+    /// `[probes]`: answers to out-of-state probes and their rate limits.
+    pub probes: ProbesConfig,
+    /// `[scan]`: scan detection and automatic blocking.
+    pub scan: ScanConfig,
+    /// `[syslog]`: where alerts go.
+    pub syslog: SyslogConfig,
 }
 
 impl Settings {
@@ -297,6 +306,13 @@ impl Settings {
         if self.control.socket.as_os_str().is_empty() {
             return bad("control.socket", "must not be empty");
         }
+        let section = |e: String| ConfigError::Load {
+            path: path.to_string(),
+            message: e,
+        };
+        self.probes.validate().map_err(|e| section(e.to_string()))?;
+        self.scan.validate().map_err(|e| section(e.to_string()))?;
+        self.syslog.validate().map_err(|e| section(e.to_string()))?;
         if self
             .log
             .level
@@ -318,6 +334,7 @@ impl Settings {
                 per_source: c.per_source,
                 early_drop_scan: c.early_drop_scan,
             },
+            probes: self.probes.clone(),
         }
     }
 }

@@ -247,7 +247,7 @@ fn serve(
     marker: &Path,
 ) -> (Counters, Result<(), DaemonError>) {
     let (tx, rx) = mpsc::channel::<Event>();
-    let actions = Arc::new(ActionHandler::new());
+    let actions = Arc::new(ActionHandler::new(Some(settings.netfilter.mark)));
     let mut counters: Counters = Vec::new();
     for (num, q) in queues {
         let c = Arc::new(QueueCounters::default());

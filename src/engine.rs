@@ -20,7 +20,9 @@ use crate::conntrack::{
 use crate::packet::{
     proto, DecodeError, IcmpKind, Packet, PacketMeta, TcpFlags, TcpHeader, Transport,
 };
-use crate::rules::{Policy, Query, RuleAction, RuleInfo};
+use crate::ratelimit::{ProbesConfig, RateLimiter, Respond};
+use crate::respond::TcpProbe;
+use crate::rules::{Policy, ProbeMode, Query, RuleAction, RuleInfo};
 use crate::time::{Tick, Timestamp};
 
 /// What to do with the packet.
@@ -170,6 +172,12 @@ pub enum Action {
         /// What was done.
         action: RuleAction,
     },
+    /// Answer a TCP segment with a RST (an out-of-state probe, or a rejected SYN): the I/O
+    /// layer builds it with [`crate::respond::rst_for`] and sends it.
+    SendRst(TcpProbe),
+    /// Answer a rejected datagram with an ICMP / ICMPv6 port unreachable quoting these bytes
+    /// (built with [`crate::respond::icmp_port_unreachable`]).
+    SendUnreachable(Vec<u8>),
 }
 
 /// The engine's answer for one packet.
@@ -225,6 +233,8 @@ pub struct EngineConfig {
     pub timeouts: Timeouts,
     /// Table limits.
     pub limits: Limits,
+    /// How out-of-state probes are answered (`[probes]`); the rule file's `probes` line wins.
+    pub probes: ProbesConfig,
 }
 
 /// Counters, readable at any time as a [`Stats`] snapshot.
@@ -238,6 +248,8 @@ struct Counters {
     fragments: AtomicU64,
     expired: AtomicU64,
     early_drops: AtomicU64,
+    answered: AtomicU64,
+    answers_limited: AtomicU64,
     drops: Vec<AtomicU64>,
 }
 
@@ -252,6 +264,8 @@ impl Default for Counters {
             fragments: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             early_drops: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            answers_limited: AtomicU64::new(0),
             drops: DropReason::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -284,6 +298,10 @@ pub struct Stats {
     pub early_drops: u64,
     /// Entries in the tables.
     pub entries: u64,
+    /// RSTs and ICMP unreachables asked for (probes and rejects).
+    pub answered: u64,
+    /// Answers suppressed by the rate limits (the packet was dropped silently).
+    pub answers_limited: u64,
     /// Drops per reason (reasons with a zero count omitted).
     pub drops: Vec<(String, u64)>,
 }
@@ -322,6 +340,8 @@ pub struct Engine {
     policy: ArcSwap<Policy>,
     /// Pickup mode: adopt mid-stream TCP flows until this time (ns), 0 = off.
     pickup_until: AtomicU64,
+    /// Rate limits of RST / ICMP answers: statewall must never be a reflector.
+    answers: RateLimiter,
 }
 
 /// Which family table and key a packet maps to.
@@ -334,13 +354,14 @@ impl Engine {
     /// A new engine with the allow-all policy.
     pub fn new(config: EngineConfig) -> Engine {
         Engine {
-            config,
             v4: Table::new(),
             v6: Table::new(),
             counts: TableCounts::default(),
             counters: Counters::default(),
             policy: ArcSwap::from_pointee(Policy::allow_all()),
             pickup_until: AtomicU64::new(0),
+            answers: RateLimiter::new(&config.probes),
+            config,
         }
     }
 
@@ -464,11 +485,16 @@ impl Engine {
 
     /// TCP: flag check, then the connection's state machine, or a new connection for a SYN.
     fn tcp<A: Addr>(&self, f: &FlowCtx<'_, A>, tcp: &TcpHeader) -> Decision {
-        if let Err(reason) = check_flags(tcp.flags) {
-            return Decision::drop(reason, None);
-        }
         let (key, from_lo) = Key::new(proto::TCP, f.src, tcp.sport, f.dst, tcp.dport);
         let now = f.now.tick();
+        if let Err(reason) = check_flags(tcp.flags) {
+            let mut d = Decision::drop(reason, None);
+            if f.table.peek(&key, now).is_none() {
+                // A stealth probe (NULL, XMAS, SYN+FIN...) of no connection.
+                self.answer_probe(f, tcp, &mut d);
+            }
+            return d;
+        }
         if let Some(mut entry) = f.table.get_live(&key, now, &self.counts) {
             let conn = entry.value_mut();
             if conn.has(flags::REVOKED) {
@@ -538,7 +564,38 @@ impl Engine {
                 Err(reason) => Decision::drop(reason, None),
             };
         }
-        Decision::drop(DropReason::NoConnection, None)
+        let mut d = Decision::drop(DropReason::NoConnection, None);
+        self.answer_probe(f, tcp, &mut d);
+        d
+    }
+
+    /// Whether out-of-state probes get a RST: the rule file's `probes` line, else `[probes]`.
+    fn probes_answered(&self) -> bool {
+        match self.policy.load().probes() {
+            Some(mode) => mode == ProbeMode::Rst,
+            None => self.config.probes.respond == Respond::Rst,
+        }
+    }
+
+    /// Asks for a RST answering a probe, within the rate limits. Never answers a RST.
+    fn answer_probe<A: Addr>(&self, f: &FlowCtx<'_, A>, tcp: &TcpHeader, d: &mut Decision) {
+        if tcp.flags.rst() || !self.probes_answered() {
+            return;
+        }
+        if self.take_answer(f) {
+            d.actions.push(Action::SendRst(probe_of(f.pkt, tcp)));
+        }
+    }
+
+    /// Takes a token for one answer to `f`'s source.
+    fn take_answer<A: Addr>(&self, f: &FlowCtx<'_, A>) -> bool {
+        if self.answers.try_take(f.pkt.src, f.now).is_ok() {
+            bump(&self.counters.answered);
+            true
+        } else {
+            bump(&self.counters.answers_limited);
+            false
+        }
     }
 
     /// UDP, ICMP echo and other protocols: a flow per tuple, unreplied then replied.
@@ -654,7 +711,20 @@ impl Engine {
         let mut d = match outcome.action {
             RuleAction::Allow => Decision::accept(None),
             RuleAction::Drop => Decision::drop(DropReason::PolicyDrop, None),
-            RuleAction::Reject => Decision::drop(DropReason::PolicyReject, None),
+            RuleAction::Reject => {
+                let mut d = Decision::drop(DropReason::PolicyReject, None);
+                let answer = match &f.pkt.transport {
+                    Transport::Tcp(t) if !t.flags.rst() => {
+                        Some(Action::SendRst(probe_of(f.pkt, t)))
+                    }
+                    Transport::Tcp(_) => None,
+                    _ => Some(Action::SendUnreachable(f.pkt.bytes.to_vec())),
+                };
+                if let Some(a) = answer.filter(|_| self.take_answer(f)) {
+                    d.actions.push(a);
+                }
+                d
+            }
         };
         if let Some(rule) = outcome.rule.filter(|r| r.log) {
             d.actions.push(Action::LogRule {
@@ -814,6 +884,8 @@ impl Engine {
             fragments: load(&c.fragments),
             expired: load(&c.expired),
             early_drops: load(&c.early_drops),
+            answered: load(&c.answered),
+            answers_limited: load(&c.answers_limited),
             entries: self.counts.entries() as u64,
             drops,
         }
@@ -866,6 +938,20 @@ fn push_info<A: Addr>(
     };
     if filter(&info) {
         out.push(info);
+    }
+}
+
+/// The fields of a TCP segment a RST answer is built from.
+fn probe_of(pkt: &Packet<'_>, tcp: &TcpHeader) -> TcpProbe {
+    TcpProbe {
+        src: pkt.src,
+        dst: pkt.dst,
+        sport: tcp.sport,
+        dport: tcp.dport,
+        seq: tcp.seq,
+        ack: tcp.ack,
+        flags: tcp.flags.0,
+        payload_len: tcp.payload_len,
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::conntrack::TcpState;
+use crate::ratelimit::{ProbesConfig, Respond};
 use etherparse::{IpNumber, PacketBuilder};
 
 const C4: [u8; 4] = [198, 51, 100, 2];
@@ -472,4 +473,123 @@ fn engine_is_shared_by_threads() {
         h.join().expect("worker");
     }
     assert_eq!(e.entries(), 800);
+}
+
+fn sends_rst(d: &Decision) -> bool {
+    d.actions.iter().any(|a| matches!(a, Action::SendRst(_)))
+}
+
+#[test]
+fn probes_of_no_connection_are_answered_with_rst() {
+    for lab in LABS {
+        let e = engine();
+        let d = run(&e, &lab.tcp(End::Client, ACK, 1, 77, 0), 0);
+        assert_eq!(d.reason, Some(DropReason::NoConnection));
+        let Some(Action::SendRst(p)) = d.actions.first() else {
+            panic!("no RST asked for: {:?}", d.actions)
+        };
+        assert_eq!((p.seq, p.ack, p.dport), (1, 77, 80));
+        // Stealth shapes too, but never a RST.
+        assert!(sends_rst(&run(&e, &lab.tcp(End::Client, 0, 1, 0, 0), 0)));
+        assert!(sends_rst(&run(
+            &e,
+            &lab.tcp(End::Client, SYN | FIN, 1, 0, 0),
+            0
+        )));
+        assert!(!sends_rst(&run(&e, &lab.tcp(End::Client, RST, 1, 0, 0), 0)));
+        assert_eq!(e.stats().answered, 3);
+    }
+}
+
+#[test]
+fn invalid_flags_inside_a_connection_are_not_answered() {
+    let lab = LABS[0];
+    let e = established(lab);
+    let d = run(&e, &lab.tcp(End::Client, SYN | FIN, 101, 0, 0), 1);
+    assert_eq!(d.reason, Some(DropReason::TcpSynFin));
+    assert!(d.actions.is_empty());
+}
+
+#[test]
+fn probe_answers_are_rate_limited() {
+    let config = EngineConfig {
+        probes: ProbesConfig {
+            burst: 5,
+            per_source_burst: 3,
+            ..ProbesConfig::default()
+        },
+        ..Default::default()
+    };
+    let e = Engine::new(config);
+    let answered = (0..10)
+        .filter(|_| sends_rst(&run(&e, &LABS[0].tcp(End::Client, ACK, 1, 1, 0), 0)))
+        .count();
+    assert_eq!(answered, 3);
+    let s = e.stats();
+    assert_eq!((s.answered, s.answers_limited), (3, 7));
+    assert_eq!(s.dropped, 10);
+}
+
+#[test]
+fn probes_drop_mode_answers_nothing() {
+    let config = EngineConfig {
+        probes: ProbesConfig {
+            respond: Respond::Drop,
+            ..ProbesConfig::default()
+        },
+        ..Default::default()
+    };
+    let e = Engine::new(config);
+    let d = run(&e, &LABS[0].tcp(End::Client, FIN | ACK, 1, 1, 0), 0);
+    assert_eq!(d.reason, Some(DropReason::NoConnection));
+    assert!(d.actions.is_empty());
+}
+
+#[test]
+fn the_rule_files_probes_line_wins() {
+    let e = engine();
+    let loaded = crate::rules::load_str("t.rules", "policy allow\nprobes drop\n").expect("rules");
+    e.set_policy(Arc::new(loaded.policy));
+    assert!(!sends_rst(&run(
+        &e,
+        &LABS[0].tcp(End::Client, ACK, 1, 1, 0),
+        0
+    )));
+}
+
+#[test]
+fn rejected_connections_are_answered() {
+    for lab in LABS {
+        let e = engine();
+        let rules = "policy reject\nallow icmp\nallow icmpv6\n";
+        let loaded = crate::rules::load_str("t.rules", rules).expect("rules");
+        e.set_policy(Arc::new(loaded.policy));
+        let d = run(&e, &lab.tcp(End::Client, SYN, 100, 0, 0), 0);
+        assert_eq!(d.reason, Some(DropReason::PolicyReject));
+        assert!(sends_rst(&d));
+        let d = run(&e, &lab.udp(End::Client, 10), 0);
+        assert_eq!(d.reason, Some(DropReason::PolicyReject));
+        assert!(matches!(
+            d.actions.first(),
+            Some(Action::SendUnreachable(_))
+        ));
+        assert_eq!(e.entries(), 0);
+    }
+}
+
+#[test]
+fn recheck_revokes_connections_the_new_rules_refuse() {
+    let lab = LABS[0];
+    let e = established(lab);
+    let keep = crate::rules::load_str("t.rules", "policy drop\nallow tcp to any port 80\n")
+        .expect("rules");
+    assert_eq!(e.recheck(&keep.policy, Timestamp::from_secs(1)), 0);
+    let cut = crate::rules::load_str("t.rules", "policy drop\nallow udp\n").expect("rules");
+    assert_eq!(e.recheck(&cut.policy, Timestamp::from_secs(1)), 1);
+    dropped(
+        &e,
+        &lab.tcp(End::Client, ACK | PSH, 101, 901, 10),
+        2,
+        DropReason::Revoked,
+    );
 }

@@ -3,17 +3,68 @@
 //! All actions go through [`ActionHandler::perform`], one `match`: a new [`Action`] variant is
 //! one new arm here.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::engine::{proto_name, Action};
+use crate::io::rawsend::RawSender;
+use crate::respond::{icmp_port_unreachable, rst_for, ReplyOptions};
 use crate::rules::RuleAction;
+
+/// TTL / hop limit of every answer statewall sends (the same for all, so answers do not
+/// reveal which host or path produced them).
+pub const REPLY_TTL: u8 = 64;
 
 /// Executes actions for the queue workers (shared by all of them).
 #[derive(Debug, Default)]
-pub struct ActionHandler {}
+pub struct ActionHandler {
+    /// Raw sockets for RST and ICMP answers; `None` when they could not be opened (answers are
+    /// then counted as failed).
+    sender: Option<RawSender>,
+    /// Answers sent.
+    pub sent: AtomicU64,
+    /// Answers that could not be built or sent.
+    pub send_errors: AtomicU64,
+}
 
 impl ActionHandler {
-    /// A handler that logs rule matches through `tracing`.
-    pub fn new() -> ActionHandler {
-        ActionHandler {}
+    /// A handler logging rule matches through `tracing` and sending answers from raw sockets
+    /// marked with `mark` (so an output-hook rule never queues them).
+    pub fn new(mark: Option<u32>) -> ActionHandler {
+        let sender = match RawSender::new(mark) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open raw sockets: probes and rejects will be dropped without an answer");
+                None
+            }
+        };
+        ActionHandler {
+            sender,
+            sent: AtomicU64::new(0),
+            send_errors: AtomicU64::new(0),
+        }
+    }
+
+    fn send(&self, packet: Option<Vec<u8>>) {
+        let result = match (&self.sender, packet) {
+            (Some(sender), Some(p)) => sender.send(&p).map_err(|e| e.to_string()),
+            (None, _) => Err("no raw socket".to_string()),
+            (_, None) => Err("nothing to answer".to_string()),
+        };
+        match result {
+            Ok(()) => self.sent.fetch_add(1, Ordering::Relaxed),
+            Err(e) => {
+                tracing::debug!(error = %e, "answer not sent");
+                self.send_errors.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+
+    fn reply_options() -> ReplyOptions {
+        ReplyOptions {
+            ttl: REPLY_TTL,
+            // Random per answer: never a global counter (no idle-scan zombie).
+            ip_id: rand::random(),
+        }
     }
 
     /// Performs one action.
@@ -34,6 +85,10 @@ impl ActionHandler {
                     dport = flow.dport,
                     "rule matched"
                 );
+            }
+            Action::SendRst(probe) => self.send(rst_for(&probe, &Self::reply_options())),
+            Action::SendUnreachable(original) => {
+                self.send(icmp_port_unreachable(&original, &Self::reply_options()))
             }
         }
     }
