@@ -335,6 +335,7 @@ impl Settings {
                 early_drop_scan: c.early_drop_scan,
             },
             probes: self.probes.clone(),
+            scan: self.scan.enabled.then(|| self.scan.clone()),
         }
     }
 }

@@ -247,7 +247,17 @@ fn serve(
     marker: &Path,
 ) -> (Counters, Result<(), DaemonError>) {
     let (tx, rx) = mpsc::channel::<Event>();
-    let actions = Arc::new(ActionHandler::new(Some(settings.netfilter.mark)));
+    let syslog = match crate::io::syslog::Syslog::spawn(settings.syslog.clone()) {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::warn!(error = %e, "syslog output unavailable: alerts go to the log only");
+            None
+        }
+    };
+    if let Some(description) = engine.scan_description() {
+        tracing::info!("scan detection: {description}");
+    }
+    let actions = Arc::new(ActionHandler::new(Some(settings.netfilter.mark), syslog));
     let mut counters: Counters = Vec::new();
     for (num, q) in queues {
         let c = Arc::new(QueueCounters::default());
@@ -317,6 +327,7 @@ fn serve(
 
     let timer = Timer {
         engine: Arc::clone(engine),
+        actions: Arc::clone(&actions),
         counters: counters.clone(),
         start,
         stats_every: Duration::from_secs(settings.log.stats_interval),
@@ -373,6 +384,7 @@ fn serve(
 /// Once a second: expire connections, ping the systemd watchdog, log stats when due.
 struct Timer {
     engine: Arc<Engine>,
+    actions: Arc<ActionHandler>,
     counters: Counters,
     start: Instant,
     stats_every: Duration,
@@ -382,7 +394,8 @@ impl Timer {
     fn run(self) {
         let mut usec = 0u64;
         let watchdog = sd_notify::watchdog_enabled(false, &mut usec);
-        let mut tick = Duration::from_secs(1);
+        // Time-driven alerts ("filtered" scans) must leave within a second.
+        let mut tick = Duration::from_millis(250);
         if watchdog {
             tick = tick.min(Duration::from_micros(usec / 2).max(Duration::from_millis(10)));
         }
@@ -392,6 +405,12 @@ impl Timer {
             thread::sleep(tick);
             if watchdog {
                 let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
+            }
+            for action in self
+                .engine
+                .tick(Timestamp::from_duration(self.start.elapsed()))
+            {
+                self.actions.perform(action);
             }
             if last_sweep.elapsed() >= Duration::from_secs(1) {
                 last_sweep = Instant::now();

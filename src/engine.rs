@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::block::{BlockEntry, Blocklist};
 use crate::conntrack::tcp::{check_flags, Step};
 use crate::conntrack::{
     flags, Addr, Conn, ConnState, Dir, InsertError, Key, Limits, ProtoState, Table, TableCounts,
@@ -23,7 +24,10 @@ use crate::packet::{
 use crate::ratelimit::{ProbesConfig, RateLimiter, Respond};
 use crate::respond::TcpProbe;
 use crate::rules::{Policy, ProbeMode, Query, RuleAction, RuleInfo};
+use crate::scan::{AnswerKind, ProbeKind, ScanAlert, ScanConfig, ScanDetector, ScanEvent};
 use crate::time::{Tick, Timestamp};
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
 
 /// What to do with the packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +125,8 @@ drop_reasons! {
     PolicyReject => "policy_reject",
     /// Connection closed by a rule recheck on reload.
     Revoked => "revoked",
+    /// From or to a source blocked by the scan detector.
+    Blocked => "blocked",
     /// Connection table full, nothing evictable.
     TableFull => "table_full",
     /// The source has its maximum of open connections.
@@ -178,6 +184,8 @@ pub enum Action {
     /// Answer a rejected datagram with an ICMP / ICMPv6 port unreachable quoting these bytes
     /// (built with [`crate::respond::icmp_port_unreachable`]).
     SendUnreachable(Vec<u8>),
+    /// An event line for syslog (scan alert, block), iptables-LOG-like `key=value` body.
+    Alert(String),
 }
 
 /// The engine's answer for one packet.
@@ -235,6 +243,8 @@ pub struct EngineConfig {
     pub limits: Limits,
     /// How out-of-state probes are answered (`[probes]`); the rule file's `probes` line wins.
     pub probes: ProbesConfig,
+    /// Scan detection (`[scan]`); `None`: off.
+    pub scan: Option<ScanConfig>,
 }
 
 /// Counters, readable at any time as a [`Stats`] snapshot.
@@ -342,6 +352,14 @@ pub struct Engine {
     pickup_until: AtomicU64,
     /// Rate limits of RST / ICMP answers: statewall must never be a reflector.
     answers: RateLimiter,
+    /// Scan detector, when enabled.
+    scan: Option<ScanDetector>,
+    /// Sources blocked after a scan (`[scan] block = true`).
+    blocks: Option<Blocklist>,
+    /// Whether any block may be active (skips the blocklist lock on the hot path).
+    any_blocks: AtomicBool,
+    /// Alerts produced outside `process` (expiry), collected by [`Engine::tick`].
+    pending_alerts: Mutex<Vec<String>>,
 }
 
 /// Which family table and key a packet maps to.
@@ -361,6 +379,13 @@ impl Engine {
             policy: ArcSwap::from_pointee(Policy::allow_all()),
             pickup_until: AtomicU64::new(0),
             answers: RateLimiter::new(&config.probes),
+            scan: config
+                .scan
+                .clone()
+                .map(|c| ScanDetector::new(c, config.probes.respond)),
+            blocks: config.scan.as_ref().and_then(ScanConfig::blocklist),
+            any_blocks: AtomicBool::new(false),
+            pending_alerts: Mutex::new(Vec::new()),
             config,
         }
     }
@@ -425,6 +450,13 @@ impl Engine {
     }
 
     fn judge(&self, pkt: &Packet<'_>, meta: &PacketMeta<'_>, now: Timestamp) -> Decision {
+        if self.any_blocks.load(Ordering::Relaxed) {
+            if let Some(b) = &self.blocks {
+                if b.is_blocked(pkt.src, now) || b.is_blocked(pkt.dst, now) {
+                    return Decision::drop(DropReason::Blocked, None);
+                }
+            }
+        }
         let Some(route) = self.route(pkt.src, pkt.dst) else {
             return Decision::drop(DropReason::MalformedIp, None);
         };
@@ -492,6 +524,7 @@ impl Engine {
             if f.table.peek(&key, now).is_none() {
                 // A stealth probe (NULL, XMAS, SYN+FIN...) of no connection.
                 self.answer_probe(f, tcp, &mut d);
+                self.scan_probe(f, tcp, &mut d);
             }
             return d;
         }
@@ -510,11 +543,35 @@ impl Engine {
                     let new = tc.state;
                     let timeout = tc.timeout(&self.config.timeouts);
                     self.learned(conn, dir, now, timeout);
-                    if (old == TcpState::SynRecv && new == TcpState::Established)
-                        || (conn.has(flags::PICKUP) && dir == Dir::Reply)
-                    {
+                    let assured_now = !conn.has(flags::ASSURED)
+                        && ((old == TcpState::SynRecv && new == TcpState::Established)
+                            || (conn.has(flags::PICKUP) && dir == Dir::Reply));
+                    if assured_now {
                         conn.flags |= flags::ASSURED;
                         conn.flags &= !flags::PICKUP;
+                    }
+                    let mut actions = Vec::new();
+                    if let Some(scan) = &self.scan {
+                        let ((client, _), (server, port)) =
+                            key.endpoints(conn.has(flags::ORIG_IS_LO));
+                        let handshake = matches!(old, TcpState::SynSent | TcpState::SynSent2);
+                        if assured_now {
+                            scan.observe_established(client, server, proto::TCP, port, f.now);
+                        } else if handshake && new == TcpState::SynRecv && dir == Dir::Reply {
+                            scan.observe_reply(client, server, proto::TCP, port, f.now);
+                        } else if handshake && new == TcpState::Close && dir == Dir::Reply {
+                            let kind = AnswerKind::TcpRst;
+                            let n = f.now;
+                            self.scan_answer(
+                                client,
+                                server,
+                                proto::TCP,
+                                port,
+                                kind,
+                                n,
+                                &mut actions,
+                            );
+                        }
                     }
                     if conn.has(flags::PICKUP) {
                         conn.expires = conn
@@ -527,7 +584,9 @@ impl Engine {
                         let key = *entry.key();
                         f.table.recount(&key, entry.value_mut(), limit);
                     }
-                    return Decision::accept(Some(ConnState::Tcp(new)));
+                    let mut d = Decision::accept(Some(ConnState::Tcp(new)));
+                    d.actions = actions;
+                    return d;
                 }
                 Ok(Step::Ignore) => {
                     let mut d = Decision::accept(Some(ConnState::Tcp(tc.state)));
@@ -566,7 +625,129 @@ impl Engine {
         }
         let mut d = Decision::drop(DropReason::NoConnection, None);
         self.answer_probe(f, tcp, &mut d);
+        self.scan_probe(f, tcp, &mut d);
         d
+    }
+
+    /// Reports a TCP segment of no connection to the scan detector (and the RST statewall
+    /// answered it with, if any).
+    fn scan_probe<A: Addr>(&self, f: &FlowCtx<'_, A>, tcp: &TcpHeader, d: &mut Decision) {
+        let Some(kind) = ProbeKind::from_tcp_flags(tcp.flags.0) else {
+            return;
+        };
+        self.scan_event(f, tcp.sport, tcp.dport, kind, d);
+        if d.actions.iter().any(|a| matches!(a, Action::SendRst(_))) {
+            let (src, dst) = (f.pkt.src, f.pkt.dst);
+            let answer = AnswerKind::TcpRst;
+            self.scan_answer(
+                src,
+                dst,
+                proto::TCP,
+                tcp.dport,
+                answer,
+                f.now,
+                &mut d.actions,
+            );
+        }
+    }
+
+    fn scan_event<A: Addr>(
+        &self,
+        f: &FlowCtx<'_, A>,
+        sport: u16,
+        dport: u16,
+        kind: ProbeKind,
+        d: &mut Decision,
+    ) {
+        if let Some(scan) = &self.scan {
+            let ev = ScanEvent {
+                src: f.pkt.src,
+                dst: f.pkt.dst,
+                proto: f.pkt.proto,
+                sport,
+                dport,
+                kind,
+            };
+            let alerts = scan.observe(&ev, f.now);
+            self.raise(alerts, f.now, &mut d.actions);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn scan_answer(
+        &self,
+        scanner: IpAddr,
+        target: IpAddr,
+        proto: u8,
+        port: u16,
+        kind: AnswerKind,
+        now: Timestamp,
+        out: &mut Vec<Action>,
+    ) {
+        if let Some(scan) = &self.scan {
+            let alerts = scan.observe_answer(scanner, target, proto, port, kind, now);
+            self.raise(alerts, now, out);
+        }
+    }
+
+    /// Turns scan alerts into syslog lines, blocking the scanner when the alert says so.
+    fn raise(&self, alerts: Vec<ScanAlert>, now: Timestamp, out: &mut Vec<Action>) {
+        for alert in alerts {
+            out.push(Action::Alert(alert.body()));
+            if let (Some(net), Some(blocks)) = (alert.block, &self.blocks) {
+                if let Some(ev) = blocks.block(alert.scanner, net, alert.scan_type.name(), now) {
+                    self.any_blocks.store(true, Ordering::Relaxed);
+                    out.push(Action::Alert(ev.body()));
+                }
+            }
+        }
+    }
+
+    /// Time-driven work, every second or faster: scan alerts that need time to pass
+    /// ("filtered" scans), block expiry, alerts from expired connections. Returns the actions.
+    pub fn tick(&self, now: Timestamp) -> Vec<Action> {
+        let pending = std::mem::take(
+            &mut *self
+                .pending_alerts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        let mut out: Vec<Action> = pending.into_iter().map(Action::Alert).collect();
+        if let Some(scan) = &self.scan {
+            let alerts = scan.tick(now);
+            self.raise(alerts, now, &mut out);
+        }
+        if let Some(blocks) = &self.blocks {
+            for ev in blocks.expire(now) {
+                out.push(Action::Alert(ev.body()));
+            }
+            if blocks.list(now).is_empty() {
+                self.any_blocks.store(false, Ordering::Relaxed);
+            }
+        }
+        out
+    }
+
+    /// Active blocks.
+    pub fn blocks(&self, now: Timestamp) -> Vec<BlockEntry> {
+        self.blocks
+            .as_ref()
+            .map(|b| b.list(now))
+            .unwrap_or_default()
+    }
+
+    /// Lifts the blocks covering `ip`; returns the event lines (empty: it was not blocked).
+    pub fn unblock(&self, ip: IpAddr, now: Timestamp) -> Result<Vec<String>, String> {
+        let blocks = self
+            .blocks
+            .as_ref()
+            .ok_or_else(|| "automatic blocking is off ([scan] block = false)".to_string())?;
+        Ok(blocks.unblock(ip, now).iter().map(|e| e.body()).collect())
+    }
+
+    /// Human description of the scan detector's settings (printed at startup).
+    pub fn scan_description(&self) -> Option<String> {
+        self.scan.as_ref().map(ScanDetector::describe)
     }
 
     /// Whether out-of-state probes get a RST: the rule file's `probes` line, else `[probes]`.
@@ -615,6 +796,12 @@ impl Engine {
                 return Decision::drop(DropReason::Revoked, Some(conn.state()));
             }
             let dir = conn.dir(from_lo);
+            if dir == Dir::Reply && !conn.has(flags::SEEN_REPLY) {
+                if let (Some(scan), proto::UDP) = (&self.scan, key.proto) {
+                    let ((client, _), (server, port)) = key.endpoints(conn.has(flags::ORIG_IS_LO));
+                    scan.observe_reply(client, server, proto::UDP, port, f.now);
+                }
+            }
             if dir == Dir::Reply {
                 conn.flags |= flags::SEEN_REPLY | flags::ASSURED;
             }
@@ -654,7 +841,27 @@ impl Engine {
         state: impl FnOnce() -> ProtoState,
     ) -> Decision {
         let mut d = self.check_policy(f, sport, dport, icmp);
+        let kind = match (f.pkt.proto, d.accepted()) {
+            (proto::TCP, true) => Some(ProbeKind::Syn),
+            (proto::TCP, false) => Some(ProbeKind::SynDropped),
+            (proto::UDP, true) => Some(ProbeKind::UdpNew),
+            (proto::UDP, false) => Some(ProbeKind::UdpDropped),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            let (sp, dp) = f.pkt.ports();
+            self.scan_event(f, sp, dp, kind, &mut d);
+        }
         if !d.accepted() {
+            let answered = d.actions.iter().find_map(|a| match a {
+                Action::SendRst(_) => Some(AnswerKind::TcpRst),
+                Action::SendUnreachable(_) => Some(AnswerKind::IcmpUnreachable),
+                _ => None,
+            });
+            if let Some(kind) = answered {
+                let (src, dst, p) = (f.pkt.src, f.pkt.dst, f.pkt.proto);
+                self.scan_answer(src, dst, p, f.pkt.ports().1, kind, f.now, &mut d.actions);
+            }
             return d;
         }
         let proto = state();
@@ -769,7 +976,28 @@ impl Engine {
         match f.table.peek(&key, f.now.tick()) {
             Some(conn) if !conn.has(flags::REVOKED) => {
                 bump(&self.counters.related);
-                Decision::accept(Some(conn.state()))
+                let mut d = Decision::accept(Some(conn.state()));
+                let unreachable = matches!(
+                    (&f.pkt.transport, f.pkt.proto),
+                    (Transport::Icmp(h), proto::ICMP) if h.icmp_type == 3
+                ) || matches!(
+                    (&f.pkt.transport, f.pkt.proto),
+                    (Transport::Icmp(h), proto::ICMPV6) if h.icmp_type == 1
+                );
+                if unreachable {
+                    let kind = AnswerKind::IcmpUnreachable;
+                    let (scanner, target) = (e.src, e.dst);
+                    self.scan_answer(
+                        scanner,
+                        target,
+                        e.proto,
+                        e.dport,
+                        kind,
+                        f.now,
+                        &mut d.actions,
+                    );
+                }
+                d
             }
             _ => Decision::drop(DropReason::IcmpUnrelated, None),
         }
@@ -854,8 +1082,31 @@ impl Engine {
     /// Removes expired entries. Returns how many.
     pub fn sweep(&self, now: Timestamp) -> usize {
         let tick = now.tick();
-        let n = self.v4.sweep(tick, &self.counts, |_, _| {})
-            + self.v6.sweep(tick, &self.counts, |_, _| {});
+        let mut alerts = Vec::new();
+        let mut closed = |proto: u8, (src, sport): (IpAddr, u16), (dst, dport): (IpAddr, u16)| {
+            if let Some(scan) = &self.scan {
+                alerts.extend(scan.note_closed(src, dst, proto, sport, dport, now));
+            }
+        };
+        let n = self.v4.sweep(tick, &self.counts, |k, c| {
+            let (a, b) = k.endpoints(c.has(flags::ORIG_IS_LO));
+            closed(k.proto, a, b)
+        }) + self.v6.sweep(tick, &self.counts, |k, c| {
+            let (a, b) = k.endpoints(c.has(flags::ORIG_IS_LO));
+            closed(k.proto, a, b)
+        });
+        if !alerts.is_empty() {
+            let mut actions = Vec::new();
+            self.raise(alerts, now, &mut actions);
+            let mut pending = self
+                .pending_alerts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            pending.extend(actions.into_iter().filter_map(|a| match a {
+                Action::Alert(line) => Some(line),
+                _ => None,
+            }));
+        }
         self.counters.expired.fetch_add(n as u64, Ordering::Relaxed);
         n
     }

@@ -106,7 +106,7 @@ impl ControlHandler for DaemonControl {
             rules: self.engine.policy().rule_count(),
             entries: stats.entries,
             max_entries: self.settings.conntrack.max_entries as u64,
-            blocked: 0,
+            blocked: self.engine.blocks(self.now()).len() as u64,
             queues: self
                 .counters
                 .iter()
@@ -135,12 +135,25 @@ impl ControlHandler for DaemonControl {
     }
 
     fn blocks(&self) -> Vec<BlockEntry> {
-        Vec::new()
+        self.engine
+            .blocks(self.now())
+            .into_iter()
+            .map(|b| BlockEntry {
+                net: b.net,
+                src: b.src,
+                reason: b.reason,
+                level: b.level,
+                ttl_secs: b.ttl.as_secs(),
+                remaining_secs: b.remaining.as_secs(),
+            })
+            .collect()
     }
 
     fn unblock(&self, addr: IpAddr) -> Result<bool, String> {
-        Err(format!(
-            "{addr}: automatic blocking is not part of this build's engine wiring yet"
-        ))
+        let events = self.engine.unblock(addr, self.now())?;
+        for line in &events {
+            tracing::warn!(target: "statewall::alert", "{line}");
+        }
+        Ok(!events.is_empty())
     }
 }

@@ -593,3 +593,90 @@ fn recheck_revokes_connections_the_new_rules_refuse() {
         DropReason::Revoked,
     );
 }
+
+fn alerts(d: &Decision) -> Vec<String> {
+    d.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Alert(l) => Some(l.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_fin_scan_raises_one_alert_and_blocks_when_asked() {
+    let scan: crate::scan::ScanConfig =
+        serde_json::from_str(r#"{"block": true, "block_level": 1}"#).expect("scan config");
+    let e = Engine::new(EngineConfig {
+        scan: Some(scan),
+        ..Default::default()
+    });
+    let mut lines = Vec::new();
+    for port in 1..=40u16 {
+        let mut fin = LABS[0].tcp(End::Client, FIN, 1, 0, 0);
+        fin[22..24].copy_from_slice(&port.to_be_bytes());
+        let d = run(&e, &fin, 1);
+        // Dropped as a FIN probe until the block lands, then as blocked.
+        assert!(matches!(
+            d.reason,
+            Some(DropReason::TcpFinNoAck | DropReason::Blocked)
+        ));
+        lines.extend(alerts(&d));
+    }
+    lines.extend(
+        e.tick(Timestamp::from_secs(2))
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Alert(l) => Some(l),
+                _ => None,
+            }),
+    );
+    let scans: Vec<_> = lines.iter().filter(|l| l.starts_with("SCAN ")).collect();
+    assert!(!scans.is_empty(), "{lines:?}");
+    assert!(scans[0].contains("nmap=-sF"), "{}", scans[0]);
+    assert!(scans[0].contains("SRC=198.51.100.2"), "{}", scans[0]);
+    assert!(lines.iter().any(|l| l.starts_with("BLOCK ")), "{lines:?}");
+    // The scanner is blocked now, even for a SYN the policy would allow.
+    dropped(
+        &e,
+        &LABS[0].tcp(End::Client, SYN, 1, 0, 0),
+        3,
+        DropReason::Blocked,
+    );
+    assert_eq!(e.blocks(Timestamp::from_secs(3)).len(), 1);
+}
+
+#[test]
+fn normal_connections_raise_no_alert() {
+    let scan: crate::scan::ScanConfig = serde_json::from_str("{}").expect("scan config");
+    let e = Engine::new(EngineConfig {
+        scan: Some(scan),
+        ..Default::default()
+    });
+    let lab = LABS[0];
+    let mut lines = Vec::new();
+    for i in 0..200u16 {
+        let port = (30000 + i).to_be_bytes();
+        let mut pkts = [
+            (lab.tcp(End::Client, SYN, 100, 0, 0), true),
+            (lab.tcp(End::Server, SYN | ACK, 900, 101, 0), false),
+            (lab.tcp(End::Client, ACK, 101, 901, 0), true),
+            (lab.tcp(End::Client, FIN | ACK, 101, 901, 0), true),
+            (lab.tcp(End::Server, FIN | ACK, 901, 102, 0), false),
+            (lab.tcp(End::Client, ACK, 102, 902, 0), true),
+        ];
+        for (p, from_client) in pkts.iter_mut() {
+            let at = if *from_client { 20 } else { 22 };
+            p[at..at + 2].copy_from_slice(&port);
+            let d = accept(&e, p, u64::from(i) / 10);
+            lines.extend(alerts(&d));
+        }
+    }
+    for a in e.tick(Timestamp::from_secs(60)) {
+        if let Action::Alert(l) = a {
+            lines.push(l);
+        }
+    }
+    assert!(lines.is_empty(), "{lines:?}");
+}

@@ -5,8 +5,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::alert::{flow_fields, Severity};
 use crate::engine::{proto_name, Action};
 use crate::io::rawsend::RawSender;
+use crate::io::syslog::SyslogHandle;
 use crate::respond::{icmp_port_unreachable, rst_for, ReplyOptions};
 use crate::rules::RuleAction;
 
@@ -24,12 +26,14 @@ pub struct ActionHandler {
     pub sent: AtomicU64,
     /// Answers that could not be built or sent.
     pub send_errors: AtomicU64,
+    /// Where alert and rule-log lines go (`[syslog]`); operational logs stay on stderr.
+    syslog: Option<SyslogHandle>,
 }
 
 impl ActionHandler {
     /// A handler logging rule matches through `tracing` and sending answers from raw sockets
     /// marked with `mark` (so an output-hook rule never queues them).
-    pub fn new(mark: Option<u32>) -> ActionHandler {
+    pub fn new(mark: Option<u32>, syslog: Option<SyslogHandle>) -> ActionHandler {
         let sender = match RawSender::new(mark) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -41,6 +45,7 @@ impl ActionHandler {
             sender,
             sent: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
+            syslog,
         }
     }
 
@@ -57,6 +62,13 @@ impl ActionHandler {
                 self.send_errors.fetch_add(1, Ordering::Relaxed)
             }
         };
+    }
+
+    /// Sends an event line to syslog (never blocks: the handle queues).
+    fn event(&self, severity: Severity, line: String) {
+        if let Some(syslog) = &self.syslog {
+            syslog.send(severity, line);
+        }
     }
 
     fn reply_options() -> ReplyOptions {
@@ -85,10 +97,28 @@ impl ActionHandler {
                     dport = flow.dport,
                     "rule matched"
                 );
+                let mut line = format!(
+                    "RULE action={} rule={}:{}",
+                    action_name(action),
+                    rule.file,
+                    rule.line
+                );
+                if let Some(label) = &rule.label {
+                    line.push_str(&format!(" label=\"{label}\""));
+                }
+                line.push(' ');
+                line.push_str(&flow_fields(
+                    flow.src, flow.dst, flow.proto, flow.sport, flow.dport,
+                ));
+                self.event(Severity::Notice, line);
             }
             Action::SendRst(probe) => self.send(rst_for(&probe, &Self::reply_options())),
             Action::SendUnreachable(original) => {
                 self.send(icmp_port_unreachable(&original, &Self::reply_options()))
+            }
+            Action::Alert(line) => {
+                tracing::warn!(target: "statewall::alert", "{line}");
+                self.event(Severity::Warning, line);
             }
         }
     }
