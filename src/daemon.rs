@@ -437,7 +437,7 @@ pub fn stats_line(stats: &Stats, queues: &Counters, kernel: &[KernelQueueStats])
     let q: Vec<QueueStats> = queues.iter().map(|(n, c)| c.snapshot(*n)).collect();
     let sum = |f: fn(&QueueStats) -> u64| q.iter().map(f).sum::<u64>();
     let mut line = format!(
-        "packets={} accepted={} dropped={} entries={} new={} ignored={} expired={} early_drops={}",
+        "packets={} accepted={} dropped={} entries={} new={} ignored={} expired={} early_drops={} answered={} answers_limited={}",
         stats.packets,
         stats.accepted,
         stats.dropped,
@@ -446,6 +446,8 @@ pub fn stats_line(stats: &Stats, queues: &Counters, kernel: &[KernelQueueStats])
         stats.ignored,
         stats.expired,
         stats.early_drops,
+        stats.answered,
+        stats.answers_limited,
     );
     let _ = write!(
         line,
