@@ -1227,7 +1227,9 @@ impl ScanDetector {
             _ => return,
         };
         source.set_state(&key, new);
-        source.next_due = source.next_due.min(now.saturating_add(self.s.t.answer_timeout));
+        source.next_due = source
+            .next_due
+            .min(now.saturating_add(self.s.t.answer_timeout));
     }
 
     /// Reports that `client` completed a connection to `server:port` (TCP handshake done):
@@ -1342,7 +1344,11 @@ impl ScanDetector {
                 expired.push(*key);
                 continue;
             }
-            next_due = next_due.min(rec.last.saturating_add(t.window).saturating_add(Duration::from_nanos(1)));
+            next_due = next_due.min(
+                rec.last
+                    .saturating_add(t.window)
+                    .saturating_add(Duration::from_nanos(1)),
+            );
             match (new, rec.state) {
                 (Some(new), _) => changed.push((*key, new)),
                 (None, RecState::Candidate { since } | RecState::Replied { since }) => {
