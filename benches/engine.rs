@@ -230,7 +230,7 @@ fn bench_lifecycle(c: &mut Criterion, fam: Fam, name: &str) {
             // (4.6 h simulated), long after their TIME_WAIT expired.
             n += 1;
             let now = Timestamp::from_millis(1_000 + n);
-            if n % 65_536 == 0 {
+            if n.is_multiple_of(65_536) {
                 e.sweep(now);
             }
             let host = (n / 64_512 % 256) as u8;

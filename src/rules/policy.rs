@@ -302,14 +302,11 @@ impl Match {
             && ports_contain(&self.sport, q.sport)
             && self.dst.contains(q.dst)
             && self.src.contains(q.src)
-            && self
-                .in_iface
-                .as_ref()
-                .map_or(true, |i| i.matches(q.in_iface))
+            && self.in_iface.as_ref().is_none_or(|i| i.matches(q.in_iface))
             && self
                 .out_iface
                 .as_ref()
-                .map_or(true, |i| i.matches(q.out_iface))
+                .is_none_or(|i| i.matches(q.out_iface))
     }
 
     /// Whether the rule can match any packet at all (source and destination share a family).
@@ -633,7 +630,7 @@ impl Policy {
     #[doc(hidden)]
     pub fn evaluate_linear(&self, q: &Query<'_>, now: Timestamp) -> Outcome<'_> {
         for rule in &self.rules {
-            if rule.m.matches(q) && rule.limit.as_ref().map_or(true, |l| l.admit(now)) {
+            if rule.m.matches(q) && rule.limit.as_ref().is_none_or(|l| l.admit(now)) {
                 return Outcome {
                     action: rule.info.action,
                     rule: Some(&rule.info),
