@@ -21,7 +21,7 @@ use crate::conntrack::{
 use crate::packet::{
     proto, DecodeError, IcmpKind, Packet, PacketMeta, TcpFlags, TcpHeader, Transport,
 };
-use crate::ratelimit::{ProbesConfig, RateLimiter, Respond};
+use crate::ratelimit::{ProbesConfig, Rate, RateLimiter, Respond, TokenBucket};
 use crate::respond::TcpProbe;
 use crate::rules::{Policy, ProbeMode, Query, RuleAction, RuleInfo};
 use crate::scan::{AnswerKind, ProbeKind, ScanAlert, ScanConfig, ScanDetector, ScanEvent};
@@ -234,6 +234,11 @@ impl Decision {
     }
 }
 
+/// Rule `log` lines per second (all rules together), and the burst allowed.
+const RULE_LOG_RATE: f64 = 100.0;
+/// Burst of rule `log` lines.
+const RULE_LOG_BURST: u32 = 500;
+
 /// Engine settings.
 #[derive(Clone, Debug, Default)]
 pub struct EngineConfig {
@@ -260,6 +265,7 @@ struct Counters {
     early_drops: AtomicU64,
     answered: AtomicU64,
     answers_limited: AtomicU64,
+    logs_suppressed: AtomicU64,
     drops: Vec<AtomicU64>,
 }
 
@@ -276,6 +282,7 @@ impl Default for Counters {
             early_drops: AtomicU64::new(0),
             answered: AtomicU64::new(0),
             answers_limited: AtomicU64::new(0),
+            logs_suppressed: AtomicU64::new(0),
             drops: DropReason::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -312,6 +319,8 @@ pub struct Stats {
     pub answered: u64,
     /// Answers suppressed by the rate limits (the packet was dropped silently).
     pub answers_limited: u64,
+    /// Rule `log` lines suppressed by their rate limit.
+    pub logs_suppressed: u64,
     /// Drops per reason (reasons with a zero count omitted).
     pub drops: Vec<(String, u64)>,
 }
@@ -352,6 +361,8 @@ pub struct Engine {
     pickup_until: AtomicU64,
     /// Rate limits of RST / ICMP answers: statewall must never be a reflector.
     answers: RateLimiter,
+    /// Rate limit of rule `log` lines (a flood of new connections must not flood syslog).
+    rule_logs: TokenBucket,
     /// Scan detector, when enabled.
     scan: Option<ScanDetector>,
     /// Sources blocked after a scan (`[scan] block = true`).
@@ -379,6 +390,7 @@ impl Engine {
             policy: ArcSwap::from_pointee(Policy::allow_all()),
             pickup_until: AtomicU64::new(0),
             answers: RateLimiter::new(&config.probes),
+            rule_logs: TokenBucket::new(Rate::per_sec(RULE_LOG_RATE), RULE_LOG_BURST),
             scan: config
                 .scan
                 .clone()
@@ -933,7 +945,10 @@ impl Engine {
                 d
             }
         };
-        if let Some(rule) = outcome.rule.filter(|r| r.log) {
+        let log = outcome.rule.filter(|r| r.log);
+        if log.is_some() && !self.rule_logs.try_take(f.now) {
+            bump(&self.counters.logs_suppressed);
+        } else if let Some(rule) = log {
             d.actions.push(Action::LogRule {
                 rule: Arc::new(rule.clone()),
                 flow: Flow {
@@ -1137,6 +1152,7 @@ impl Engine {
             early_drops: load(&c.early_drops),
             answered: load(&c.answered),
             answers_limited: load(&c.answers_limited),
+            logs_suppressed: load(&c.logs_suppressed),
             entries: self.counts.entries() as u64,
             drops,
         }

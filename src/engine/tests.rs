@@ -680,3 +680,23 @@ fn normal_connections_raise_no_alert() {
     }
     assert!(lines.is_empty(), "{lines:?}");
 }
+
+#[test]
+fn rule_log_lines_are_rate_limited() {
+    let e = engine();
+    let loaded = crate::rules::load_str("t.rules", "policy drop\ndrop udp log\n").expect("rules");
+    e.set_policy(Arc::new(loaded.policy));
+    let mut logged = 0;
+    for port in 0..2000u16 {
+        let mut p = LABS[0].udp(End::Client, 1);
+        p[20..22].copy_from_slice(&port.to_be_bytes());
+        let d = run(&e, &p, 0);
+        logged += d
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::LogRule { .. }))
+            .count();
+    }
+    assert_eq!(logged, 500);
+    assert_eq!(e.stats().logs_suppressed, 1500);
+}
