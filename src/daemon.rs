@@ -314,6 +314,7 @@ fn serve(
         Arc::clone(engine),
         counters.clone(),
         start,
+        Arc::clone(&actions),
     ));
     let control_server = match crate::control::serve(&settings.control, handler.clone()) {
         Ok(server) => server,

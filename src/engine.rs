@@ -239,6 +239,15 @@ const RULE_LOG_RATE: f64 = 100.0;
 /// Burst of rule `log` lines.
 const RULE_LOG_BURST: u32 = 500;
 
+/// Result of [`Engine::recheck`].
+#[derive(Debug, Default)]
+pub struct Recheck {
+    /// Connections closed.
+    pub revoked: u64,
+    /// RSTs toward both ends of closed connections whose rule says `reject`.
+    pub actions: Vec<Action>,
+}
+
 /// Engine settings.
 #[derive(Clone, Debug, Default)]
 pub struct EngineConfig {
@@ -1054,10 +1063,11 @@ impl Engine {
     /// Closes tracked connections that `policy` would not allow today (reload with
     /// `[reload] mode = "recheck"`): every further packet of theirs is dropped (`revoked`) until
     /// the entry expires, at the latest after the CLOSE timeout. Returns how many were closed.
-    pub fn recheck(&self, policy: &Policy, now: Timestamp) -> u64 {
+    pub fn recheck(&self, policy: &Policy, now: Timestamp) -> Recheck {
         let tick = now.tick();
         let close = self.config.timeouts.close.max(1);
         let mut revoked = 0;
+        let mut actions = Vec::new();
         let mut visit = |proto: u8,
                          (src, sport): (IpAddr, u16),
                          (dst, dport): (IpAddr, u16),
@@ -1077,10 +1087,36 @@ impl Engine {
                 in_iface: None,
                 out_iface: None,
             };
-            if policy.evaluate(&q, now).action != RuleAction::Allow {
-                conn.flags |= flags::REVOKED;
-                conn.expires = conn.expires.min(tick.after_secs(close));
-                revoked += 1;
+            let action = policy.evaluate(&q, now).action;
+            if action == RuleAction::Allow {
+                return;
+            }
+            conn.flags |= flags::REVOKED;
+            conn.expires = conn.expires.min(tick.after_secs(close));
+            revoked += 1;
+            if let (RuleAction::Reject, ProtoState::Tcp(t)) = (action, &conn.proto) {
+                // A RST toward each end, each with the sequence number that end expects next.
+                let (orig_next, reply_next) = t.next_seqs();
+                let towards = |from: (IpAddr, u16), to: (IpAddr, u16), seq: u32| TcpProbe {
+                    src: to.0,
+                    dst: from.0,
+                    sport: to.1,
+                    dport: from.1,
+                    seq: 0,
+                    ack: seq,
+                    flags: TcpFlags::ACK,
+                    payload_len: 0,
+                };
+                actions.push(Action::SendRst(towards(
+                    (dst, dport),
+                    (src, sport),
+                    reply_next,
+                )));
+                actions.push(Action::SendRst(towards(
+                    (src, sport),
+                    (dst, dport),
+                    orig_next,
+                )));
             }
         };
         self.v4.for_each_mut(tick, |k, c| {
@@ -1091,7 +1127,7 @@ impl Engine {
             let (a, b) = k.endpoints(c.has(flags::ORIG_IS_LO));
             visit(k.proto, a, b, c)
         });
-        revoked
+        Recheck { revoked, actions }
     }
 
     /// Removes expired entries. Returns how many.

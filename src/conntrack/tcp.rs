@@ -400,6 +400,11 @@ impl TcpConn {
         }
     }
 
+    /// The next sequence number of each side: `(original, reply)`.
+    pub fn next_seqs(&self) -> (u32, u32) {
+        (self.peers[0].end, self.peers[1].end)
+    }
+
     /// Timeout for the current state, capped while data is unacknowledged.
     pub fn timeout(&self, t: &Timeouts) -> u32 {
         let base = self.state.timeout(t);

@@ -13,6 +13,7 @@ use crate::control::{
 };
 use crate::daemon::{load_policy, DaemonError};
 use crate::engine::{ConnInfo, Engine};
+use crate::io::actions::ActionHandler;
 use crate::io::queue::QueueCounters;
 use crate::time::Timestamp;
 
@@ -22,6 +23,8 @@ pub struct DaemonControl {
     engine: Arc<Engine>,
     counters: Vec<(u16, Arc<QueueCounters>)>,
     start: Instant,
+    /// Performs the RSTs of a recheck.
+    actions: Arc<ActionHandler>,
     /// When the rules in force were loaded (unix seconds).
     loaded_at: Mutex<Option<u64>>,
     /// Serialises reloads (SIGHUP and the socket).
@@ -42,12 +45,14 @@ impl DaemonControl {
         engine: Arc<Engine>,
         counters: Vec<(u16, Arc<QueueCounters>)>,
         start: Instant,
+        actions: Arc<ActionHandler>,
     ) -> DaemonControl {
         DaemonControl {
             settings,
             engine,
             counters,
             start,
+            actions,
             loaded_at: Mutex::new(unix_now()),
             reload_lock: Mutex::new(()),
         }
@@ -78,7 +83,11 @@ impl DaemonControl {
         let rules = policy.rule_count();
         self.engine.set_policy(Arc::clone(&policy));
         let revoked = if self.settings.reload.mode == ReloadMode::Recheck {
-            self.engine.recheck(&policy, self.now())
+            let r = self.engine.recheck(&policy, self.now());
+            for action in r.actions {
+                self.actions.perform(action);
+            }
+            r.revoked
         } else {
             0
         };

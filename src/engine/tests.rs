@@ -583,9 +583,28 @@ fn recheck_revokes_connections_the_new_rules_refuse() {
     let e = established(lab);
     let keep = crate::rules::load_str("t.rules", "policy drop\nallow tcp to any port 80\n")
         .expect("rules");
-    assert_eq!(e.recheck(&keep.policy, Timestamp::from_secs(1)), 0);
-    let cut = crate::rules::load_str("t.rules", "policy drop\nallow udp\n").expect("rules");
-    assert_eq!(e.recheck(&cut.policy, Timestamp::from_secs(1)), 1);
+    assert_eq!(e.recheck(&keep.policy, Timestamp::from_secs(1)).revoked, 0);
+    let cut = crate::rules::load_str("t.rules", "policy reject\nallow udp\n").expect("rules");
+    let r = e.recheck(&cut.policy, Timestamp::from_secs(1));
+    assert_eq!(r.revoked, 1);
+    // A RST toward each end, with the sequence number each expects.
+    let rsts: Vec<_> = r
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SendRst(p) => {
+                crate::respond::rst_for(p, &crate::respond::ReplyOptions { ttl: 64, ip_id: 1 })
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rsts.len(), 2);
+    let to_client = Packet::decode(&rsts[0], &PacketMeta::default()).expect("rst");
+    assert_eq!(to_client.dst, IpAddr::from(C4));
+    assert_eq!(to_client.tcp().map(|t| t.seq), Some(901));
+    let to_server = Packet::decode(&rsts[1], &PacketMeta::default()).expect("rst");
+    assert_eq!(to_server.dst, IpAddr::from(S4));
+    assert_eq!(to_server.tcp().map(|t| t.seq), Some(101));
     dropped(
         &e,
         &lab.tcp(End::Client, ACK | PSH, 101, 901, 10),
