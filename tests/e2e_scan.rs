@@ -468,8 +468,19 @@ fn scanner_is_blocked_others_pass_and_the_block_expires() {
         )
     };
     assert!(curl(CLI_V4, SRV_V4).status.success(), "before the scan");
-    sl.nmap("-sF -p 1-100", SRV_V4);
+    // The scan must end well before the block does: a scanner still scanning when its block
+    // expires is blocked again, for twice as long (repeat offender). Once blocked, nmap sees
+    // only drops and slows down, hence the host timeout.
     let blocked_at = Instant::now();
+    sl.lab.ok(
+        "cli",
+        30,
+        &format!("nmap -n -Pn -T4 --max-retries 0 --host-timeout 3s -sF -p 1-100 {SRV_V4}"),
+    );
+    assert!(
+        blocked_at.elapsed() < Duration::from_secs(5),
+        "nmap too slow"
+    );
     let deadline = Instant::now() + Duration::from_secs(8);
     while !sl
         .lines()
