@@ -25,8 +25,8 @@
 //! # Memory
 //! Records of normal connections are forgotten as soon as they complete, so busy clients cost
 //! nothing beyond their connections in flight. At most `max_sources` scanners and `max_records` records (about 200 bytes each with their
-//! share of the tallies: the default 131072 records stay under ~30 MB). Per scanner, records
-//! stop being added once there are enough to reach level 4. When full, the least recently seen
+//! share of the tallies: the default 131072 records stay under ~30 MB). Per scanner and
+//! technique, records stop being added once there are enough to reach level 4. When full, the least recently seen
 //! eighth of the sources is forgotten.
 //!
 //! # Known look-alikes
@@ -819,6 +819,9 @@ struct Mark {
 #[derive(Debug)]
 struct Source {
     records: HashMap<Key, Rec>,
+    /// Records per technique (the per-source cap applies to each technique on its own, so a
+    /// scanner that ran one big scan is still seen when it switches technique).
+    per_tech: HashMap<Technique, usize>,
     tallies: Tallies,
     marks: HashMap<(Shape, Technique), Mark>,
     last_seen: Timestamp,
@@ -830,6 +833,7 @@ impl Source {
     fn new(now: Timestamp) -> Source {
         Source {
             records: HashMap::new(),
+            per_tech: HashMap::new(),
             tallies: Tallies::default(),
             marks: HashMap::new(),
             last_seen: now,
@@ -849,6 +853,9 @@ impl Source {
     fn remove(&mut self, key: &Key) -> bool {
         match self.records.remove(key) {
             Some(rec) => {
+                if let Some(n) = self.per_tech.get_mut(&key.tech) {
+                    *n = n.saturating_sub(1);
+                }
                 if let RecState::Counted(outcome) = rec.state {
                     self.tallies.apply(key, outcome, false);
                 }
@@ -966,7 +973,7 @@ struct Settings {
     cfg: ScanConfig,
     t: Thresholds,
     respond: Respond,
-    /// Records per source: enough to reach level 4.
+    /// Records per source and technique: enough to reach level 4.
     max_records_per_source: usize,
     /// Per shard.
     max_sources: usize,
@@ -1113,8 +1120,12 @@ impl ScanDetector {
             .entry(ev.src)
             .or_insert_with(|| Source::new(now));
         source.last_seen = now;
-        if is_new && source.records.len() >= self.s.max_records_per_source {
-            return Vec::new();
+        if is_new {
+            let n = source.per_tech.entry(key.tech).or_default();
+            if *n >= self.s.max_records_per_source {
+                return Vec::new();
+            }
+            *n += 1;
         }
         let rec = source.records.entry(key).or_insert(Rec {
             last: now,
@@ -1924,6 +1935,14 @@ mod tests {
         let d = medium();
         scan(&d, ProbeKind::Null, 1..=5000, 0);
         assert_eq!(d.tracked_records(), 15 * 30 + 32);
+        // The cap is per technique: the same scanner switching technique is still seen.
+        let alerts = scan(&d, ProbeKind::Fin, 1..=200, 6000);
+        let levels: Vec<u8> = alerts
+            .iter()
+            .filter(|a| a.technique == Technique::Fin)
+            .map(|a| a.level)
+            .collect();
+        assert_eq!(levels, [1, 2, 3, 4]);
     }
 
     #[test]

@@ -434,6 +434,12 @@ pub struct StatsReport {
     pub early_drops: u64,
     /// Entries in the tables.
     pub entries: u64,
+    /// RSTs and ICMP unreachables sent (probe and reject answers).
+    #[serde(default)]
+    pub answered: u64,
+    /// Answers suppressed by the `[probes]` rate limits (the packet was dropped silently).
+    #[serde(default)]
+    pub answers_limited: u64,
     /// Drops per reason (reasons with a zero count omitted).
     pub drops: BTreeMap<String, u64>,
     /// Live connections per state.
@@ -454,6 +460,8 @@ impl StatsReport {
             expired: stats.expired,
             early_drops: stats.early_drops,
             entries: stats.entries,
+            answered: stats.answered,
+            answers_limited: stats.answers_limited,
             drops: stats.drops.iter().cloned().collect(),
             states: states.iter().cloned().collect(),
         }

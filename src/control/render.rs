@@ -182,6 +182,8 @@ pub fn stats(s: &StatsReport) -> String {
         ("expired", s.expired),
         ("early_drops", s.early_drops),
         ("entries", s.entries),
+        ("answered", s.answered),
+        ("answers_limited", s.answers_limited),
     ]
     .iter()
     .map(|(k, v)| vec![k.to_string(), v.to_string()])
@@ -426,6 +428,8 @@ fragments          0
 expired            0
 early_drops        0
 entries            3
+answered           0
+answers_limited    0
 
 drops
   policy_drop  10
