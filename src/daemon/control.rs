@@ -160,9 +160,11 @@ impl ControlHandler for DaemonControl {
 
     fn unblock(&self, addr: IpAddr) -> Result<bool, String> {
         let events = self.engine.unblock(addr, self.now())?;
-        for line in &events {
-            tracing::warn!(target: "statewall::alert", "{line}");
+        let lifted = !events.is_empty();
+        for line in events {
+            // Unblock events go where block events go: the log and syslog.
+            self.actions.perform(crate::engine::Action::Alert(line));
         }
-        Ok(!events.is_empty())
+        Ok(lifted)
     }
 }
