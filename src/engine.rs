@@ -717,7 +717,7 @@ impl Engine {
             out.push(Action::Alert(alert.body()));
             if let (Some(net), Some(blocks)) = (alert.block, &self.blocks) {
                 if let Some(ev) = blocks.block(alert.scanner, net, alert.scan_type.name(), now) {
-                    self.any_blocks.store(true, Ordering::Relaxed);
+                    self.any_blocks.store(true, Ordering::SeqCst);
                     out.push(Action::Alert(ev.body()));
                 }
             }
@@ -743,7 +743,11 @@ impl Engine {
                 out.push(Action::Alert(ev.body()));
             }
             if blocks.list(now).is_empty() {
-                self.any_blocks.store(false, Ordering::Relaxed);
+                self.any_blocks.store(false, Ordering::SeqCst);
+                // A block added meanwhile must not be lost: look again after clearing.
+                if !blocks.list(now).is_empty() {
+                    self.any_blocks.store(true, Ordering::SeqCst);
+                }
             }
         }
         out
