@@ -16,24 +16,26 @@ use etherparse::{
     Ipv6FlowLabel, Ipv6Header, TcpHeader,
 };
 
-/// TCP flag bits as they appear in the 13th byte of the TCP header.
+/// TCP flag bits as they appear in the 13th byte of the TCP header (the values of
+/// [`crate::packet::TcpFlags`], the one definition).
 pub mod tcp_flags {
+    use crate::packet::TcpFlags;
     /// No more data from sender.
-    pub const FIN: u8 = 0x01;
+    pub const FIN: u8 = TcpFlags::FIN;
     /// Synchronize sequence numbers.
-    pub const SYN: u8 = 0x02;
+    pub const SYN: u8 = TcpFlags::SYN;
     /// Reset the connection.
-    pub const RST: u8 = 0x04;
+    pub const RST: u8 = TcpFlags::RST;
     /// Push function.
-    pub const PSH: u8 = 0x08;
+    pub const PSH: u8 = TcpFlags::PSH;
     /// Acknowledgment field is significant.
-    pub const ACK: u8 = 0x10;
+    pub const ACK: u8 = TcpFlags::ACK;
     /// Urgent pointer field is significant.
-    pub const URG: u8 = 0x20;
+    pub const URG: u8 = TcpFlags::URG;
     /// ECN echo.
-    pub const ECE: u8 = 0x40;
+    pub const ECE: u8 = TcpFlags::ECE;
     /// Congestion window reduced.
-    pub const CWR: u8 = 0x80;
+    pub const CWR: u8 = TcpFlags::CWR;
 }
 
 use tcp_flags::{ACK, FIN, RST, SYN};

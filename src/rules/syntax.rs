@@ -847,56 +847,36 @@ impl Parser {
 
     /// `PORTS`: N | N-M | { list of N and N-M }.
     fn ports(&mut self) -> PResult<Vec<PortRange>> {
-        match self.next() {
-            Some(Token {
-                tok: Tok::Word(w),
-                col,
-            }) => Ok(vec![parse_port_range(&w, col)?]),
-            Some(Token {
-                tok: Tok::LBrace,
-                col,
-            }) => {
-                let mut out = Vec::new();
-                loop {
-                    match self.next() {
-                        None => return Err(Issue::error(col, "unterminated list: missing `}`")),
-                        Some(Token {
-                            tok: Tok::RBrace, ..
-                        }) => break,
-                        Some(Token {
-                            tok: Tok::Comma, ..
-                        }) => {}
-                        Some(Token {
-                            tok: Tok::Word(w),
-                            col: c,
-                        }) => out.push(parse_port_range(&w, c)?),
-                        Some(t) => {
-                            return Err(Issue::error(
-                                t.col,
-                                format!("expected a port, found {}", describe(&t.tok)),
-                            ))
-                        }
-                    }
-                }
-                if out.is_empty() {
-                    return Err(Issue::error(col, "empty port list"));
-                }
-                Ok(out)
-            }
-            Some(t) => Err(Issue::error(
-                t.col,
-                format!("expected a port after `port`, found {}", describe(&t.tok)),
-            )),
-            None => Err(Issue::error(self.eol, "missing port after `port`")),
-        }
+        let what = ListWords {
+            item: "a port",
+            after: "a port after `port`",
+            missing: "missing port after `port`",
+            empty: "empty port list",
+        };
+        self.word_list(&what, |w, col| parse_port_range(&w, col))
     }
 
     fn icmp_type_list(&mut self) -> PResult<Vec<(String, u32)>> {
+        let what = ListWords {
+            item: "an ICMP type",
+            after: "an ICMP type after `type`",
+            missing: "missing ICMP type after `type`",
+            empty: "empty type list",
+        };
+        self.word_list(&what, |w, col| Ok((w, col)))
+    }
+
+    /// One word, or `{ word, word ... }` (commas optional), each turned into an item by `item`.
+    fn word_list<T>(
+        &mut self,
+        what: &ListWords,
+        mut item: impl FnMut(String, u32) -> PResult<T>,
+    ) -> PResult<Vec<T>> {
         match self.next() {
             Some(Token {
                 tok: Tok::Word(w),
                 col,
-            }) => Ok(vec![(w, col)]),
+            }) => Ok(vec![item(w, col)?]),
             Some(Token {
                 tok: Tok::LBrace,
                 col,
@@ -914,28 +894,25 @@ impl Parser {
                         Some(Token {
                             tok: Tok::Word(w),
                             col: c,
-                        }) => out.push((w, c)),
+                        }) => out.push(item(w, c)?),
                         Some(t) => {
                             return Err(Issue::error(
                                 t.col,
-                                format!("expected an ICMP type, found {}", describe(&t.tok)),
+                                format!("expected {}, found {}", what.item, describe(&t.tok)),
                             ))
                         }
                     }
                 }
                 if out.is_empty() {
-                    return Err(Issue::error(col, "empty type list"));
+                    return Err(Issue::error(col, what.empty));
                 }
                 Ok(out)
             }
             Some(t) => Err(Issue::error(
                 t.col,
-                format!(
-                    "expected an ICMP type after `type`, found {}",
-                    describe(&t.tok)
-                ),
+                format!("expected {}, found {}", what.after, describe(&t.tok)),
             )),
-            None => Err(Issue::error(self.eol, "missing ICMP type after `type`")),
+            None => Err(Issue::error(self.eol, what.missing)),
         }
     }
 
@@ -1070,6 +1047,18 @@ fn icmp_type(name: &str, col: u32, v6: bool) -> PResult<u8> {
             ),
         ),
     }
+}
+
+/// The wording of errors about a `word_list`.
+struct ListWords {
+    /// What one item is (`a port`).
+    item: &'static str,
+    /// What should follow the keyword (`a port after \`port\``).
+    after: &'static str,
+    /// Message when the line ends after the keyword.
+    missing: &'static str,
+    /// Message for `{ }`.
+    empty: &'static str,
 }
 
 #[cfg(test)]
