@@ -8,6 +8,8 @@
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;
 
+use crate::proto;
+
 /// Syslog severities (RFC 5424 §6.2.1), used for every event statewall reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
@@ -36,42 +38,14 @@ impl Severity {
     }
 }
 
-/// The name iptables LOG prints for an IP protocol number (`TCP`, `UDP`, `ICMP`, `ICMPv6`,
-/// otherwise the number).
-pub fn proto_name(proto: u8) -> ProtoName {
-    ProtoName(proto)
-}
-
-/// Display adapter returned by [`proto_name`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProtoName(pub u8);
-
-impl fmt::Display for ProtoName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            1 => f.write_str("ICMP"),
-            6 => f.write_str("TCP"),
-            17 => f.write_str("UDP"),
-            58 => f.write_str("ICMPv6"),
-            132 => f.write_str("SCTP"),
-            n => write!(f, "{n}"),
-        }
-    }
-}
-
-/// True for the protocols whose packets carry ports.
-fn has_ports(proto: u8) -> bool {
-    matches!(proto, 6 | 17 | 132 | 136)
-}
-
 /// `SRC=a DST=b PROTO=P SPT=s DPT=d` as iptables LOG prints them (ports only for protocols that
 /// have them).
 pub fn flow_fields(src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16) -> String {
     let mut line = KvLine::default();
     line.kv("SRC", src)
         .kv("DST", dst)
-        .kv("PROTO", proto_name(proto));
-    if has_ports(proto) {
+        .kv("PROTO", proto::LogName(proto));
+    if proto::has_ports(proto) {
         line.kv("SPT", sport).kv("DPT", dport);
     }
     line.finish()

@@ -4,9 +4,7 @@
 //! tables are sharded hash maps, the policy is swapped atomically on reload, counters are
 //! atomics. Nothing here reads a clock, a file or a socket.
 
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -18,153 +16,16 @@ use crate::conntrack::{
     flags, Addr, Conn, ConnState, Dir, InsertError, Key, Limits, ProtoState, Table, TableCounts,
     TcpConn, TcpState, Timeouts,
 };
-use crate::packet::{
-    proto, DecodeError, IcmpKind, Packet, PacketMeta, TcpFlags, TcpHeader, Transport,
-};
-use crate::ratelimit::{ProbesConfig, Rate, RateLimiter, Respond, TokenBucket};
+use crate::packet::{IcmpKind, Packet, PacketMeta, TcpFlags, TcpHeader, Transport};
+use crate::proto;
+use crate::ratelimit::{ProbesConfig, Rate, RateLimiter, TokenBucket};
 use crate::respond::TcpProbe;
-use crate::rules::{Policy, ProbeMode, Query, RuleAction, RuleInfo};
+use crate::rules::{Policy, Query, RuleAction, RuleInfo};
 use crate::scan::{AnswerKind, ProbeKind, ScanAlert, ScanConfig, ScanDetector, ScanEvent};
 use crate::time::{Tick, Timestamp};
+pub use crate::verdict::{DropReason, Flow, ProbeMode, Verdict};
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
-
-/// What to do with the packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Let it through.
-    Accept,
-    /// Drop it.
-    Drop,
-}
-
-macro_rules! drop_reasons {
-    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
-        /// Why a packet was dropped. The names are stable: logs, counters and tests use them.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum DropReason {
-            $($(#[$doc])* $variant,)*
-        }
-
-        impl DropReason {
-            /// Every reason, in counter order.
-            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
-
-            /// Stable snake_case name.
-            pub fn name(self) -> &'static str {
-                match self {
-                    $(DropReason::$variant => $name,)*
-                }
-            }
-        }
-
-        impl FromStr for DropReason {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s {
-                    $($name => Ok(DropReason::$variant),)*
-                    _ => Err(format!("unknown drop reason `{s}`")),
-                }
-            }
-        }
-    };
-}
-
-drop_reasons! {
-    /// Not a decodable IP packet.
-    MalformedIp => "malformed_ip",
-    /// Truncated or broken TCP header.
-    MalformedTcp => "malformed_tcp",
-    /// Truncated or broken UDP header.
-    MalformedUdp => "malformed_udp",
-    /// Truncated ICMP header or undecodable ICMP error.
-    MalformedIcmp => "malformed_icmp",
-    /// Tiny or overlapping fragment (RFC 1858).
-    MalformedFragment => "malformed_fragment",
-    /// TCP segment with no flags (nmap -sN).
-    TcpNull => "tcp_null",
-    /// FIN+PSH+URG without ACK (nmap -sX).
-    TcpXmas => "tcp_xmas",
-    /// SYN and FIN together.
-    TcpSynFin => "tcp_syn_fin",
-    /// SYN and RST together.
-    TcpSynRst => "tcp_syn_rst",
-    /// FIN without ACK (nmap -sF).
-    TcpFinNoAck => "tcp_fin_no_ack",
-    /// Any other invalid flag combination.
-    TcpBadFlags => "tcp_bad_flags",
-    /// A TCP segment other than a SYN that belongs to no tracked connection.
-    NoConnection => "no_connection",
-    /// A SYN from the responder outside a simultaneous open.
-    UnexpectedSyn => "unexpected_syn",
-    /// A SYN/ACK that answers no SYN.
-    UnexpectedSynAck => "unexpected_syn_ack",
-    /// A FIN before the handshake completed.
-    UnexpectedFin => "unexpected_fin",
-    /// An ACK from the opener before the SYN/ACK.
-    UnexpectedAck => "unexpected_ack",
-    /// Data beyond the receiver's window.
-    SeqAboveWindow => "seq_above_window",
-    /// Acknowledges data never sent.
-    AckUnsentData => "ack_unsent_data",
-    /// RST whose sequence number is outside the window.
-    RstOutOfWindow => "rst_out_of_window",
-    /// New data beyond the sender's FIN.
-    DataAfterFin => "data_after_fin",
-    /// Data after both sides closed.
-    DataAfterClose => "data_after_close",
-    /// Data after a valid RST.
-    DataAfterRst => "data_after_rst",
-    /// ICMP error quoting a packet of no tracked flow.
-    IcmpUnrelated => "icmp_unrelated",
-    /// ICMP echo reply without a request.
-    IcmpUnexpectedReply => "icmp_unexpected_reply",
-    /// New connection dropped by a rule or the default policy.
-    PolicyDrop => "policy_drop",
-    /// New connection rejected by a rule or the default policy.
-    PolicyReject => "policy_reject",
-    /// Connection closed by a rule recheck on reload.
-    Revoked => "revoked",
-    /// From or to a source blocked by the scan detector.
-    Blocked => "blocked",
-    /// Connection table full, nothing evictable.
-    TableFull => "table_full",
-    /// The source has its maximum of open connections.
-    SourceLimit => "source_limit",
-}
-
-impl fmt::Display for DropReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl From<DecodeError> for DropReason {
-    fn from(e: DecodeError) -> Self {
-        match e {
-            DecodeError::Ip => DropReason::MalformedIp,
-            DecodeError::Tcp => DropReason::MalformedTcp,
-            DecodeError::Udp => DropReason::MalformedUdp,
-            DecodeError::Icmp => DropReason::MalformedIcmp,
-            DecodeError::Fragment => DropReason::MalformedFragment,
-        }
-    }
-}
-
-/// A flow as logs show it: originator first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Flow {
-    /// IP protocol.
-    pub proto: u8,
-    /// Source address.
-    pub src: IpAddr,
-    /// Destination address.
-    pub dst: IpAddr,
-    /// Source port (0 without ports).
-    pub sport: u16,
-    /// Destination port.
-    pub dport: u16,
-}
 
 /// Work for the I/O layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -653,7 +514,7 @@ impl Engine {
     /// Reports a TCP segment of no connection to the scan detector (and the RST statewall
     /// answered it with, if any).
     fn scan_probe<A: Addr>(&self, f: &FlowCtx<'_, A>, tcp: &TcpHeader, d: &mut Decision) {
-        let Some(kind) = ProbeKind::from_tcp_flags(tcp.flags.0) else {
+        let Some(kind) = ProbeKind::from_tcp_flags(tcp.flags) else {
             return;
         };
         self.scan_event(f, tcp.sport, tcp.dport, kind, d);
@@ -779,7 +640,7 @@ impl Engine {
     fn probes_answered(&self) -> bool {
         match self.policy.load().probes() {
             Some(mode) => mode == ProbeMode::Rst,
-            None => self.config.probes.respond == Respond::Rst,
+            None => self.config.probes.respond == ProbeMode::Rst,
         }
     }
 
@@ -1234,7 +1095,7 @@ fn push_info<A: Addr>(
 ) {
     let ((src, sport), (dst, dport)) = key.endpoints(conn.has(flags::ORIG_IS_LO));
     let info = ConnInfo {
-        proto: proto_name(key.proto),
+        proto: proto::Name(key.proto).to_string(),
         src,
         dst,
         sport,
@@ -1259,20 +1120,6 @@ fn probe_of(pkt: &Packet<'_>, tcp: &TcpHeader) -> TcpProbe {
         ack: tcp.ack,
         flags: tcp.flags.0,
         payload_len: tcp.payload_len,
-    }
-}
-
-/// Name of an IP protocol number.
-pub fn proto_name(p: u8) -> String {
-    match p {
-        proto::TCP => "tcp".into(),
-        proto::UDP => "udp".into(),
-        proto::ICMP => "icmp".into(),
-        proto::ICMPV6 => "icmpv6".into(),
-        47 => "gre".into(),
-        50 => "esp".into(),
-        132 => "sctp".into(),
-        n => n.to_string(),
     }
 }
 

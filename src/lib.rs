@@ -24,13 +24,16 @@ pub mod daemon;
 pub mod engine;
 pub mod io;
 pub mod packet;
+pub mod proto;
 pub mod ratelimit;
 pub mod replay;
 pub mod respond;
 pub mod rules;
 pub mod scan;
 pub mod time;
+pub mod verdict;
 
-pub use engine::{Decision, DropReason, Engine, Verdict};
+pub use engine::{Decision, Engine};
 pub use packet::{Packet, PacketMeta};
 pub use time::Timestamp;
+pub use verdict::{DropReason, Verdict};

@@ -19,26 +19,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
 use crate::time::Timestamp;
-
-/// What statewall does with out-of-state probes (`[probes] respond`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Respond {
-    /// Answer like a closed port would: TCP RST, ICMP port unreachable for UDP.
-    #[default]
-    Rst,
-    /// Answer nothing (the port looks filtered).
-    Drop,
-}
-
-impl fmt::Display for Respond {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Respond::Rst => "rst",
-            Respond::Drop => "drop",
-        })
-    }
-}
+use crate::verdict::ProbeMode;
 
 /// A rate in events per second, written `"200/s"`, `"600/min"`, `"3600/h"` or as a plain
 /// number of events per second (`200`, `0.5`).
@@ -129,7 +110,7 @@ impl TryFrom<RateRepr> for Rate {
 #[serde(deny_unknown_fields, default)]
 pub struct ProbesConfig {
     /// `"rst"` (default) or `"drop"`.
-    pub respond: Respond,
+    pub respond: ProbeMode,
     /// Global answers per second (default `"500/s"`).
     pub rate: Rate,
     /// Global burst, in answers (default 2000).
@@ -145,7 +126,7 @@ pub struct ProbesConfig {
 impl Default for ProbesConfig {
     fn default() -> Self {
         ProbesConfig {
-            respond: Respond::Rst,
+            respond: ProbeMode::Rst,
             rate: Rate::per_sec(500.0),
             burst: 2000,
             per_source_rate: Rate::per_sec(200.0),
@@ -555,7 +536,7 @@ mod tests {
             "[probes]\nrespond = \"drop\"\nrate = \"100/s\"\nper_source_rate = 20\nburst = 5\n",
         )
         .unwrap();
-        assert_eq!(cfg.respond, Respond::Drop);
+        assert_eq!(cfg.respond, ProbeMode::Drop);
         assert_eq!(cfg.rate, Rate::per_sec(100.0));
         assert_eq!(cfg.per_source_rate, Rate::per_sec(20.0));
         assert_eq!(cfg.burst, 5);

@@ -13,8 +13,9 @@ use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::DataLink;
 use thiserror::Error;
 
-use crate::engine::{proto_name, Decision, Engine};
+use crate::engine::{Decision, Engine};
 use crate::packet::{Packet, PacketMeta, Transport};
+use crate::proto;
 use crate::time::Timestamp;
 
 /// A capture that cannot be replayed.
@@ -267,7 +268,7 @@ fn report(
         return Ok(());
     };
     let (sport, dport) = p.ports();
-    let proto = proto_name(p.proto);
+    let proto = proto::Name(p.proto).to_string();
     let (detail, flags) = match &p.transport {
         Transport::Tcp(t) => (
             format!(

@@ -43,11 +43,13 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::alert::{proto_name, KvLine};
+use crate::alert::KvLine;
 use crate::block::Blocklist;
-use crate::ratelimit::{source_group, Respond};
-use crate::respond::tcp_flags::{ACK, FIN, PSH, RST, SYN, URG};
+use crate::packet::{TcpFlags, TcpShape};
+use crate::proto::{self, PortRange};
+use crate::ratelimit::source_group;
 use crate::time::Timestamp;
+use crate::verdict::ProbeMode;
 
 /// What a probe looked like, as classified by the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -79,35 +81,39 @@ pub enum ProbeKind {
 }
 
 impl ProbeKind {
-    /// Classifies an out-of-state TCP segment by its flag byte. `None` for RSTs (never a probe).
+    /// Classifies an out-of-state TCP segment by its flags ([`TcpFlags::shape`], the one
+    /// classifier the connection tracker uses too). `None` for any segment with RST (never a
+    /// probe: statewall never answers a RST, and late RSTs of forgotten connections are common).
     ///
-    /// | flags (ignoring ECE/CWR)        | kind          |
-    /// |---------------------------------|---------------|
-    /// | any with RST                    | none          |
-    /// | SYN+FIN (+anything)             | `SynFin`      |
-    /// | SYN+ACK                         | `StraySynAck` |
-    /// | SYN with URG or PSH             | `OsProbe`     |
-    /// | SYN                             | `Syn`         |
-    /// | FIN+ACK (+PSH/URG)              | `Maimon`      |
-    /// | ACK (+PSH/URG)                  | `Ack`         |
-    /// | FIN+PSH+URG                     | `Xmas`        |
-    /// | FIN                             | `Fin`         |
-    /// | none                            | `Null`        |
-    /// | other PSH/URG/FIN mixes         | `OsProbe`     |
-    pub fn from_tcp_flags(flags: u8) -> Option<ProbeKind> {
-        let has = |f: u8| flags & f != 0;
-        let kind = match () {
-            _ if has(RST) => return None,
-            _ if has(SYN) && has(FIN) => ProbeKind::SynFin,
-            _ if has(SYN) && has(ACK) => ProbeKind::StraySynAck,
-            _ if has(SYN) && (has(URG) || has(PSH)) => ProbeKind::OsProbe,
-            _ if has(SYN) => ProbeKind::Syn,
-            _ if has(ACK) && has(FIN) => ProbeKind::Maimon,
-            _ if has(ACK) => ProbeKind::Ack,
-            _ if flags & (FIN | PSH | URG) == FIN | PSH | URG => ProbeKind::Xmas,
-            _ if flags & (FIN | PSH | URG) == FIN => ProbeKind::Fin,
-            _ if flags & (FIN | PSH | URG) == 0 => ProbeKind::Null,
-            _ => ProbeKind::OsProbe,
+    /// | shape            | kind                                              |
+    /// |------------------|---------------------------------------------------|
+    /// | any, with RST    | none                                              |
+    /// | `SynFin`         | `SynFin`                                          |
+    /// | `SynAck`         | `StraySynAck`                                     |
+    /// | `Syn`            | `Syn`, or `OsProbe` when it carries URG or PSH     |
+    /// | `FinAck`         | `Maimon`                                          |
+    /// | `Ack`            | `Ack`                                             |
+    /// | `Xmas`           | `Xmas`                                            |
+    /// | `FinNoAck`       | `Fin` (FIN, also with PSH or URG)                 |
+    /// | `Null`           | `Null`                                            |
+    /// | `Bad`            | `OsProbe` (URG or PSH alone, SYN+ACK+URG, ...)    |
+    pub fn from_tcp_flags(flags: TcpFlags) -> Option<ProbeKind> {
+        if flags.rst() {
+            return None;
+        }
+        let kind = match flags.shape() {
+            TcpShape::Rst | TcpShape::SynRst | TcpShape::BadRst => return None,
+            TcpShape::SynFin => ProbeKind::SynFin,
+            TcpShape::SynAck => ProbeKind::StraySynAck,
+            // nmap's OS detection sends SYNs with odd flags; Linux accepts them as SYNs.
+            TcpShape::Syn if flags.0 & (TcpFlags::URG | TcpFlags::PSH) != 0 => ProbeKind::OsProbe,
+            TcpShape::Syn => ProbeKind::Syn,
+            TcpShape::FinAck => ProbeKind::Maimon,
+            TcpShape::Ack => ProbeKind::Ack,
+            TcpShape::Xmas => ProbeKind::Xmas,
+            TcpShape::FinNoAck => ProbeKind::Fin,
+            TcpShape::Null => ProbeKind::Null,
+            TcpShape::Bad => ProbeKind::OsProbe,
         };
         Some(kind)
     }
@@ -404,7 +410,7 @@ impl ScanAlert {
             .kv("SRC", self.scanner)
             .kv("GROUP", self.group)
             .kv("DST", dst.join(","))
-            .kv("PROTO", proto_name(self.proto))
+            .kv("PROTO", proto::LogName(self.proto))
             .kv("ports", format_args!("{}-{}", self.ports.0, self.ports.1))
             .kv("nports", self.nports)
             .kv("hosts", self.ntargets)
@@ -462,58 +468,6 @@ pub enum BlockScope {
     Host,
     /// The scanner's /24 or /64.
     Group,
-}
-
-/// A port or an inclusive port range, written `22` or `"8000-8100"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "PortRepr")]
-pub struct PortRange {
-    /// First port.
-    pub lo: u16,
-    /// Last port.
-    pub hi: u16,
-}
-
-impl PortRange {
-    fn contains(&self, port: u16) -> bool {
-        (self.lo..=self.hi).contains(&port)
-    }
-}
-
-impl fmt::Display for PortRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.lo == self.hi {
-            write!(f, "{}", self.lo)
-        } else {
-            write!(f, "{}-{}", self.lo, self.hi)
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum PortRepr {
-    Number(u16),
-    Text(String),
-}
-
-impl TryFrom<PortRepr> for PortRange {
-    type Error = String;
-
-    fn try_from(repr: PortRepr) -> Result<PortRange, String> {
-        let text = match repr {
-            PortRepr::Number(p) => return Ok(PortRange { lo: p, hi: p }),
-            PortRepr::Text(t) => t,
-        };
-        let bad = || format!("invalid port or range {text:?}: expected 22 or \"8000-8100\"");
-        let (lo, hi) = text.split_once('-').unwrap_or((&text, &text));
-        let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
-        let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
-        if lo > hi {
-            return Err(bad());
-        }
-        Ok(PortRange { lo, hi })
-    }
 }
 
 /// The `[scan]` section. Every threshold left unset comes from `sensitivity`.
@@ -972,7 +926,7 @@ impl Tombstones {
 struct Settings {
     cfg: ScanConfig,
     t: Thresholds,
-    respond: Respond,
+    respond: ProbeMode,
     /// Records per source and technique: enough to reach level 4.
     max_records_per_source: usize,
     /// Per shard.
@@ -1000,7 +954,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl ScanDetector {
     /// A detector for `cfg` (validate it first); `respond` is the `[probes]` answer mode, shown
     /// as the action of alerts that do not block.
-    pub fn new(cfg: ScanConfig, respond: Respond) -> ScanDetector {
+    pub fn new(cfg: ScanConfig, respond: ProbeMode) -> ScanDetector {
         let t = cfg.thresholds();
         let nshards = if cfg.max_sources >= SHARDING_FROM {
             SHARDS
@@ -1480,8 +1434,8 @@ impl ScanDetector {
         let blocks = c.block && level >= c.block_level;
         let action = match (blocks, self.s.respond) {
             (true, _) => AlertAction::Block,
-            (false, Respond::Rst) => AlertAction::Rst,
-            (false, Respond::Drop) => AlertAction::Drop,
+            (false, ProbeMode::Rst) => AlertAction::Rst,
+            (false, ProbeMode::Drop) => AlertAction::Drop,
         };
         let block = blocks.then(|| match c.block_scope {
             BlockScope::Host => IpNet::from(src),
@@ -1540,7 +1494,7 @@ mod tests {
 
     fn det(cfg: ScanConfig) -> ScanDetector {
         cfg.validate().unwrap();
-        ScanDetector::new(cfg, Respond::Rst)
+        ScanDetector::new(cfg, ProbeMode::Rst)
     }
 
     fn medium() -> ScanDetector {
@@ -1587,6 +1541,12 @@ mod tests {
 
     #[test]
     fn flags_classify_like_the_table() {
+        const SYN: u8 = TcpFlags::SYN;
+        const ACK: u8 = TcpFlags::ACK;
+        const FIN: u8 = TcpFlags::FIN;
+        const RST: u8 = TcpFlags::RST;
+        const URG: u8 = TcpFlags::URG;
+        const PSH: u8 = TcpFlags::PSH;
         let cases = [
             (0, Some(ProbeKind::Null)),
             (FIN, Some(ProbeKind::Fin)),
@@ -1602,14 +1562,23 @@ mod tests {
             (SYN | ACK, Some(ProbeKind::StraySynAck)),
             (SYN | URG | PSH, Some(ProbeKind::OsProbe)),
             (URG, Some(ProbeKind::OsProbe)),
-            (FIN | PSH, Some(ProbeKind::OsProbe)),
+            // One classifier: a FIN without ACK is a FIN probe whatever PSH or URG say (it is
+            // `tcp_fin_no_ack` to the tracker too).
+            (FIN | PSH, Some(ProbeKind::Fin)),
+            (FIN | URG, Some(ProbeKind::Fin)),
+            (SYN | ACK | URG, Some(ProbeKind::OsProbe)),
+            (RST | FIN, None),
             (PSH, Some(ProbeKind::OsProbe)),
             (RST, None),
             (RST | ACK, None),
             (RST | SYN | FIN, None),
         ];
         for (flags, kind) in cases {
-            assert_eq!(ProbeKind::from_tcp_flags(flags), kind, "flags {flags:#04x}");
+            assert_eq!(
+                ProbeKind::from_tcp_flags(TcpFlags(flags)),
+                kind,
+                "flags {flags:#04x}"
+            );
         }
     }
 
@@ -2025,7 +1994,10 @@ mod tests {
         };
         assert!(scan(&det(cfg), ProbeKind::Fin, 1..=100, 0).is_empty());
         let cfg = ScanConfig {
-            allow_ports: vec![PortRange { lo: 1, hi: 50 }, PortRange { lo: 99, hi: 99 }],
+            allow_ports: vec![
+                PortRange::new(1, 50).expect("ordered"),
+                PortRange::single(99),
+            ],
             ..Default::default()
         };
         let d = det(cfg);
@@ -2063,7 +2035,7 @@ mod tests {
             .block(a.scanner, net, a.scan_type.name(), ms(0))
             .is_some());
         assert!(list.is_blocked(ip("198.51.100.77"), ms(1)));
-        let d = ScanDetector::new(ScanConfig::default(), Respond::Drop);
+        let d = ScanDetector::new(ScanConfig::default(), ProbeMode::Drop);
         assert_eq!(
             scan(&d, ProbeKind::Fin, 1..=5, 0)[0].action,
             AlertAction::Drop
@@ -2100,10 +2072,7 @@ mod tests {
     #[test]
     fn describe_names_the_settings() {
         let cfg = ScanConfig {
-            allow_ports: vec![PortRange {
-                lo: 33434,
-                hi: 33534,
-            }],
+            allow_ports: vec![PortRange::new(33434, 33534).expect("ordered")],
             ..Default::default()
         };
         let text = det(cfg).describe();
@@ -2133,8 +2102,8 @@ mod tests {
         assert_eq!(
             cfg.allow_ports,
             vec![
-                PortRange { lo: 22, hi: 22 },
-                PortRange { lo: 8000, hi: 8100 }
+                PortRange::single(22),
+                PortRange::new(8000, 8100).expect("ordered")
             ]
         );
         assert_eq!(cfg.block_scope, BlockScope::Group);

@@ -7,12 +7,14 @@ use std::time::{Duration, SystemTime};
 
 use statewall::alert::Severity;
 use statewall::io::syslog::{format_line, Facility, Format, Header};
-use statewall::ratelimit::{ProbesConfig, RateLimiter, Respond};
+use statewall::packet::TcpFlags;
+use statewall::ratelimit::{ProbesConfig, RateLimiter};
 use statewall::respond::{icmp_port_unreachable, rst_for, tcp_flags, ReplyOptions, TcpProbe};
 use statewall::scan::{
     AlertAction, AnswerKind, ProbeKind, ScanAlert, ScanConfig, ScanDetector, ScanEvent, ScanType,
     Technique,
 };
+use statewall::verdict::ProbeMode;
 use statewall::Timestamp;
 
 const SCANNER: &str = "198.51.100.2";
@@ -35,7 +37,7 @@ fn us(micros: u64) -> Timestamp {
 struct Gateway {
     scan: ScanDetector,
     limiter: RateLimiter,
-    respond: Respond,
+    respond: ProbeMode,
     open: Vec<u16>,
     alerts: Vec<ScanAlert>,
     answered: usize,
@@ -59,7 +61,7 @@ impl Gateway {
 
     /// A TCP segment from the scanner with no connection behind it.
     fn tcp(&mut self, dst: &str, sport: u16, dport: u16, flags: u8, now: Timestamp) {
-        let Some(kind) = ProbeKind::from_tcp_flags(flags) else {
+        let Some(kind) = ProbeKind::from_tcp_flags(TcpFlags(flags)) else {
             return;
         };
         let (src, dst) = (ip(SCANNER), ip(dst));
@@ -85,7 +87,7 @@ impl Gateway {
                 .extend(self.scan.note_closed(src, dst, 6, sport, dport, now));
             return;
         }
-        if self.respond == Respond::Drop {
+        if self.respond == ProbeMode::Drop {
             return;
         }
         let probe = TcpProbe {
@@ -245,7 +247,7 @@ fn nmap_udp_scan() {
 #[test]
 fn silent_port_sweep_is_filtered() {
     let probes = ProbesConfig {
-        respond: Respond::Drop,
+        respond: ProbeMode::Drop,
         ..Default::default()
     };
     let mut gw = Gateway::new(ScanConfig::default(), probes, &[]);
@@ -330,7 +332,7 @@ fn auto_block_and_syslog_line() {
 /// and leave late FIN/ACKs behind, servers' late ACKs. Nothing is reported.
 #[test]
 fn normal_life_raises_nothing() {
-    let scan = ScanDetector::new(ScanConfig::default(), Respond::Rst);
+    let scan = ScanDetector::new(ScanConfig::default(), ProbeMode::Rst);
     let client = ip("10.0.0.5");
     let mut alerts = Vec::new();
     let mut now_ms = 0u64;
@@ -371,7 +373,7 @@ fn normal_life_raises_nothing() {
                 (client, server, sport, 443, tcp_flags::ACK),
                 (server, client, 443, sport, tcp_flags::ACK),
             ] {
-                let kind = ProbeKind::from_tcp_flags(flags).unwrap();
+                let kind = ProbeKind::from_tcp_flags(TcpFlags(flags)).unwrap();
                 alerts.extend(scan.observe(
                     &ScanEvent {
                         src,

@@ -19,8 +19,8 @@
 use std::fmt;
 
 use super::{Dir, Timeouts};
-use crate::engine::DropReason;
-use crate::packet::{TcpFlags, TcpHeader};
+use crate::packet::{TcpFlags, TcpHeader, TcpShape};
+use crate::verdict::DropReason;
 
 /// TCP connection states (Linux conntrack names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -109,21 +109,15 @@ enum Class {
 }
 
 impl Class {
+    /// The column of a segment: its flag shape, invalid shapes having none.
     fn of(f: TcpFlags) -> Class {
-        if f.rst() {
-            Class::Rst
-        } else if f.syn() {
-            if f.ack() {
-                Class::SynAck
-            } else {
-                Class::Syn
-            }
-        } else if f.fin() {
-            Class::Fin
-        } else if f.ack() {
-            Class::Ack
-        } else {
-            Class::None
+        match f.shape() {
+            TcpShape::Syn => Class::Syn,
+            TcpShape::SynAck => Class::SynAck,
+            TcpShape::FinAck => Class::Fin,
+            TcpShape::Ack => Class::Ack,
+            TcpShape::Rst => Class::Rst,
+            _ => Class::None,
         }
     }
 
@@ -139,25 +133,19 @@ impl Class {
     }
 }
 
-/// Checks the flag combination of a segment. Valid combinations are Linux's: SYN, SYN+ACK,
-/// RST, RST+ACK, FIN+ACK, ACK, each optionally with URG (SYN+ACK excepted); PSH, ECE and CWR
-/// are always allowed. Every invalid shape gets its own reason (they are scan signatures).
+/// Checks the flag combination of a segment ([`TcpFlags::shape`]): the valid shapes are Linux's;
+/// every invalid shape gets its own reason (they are scan signatures).
 pub fn check_flags(f: TcpFlags) -> Result<(), DropReason> {
-    const SYN: u8 = TcpFlags::SYN;
-    const ACK: u8 = TcpFlags::ACK;
-    const FIN: u8 = TcpFlags::FIN;
-    const RST: u8 = TcpFlags::RST;
-    const URG: u8 = TcpFlags::URG;
-    let core = f.0 & (SYN | ACK | FIN | RST | URG);
-    match core {
-        SYN | 0x22 /* SYN|URG */ | 0x12 /* SYN|ACK */ | RST | 0x14 /* RST|ACK */ => Ok(()),
-        0x11 /* FIN|ACK */ | 0x31 /* FIN|ACK|URG */ | ACK | 0x30 /* ACK|URG */ => Ok(()),
-        _ if f.syn() && f.fin() => Err(DropReason::TcpSynFin),
-        _ if f.syn() && f.rst() => Err(DropReason::TcpSynRst),
-        _ if f.0 & 0x3f == 0 => Err(DropReason::TcpNull),
-        _ if f.has(FIN | TcpFlags::PSH | URG) && !f.ack() => Err(DropReason::TcpXmas),
-        _ if f.fin() && !f.ack() && !f.rst() => Err(DropReason::TcpFinNoAck),
-        _ => Err(DropReason::TcpBadFlags),
+    match f.shape() {
+        TcpShape::Syn | TcpShape::SynAck | TcpShape::Ack | TcpShape::FinAck | TcpShape::Rst => {
+            Ok(())
+        }
+        TcpShape::SynFin => Err(DropReason::TcpSynFin),
+        TcpShape::SynRst => Err(DropReason::TcpSynRst),
+        TcpShape::Null => Err(DropReason::TcpNull),
+        TcpShape::Xmas => Err(DropReason::TcpXmas),
+        TcpShape::FinNoAck => Err(DropReason::TcpFinNoAck),
+        TcpShape::BadRst | TcpShape::Bad => Err(DropReason::TcpBadFlags),
     }
 }
 

@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::conntrack::TcpState;
-use crate::ratelimit::{ProbesConfig, Respond};
+use crate::ratelimit::ProbesConfig;
+use crate::verdict::ProbeMode;
 use etherparse::{IpNumber, PacketBuilder};
 
 const C4: [u8; 4] = [198, 51, 100, 2];
@@ -534,7 +535,7 @@ fn probe_answers_are_rate_limited() {
 fn probes_drop_mode_answers_nothing() {
     let config = EngineConfig {
         probes: ProbesConfig {
-            respond: Respond::Drop,
+            respond: ProbeMode::Drop,
             ..ProbesConfig::default()
         },
         ..Default::default()

@@ -6,9 +6,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::alert::{flow_fields, Severity};
-use crate::engine::{proto_name, Action};
+use crate::engine::Action;
 use crate::io::rawsend::RawSender;
 use crate::io::syslog::SyslogHandle;
+use crate::proto;
 use crate::respond::{icmp_port_unreachable, rst_for, ReplyOptions};
 use crate::rules::RuleAction;
 
@@ -90,7 +91,7 @@ impl ActionHandler {
                     line = rule.line,
                     label = rule.label.as_deref().unwrap_or(""),
                     action = action_name(action),
-                    proto = %proto_name(flow.proto),
+                    proto = %proto::Name(flow.proto),
                     src = %flow.src,
                     sport = flow.sport,
                     dst = %flow.dst,

@@ -39,8 +39,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+pub use crate::verdict::ProbeMode;
 pub use diag::{Diagnostic, Severity};
-pub use policy::{Outcome, ParseKeywordError, Policy, ProbeMode, Query, RuleAction, RuleInfo};
+pub use policy::{Outcome, ParseKeywordError, Policy, Query, RuleAction, RuleInfo};
 
 /// A successfully loaded rule file.
 #[derive(Debug)]

@@ -32,6 +32,7 @@ use ahash::AHashMap;
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::time::Timestamp;
+use crate::verdict::ProbeMode;
 
 /// What a rule (or the default policy) does with a new connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -54,15 +55,12 @@ impl fmt::Display for RuleAction {
     }
 }
 
-/// Error parsing a [`RuleAction`] or [`ProbeMode`] from text.
+/// Error parsing a [`RuleAction`] from text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseKeywordError {
     /// Not one of `allow`, `drop`, `reject`.
     #[error("unknown action `{0}`: expected allow, drop or reject")]
     Action(String),
-    /// Not one of `rst`, `drop`.
-    #[error("unknown probe mode `{0}`: expected rst or drop")]
-    ProbeMode(String),
 }
 
 impl FromStr for RuleAction {
@@ -73,36 +71,6 @@ impl FromStr for RuleAction {
             "drop" => Ok(RuleAction::Drop),
             "reject" => Ok(RuleAction::Reject),
             other => Err(ParseKeywordError::Action(other.to_owned())),
-        }
-    }
-}
-
-/// How out-of-state packets ("probes": a bare ACK, FIN or RST for no known connection) are
-/// answered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ProbeMode {
-    /// Answer with a TCP RST, like a host with nothing listening would.
-    Rst,
-    /// Drop silently.
-    Drop,
-}
-
-impl fmt::Display for ProbeMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ProbeMode::Rst => "rst",
-            ProbeMode::Drop => "drop",
-        })
-    }
-}
-
-impl FromStr for ProbeMode {
-    type Err = ParseKeywordError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "rst" => Ok(ProbeMode::Rst),
-            "drop" => Ok(ProbeMode::Drop),
-            other => Err(ParseKeywordError::ProbeMode(other.to_owned())),
         }
     }
 }

@@ -11,6 +11,7 @@ use ipnet::IpNet;
 
 use super::diag::{did_you_mean, edit_distance, Severity};
 use super::{ProbeMode, RuleAction};
+use crate::proto;
 
 /// A problem found on one line, before it is given a file and a line number.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -253,28 +254,6 @@ const CLAUSES: [&str; 10] = [
     "in", "out", "from", "to", "proto", "type", "log", "limit", "label", "port",
 ];
 
-/// Protocol names accepted bare (`allow gre`) or after `proto`.
-pub(crate) const PROTOCOLS: [(&str, u8); 15] = [
-    ("tcp", 6),
-    ("udp", 17),
-    ("icmp", 1),
-    ("icmpv6", 58),
-    ("ipv6-icmp", 58),
-    ("igmp", 2),
-    ("ipip", 4),
-    ("ipv6", 41),
-    ("gre", 47),
-    ("esp", 50),
-    ("ah", 51),
-    ("ospf", 89),
-    ("vrrp", 112),
-    ("sctp", 132),
-    ("udplite", 136),
-];
-
-const ICMP_PROTO: u8 = 1;
-const ICMPV6_PROTO: u8 = 58;
-
 /// ICMP type names: (name, ICMPv4 type, ICMPv6 type).
 pub(crate) const ICMP_TYPES: [(&str, Option<u8>, Option<u8>); 16] = [
     ("echo-reply", Some(0), Some(129)),
@@ -294,13 +273,6 @@ pub(crate) const ICMP_TYPES: [(&str, Option<u8>, Option<u8>); 16] = [
     ("neighbor-advertisement", None, Some(136)),
     ("mld-query", None, Some(130)),
 ];
-
-fn proto_number(name: &str) -> Option<u8> {
-    PROTOCOLS
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, p)| *p)
-}
 
 // ---------------------------------------------------------------------------------------------
 // Parser
@@ -614,9 +586,9 @@ impl Parser {
                     } else if let Ok(n) = w.parse::<u8>() {
                         Some(n)
                     } else {
-                        Some(proto_number(&w).ok_or_else(|| {
+                        Some(proto::number(&w).ok_or_else(|| {
                             Issue::error(c, format!("unknown protocol `{w}`")).hint(
-                                did_you_mean(&w, PROTOCOLS.iter().map(|(n, _)| *n)).or_else(|| {
+                                did_you_mean(&w, proto::names()).or_else(|| {
                                     Some("use a protocol number 0-255, e.g. `proto 47`".into())
                                 }),
                             )
@@ -675,18 +647,15 @@ impl Parser {
                     proto_col = Some(col);
                 }
                 word => {
-                    if let Some(p) = proto_number(word) {
+                    if let Some(p) = proto::number(word) {
                         if proto_col.is_some() {
                             return Err(Issue::error(col, "protocol given twice in one rule"));
                         }
                         r.proto = Some(p);
                         proto_col = Some(col);
                     } else {
-                        let candidates = CLAUSES
-                            .iter()
-                            .copied()
-                            .chain(PROTOCOLS.iter().map(|(n, _)| *n))
-                            .chain(["any"]);
+                        let candidates =
+                            CLAUSES.iter().copied().chain(proto::names()).chain(["any"]);
                         let hint = did_you_mean(word, candidates);
                         let msg = if word.parse::<IpNet>().is_ok() || word.parse::<IpAddr>().is_ok()
                         {
@@ -716,8 +685,8 @@ impl Parser {
         }
         if let Some((names, col)) = types {
             let v6 = match r.proto {
-                Some(ICMP_PROTO) => false,
-                Some(ICMPV6_PROTO) => true,
+                Some(proto::ICMP) => false,
+                Some(proto::ICMPV6) => true,
                 _ => {
                     return Err(
                         Issue::error(col, "`type` needs protocol `icmp` or `icmpv6`")
@@ -826,7 +795,7 @@ impl Parser {
         }
         match w.parse::<IpAddr>() {
             Ok(ip) => Ok(AddrExpr::Net(IpNet::from(ip))),
-            Err(_) if CLAUSES.contains(&w) || proto_number(w).is_some() => {
+            Err(_) if CLAUSES.contains(&w) || proto::number(w).is_some() => {
                 Err(
                     Issue::error(col, format!("missing address before `{w}`")).hint(Some(
                         "an address is `any`, an IP, a CIDR, a `$set` or a `{ list }`".into(),

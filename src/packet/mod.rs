@@ -21,17 +21,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use etherparse::{LaxIpSlice, LenSource};
 use thiserror::Error;
 
-/// IP protocol numbers statewall knows by name.
-pub mod proto {
-    /// ICMP for IPv4.
-    pub const ICMP: u8 = 1;
-    /// TCP.
-    pub const TCP: u8 = 6;
-    /// UDP.
-    pub const UDP: u8 = 17;
-    /// ICMP for IPv6.
-    pub const ICMPV6: u8 = 58;
-}
+use crate::proto;
+
+mod tcp_flags;
+
+pub use tcp_flags::{TcpFlags, TcpShape};
 
 /// What the I/O layer knows about a packet besides its bytes.
 #[derive(Clone, Copy, Debug, Default)]
@@ -73,75 +67,6 @@ pub enum Family {
     V4,
     /// IPv6.
     V6,
-}
-
-/// TCP flags, the raw flag byte of the header.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct TcpFlags(pub u8);
-
-impl TcpFlags {
-    /// FIN.
-    pub const FIN: u8 = 0x01;
-    /// SYN.
-    pub const SYN: u8 = 0x02;
-    /// RST.
-    pub const RST: u8 = 0x04;
-    /// PSH.
-    pub const PSH: u8 = 0x08;
-    /// ACK.
-    pub const ACK: u8 = 0x10;
-    /// URG.
-    pub const URG: u8 = 0x20;
-    /// ECE.
-    pub const ECE: u8 = 0x40;
-    /// CWR.
-    pub const CWR: u8 = 0x80;
-
-    /// Whether every flag of `mask` is set.
-    pub fn has(self, mask: u8) -> bool {
-        self.0 & mask == mask
-    }
-    /// FIN set.
-    pub fn fin(self) -> bool {
-        self.has(Self::FIN)
-    }
-    /// SYN set.
-    pub fn syn(self) -> bool {
-        self.has(Self::SYN)
-    }
-    /// RST set.
-    pub fn rst(self) -> bool {
-        self.has(Self::RST)
-    }
-    /// ACK set.
-    pub fn ack(self) -> bool {
-        self.has(Self::ACK)
-    }
-}
-
-impl std::fmt::Display for TcpFlags {
-    /// tcpdump style: `S`, `S.`, `F.`, `R`, `FPU`, `none`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const NAMES: [(u8, char); 8] = [
-            (TcpFlags::FIN, 'F'),
-            (TcpFlags::SYN, 'S'),
-            (TcpFlags::RST, 'R'),
-            (TcpFlags::PSH, 'P'),
-            (TcpFlags::URG, 'U'),
-            (TcpFlags::ECE, 'E'),
-            (TcpFlags::CWR, 'W'),
-            (TcpFlags::ACK, '.'),
-        ];
-        if self.0 == 0 {
-            return f.write_str("none");
-        }
-        for (bit, c) in NAMES {
-            if self.0 & bit != 0 {
-                write!(f, "{c}")?;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The TCP options statewall uses.
