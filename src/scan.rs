@@ -1,6 +1,8 @@
 //! Scan detection: per-source sliding windows over probes and negative answers.
 //!
-//! The engine reports what it sees; the detector keeps, per scanning address, one record per
+//! The engine reports what it sees as one [`ScanInput`] at a time through
+//! [`ScanDetector::on_input`], and calls [`ScanDetector::on_timer`] for what needs time to pass;
+//! the detector keeps, per scanning address, one record per
 //! probed `(target, protocol, port, technique)` and tallies of the records that count, per
 //! target host (port scans) and per target port (port sweeps). Crossing a threshold yields a
 //! [`ScanAlert`]; growing to 3×, 10× and 30× the threshold yields one more each (levels 1..4,
@@ -10,13 +12,13 @@
 //! - Stealth shapes (NULL, FIN, XMAS, Maimon, bare ACK, SYN+FIN, stray SYN/ACK, OS-fingerprint
 //!   shapes) and SYNs or UDP datagrams dropped by policy count at once.
 //! - An allowed SYN or a new UDP flow is only a *candidate*: it counts when it resolves as a
-//!   probe: refused (RST or ICMP unreachable: [`ScanDetector::observe_answer`]), unanswered after
+//!   probe: refused (RST or ICMP unreachable: [`ScanInput::Answer`]), unanswered after
 //!   `answer_timeout` (the "filtered" variants), or answered with SYN/ACK but never completed
-//!   (half-open, `-sS`). A connection that completes ([`ScanDetector::observe_established`]) or a
-//!   UDP flow that gets a reply ([`ScanDetector::observe_reply`]) is normal life, not a probe. So
+//!   (half-open, `-sS`). A connection that completes ([`ScanInput::Established`]) or a UDP flow
+//!   that gets a reply ([`ScanInput::Reply`]) is normal life, not a probe. So
 //!   a browser opening 30 connections to 30 CDNs on port 443 at once raises nothing.
 //! - Retries to the same port are one record. Late FIN/ACK/RST-ish segments of connections that
-//!   closed recently are ignored through short-lived tombstones ([`ScanDetector::note_closed`]),
+//!   closed recently are ignored through short-lived tombstones ([`ScanInput::Closed`]),
 //!   and so are stray ACK/FIN/SYN-ACK segments sent *from* a service port below 1024 to an
 //!   ephemeral port (late replies of a server whose connection statewall forgot).
 //! - Only the prober side is counted: answers are attributed to the scanner, never to the
@@ -32,7 +34,7 @@
 //! # Known look-alikes
 //! UDP traceroute sends to consecutive ports of one host with no answer from it; the engine
 //! should report the ICMP time-exceeded errors it relays for such a flow as
-//! [`ScanDetector::observe_reply`], or the ports can be listed in `allow_ports`.
+//! [`ScanInput::Reply`], or the ports can be listed in `allow_ports`.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -49,7 +51,7 @@ use crate::packet::{TcpFlags, TcpShape};
 use crate::proto::{self, PortRange};
 use crate::ratelimit::source_group;
 use crate::time::Timestamp;
-use crate::verdict::ProbeMode;
+use crate::verdict::{Flow, ProbeMode};
 
 /// What a probe looked like, as classified by the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -318,6 +320,50 @@ pub enum AnswerKind {
     IcmpUnreachable,
 }
 
+/// What the engine saw that the scan detector needs to know: the one input of
+/// [`ScanDetector::on_input`]. Flows are in originator orientation except where said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanInput {
+    /// A probe-shaped packet, as sent by the (possible) prober `flow.src`: a new connection
+    /// attempt or datagram (allowed: [`ProbeKind::Syn`], [`ProbeKind::UdpNew`]; refused by
+    /// policy: [`ProbeKind::SynDropped`], [`ProbeKind::UdpDropped`]) or a TCP segment of no
+    /// connection (the stealth shapes: [`ProbeKind::from_tcp_flags`]).
+    Probe {
+        /// The packet's flow, prober first.
+        flow: Flow,
+        /// Its shape.
+        kind: ProbeKind,
+    },
+    /// A probe was refused: a RST or an ICMP unreachable, from the target or from statewall.
+    /// Attributed to the prober `probe.src`, never to the answering host.
+    Answer {
+        /// The refused probe's flow, prober first (its source port is not used).
+        probe: Flow,
+        /// How it was refused.
+        kind: AnswerKind,
+    },
+    /// A flow got its first reply: a SYN/ACK, a UDP reply, or an ICMP error other than
+    /// unreachable (e.g. time exceeded) relayed for it. A UDP flow with a reply is normal life;
+    /// a SYN/ACK still needs the handshake to complete.
+    Reply {
+        /// The flow, originator first.
+        flow: Flow,
+    },
+    /// A connection completed its handshake: normal life, never part of a scan. The engine
+    /// must report it, or every answered SYN would look half-open.
+    Established {
+        /// The connection, originator first.
+        flow: Flow,
+    },
+    /// A tracked connection ended (expired or removed). Its late segments are ignored for
+    /// `tombstone_ttl`; a SYN/ACK-answered connection that closes without completing is a
+    /// half-open probe.
+    Closed {
+        /// The connection, originator first.
+        flow: Flow,
+    },
+}
+
 /// What statewall does about the scanner's probes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AlertAction {
@@ -340,6 +386,9 @@ impl fmt::Display for AlertAction {
 }
 
 /// One observation handed to [`ScanDetector::observe`]: a packet from `src` that may be a probe.
+///
+/// Transitional: [`ScanInput::Probe`] carries the same facts; this goes once the engine speaks
+/// [`ScanInput`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ScanEvent {
     /// The (possible) scanner.
@@ -354,6 +403,19 @@ pub struct ScanEvent {
     pub dport: u16,
     /// Shape of the packet.
     pub kind: ProbeKind,
+}
+
+impl ScanEvent {
+    /// The packet's flow, prober first.
+    pub fn flow(&self) -> Flow {
+        Flow {
+            proto: self.proto,
+            src: self.src,
+            dst: self.dst,
+            sport: self.sport,
+            dport: self.dport,
+        }
+    }
 }
 
 /// A detected scan, summarised.
@@ -647,6 +709,24 @@ struct Key {
     proto: u8,
     port: u16,
     tech: Technique,
+}
+
+impl Key {
+    /// The record a reply or a completed handshake of `flow` resolves: the UDP flow, or the
+    /// SYN of a TCP connection.
+    fn answered(flow: &Flow) -> Key {
+        let tech = if flow.proto == 17 {
+            Technique::Udp
+        } else {
+            Technique::Syn
+        };
+        Key {
+            dst: flow.dst,
+            proto: flow.proto,
+            port: flow.dport,
+            tech,
+        }
+    }
 }
 
 /// How a counted record was resolved.
@@ -1035,44 +1115,178 @@ impl ScanDetector {
             && !c.allow_ports.iter().any(|p| p.contains(port))
     }
 
-    /// Reports a packet that may be a probe; returns the alerts it triggers (usually none).
+    /// The one entry for what the engine saw: a probe, an answer to one, a reply, a completed
+    /// handshake or a closed connection. Returns the alerts it triggers (usually none: an empty
+    /// `Vec` does not allocate).
+    pub fn on_input(&self, now: Timestamp, input: ScanInput) -> Vec<ScanAlert> {
+        match input {
+            ScanInput::Probe { flow, kind } => self.probe(now, &flow, kind),
+            ScanInput::Answer { probe, kind } => self.answer(now, &probe, kind),
+            ScanInput::Reply { flow } => {
+                self.reply(now, &flow);
+                Vec::new()
+            }
+            ScanInput::Established { flow } => {
+                self.established(&flow);
+                Vec::new()
+            }
+            ScanInput::Closed { flow } => self.closed(now, &flow),
+        }
+    }
+
+    /// Time-driven work, to call every ~250 ms: resolves candidates without answer (filtered
+    /// and half-open probes), slides the windows, forgets idle sources and old tombstones.
+    pub fn on_timer(&self, now: Timestamp) -> Vec<ScanAlert> {
+        lock(&self.tombstones).prune(now);
+        let mut alerts = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = lock(shard);
+            let shard = &mut *shard;
+            let mut removed = 0;
+            shard.sources.retain(|&src, source| {
+                if source.next_due <= now {
+                    removed += self.tick_source(src, source, now, &mut alerts);
+                }
+                !(source.records.is_empty() && source.marks.is_empty())
+            });
+            shard.records -= removed;
+        }
+        alerts
+    }
+
+    /// Transitional wrapper over [`ScanDetector::on_input`] with [`ScanInput::Probe`]; goes
+    /// once the engine speaks [`ScanInput`].
     pub fn observe(&self, ev: &ScanEvent, now: Timestamp) -> Vec<ScanAlert> {
-        if !self.counts(ev.src, ev.dst, ev.dport) {
+        let (flow, kind) = (ev.flow(), ev.kind);
+        self.on_input(now, ScanInput::Probe { flow, kind })
+    }
+
+    /// Transitional wrapper over [`ScanDetector::on_input`] with [`ScanInput::Answer`] (a
+    /// negative answer from `target:port` to `scanner`); goes once the engine speaks
+    /// [`ScanInput`].
+    pub fn observe_answer(
+        &self,
+        scanner: IpAddr,
+        target: IpAddr,
+        proto: u8,
+        port: u16,
+        kind: AnswerKind,
+        now: Timestamp,
+    ) -> Vec<ScanAlert> {
+        let probe = Flow {
+            proto,
+            src: scanner,
+            dst: target,
+            sport: 0,
+            dport: port,
+        };
+        self.on_input(now, ScanInput::Answer { probe, kind })
+    }
+
+    /// Transitional wrapper over [`ScanDetector::on_input`] with [`ScanInput::Reply`] (a reply
+    /// from `target:port` to `scanner`); goes once the engine speaks [`ScanInput`].
+    pub fn observe_reply(
+        &self,
+        scanner: IpAddr,
+        target: IpAddr,
+        proto: u8,
+        port: u16,
+        now: Timestamp,
+    ) {
+        let flow = Flow {
+            proto,
+            src: scanner,
+            dst: target,
+            sport: 0,
+            dport: port,
+        };
+        self.on_input(now, ScanInput::Reply { flow });
+    }
+
+    /// Transitional wrapper over [`ScanDetector::on_input`] with [`ScanInput::Established`]
+    /// (`client` completed a connection to `server:port`); goes once the engine speaks
+    /// [`ScanInput`].
+    pub fn observe_established(
+        &self,
+        client: IpAddr,
+        server: IpAddr,
+        proto: u8,
+        port: u16,
+        now: Timestamp,
+    ) {
+        let flow = Flow {
+            proto,
+            src: client,
+            dst: server,
+            sport: 0,
+            dport: port,
+        };
+        self.on_input(now, ScanInput::Established { flow });
+    }
+
+    /// Transitional wrapper over [`ScanDetector::on_input`] with [`ScanInput::Closed`] (the
+    /// connection `src:sport → dst:dport`, src = the side that opened it); goes once the
+    /// engine speaks [`ScanInput`].
+    pub fn note_closed(
+        &self,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: u8,
+        sport: u16,
+        dport: u16,
+        now: Timestamp,
+    ) -> Vec<ScanAlert> {
+        let flow = Flow {
+            proto,
+            src,
+            dst,
+            sport,
+            dport,
+        };
+        self.on_input(now, ScanInput::Closed { flow })
+    }
+
+    /// Transitional name of [`ScanDetector::on_timer`]; goes once the engine calls that.
+    pub fn tick(&self, now: Timestamp) -> Vec<ScanAlert> {
+        self.on_timer(now)
+    }
+
+    /// [`ScanInput::Probe`]: records a packet that may be a probe.
+    fn probe(&self, now: Timestamp, flow: &Flow, kind: ProbeKind) -> Vec<ScanAlert> {
+        if !self.counts(flow.src, flow.dst, flow.dport) {
             return Vec::new();
         }
-        if ev.kind.is_late_segment() {
+        if kind.is_late_segment() {
             // A server's late reply (service port → ephemeral port) or a segment of a
             // connection that closed recently: not a probe.
-            if ev.sport < 1024 && ev.dport >= 1024 {
+            if flow.sport < 1024 && flow.dport >= 1024 {
                 return Vec::new();
             }
-            let tuple = Tuple::new(ev.proto, (ev.src, ev.sport), (ev.dst, ev.dport));
+            let tuple = Tuple::new(flow.proto, (flow.src, flow.sport), (flow.dst, flow.dport));
             if lock(&self.tombstones).contains(&tuple, now) {
                 return Vec::new();
             }
         }
         let key = Key {
-            dst: ev.dst,
-            proto: ev.proto,
-            port: ev.dport,
-            tech: ev.kind.technique(),
+            dst: flow.dst,
+            proto: flow.proto,
+            port: flow.dport,
+            tech: kind.technique(),
         };
-        let mut shard = self.shard(ev.src);
+        let src = flow.src;
+        let mut shard = self.shard(src);
         let shard = &mut *shard;
         let is_new = !shard
             .sources
-            .get(&ev.src)
+            .get(&src)
             .is_some_and(|s| s.records.contains_key(&key));
         if is_new {
-            shard.make_room(ev.src, self.s.max_sources, self.s.max_records);
+            shard.make_room(src, self.s.max_sources, self.s.max_records);
             if shard.records >= self.s.max_records {
                 return Vec::new();
             }
         }
-        let source = shard
-            .sources
-            .entry(ev.src)
-            .or_insert_with(|| Source::new(now));
+        let source = shard.sources.entry(src).or_insert_with(|| Source::new(now));
         source.last_seen = now;
         if is_new {
             let n = source.per_tech.entry(key.tech).or_default();
@@ -1089,33 +1303,25 @@ impl ScanDetector {
         });
         rec.last = now;
         rec.probes = rec.probes.saturating_add(1);
-        rec.kinds |= ev.kind.bit();
+        rec.kinds |= kind.bit();
         if !is_new {
             // A retry, or another packet to a port already known: nothing new to count.
             return Vec::new();
         }
         shard.records += 1;
-        let deadline = if ev.kind.is_candidate() {
+        let deadline = if kind.is_candidate() {
             now.saturating_add(self.s.t.answer_timeout)
         } else {
             source.set_state(&key, RecState::Counted(Outcome::Probe));
             now.saturating_add(self.s.t.answer_timeout.min(self.s.t.window))
         };
         source.next_due = source.next_due.min(deadline);
-        self.evaluate(ev.src, source, &key, now)
+        self.evaluate(src, source, &key, now)
     }
 
-    /// Reports a negative answer (RST, ICMP unreachable) from `target:port` to `scanner`, sent
-    /// by the target or by statewall. Returns the alerts it triggers.
-    pub fn observe_answer(
-        &self,
-        scanner: IpAddr,
-        target: IpAddr,
-        proto: u8,
-        port: u16,
-        kind: AnswerKind,
-        now: Timestamp,
-    ) -> Vec<ScanAlert> {
+    /// [`ScanInput::Answer`]: a negative answer resolves the prober's records of that port.
+    fn answer(&self, now: Timestamp, probe: &Flow, kind: AnswerKind) -> Vec<ScanAlert> {
+        let (scanner, target, proto, port) = (probe.src, probe.dst, probe.proto, probe.dport);
         if !self.counts(scanner, target, port) {
             return Vec::new();
         }
@@ -1152,34 +1358,16 @@ impl ScanDetector {
         alerts
     }
 
-    /// Reports a positive reply from `target:port` to `scanner`: a SYN/ACK, a UDP reply, or an
-    /// ICMP error other than unreachable (e.g. time exceeded) relayed for the flow.
-    /// A UDP flow with a reply is normal; a SYN/ACK still needs the handshake to complete.
-    pub fn observe_reply(
-        &self,
-        scanner: IpAddr,
-        target: IpAddr,
-        proto: u8,
-        port: u16,
-        now: Timestamp,
-    ) {
-        let tech = if proto == 17 {
-            Technique::Udp
-        } else {
-            Technique::Syn
-        };
-        let key = Key {
-            dst: target,
-            proto,
-            port,
-            tech,
-        };
-        let mut shard = self.shard(scanner);
-        if tech == Technique::Udp {
-            shard.forget(scanner, &key);
+    /// [`ScanInput::Reply`]: a UDP flow with a reply is forgotten; a SYN/ACK-answered SYN waits
+    /// for its handshake.
+    fn reply(&self, now: Timestamp, flow: &Flow) {
+        let key = Key::answered(flow);
+        let mut shard = self.shard(flow.src);
+        if key.tech == Technique::Udp {
+            shard.forget(flow.src, &key);
             return;
         }
-        let Some(source) = shard.sources.get_mut(&scanner) else {
+        let Some(source) = shard.sources.get_mut(&flow.src) else {
             return;
         };
         let Some(rec) = source.records.get(&key) else {
@@ -1197,53 +1385,26 @@ impl ScanDetector {
             .min(now.saturating_add(self.s.t.answer_timeout));
     }
 
-    /// Reports that `client` completed a connection to `server:port` (TCP handshake done):
-    /// a normal connection, never part of a scan. The engine must call this, or every
-    /// answered SYN would look half-open.
-    pub fn observe_established(
-        &self,
-        client: IpAddr,
-        server: IpAddr,
-        proto: u8,
-        port: u16,
-        _now: Timestamp,
-    ) {
-        let tech = if proto == 17 {
-            Technique::Udp
-        } else {
-            Technique::Syn
-        };
-        let key = Key {
-            dst: server,
-            proto,
-            port,
-            tech,
-        };
-        self.shard(client).forget(client, &key);
+    /// [`ScanInput::Established`]: a completed connection is forgotten.
+    fn established(&self, flow: &Flow) {
+        let key = Key::answered(flow);
+        self.shard(flow.src).forget(flow.src, &key);
     }
 
-    /// Reports that the connection `src:sport → dst:dport` (src = the side that opened it)
-    /// closed or expired. Its late segments are ignored for `tombstone_ttl`; a SYN/ACK-answered
-    /// connection that closes without completing is a half-open probe (returns its alerts).
-    pub fn note_closed(
-        &self,
-        src: IpAddr,
-        dst: IpAddr,
-        proto: u8,
-        sport: u16,
-        dport: u16,
-        now: Timestamp,
-    ) -> Vec<ScanAlert> {
+    /// [`ScanInput::Closed`]: leaves a tombstone; a SYN/ACK-answered SYN that never completed
+    /// is a half-open probe.
+    fn closed(&self, now: Timestamp, flow: &Flow) -> Vec<ScanAlert> {
+        let (src, dst, proto) = (flow.src, flow.dst, flow.proto);
         let until = now.saturating_add(Duration::from_secs(self.s.cfg.tombstone_ttl));
-        let tuple = Tuple::new(proto, (src, sport), (dst, dport));
+        let tuple = Tuple::new(proto, (src, flow.sport), (dst, flow.dport));
         lock(&self.tombstones).insert(tuple, until, self.s.cfg.max_tombstones);
-        if proto != 6 || !self.counts(src, dst, dport) {
+        if proto != 6 || !self.counts(src, dst, flow.dport) {
             return Vec::new();
         }
         let key = Key {
             dst,
             proto,
-            port: dport,
+            port: flow.dport,
             tech: Technique::Syn,
         };
         let mut shard = self.shard(src);
@@ -1258,27 +1419,6 @@ impl ScanDetector {
             _ => Vec::new(),
         }
     }
-
-    /// Time-driven work, to call every ~250 ms: resolves candidates without answer (filtered
-    /// and half-open probes), slides the windows, forgets idle sources and old tombstones.
-    pub fn tick(&self, now: Timestamp) -> Vec<ScanAlert> {
-        lock(&self.tombstones).prune(now);
-        let mut alerts = Vec::new();
-        for shard in self.shards.iter() {
-            let mut shard = lock(shard);
-            let shard = &mut *shard;
-            let mut removed = 0;
-            shard.sources.retain(|&src, source| {
-                if source.next_due <= now {
-                    removed += self.tick_source(src, source, now, &mut alerts);
-                }
-                !(source.records.is_empty() && source.marks.is_empty())
-            });
-            shard.records -= removed;
-        }
-        alerts
-    }
-
     /// Ages one source; returns the number of records it dropped.
     fn tick_source(
         &self,
@@ -1501,20 +1641,75 @@ mod tests {
         det(ScanConfig::default())
     }
 
-    fn probe(kind: ProbeKind, dst: &str, dport: u16) -> ScanEvent {
-        let proto = if matches!(kind, ProbeKind::UdpNew | ProbeKind::UdpDropped) {
+    /// A flow from `src:sport` to `dst:dport`.
+    fn flow(proto: u8, (src, sport): (IpAddr, u16), (dst, dport): (IpAddr, u16)) -> Flow {
+        Flow {
+            proto,
+            src,
+            dst,
+            sport,
+            dport,
+        }
+    }
+
+    /// The protocol of a probe kind.
+    fn proto_of(kind: ProbeKind) -> u8 {
+        if kind.technique() == Technique::Udp {
             17
         } else {
             6
-        };
-        ScanEvent {
-            src: ip(SCANNER),
-            dst: ip(dst),
-            proto,
-            sport: 50505,
-            dport,
-            kind,
         }
+    }
+
+    /// A `kind` probe from `src:sport` to `dst:dport`.
+    fn probe_flow(kind: ProbeKind, src: (IpAddr, u16), dst: (IpAddr, u16)) -> ScanInput {
+        let flow = flow(proto_of(kind), src, dst);
+        ScanInput::Probe { flow, kind }
+    }
+
+    /// A `kind` probe from `src` (source port 50505) to `dst:dport`.
+    fn probe_from(src: IpAddr, kind: ProbeKind, dst: &str, dport: u16) -> ScanInput {
+        probe_flow(kind, (src, 50505), (ip(dst), dport))
+    }
+
+    /// A `kind` probe from SCANNER (source port 50505) to `dst:dport`.
+    fn probe(kind: ProbeKind, dst: &str, dport: u16) -> ScanInput {
+        probe_from(ip(SCANNER), kind, dst, dport)
+    }
+
+    /// A `kind` answer to a probe from `scanner` to `target:port`.
+    fn answer(
+        scanner: IpAddr,
+        target: IpAddr,
+        proto: u8,
+        port: u16,
+        kind: AnswerKind,
+    ) -> ScanInput {
+        let probe = flow(proto, (scanner, 50505), (target, port));
+        ScanInput::Answer { probe, kind }
+    }
+
+    /// A RST answering a TCP probe from SCANNER to TARGET:port.
+    fn rst(port: u16) -> ScanInput {
+        answer(ip(SCANNER), ip(TARGET), 6, port, AnswerKind::TcpRst)
+    }
+
+    /// The first reply of `client`'s flow to `server:port`.
+    fn reply(client: IpAddr, server: IpAddr, proto: u8, port: u16) -> ScanInput {
+        let flow = flow(proto, (client, 50505), (server, port));
+        ScanInput::Reply { flow }
+    }
+
+    /// `client`'s TCP connection to `server:port` completed.
+    fn established(client: IpAddr, server: IpAddr, port: u16) -> ScanInput {
+        let flow = flow(6, (client, 50505), (server, port));
+        ScanInput::Established { flow }
+    }
+
+    /// The TCP connection `client:sport → server:dport` closed.
+    fn closed(client: (IpAddr, u16), server: (IpAddr, u16)) -> ScanInput {
+        let flow = flow(6, client, server);
+        ScanInput::Closed { flow }
     }
 
     /// Sends `kind` probes to `ports` of TARGET, 1 ms apart from `start`; returns all alerts.
@@ -1527,15 +1722,15 @@ mod tests {
         ports
             .into_iter()
             .enumerate()
-            .flat_map(|(i, p)| d.observe(&probe(kind, TARGET, p), ms(start + i as u64)))
+            .flat_map(|(i, p)| d.on_input(ms(start + i as u64), probe(kind, TARGET, p)))
             .collect()
     }
 
-    /// Calls `tick` every 250 ms over `[from, to]`.
+    /// Calls `on_timer` every 250 ms over `[from, to]`.
     fn ticks(d: &ScanDetector, from: u64, to: u64) -> Vec<ScanAlert> {
         (from..=to)
             .step_by(250)
-            .flat_map(|t| d.tick(ms(t)))
+            .flat_map(|t| d.on_timer(ms(t)))
             .collect()
     }
 
@@ -1618,7 +1813,7 @@ mod tests {
         let alerts = scan(&d, ProbeKind::Fin, [22, 80, 443, 1024], 0);
         assert!(alerts.is_empty());
         for p in [22, 80, 443] {
-            d.observe_answer(ip(SCANNER), ip(TARGET), 6, p, AnswerKind::TcpRst, ms(10));
+            d.on_input(ms(10), rst(p));
         }
         let alerts = scan(&d, ProbeKind::Fin, [25], 20);
         assert_eq!(
@@ -1633,16 +1828,10 @@ mod tests {
         let d = medium();
         let mut alerts = Vec::new();
         for p in 1..=10u16 {
-            alerts.extend(d.observe(&probe(ProbeKind::Syn, TARGET, p), ms(u64::from(p))));
+            let now = ms(u64::from(p));
+            alerts.extend(d.on_input(now, probe(ProbeKind::Syn, TARGET, p)));
             assert!(alerts.is_empty(), "allowed SYNs are only candidates");
-            alerts.extend(d.observe_answer(
-                ip(SCANNER),
-                ip(TARGET),
-                6,
-                p,
-                AnswerKind::TcpRst,
-                ms(u64::from(p)),
-            ));
+            alerts.extend(d.on_input(now, rst(p)));
         }
         assert_eq!(alerts.len(), 1);
         let a = &alerts[0];
@@ -1661,7 +1850,7 @@ mod tests {
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].scan_type, ScanType::FilteredPortScan);
         assert_eq!(alerts[0].nports, 15);
-        assert!(d.tick(ms(3_500)).is_empty(), "one alert per window");
+        assert!(d.on_timer(ms(3_500)).is_empty(), "one alert per window");
     }
 
     #[test]
@@ -1671,10 +1860,10 @@ mod tests {
         let mut alerts = Vec::new();
         for p in 1..=15u16 {
             let now = ms(u64::from(p));
-            d.observe(&probe(ProbeKind::Syn, TARGET, p), now);
-            d.observe_reply(s, t, 6, p, now);
+            d.on_input(now, probe(ProbeKind::Syn, TARGET, p));
+            d.on_input(now, reply(s, t, 6, p));
             // nmap -sS answers the SYN/ACK with a RST: the connection closes, never established.
-            alerts.extend(d.note_closed(s, t, 6, 50505, p, now));
+            alerts.extend(d.on_input(now, closed((s, 50505), (t, p))));
         }
         assert_eq!(alerts.len(), 1);
         assert_eq!(
@@ -1685,8 +1874,8 @@ mod tests {
         // Without the close, the timeout resolves them too.
         let d = medium();
         for p in 1..=15u16 {
-            d.observe(&probe(ProbeKind::Syn, TARGET, p), ms(0));
-            d.observe_reply(s, t, 6, p, ms(1));
+            d.on_input(ms(0), probe(ProbeKind::Syn, TARGET, p));
+            d.on_input(ms(1), reply(s, t, 6, p));
         }
         assert!(ticks(&d, 0, 2_750).is_empty());
         assert_eq!(ticks(&d, 3_000, 4_000).len(), 1);
@@ -1699,34 +1888,27 @@ mod tests {
         // 40 hosts on 443 and 1000 connections to one port, all completing.
         for i in 0..40u8 {
             let server = IpAddr::from([192, 0, 2, i]);
-            let ev = ScanEvent {
-                src: client,
-                dst: server,
-                proto: 6,
-                sport: 40000 + u16::from(i),
-                dport: 443,
-                kind: ProbeKind::Syn,
-            };
-            assert!(d.observe(&ev, ms(0)).is_empty());
+            let syn = probe_flow(
+                ProbeKind::Syn,
+                (client, 40000 + u16::from(i)),
+                (server, 443),
+            );
+            assert!(d.on_input(ms(0), syn).is_empty());
         }
         for i in 0..40u8 {
             let server = IpAddr::from([192, 0, 2, i]);
-            d.observe_reply(client, server, 6, 443, ms(30));
-            d.observe_established(client, server, 6, 443, ms(31));
+            d.on_input(ms(30), reply(client, server, 6, 443));
+            d.on_input(ms(31), established(client, server, 443));
         }
         for sport in 0..1000u16 {
-            let ev = ScanEvent {
-                src: client,
-                dst: ip(TARGET),
-                proto: 6,
-                sport,
-                dport: 8080,
-                kind: ProbeKind::Syn,
-            };
-            d.observe(&ev, ms(100));
-            d.observe_reply(client, ip(TARGET), 6, 8080, ms(101));
-            d.observe_established(client, ip(TARGET), 6, 8080, ms(101));
-            d.note_closed(client, ip(TARGET), 6, sport, 8080, ms(200));
+            let server = ip(TARGET);
+            d.on_input(
+                ms(100),
+                probe_flow(ProbeKind::Syn, (client, sport), (server, 8080)),
+            );
+            d.on_input(ms(101), reply(client, server, 6, 8080));
+            d.on_input(ms(101), established(client, server, 8080));
+            d.on_input(ms(200), closed((client, sport), (server, 8080)));
         }
         assert_eq!(
             d.tracked_records(),
@@ -1741,10 +1923,9 @@ mod tests {
         let d = medium();
         let mut alerts = Vec::new();
         for i in 0..1000u64 {
-            let mut ev = probe(ProbeKind::Syn, TARGET, 5432);
-            ev.sport = 30000 + i as u16;
-            alerts.extend(d.observe(&ev, ms(i)));
-            alerts.extend(d.observe_answer(ev.src, ev.dst, 6, 5432, AnswerKind::TcpRst, ms(i)));
+            let (src, dst) = ((ip(SCANNER), 30000 + i as u16), (ip(TARGET), 5432));
+            alerts.extend(d.on_input(ms(i), probe_flow(ProbeKind::Syn, src, dst)));
+            alerts.extend(d.on_input(ms(i), rst(5432)));
         }
         alerts.extend(ticks(&d, 0, 10_000));
         assert!(alerts.is_empty());
@@ -1756,15 +1937,9 @@ mod tests {
         let d = medium();
         let mut alerts = Vec::new();
         for p in 1..=10u16 {
-            alerts.extend(d.observe(&probe(ProbeKind::UdpNew, TARGET, p), ms(0)));
-            alerts.extend(d.observe_answer(
-                ip(SCANNER),
-                ip(TARGET),
-                17,
-                p,
-                AnswerKind::IcmpUnreachable,
-                ms(1),
-            ));
+            alerts.extend(d.on_input(ms(0), probe(ProbeKind::UdpNew, TARGET, p)));
+            let unreachable = AnswerKind::IcmpUnreachable;
+            alerts.extend(d.on_input(ms(1), answer(ip(SCANNER), ip(TARGET), 17, p, unreachable)));
         }
         assert_eq!(alerts.len(), 1);
         assert_eq!((alerts[0].technique.nmap(), alerts[0].proto), ("-sU", 17));
@@ -1775,16 +1950,11 @@ mod tests {
         let client = ip("10.0.0.5");
         for i in 0..50u8 {
             let server = IpAddr::from([192, 0, 2, i]);
-            let ev = ScanEvent {
-                src: client,
-                dst: server,
-                proto: 17,
-                sport: 5353,
-                dport: 53,
-                kind: ProbeKind::UdpNew,
-            };
-            d.observe(&ev, ms(0));
-            d.observe_reply(client, server, 17, 53, ms(20));
+            d.on_input(
+                ms(0),
+                probe_flow(ProbeKind::UdpNew, (client, 5353), (server, 53)),
+            );
+            d.on_input(ms(20), reply(client, server, 17, 53));
         }
         assert!(ticks(&d, 0, 10_000).is_empty());
     }
@@ -1795,7 +1965,7 @@ mod tests {
         let mut alerts = Vec::new();
         for i in 1..=10u8 {
             let dst = format!("203.0.113.{i}");
-            alerts.extend(d.observe(&probe(ProbeKind::SynDropped, &dst, 22), ms(u64::from(i))));
+            alerts.extend(d.on_input(ms(u64::from(i)), probe(ProbeKind::SynDropped, &dst, 22)));
         }
         assert_eq!(alerts.len(), 1);
         let a = &alerts[0];
@@ -1842,7 +2012,7 @@ mod tests {
         );
         let d = medium();
         assert!(scan(&d, ProbeKind::Fin, 1..=4, 0).is_empty());
-        d.tick(ms(95_000));
+        d.on_timer(ms(95_000));
         assert!(
             scan(&d, ProbeKind::Fin, 5..=8, 95_000).is_empty(),
             "the first 4 slid out"
@@ -1857,25 +2027,14 @@ mod tests {
             ..Default::default()
         });
         for i in 0..100u8 {
-            let ev = ScanEvent {
-                src: IpAddr::from([10, 0, i, 1]),
-                ..probe(ProbeKind::Fin, TARGET, 1)
-            };
-            d.observe(&ev, ms(u64::from(i)));
+            let src = IpAddr::from([10, 0, i, 1]);
+            d.on_input(ms(u64::from(i)), probe_from(src, ProbeKind::Fin, TARGET, 1));
             assert!(d.tracked_sources() <= 8);
         }
         // The most recent sources are kept and still accumulate.
         let last = IpAddr::from([10, 0, 99, 1]);
         let alerts: Vec<_> = (2..=5)
-            .flat_map(|p| {
-                d.observe(
-                    &ScanEvent {
-                        src: last,
-                        ..probe(ProbeKind::Fin, TARGET, p)
-                    },
-                    ms(200),
-                )
-            })
+            .flat_map(|p| d.on_input(ms(200), probe_from(last, ProbeKind::Fin, TARGET, p)))
             .collect();
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].scanner, last);
@@ -1890,12 +2049,9 @@ mod tests {
         for i in 0..50u8 {
             let src = IpAddr::from([10, 0, i, 1]);
             for p in 1..=10 {
-                d.observe(
-                    &ScanEvent {
-                        src,
-                        ..probe(ProbeKind::Null, TARGET, p)
-                    },
+                d.on_input(
                     ms(u64::from(i)),
+                    probe_from(src, ProbeKind::Null, TARGET, p),
                 );
             }
             assert!(d.tracked_records() <= 100);
@@ -1919,17 +2075,9 @@ mod tests {
         let d = medium();
         let (client, server) = (ip(SCANNER), ip(TARGET));
         for p in 8000..8010u16 {
-            d.note_closed(client, server, 6, 40000, p, ms(0));
+            d.on_input(ms(0), closed((client, 40000), (server, p)));
         }
-        let late = |kind, p, t| {
-            d.observe(
-                &ScanEvent {
-                    sport: 40000,
-                    ..probe(kind, TARGET, p)
-                },
-                ms(t),
-            )
-        };
+        let late = |kind, p, t| d.on_input(ms(t), probe_flow(kind, (client, 40000), (server, p)));
         let mut alerts = Vec::new();
         for p in 8000..8010u16 {
             alerts.extend(late(ProbeKind::Maimon, p, 1_000));
@@ -1937,7 +2085,7 @@ mod tests {
         }
         assert!(alerts.is_empty());
         // Expired tombstones no longer hide them.
-        d.tick(ms(121_000));
+        d.on_timer(ms(121_000));
         let alerts: Vec<_> = (8000..8010u16)
             .flat_map(|p| late(ProbeKind::Maimon, p, 121_000))
             .collect();
@@ -1951,7 +2099,7 @@ mod tests {
             ..Default::default()
         });
         for p in 0..100u16 {
-            d.note_closed(ip(SCANNER), ip(TARGET), 6, 40000, 2000 + p, ms(0));
+            d.on_input(ms(0), closed((ip(SCANNER), 40000), (ip(TARGET), 2000 + p)));
         }
         let t = lock(&d.tombstones);
         assert_eq!(t.expiry.len(), 10);
@@ -1967,15 +2115,8 @@ mod tests {
         let server = ip(TARGET);
         let alerts: Vec<_> = (40000..40050u16)
             .flat_map(|p| {
-                let ev = ScanEvent {
-                    src: server,
-                    dst: ip(SCANNER),
-                    proto: 6,
-                    sport: 443,
-                    dport: p,
-                    kind: ProbeKind::Ack,
-                };
-                d.observe(&ev, ms(0))
+                let ack = probe_flow(ProbeKind::Ack, (server, 443), (ip(SCANNER), p));
+                d.on_input(ms(0), ack)
             })
             .collect();
         assert!(alerts.is_empty());
@@ -2150,7 +2291,7 @@ mod tests {
         let d = medium();
         scan(&d, ProbeKind::Null, 1..=4, 0);
         for p in 1..=4 {
-            d.observe_answer(ip(SCANNER), ip(TARGET), 6, p, AnswerKind::TcpRst, ms(5));
+            d.on_input(ms(5), rst(p));
         }
         let alerts = scan(&d, ProbeKind::Null, [5], 10);
         assert_eq!(
@@ -2159,7 +2300,10 @@ mod tests {
         );
         // Answers for probes never seen change nothing.
         assert!(d
-            .observe_answer(ip("192.0.2.9"), ip(TARGET), 6, 1, AnswerKind::TcpRst, ms(5))
+            .on_input(
+                ms(5),
+                answer(ip("192.0.2.9"), ip(TARGET), 6, 1, AnswerKind::TcpRst)
+            )
             .is_empty());
     }
 
@@ -2177,15 +2321,7 @@ mod tests {
                 std::thread::spawn(move || {
                     let src = IpAddr::from([10, 1, t, 1]);
                     (1..=15u16)
-                        .flat_map(|p| {
-                            d.observe(
-                                &ScanEvent {
-                                    src,
-                                    ..probe(ProbeKind::Fin, TARGET, p)
-                                },
-                                ms(0),
-                            )
-                        })
+                        .flat_map(|p| d.on_input(ms(0), probe_from(src, ProbeKind::Fin, TARGET, p)))
                         .count()
                 })
             })
@@ -2212,11 +2348,11 @@ mod tests {
                 let kind = ProbeKind::ALL[usize::from(kind)];
                 let proto = if kind.technique() == Technique::Udp { 17 } else { 6 };
                 match action {
-                    0 | 1 => drop(d.observe(&ScanEvent { src, dst, proto, sport: 40000, dport: port, kind }, t)),
-                    2 => drop(d.observe_answer(src, dst, proto, port, AnswerKind::TcpRst, t)),
-                    3 => d.observe_reply(src, dst, proto, port, t),
-                    4 => d.observe_established(src, dst, proto, port, t),
-                    _ => drop(d.tick(t)),
+                    0 | 1 => drop(d.on_input(t, probe_flow(kind, (src, 40000), (dst, port)))),
+                    2 => drop(d.on_input(t, answer(src, dst, proto, port, AnswerKind::TcpRst))),
+                    3 => drop(d.on_input(t, reply(src, dst, proto, port))),
+                    4 => drop(d.on_input(t, ScanInput::Established { flow: flow(proto, (src, 40000), (dst, port)) })),
+                    _ => drop(d.on_timer(t)),
                 }
                 proptest::prop_assert!(d.tracked_sources() <= 4);
                 proptest::prop_assert!(d.tracked_records() <= 64);

@@ -11,10 +11,10 @@ use statewall::packet::TcpFlags;
 use statewall::ratelimit::{ProbesConfig, RateLimiter};
 use statewall::respond::{icmp_port_unreachable, rst_for, tcp_flags, ReplyOptions, TcpProbe};
 use statewall::scan::{
-    AlertAction, AnswerKind, ProbeKind, ScanAlert, ScanConfig, ScanDetector, ScanEvent, ScanType,
+    AlertAction, AnswerKind, ProbeKind, ScanAlert, ScanConfig, ScanDetector, ScanInput, ScanType,
     Technique,
 };
-use statewall::verdict::ProbeMode;
+use statewall::verdict::{Flow, ProbeMode};
 use statewall::Timestamp;
 
 const SCANNER: &str = "198.51.100.2";
@@ -26,6 +26,17 @@ const OPTS: ReplyOptions = ReplyOptions {
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
+}
+
+/// The flow `src:sport → dst:dport`.
+fn flow_of(proto: u8, (src, sport): (IpAddr, u16), (dst, dport): (IpAddr, u16)) -> Flow {
+    Flow {
+        proto,
+        src,
+        dst,
+        sport,
+        dport,
+    }
 }
 
 fn us(micros: u64) -> Timestamp {
@@ -71,20 +82,16 @@ impl Gateway {
         } else {
             kind
         };
-        let ev = ScanEvent {
-            src,
-            dst,
-            proto: 6,
-            sport,
-            dport,
-            kind,
-        };
-        self.alerts.extend(self.scan.observe(&ev, now));
+        let flow = flow_of(6, (src, sport), (dst, dport));
+        let scan = &self.scan;
+        self.alerts
+            .extend(scan.on_input(now, ScanInput::Probe { flow, kind }));
         if allowed {
             // The server answers SYN/ACK; nmap -sS resets instead of completing.
-            self.scan.observe_reply(src, dst, 6, dport, now);
             self.alerts
-                .extend(self.scan.note_closed(src, dst, 6, sport, dport, now));
+                .extend(scan.on_input(now, ScanInput::Reply { flow }));
+            self.alerts
+                .extend(scan.on_input(now, ScanInput::Closed { flow }));
             return;
         }
         if self.respond == ProbeMode::Drop {
@@ -107,24 +114,20 @@ impl Gateway {
         let rst = rst_for(&probe, &OPTS).expect("a RST for every non-RST probe");
         assert_eq!(rst.len(), 40);
         self.answered += 1;
+        let kind = AnswerKind::TcpRst;
         self.alerts.extend(
             self.scan
-                .observe_answer(src, dst, 6, dport, AnswerKind::TcpRst, now),
+                .on_input(now, ScanInput::Answer { probe: flow, kind }),
         );
     }
 
     /// A UDP datagram from the scanner to a closed port, answered with ICMP port unreachable.
     fn udp(&mut self, dport: u16, now: Timestamp) {
         let (src, dst) = (ip(SCANNER), ip(TARGET));
-        let ev = ScanEvent {
-            src,
-            dst,
-            proto: 17,
-            sport: 61000,
-            dport,
-            kind: ProbeKind::UdpDropped,
-        };
-        self.alerts.extend(self.scan.observe(&ev, now));
+        let flow = flow_of(17, (src, 61000), (dst, dport));
+        let kind = ProbeKind::UdpDropped;
+        self.alerts
+            .extend(self.scan.on_input(now, ScanInput::Probe { flow, kind }));
         let mut datagram = Vec::new();
         etherparse::PacketBuilder::ipv4([198, 51, 100, 2], [203, 0, 113, 2], 64)
             .udp(61000, dport)
@@ -134,21 +137,18 @@ impl Gateway {
             let icmp = icmp_port_unreachable(&datagram, &OPTS).expect("an ICMP error");
             assert_eq!(&icmp[28..], &datagram[..]);
             self.answered += 1;
-            self.alerts.extend(self.scan.observe_answer(
-                src,
-                dst,
-                17,
-                dport,
-                AnswerKind::IcmpUnreachable,
-                now,
-            ));
+            let kind = AnswerKind::IcmpUnreachable;
+            self.alerts.extend(
+                self.scan
+                    .on_input(now, ScanInput::Answer { probe: flow, kind }),
+            );
         }
     }
 
     fn tick_until(&mut self, from_ms: u64, to_ms: u64) {
         for t in (from_ms..=to_ms).step_by(250) {
             self.alerts
-                .extend(self.scan.tick(Timestamp::from_millis(t)));
+                .extend(self.scan.on_timer(Timestamp::from_millis(t)));
         }
     }
 
@@ -341,31 +341,20 @@ fn normal_life_raises_nothing() {
             let server = IpAddr::from([192, 0, 2, h]);
             let sport = 30000 + round * 100 + u16::from(h);
             let t = Timestamp::from_millis(now_ms);
-            let syn = ScanEvent {
-                src: client,
-                dst: server,
-                proto: 6,
-                sport,
-                dport: 443,
-                kind: ProbeKind::Syn,
-            };
-            alerts.extend(scan.observe(&syn, t));
+            let flow = flow_of(6, (client, sport), (server, 443));
+            let kind = ProbeKind::Syn;
+            alerts.extend(scan.on_input(t, ScanInput::Probe { flow, kind }));
         }
         // A page load: all SYNs leave before the first SYN/ACK comes back.
         for h in 0..50u8 {
             let server = IpAddr::from([192, 0, 2, h]);
             let sport = 30000 + round * 100 + u16::from(h);
             let t = Timestamp::from_millis(now_ms + 40);
-            scan.observe_reply(client, server, 6, 443, t);
-            scan.observe_established(client, server, 6, 443, t);
-            alerts.extend(scan.note_closed(
-                client,
-                server,
-                6,
-                sport,
-                443,
-                Timestamp::from_millis(now_ms + 500),
-            ));
+            let flow = flow_of(6, (client, sport), (server, 443));
+            alerts.extend(scan.on_input(t, ScanInput::Reply { flow }));
+            alerts.extend(scan.on_input(t, ScanInput::Established { flow }));
+            let closed = Timestamp::from_millis(now_ms + 500);
+            alerts.extend(scan.on_input(closed, ScanInput::Closed { flow }));
             // Late segments after the close, both directions.
             let late = Timestamp::from_millis(now_ms + 2_000);
             for (src, dst, sp, dp, flags) in [
@@ -374,49 +363,35 @@ fn normal_life_raises_nothing() {
                 (server, client, 443, sport, tcp_flags::ACK),
             ] {
                 let kind = ProbeKind::from_tcp_flags(TcpFlags(flags)).unwrap();
-                alerts.extend(scan.observe(
-                    &ScanEvent {
-                        src,
-                        dst,
-                        proto: 6,
-                        sport: sp,
-                        dport: dp,
-                        kind,
-                    },
-                    late,
-                ));
+                let flow = flow_of(6, (src, sp), (dst, dp));
+                alerts.extend(scan.on_input(late, ScanInput::Probe { flow, kind }));
             }
-            let dns = ScanEvent {
-                src: client,
-                dst: ip("192.0.2.53"),
-                proto: 17,
-                sport,
-                dport: 53,
-                kind: ProbeKind::UdpNew,
-            };
-            alerts.extend(scan.observe(&dns, t));
-            scan.observe_reply(client, ip("192.0.2.53"), 17, 53, t);
+            let dns = flow_of(17, (client, sport), (ip("192.0.2.53"), 53));
+            let kind = ProbeKind::UdpNew;
+            alerts.extend(scan.on_input(t, ScanInput::Probe { flow: dns, kind }));
+            alerts.extend(scan.on_input(t, ScanInput::Reply { flow: dns }));
         }
         // One refused connection attempt per round, always the same port.
-        let refused = ScanEvent {
-            src: client,
-            dst: ip(TARGET),
-            proto: 6,
-            sport: 50000 + round,
-            dport: 8443,
-            kind: ProbeKind::Syn,
-        };
-        alerts.extend(scan.observe(&refused, Timestamp::from_millis(now_ms)));
-        alerts.extend(scan.observe_answer(
-            client,
-            ip(TARGET),
-            6,
-            8443,
-            AnswerKind::TcpRst,
-            Timestamp::from_millis(now_ms),
+        let refused = flow_of(6, (client, 50000 + round), (ip(TARGET), 8443));
+        let t = Timestamp::from_millis(now_ms);
+        let kind = ProbeKind::Syn;
+        alerts.extend(scan.on_input(
+            t,
+            ScanInput::Probe {
+                flow: refused,
+                kind,
+            },
+        ));
+        let kind = AnswerKind::TcpRst;
+        alerts.extend(scan.on_input(
+            t,
+            ScanInput::Answer {
+                probe: refused,
+                kind,
+            },
         ));
         for t in (now_ms..now_ms + 15_000).step_by(250) {
-            alerts.extend(scan.tick(Timestamp::from_millis(t)));
+            alerts.extend(scan.on_timer(Timestamp::from_millis(t)));
         }
         now_ms += 15_000;
     }
