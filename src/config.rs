@@ -103,6 +103,20 @@ pub struct NetfilterSection {
     pub notrack: bool,
     /// Firewall mark on statewall's own packets (RSTs, ICMP errors): never queued.
     pub mark: u32,
+    /// What happens to the rules when statewall exits, for whatever reason.
+    pub on_stop: OnStop,
+}
+
+/// `[netfilter] on_stop`: whether the diversion outlives the daemon.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStop {
+    /// Leave the rules in place (fail closed): traffic waits for the next statewall — dropped
+    /// by the kernel while none listens, or passed unjudged with `fail_open = true`.
+    #[default]
+    Keep,
+    /// Remove the rules: traffic is forwarded unjudged until the next start.
+    Remove,
 }
 
 impl Default for NetfilterSection {
@@ -112,6 +126,7 @@ impl Default for NetfilterSection {
             hooks: vec![Hook::Forward],
             notrack: false,
             mark: 0x5717,
+            on_stop: OnStop::Keep,
         }
     }
 }
@@ -245,10 +260,13 @@ impl Settings {
             message: e.to_string(),
         };
         // Read the file ourselves so a missing or unreadable file gets a plain message.
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Load {
-            path: shown.clone(),
-            message: e.to_string(),
-        })?;
+        let text =
+            crate::io::files::read_regular(path, crate::io::files::MAX_FILE).map_err(|e| {
+                ConfigError::Load {
+                    path: shown.clone(),
+                    message: e.to_string(),
+                }
+            })?;
         let env_source = config::Environment::with_prefix("STATEWALL")
             .prefix_separator("_")
             .separator("__")

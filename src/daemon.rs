@@ -7,10 +7,15 @@
 //! 4. install the netfilter rules (removing leftovers of a killed run first);
 //! 5. start the workers and the timer, tell systemd `READY=1`.
 //!
-//! Then the main thread waits for events: SIGHUP reloads the rules, SIGTERM/SIGINT remove the
-//! netfilter rules, log a final stats line and return (workers blocked in `recv` end with the
-//! process). A worker that fails for good also ends the daemon (exit status 1), after the same
-//! cleanup, so that systemd restarts it.
+//! Then the main thread waits for events: SIGHUP reloads the rules, SIGTERM/SIGINT log a final
+//! stats line and return (workers blocked in `recv` end with the process). A worker that fails
+//! for good (or dies) also ends the daemon (exit status 1), so that systemd restarts it; so
+//! does a setup error after the rules were installed.
+//!
+//! **Every exit leaves the diversion in place** (fail closed: traffic waits for the next
+//! statewall), unless `[netfilter] on_stop = "remove"`; the log says which of the two
+//! happened. `statewall cleanup` removes the rules explicitly. A start replaces an earlier
+//! run's rules in one transaction per family, so a restart has no moment without them.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -25,10 +30,11 @@ use signal_hook::iterator::Signals;
 use thiserror::Error;
 
 mod control;
+pub mod health;
 
 pub use control::DaemonControl;
 
-use crate::config::{LogSection, Settings};
+use crate::config::{LogSection, OnStop, Settings};
 use crate::engine::{Engine, Stats};
 use crate::io::actions::ActionHandler;
 use crate::io::netfilter::{self, NetfilterError, Plan};
@@ -67,6 +73,9 @@ pub enum DaemonError {
     /// A queue worker failed for good.
     #[error(transparent)]
     Worker(#[from] queue::WorkerFailed),
+    /// A queue worker's thread ended by a panic outside the packet path's guards.
+    #[error("queue {0}: worker thread died (panic)")]
+    WorkerDied(u16),
 }
 
 /// Installs the `tracing` subscriber: stderr, level from `[log] level`, `RUST_LOG` overrides.
@@ -134,9 +143,17 @@ pub fn load_policy(settings: &Settings) -> Result<Arc<Policy>, DaemonError> {
                 for e in &errors {
                     tracing::error!("{}", e.lines().next().unwrap_or_default());
                 }
+                let mut files = vec![path.clone()];
+                for d in diags.iter().filter(|d| d.is_error()) {
+                    let f = PathBuf::from(&d.file);
+                    if !files.contains(&f) {
+                        files.push(f);
+                    }
+                }
                 Err(DaemonError::Rules(RuleErrors {
                     file: path.clone(),
                     errors,
+                    files,
                 }))
             }
         },
@@ -150,6 +167,8 @@ pub struct RuleErrors {
     pub file: PathBuf,
     /// Rendered diagnostics (`FILE:LINE:COL: error: ...`, source line, caret).
     pub errors: Vec<String>,
+    /// The top-level file and every file an error was found in.
+    pub files: Vec<PathBuf>,
 }
 
 impl std::fmt::Display for RuleErrors {
@@ -170,6 +189,8 @@ enum Event {
     Reload,
     /// A worker gave up.
     WorkerFailed(queue::WorkerFailed),
+    /// A worker thread died.
+    WorkerDied(u16),
 }
 
 /// Runs the daemon until a shutdown signal (`Ok`) or a fatal worker failure (`Err`, after
@@ -210,7 +231,14 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
 
     let plan = Plan::new(&settings.queue, &settings.netfilter);
     if manage {
-        plan.install()?;
+        if let Err(e) = plan.install() {
+            tracing::error!(
+                error = %e,
+                "netfilter rules not installed; nothing was changed (an earlier run's rules, \
+                 if any, stay in place)"
+            );
+            return Err(e.into());
+        }
         tracing::info!(
             hooks = ?plan.hooks(),
             notrack = plan.notrack(),
@@ -219,11 +247,9 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     } else {
         tracing::info!("netfilter.manage = false: no iptables rules touched (see print-rules)");
     }
-    // From here on, every exit path removes the rules.
     let result = serve(&settings, &engine, queues, start, &marker);
     if manage {
-        netfilter::remove_all();
-        tracing::info!("netfilter rules removed");
+        leave_rules(&settings);
     }
     // Let packets already queued get their verdicts before the sockets close.
     thread::sleep(Duration::from_millis(20));
@@ -233,6 +259,29 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         stats_line(&engine.stats(), counters, &queue::kernel_stats())
     );
     result.1
+}
+
+/// At exit: removes the rules with `on_stop = "remove"`, else leaves them; logs which.
+fn leave_rules(settings: &Settings) {
+    match settings.netfilter.on_stop {
+        OnStop::Remove => match netfilter::remove_all() {
+            Ok(_) => tracing::info!(
+                "netfilter rules removed (on_stop = \"remove\"): traffic now passes unjudged"
+            ),
+            Err(e) => tracing::error!(error = %e, "netfilter rules could not be removed"),
+        },
+        OnStop::Keep => {
+            let meanwhile = if settings.queue.fail_open {
+                "passes unjudged (fail_open = true)"
+            } else {
+                "is dropped by the kernel"
+            };
+            tracing::info!(
+                "netfilter rules left in place (on_stop = \"keep\"): until the next statewall \
+                 runs, diverted traffic {meanwhile}; `statewall cleanup` removes them"
+            );
+        }
+    }
 }
 
 type Counters = Vec<(u16, Arc<QueueCounters>)>;
@@ -273,8 +322,13 @@ fn serve(
         let spawned = thread::Builder::new()
             .name(format!("queue-{num}"))
             .spawn(move || {
-                let failed = worker.run(q);
-                let _ = tx.send(Event::WorkerFailed(failed));
+                let event = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    worker.run(q)
+                })) {
+                    Ok(failed) => Event::WorkerFailed(failed),
+                    Err(_) => Event::WorkerDied(num),
+                };
+                let _ = tx.send(event);
             });
         if let Err(source) = spawned {
             let what = "start a queue worker";
@@ -376,13 +430,19 @@ fn serve(
                 let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
                 return (counters, Err(f.into()));
             }
+            Ok(Event::WorkerDied(num)) => {
+                tracing::error!(queue = num, "queue worker died; stopping");
+                let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
+                return (counters, Err(DaemonError::WorkerDied(num)));
+            }
             // Every sender is gone: nothing can wake us any more.
             Err(_) => return (counters, Ok(())),
         }
     }
 }
 
-/// Once a second: expire connections, ping the systemd watchdog, log stats when due.
+/// Several times a second: expire connections, ping the systemd watchdog while every worker
+/// beats, warn when the kernel loses queued packets, log stats when due.
 struct Timer {
     engine: Arc<Engine>,
     actions: Arc<ActionHandler>,
@@ -397,15 +457,37 @@ impl Timer {
         let watchdog = sd_notify::watchdog_enabled(false, &mut usec);
         // Time-driven alerts ("filtered" scans) must leave within a second.
         let mut tick = Duration::from_millis(250);
+        let mut stale = health::STALE_AFTER;
         if watchdog {
-            tick = tick.min(Duration::from_micros(usec / 2).max(Duration::from_millis(10)));
+            let interval = Duration::from_micros(usec);
+            tick = tick.min(interval / 4).max(Duration::from_millis(10));
+            stale = stale.min(interval / 2);
         }
         let mut last_sweep = Instant::now();
         let mut last_stats = Instant::now();
+        let mut losses =
+            health::LossWatch::new(health::Losses::read(&queue::kernel_stats(), &self.counters));
+        let mut silent: Option<u16> = None;
         loop {
             thread::sleep(tick);
-            if watchdog {
-                let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
+            match health::silent_worker(&self.counters, self.start.elapsed(), stale) {
+                None => {
+                    if let Some(num) = silent.take() {
+                        tracing::info!(queue = num, "queue worker beats again");
+                    }
+                    if watchdog {
+                        let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
+                    }
+                }
+                Some((num, for_)) => {
+                    if silent.replace(num).is_none() {
+                        tracing::error!(
+                            queue = num,
+                            silent_ms = u64::try_from(for_.as_millis()).unwrap_or(u64::MAX),
+                            "queue worker is stuck or dead: watchdog pings stopped"
+                        );
+                    }
+                }
             }
             for action in self
                 .engine
@@ -420,6 +502,10 @@ impl Timer {
                     .sweep(Timestamp::from_duration(self.start.elapsed()));
                 if expired > 0 {
                     tracing::debug!(expired, "swept");
+                }
+                let now = health::Losses::read(&queue::kernel_stats(), &self.counters);
+                if let Some(delta) = losses.check(now, Instant::now()) {
+                    health::warn_losses(delta);
                 }
             }
             if !self.stats_every.is_zero() && last_stats.elapsed() >= self.stats_every {
@@ -452,8 +538,9 @@ pub fn stats_line(stats: &Stats, queues: &Counters, kernel: &[KernelQueueStats])
     );
     let _ = write!(
         line,
-        " recv_errors={} verdict_errors={} panics={} kernel_queue_dropped={} kernel_user_dropped={}",
+        " recv_errors={} enobufs={} verdict_errors={} panics={} kernel_queue_dropped={} kernel_user_dropped={}",
         sum(|s| s.recv_errors),
+        sum(|s| s.enobufs),
         sum(|s| s.verdict_errors),
         sum(|s| s.panics),
         kernel.iter().map(|k| k.queue_dropped).sum::<u64>(),

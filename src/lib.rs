@@ -22,6 +22,7 @@ pub mod conntrack;
 pub mod control;
 pub mod daemon;
 pub mod engine;
+pub mod fault;
 pub mod io;
 pub mod packet;
 pub mod proto;

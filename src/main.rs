@@ -38,6 +38,14 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Remove statewall's iptables/ip6tables rules (the STATEWALL chains and every jump to
+    /// them). `run` leaves them in place at exit unless `[netfilter] on_stop = "remove"`.
+    Cleanup {
+        /// Configuration file (with `[netfilter] manage = false` nothing is removed). A missing
+        /// default file means the built-in defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Print the iptables/ip6tables commands `run` would install (for `netfilter.manage =
     /// false`: an admin adds them to the firewall scripts).
     PrintRules {
@@ -149,6 +157,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => cmd_run(&config),
         Command::PrintRules { config } => cmd_print_rules(config.as_deref()),
+        Command::Cleanup { config } => cmd_cleanup(config.as_deref()),
         Command::Replay {
             file,
             json,
@@ -214,6 +223,42 @@ fn cmd_run(config: &Path) -> ExitCode {
         }
         Err(e) => {
             tracing::error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn cmd_cleanup(config: Option<&Path>) -> ExitCode {
+    let settings = match config {
+        Some(path) => match load_settings(path) {
+            Ok(s) => s,
+            Err(code) => return code,
+        },
+        None if Path::new(DEFAULT_CONFIG).exists() => {
+            match load_settings(Path::new(DEFAULT_CONFIG)) {
+                Ok(s) => s,
+                Err(code) => return code,
+            }
+        }
+        None => Settings::default(),
+    };
+    if !settings.netfilter.manage {
+        eprintln!(
+            "statewall: cleanup: [netfilter] manage = false: the rules are yours, nothing removed"
+        );
+        return ExitCode::SUCCESS;
+    }
+    match statewall::io::netfilter::remove_all() {
+        Ok(true) => {
+            eprintln!("statewall: netfilter rules removed");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            eprintln!("statewall: no statewall rules were installed");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("statewall: cleanup: {e}");
             ExitCode::from(1)
         }
     }

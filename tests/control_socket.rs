@@ -145,6 +145,7 @@ impl ControlHandler for Fake {
                     "/etc/statewall/gateway.rules:3:7: error: unknown keyword `alow`".into(),
                     "/etc/statewall/gateway.rules:9:12: error: port 70000 out of range".into(),
                 ],
+                sources: Vec::new(),
             })
         } else {
             Ok(ReloadReport {

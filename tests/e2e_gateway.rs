@@ -302,7 +302,7 @@ fn crafted_probes_statewall_vs_kernel_conntrack() {
 }
 
 #[test]
-fn sigterm_removes_rules_and_a_killed_run_is_cleaned_up() {
+fn sigterm_keeps_rules_a_start_replaces_them_and_cleanup_removes_them() {
     let lab = Lab::up();
     let dir = lab.tmp.join("sw");
     let extra = "[netfilter]\nhooks = [\"forward\", \"input\", \"output\"]\nnotrack = true\n[queue]\ncount = 2\n[log]\nstats_interval = 0\n";
@@ -325,9 +325,11 @@ fn sigterm_removes_rules_and_a_killed_run_is_cleaned_up() {
     lab.ok("gw", 10, "ping -c1 -W2 127.0.0.1 >/dev/null");
     assert!(!sw.log_text().contains("restart detected"));
     sw.stop();
-    assert!(
-        !lab.gw_rules().contains("STATEWALL"),
-        "leftovers after SIGTERM:\n{}",
+    // Fail closed: the diversion outlives the process ([netfilter] on_stop = "keep").
+    assert_eq!(
+        lab.gw_rules().matches("-A FORWARD -j STATEWALL").count(),
+        2,
+        "rules after SIGTERM:\n{}",
         lab.gw_rules()
     );
 
@@ -347,6 +349,11 @@ fn sigterm_removes_rules_and_a_killed_run_is_cleaned_up() {
         "exactly one jump per family"
     );
     sw.stop();
+    lab.ok(
+        "gw",
+        10,
+        &format!("{} cleanup", env!("CARGO_BIN_EXE_statewall")),
+    );
     assert!(!lab.gw_rules().contains("STATEWALL"));
 }
 

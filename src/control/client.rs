@@ -92,12 +92,28 @@ fn who_may_connect(socket: &Path) -> String {
     let Ok(meta) = std::fs::metadata(socket) else {
         return "not accessible to this user (cannot read its directory)".into();
     };
+    let owner = if meta.uid() == 0 {
+        "root".to_string()
+    } else {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let name = passwd.lines().find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)? == meta.uid().to_string()).then(|| name.to_string())
+        });
+        format!(
+            "user {} and root",
+            name.unwrap_or_else(|| meta.uid().to_string())
+        )
+    };
     if meta.mode() & 0o060 == 0o060 && meta.gid() != 0 {
         let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
         let group = group_name(&groups, meta.gid()).unwrap_or_else(|| meta.gid().to_string());
-        format!("restricted to root and group {group}")
-    } else {
+        format!("restricted to {owner} and group {group}")
+    } else if meta.uid() == 0 {
         "root-only".into()
+    } else {
+        format!("restricted to {owner}")
     }
 }
 

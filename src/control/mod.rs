@@ -7,16 +7,23 @@
 //! - [`client`]: [`request`] and the `cli_*` functions behind the subcommands.
 //! - [`render`]: the human-readable output.
 //!
+//! - [`peer`]: the client's credentials (`SO_PEERCRED`), for the log and for what a client
+//!   may be shown.
+//!
 //! # Access control
 //!
-//! Without `unsafe` there is no way to read a peer's credentials (`SO_PEERCRED`) in stable std
-//! or socket2, so access is controlled by the file system, as for most Unix control sockets:
-//! the socket file is `0600 root:root`, or `0660 root:GROUP` when `[control] group` is set, in
-//! a directory created `0755`. `connect(2)` needs write permission on the socket file, so
-//! everybody else gets `EACCES`. The socket is bound under a temporary name and only renamed
-//! into place after its mode and group are set, so there is no window with a looser mode.
+//! Access is controlled by the file system, as for most Unix control sockets: the socket file
+//! is `0600` owned by the daemon's user, or `0660` with group GROUP when `[control] group` is
+//! set (the packaged unit runs as user and group `statewall`, so `group = "statewall"` gives
+//! the socket the daemon's own group without any chown), in a directory created `0755` (the
+//! unit's runtime directory is `0750 statewall:statewall`). `connect(2)` needs write permission
+//! on the socket file, so everybody else gets `EACCES`. The socket is bound under a temporary
+//! name with its final mode (set through the umask, never by name) and only renamed into place
+//! after its group is right, so there is no window with a looser mode and no symlink is
+//! followed. Every request is attributed to the peer's uid and pid (`SO_PEERCRED`).
 
 pub mod client;
+pub mod peer;
 pub mod protocol;
 pub mod render;
 pub mod server;
@@ -30,6 +37,7 @@ pub use client::{
     cli_blocks, cli_conns, cli_reload, cli_stats, cli_status, cli_unblock, request,
     request_with_timeout,
 };
+pub use peer::Peer;
 pub use protocol::{
     BlockEntry, ConnEntry, ConnFilter, QueueStatus, ReloadFailure, ReloadReport, Request, Response,
     StatsReport, Status, UnblockReport,
@@ -59,7 +67,8 @@ pub enum ControlError {
     PermissionDenied {
         /// The socket path.
         path: PathBuf,
-        /// Who may use it: `root-only` or `restricted to root and group NAME`.
+        /// Who may use it: `root-only`, `restricted to user NAME and root`, or either with
+        /// `and group NAME`.
         who: String,
     },
     /// Client: the daemon did not answer in time.
@@ -93,6 +102,16 @@ pub enum ControlError {
     UnknownGroup {
         /// The configured group.
         group: String,
+    },
+    /// Server: the socket cannot be given `[control] group`.
+    #[error(
+        "cannot give the control socket to group `{group}`: {source} (run statewall with this group as its own group, e.g. the unit's Group=)"
+    )]
+    Group {
+        /// The configured group.
+        group: String,
+        /// Why.
+        source: io::Error,
     },
     /// Any other I/O error; `what` says which step failed.
     #[error("{what} {}: {source}", path.display())]

@@ -524,6 +524,9 @@ pub struct ReloadFailure {
     pub message: String,
     /// Every error line (`PATH:LINE:COL: error: ...`).
     pub errors: Vec<String>,
+    /// The files the errors were found in: a client that may not read one of them is shown
+    /// only the errors' first lines, never the source lines.
+    pub sources: Vec<std::path::PathBuf>,
 }
 
 /// One auto-blocked source, as `blocks` lists it.

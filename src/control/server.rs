@@ -1,9 +1,15 @@
 //! The server side: [`serve`] binds the control socket and answers each connection in a
 //! short-lived thread through the daemon's [`ControlHandler`].
 //!
-//! A client gets [`SERVER_TIMEOUT`] to send its request (at most [`MAX_REQUEST`] bytes) and to
-//! take the response, so a stuck or malicious client costs one thread for two seconds, never
-//! the daemon. At most [`MAX_CLIENTS`] clients are served at once; more get a `busy` error.
+//! A client gets [`SERVER_TIMEOUT`] to send its request (at most [`MAX_REQUEST`] bytes) and
+//! [`CLIENT_DEADLINE`] overall, response included (however slowly it reads), so a stuck or
+//! malicious client costs one thread for a bounded time, never the daemon. At most
+//! [`MAX_CLIENTS`] clients are served at once; more get a `busy` error.
+//!
+//! Every request is attributed to its peer (`SO_PEERCRED`: uid, gid, pid): requests that change
+//! something (`reload`, `unblock`) are logged at info level with the user who ran them. A
+//! failed reload's source lines go only to peers that may read the rule files themselves.
+//! `conns` is streamed entry by entry instead of being built as one JSON document.
 
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
@@ -16,9 +22,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::peer::Peer;
 use super::protocol::{
     BlockEntry, ConnEntry, ConnFilter, ReloadFailure, ReloadReport, Request, Response, StatsReport,
-    Status, UnblockReport, MAX_REQUEST, SERVER_TIMEOUT,
+    Status, UnblockReport, MAX_REQUEST, SERVER_TIMEOUT, VERSION,
 };
 use super::{resolve_group, ControlError};
 use crate::engine::ConnInfo;
@@ -26,7 +33,10 @@ use crate::engine::ConnInfo;
 /// Clients served at the same time; more are answered `busy`.
 pub const MAX_CLIENTS: usize = 16;
 
-/// Socket mode without a group: root only.
+/// Longest a client may keep its slot, from accept to the end of the response.
+pub const CLIENT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Socket mode without a group: its owner (the daemon's user) and root only.
 const MODE_ROOT_ONLY: u32 = 0o600;
 /// Socket mode with `[control] group`.
 const MODE_GROUP: u32 = 0o660;
@@ -53,30 +63,22 @@ pub trait ControlHandler: Send + Sync + 'static {
     fn unblock(&self, addr: IpAddr) -> Result<bool, String>;
 }
 
-/// Answers one request through `handler` (no I/O). A panicking handler becomes an error
-/// response.
-pub fn dispatch(handler: &dyn ControlHandler, req: &Request) -> Response {
+/// Answers one request of `peer` through `handler` (no I/O). A panicking handler becomes an
+/// error response.
+pub fn dispatch(handler: &dyn ControlHandler, req: &Request, peer: &Peer) -> Response {
     let answer = catch_unwind(AssertUnwindSafe(|| match req {
         Request::Status => Response::data(&handler.status()),
         Request::Stats => Response::data(&handler.stats()),
-        Request::Conns(filter) => {
-            let mut conns: Vec<ConnEntry> = handler
-                .conns(filter)
-                .into_iter()
-                .map(ConnEntry::from)
-                .collect();
-            conns.sort_by(|a, b| {
-                (a.src, a.sport, a.dst, a.dport, &a.proto)
-                    .cmp(&(b.src, b.sport, b.dst, b.dport, &b.proto))
-            });
-            Response::data(&conns)
-        }
+        Request::Conns(filter) => Response::data(&conn_entries(handler, filter)),
         Request::Reload => match handler.reload() {
             Ok(report) => Response::data(&report),
-            Err(failure) => Response::Err {
-                error: failure.message,
-                details: failure.errors,
-            },
+            Err(failure) => {
+                let details = reload_details(failure.errors, &failure.sources, peer);
+                Response::Err {
+                    error: failure.message,
+                    details,
+                }
+            }
         },
         Request::Blocks => Response::data(&handler.blocks()),
         Request::Unblock { addr } => match handler.unblock(*addr) {
@@ -89,10 +91,48 @@ pub fn dispatch(handler: &dyn ControlHandler, req: &Request) -> Response {
     }));
     answer.unwrap_or_else(|_| {
         tracing::error!(?req, "control handler panicked");
-        Response::error("internal error while handling the request (see the daemon log)")
+        internal_error()
     })
 }
 
+fn internal_error() -> Response {
+    Response::error("internal error while handling the request (see the daemon log)")
+}
+
+/// The connections matching `filter`, sorted by addresses and ports.
+fn conn_entries(handler: &dyn ControlHandler, filter: &ConnFilter) -> Vec<ConnEntry> {
+    let mut conns: Vec<ConnEntry> = handler
+        .conns(filter)
+        .into_iter()
+        .map(ConnEntry::from)
+        .collect();
+    conns.sort_unstable_by(|a, b| {
+        (a.src, a.sport, a.dst, a.dport, &a.proto).cmp(&(b.src, b.sport, b.dst, b.dport, &b.proto))
+    });
+    conns
+}
+
+/// A failed reload's error lines for `peer`: in full (with the offending source lines) when the
+/// peer may read every file involved, otherwise only each error's first line
+/// (`FILE:LINE:COL: error: ...`), so that the socket never shows a file's content to a user
+/// who could not read the file.
+fn reload_details(errors: Vec<String>, sources: &[PathBuf], peer: &Peer) -> Vec<String> {
+    let unreadable: Vec<&PathBuf> = sources.iter().filter(|f| !peer.may_read(f)).collect();
+    if unreadable.is_empty() {
+        return errors;
+    }
+    let mut details: Vec<String> = errors
+        .iter()
+        .map(|e| e.lines().next().unwrap_or_default().to_string())
+        .collect();
+    let names: Vec<String> = unreadable.iter().map(|f| f.display().to_string()).collect();
+    details.push(format!(
+        "(source lines omitted: uid {} may not read {})",
+        peer.uid,
+        names.join(", ")
+    ));
+    details
+}
 /// A running control socket. Dropping it (or [`ControlServer::shutdown`]) stops the accept
 /// thread and removes the socket file.
 #[derive(Debug)]
@@ -183,7 +223,13 @@ pub fn serve(
     }
     remove_stale(&path)?;
 
-    // Bind under a short temporary name, fix mode and group, then rename into place.
+    if let Some(gid) = gid {
+        warn_if_group_cannot_reach(&dir, gid, cfg.group.as_deref().unwrap_or_default());
+    }
+
+    // Bind under a short temporary name with the final mode (through the umask: nothing is
+    // changed by name afterwards, so no symlink can be followed), give it the group if the
+    // process's own group is not already the right one, then rename into place.
     let tmp = dir.join(format!(".statewall-{}.sock", std::process::id()));
     remove_stale(&tmp)?;
     let mode = if gid.is_some() {
@@ -191,15 +237,24 @@ pub fn serve(
     } else {
         MODE_ROOT_ONLY
     };
-    let bound = UnixListener::bind(&tmp)
+    let bound = bind_with_mode(&tmp, mode)
         .map_err(|e| ControlError::io("cannot bind", &path, e))
         .and_then(|listener| {
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-                .and_then(|()| std::os::unix::fs::chown(&tmp, None, gid))
-                .and_then(|()| std::fs::rename(&tmp, &path))
+            set_group(&tmp, gid).map_err(|e| ControlError::Group {
+                group: cfg.group.clone().unwrap_or_default(),
+                source: e,
+            })?;
+            std::fs::rename(&tmp, &path)
                 .map_err(|e| ControlError::io("cannot set up", &path, e))?;
             let meta = std::fs::symlink_metadata(&path)
                 .map_err(|e| ControlError::io("cannot stat", &path, e))?;
+            if !meta.file_type().is_socket() || meta.mode() & 0o777 != mode {
+                return Err(ControlError::io(
+                    "unexpected mode or type after binding",
+                    &path,
+                    io::Error::other(format!("mode {:o}", meta.mode() & 0o7777)),
+                ));
+            }
             let accept_side = listener
                 .try_clone()
                 .map_err(|e| ControlError::io("cannot set up", &path, e))?;
@@ -232,6 +287,52 @@ pub fn serve(
         stop,
         thread: Some(thread),
     })
+}
+
+/// Binds a listening socket at `path` whose file has mode `mode`: the umask is set for the
+/// duration of the `bind(2)` (the socket file is created with `0777 & !umask`). The umask is
+/// process-wide; the daemon's other threads create no files.
+fn bind_with_mode(path: &Path, mode: u32) -> io::Result<UnixListener> {
+    use rustix::fs::Mode;
+    let mask = Mode::from_bits_truncate(0o777 & !mode);
+    let old = rustix::process::umask(mask);
+    let bound = UnixListener::bind(path);
+    rustix::process::umask(old);
+    bound
+}
+
+/// Gives the socket file at `path` the group `gid` without following a symlink, and only when
+/// it does not have it already: the file takes the process's group, which under the packaged
+/// unit is its `Group=` (a unit whose system call filter forbids chown needs no chown then).
+fn set_group(path: &Path, gid: Option<u32>) -> io::Result<()> {
+    let Some(gid) = gid else {
+        return Ok(());
+    };
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.gid() == gid {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(path, None, Some(gid))
+}
+
+/// Warns when members of the socket's group cannot reach the socket because of its directory's
+/// mode (the packaged unit's runtime directory is `0750 statewall:statewall`).
+fn warn_if_group_cannot_reach(dir: &Path, gid: u32, group: &str) {
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return;
+    };
+    let mode = meta.mode();
+    let reachable = mode & 0o001 != 0 || (meta.gid() == gid && mode & 0o010 != 0);
+    if !reachable {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format!("{:o}", mode & 0o7777),
+            dir_gid = meta.gid(),
+            group,
+            "members of the control socket's group cannot reach it through this directory; \
+             use the daemon's own group (the unit's Group=) as [control] group"
+        );
+    }
 }
 
 /// Removes `path` if it is a socket nobody listens on.
@@ -363,13 +464,28 @@ fn read_request(stream: &mut UnixStream) -> Result<Vec<u8>, ReadError> {
 }
 
 fn serve_client(mut stream: UnixStream, handler: &dyn ControlHandler) {
+    let deadline = Instant::now() + CLIENT_DEADLINE;
+    let peer = match Peer::of(&stream) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "control client without credentials; refused");
+            return;
+        }
+    };
     let read = read_request(&mut stream);
     let unread_input = matches!(read, Err(ReadError::TooLarge));
     let response = match read {
         Ok(line) => match Request::from_line(&line) {
             Ok(req) => {
-                tracing::debug!(?req, "control request");
-                dispatch(handler, &req)
+                log_request(&req, &peer);
+                if let Request::Conns(filter) = &req {
+                    let mut out = DeadlineWriter::new(&stream, deadline);
+                    if let Err(e) = stream_conns(handler, filter, &mut out) {
+                        tracing::debug!(error = %e, "control client conns write failed");
+                    }
+                    return;
+                }
+                dispatch(handler, &req, &peer)
             }
             Err(e) => {
                 tracing::debug!(error = %e, "bad control request");
@@ -389,15 +505,82 @@ fn serve_client(mut stream: UnixStream, handler: &dyn ControlHandler) {
             Response::error("timed out waiting for the request")
         }
     };
-    let sent = stream
-        .set_write_timeout(Some(SERVER_TIMEOUT))
-        .and_then(|()| stream.write_all(response.to_line().as_bytes()))
-        .and_then(|()| stream.flush());
+    let mut out = DeadlineWriter::new(&stream, deadline);
+    let sent = out
+        .write_all(response.to_line().as_bytes())
+        .and_then(|()| out.flush());
     if let Err(e) = sent {
         tracing::debug!(error = %e, "control client write failed");
     }
     if unread_input {
         finish(stream, Duration::from_millis(200));
+    }
+}
+
+/// Logs who asked for what: changes at info level (the audit trail), queries at debug level.
+fn log_request(req: &Request, peer: &Peer) {
+    let changes = matches!(req, Request::Reload | Request::Unblock { .. });
+    let user = peer.user_name();
+    if changes {
+        tracing::info!(uid = peer.uid, user, pid = peer.pid, request = ?req, "control request");
+    } else {
+        tracing::debug!(uid = peer.uid, user, pid = peer.pid, request = ?req, "control request");
+    }
+}
+
+/// Writes the `conns` answer one entry at a time: the same line as
+/// `Response::data(&entries).to_line()`, without building it in memory.
+fn stream_conns(
+    handler: &dyn ControlHandler,
+    filter: &ConnFilter,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let Ok(entries) = catch_unwind(AssertUnwindSafe(|| conn_entries(handler, filter))) else {
+        tracing::error!("control handler panicked listing connections");
+        out.write_all(internal_error().to_line().as_bytes())?;
+        return out.flush();
+    };
+    let mut buf = io::BufWriter::with_capacity(64 * 1024, out);
+    write!(buf, "{{\"v\":{VERSION},\"ok\":true,\"data\":[")?;
+    for (i, entry) in entries.iter().enumerate() {
+        if i > 0 {
+            buf.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut buf, entry).map_err(io::Error::other)?;
+    }
+    buf.write_all(b"]}\n")?;
+    buf.flush()
+}
+
+/// A writer whose every write is bounded by one overall deadline: a client that reads slowly
+/// cannot hold its slot past [`CLIENT_DEADLINE`].
+struct DeadlineWriter<'a> {
+    stream: &'a UnixStream,
+    deadline: Instant,
+}
+
+impl<'a> DeadlineWriter<'a> {
+    fn new(stream: &'a UnixStream, deadline: Instant) -> Self {
+        DeadlineWriter { stream, deadline }
+    }
+}
+
+impl Write for DeadlineWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client deadline passed",
+            ));
+        }
+        self.stream.set_write_timeout(Some(left))?;
+        let mut s = self.stream;
+        s.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -451,6 +634,7 @@ mod tests {
             Err(ReloadFailure {
                 message: "rejected".into(),
                 errors: vec!["r:1:1: error: a".into(), "r:2:1: error: b".into()],
+                sources: Vec::new(),
             })
         }
         fn blocks(&self) -> Vec<BlockEntry> {
@@ -463,7 +647,7 @@ mod tests {
 
     #[test]
     fn handler_panic_becomes_an_error_response() {
-        match dispatch(&Panicky, &Request::Status) {
+        match dispatch(&Panicky, &Request::Status, &Peer::root()) {
             Response::Err { error, .. } => assert!(error.contains("internal error"), "{error}"),
             r => panic!("unexpected {r:?}"),
         }
@@ -471,7 +655,11 @@ mod tests {
 
     #[test]
     fn conns_are_sorted() {
-        let Response::Ok(data) = dispatch(&Panicky, &Request::Conns(ConnFilter::default())) else {
+        let Response::Ok(data) = dispatch(
+            &Panicky,
+            &Request::Conns(ConnFilter::default()),
+            &Peer::root(),
+        ) else {
             panic!("conns failed");
         };
         let ports: Vec<u64> = data
@@ -486,7 +674,7 @@ mod tests {
     #[test]
     fn reload_failure_and_unblock_error_map_to_error_responses() {
         assert_eq!(
-            dispatch(&Panicky, &Request::Reload),
+            dispatch(&Panicky, &Request::Reload, &Peer::root()),
             Response::Err {
                 error: "rejected".into(),
                 details: vec!["r:1:1: error: a".into(), "r:2:1: error: b".into()],
@@ -497,7 +685,8 @@ mod tests {
                 &Panicky,
                 &Request::Unblock {
                     addr: IpAddr::from([192, 0, 2, 1])
-                }
+                },
+                &Peer::root(),
             ),
             Response::error("no block list")
         );

@@ -74,10 +74,12 @@ impl DaemonControl {
                     r.errors.len()
                 ),
                 errors: r.errors,
+                sources: r.files,
             },
             other => ReloadFailure {
                 message: other.to_string(),
                 errors: Vec::new(),
+                sources: Vec::new(),
             },
         })?;
         let rules = policy.rule_count();

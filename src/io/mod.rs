@@ -2,6 +2,7 @@
 //! (NFQUEUE workers, iptables rules, raw sockets, syslog, execution of engine actions).
 
 pub mod actions;
+pub mod files;
 pub mod netfilter;
 pub mod queue;
 pub mod rawsend;

@@ -1,7 +1,7 @@
 //! The iptables/ip6tables rules that divert traffic to statewall's queues.
 //!
-//! Everything statewall installs lives in one chain named [`CHAIN`], in the filter table (and,
-//! with `netfilter.notrack`, in the raw table), reached by one unconditional jump inserted at
+//! Everything statewall installs lives in chains named [`CHAIN`] — in the filter table (and,
+//! with `netfilter.notrack`, in the raw table) — reached by one unconditional jump inserted at
 //! the top of each configured hook chain:
 //!
 //! ```text
@@ -13,13 +13,23 @@
 //! -I FORWARD 1 -j STATEWALL                             # likewise INPUT / OUTPUT
 //! ```
 //!
-//! The rules are built as data ([`Plan`]), so `statewall print-rules` shows exactly what the
-//! daemon runs. Commands run with `-w` (wait for the xtables lock). Removal deletes every jump
-//! to the chain found in the hook chains (whatever their position), then flushes and deletes
-//! the chain: it also cleans up after a run that was killed before it could clean up.
+//! The rules are data ([`Plan`]: a list of [`Rule`]s, each naming its family and table), so
+//! `statewall print-rules` shows exactly what the daemon installs, and more rules (in any
+//! table, in a chain named [`CHAIN`]) are added by adding data.
+//!
+//! Changes are atomic: one `iptables-restore --noflush` / `ip6tables-restore --noflush`
+//! transaction per family. An install first tests both transactions (`--test`), then commits
+//! them; each one deletes the jumps of an earlier run (found in `iptables-save`, wherever they
+//! are), empties or creates the chains and adds the new rules and jumps, so a restart replaces
+//! the rules without a moment in which none are there. A failed transaction changes nothing;
+//! if the second family fails after the first was committed, the first is removed again, so
+//! both are alike. Removal ([`remove_all`], `statewall cleanup`) is one transaction per family
+//! that deletes every jump to [`CHAIN`] and the chains, in every table where they exist.
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
 
 use thiserror::Error;
 
@@ -50,7 +60,7 @@ pub enum NetfilterError {
 }
 
 /// IP family, i.e. which program manages the rules.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Family {
     /// `iptables`.
     V4,
@@ -69,69 +79,73 @@ impl Family {
             Family::V6 => "ip6tables",
         }
     }
+
+    fn restore(self) -> &'static str {
+        match self {
+            Family::V4 => "iptables-restore",
+            Family::V6 => "ip6tables-restore",
+        }
+    }
+
+    fn save(self) -> &'static str {
+        match self {
+            Family::V4 => "iptables-save",
+            Family::V6 => "ip6tables-save",
+        }
+    }
 }
 
-/// One iptables/ip6tables invocation.
+/// One rule (or chain creation) of a plan: `iptables [-t TABLE] ARGS`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
     /// Which program.
     pub family: Family,
-    /// Arguments after `-w`.
+    /// The table (`filter`, `raw`, `mangle`, ...).
+    pub table: &'static str,
+    /// The arguments: `-N CHAIN`, `-A CHAIN ...` or `-I HOOK 1 ...`.
     pub args: Vec<String>,
 }
 
 impl Rule {
-    fn new(family: Family, args: &[&str]) -> Rule {
+    /// A rule of `family` in `table`.
+    pub fn new(family: Family, table: &'static str, args: &[&str]) -> Rule {
         Rule {
             family,
+            table,
             args: args.iter().map(|s| s.to_string()).collect(),
         }
     }
 
-    /// Runs the command; an error carries its stderr.
-    pub fn run(&self) -> Result<String, NetfilterError> {
-        let out = Command::new(self.family.program())
-            .arg("-w")
-            .args(&self.args)
-            .output()
-            .map_err(|source| NetfilterError::Spawn {
-                command: self.to_string(),
-                source,
-            })?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(NetfilterError::Failed {
-                command: self.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            })
+    /// The line of an `iptables-restore` file: `:CHAIN - [0:0]` for a chain creation (which
+    /// also empties an existing chain), the arguments otherwise.
+    fn restore_line(&self) -> String {
+        match self.args.as_slice() {
+            [n, chain] if n == "-N" => format!(":{chain} - [0:0]"),
+            _ => self.args.join(" "),
         }
     }
 }
 
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} -w {}", self.family.program(), self.args.join(" "))
+        write!(f, "{} -w", self.family.program())?;
+        if self.table != "filter" {
+            write!(f, " -t {}", self.table)?;
+        }
+        write!(f, " {}", self.args.join(" "))
     }
 }
 
 /// The rules for one configuration, in installation order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
-    /// Commands that create the chains and jumps.
+    /// Chain creations, rules and jumps, both families.
     pub install: Vec<Rule>,
     /// Filter-table hook chains that jump to [`CHAIN`].
     hooks: Vec<Hook>,
     /// Raw-table chains that jump to [`CHAIN`] (empty without notrack).
     raw_hooks: Vec<&'static str>,
 }
-
-/// Where statewall's chains may be jumped to from: (table, hook chains). Removal looks in all
-/// of them, so a configuration change between runs still cleans up.
-const ALL_HOOKS: [(&str, &[&str]); 2] = [
-    ("filter", &["FORWARD", "INPUT", "OUTPUT"]),
-    ("raw", &["PREROUTING", "OUTPUT"]),
-];
 
 impl Plan {
     /// The rules for `queue` and `netfilter`.
@@ -155,7 +169,7 @@ impl Plan {
         let target = nfqueue_target(queue);
         let mut install = Vec::new();
         for family in Family::BOTH {
-            let r = |args: &[&str]| Rule::new(family, args);
+            let r = |args: &[&str]| Rule::new(family, "filter", args);
             install.push(r(&["-N", CHAIN]));
             install.push(r(&["-A", CHAIN, "-i", "lo", "-j", "RETURN"]));
             install.push(r(&["-A", CHAIN, "-o", "lo", "-j", "RETURN"]));
@@ -169,11 +183,7 @@ impl Plan {
                 install.push(r(&["-I", hook.chain(), "1", "-j", CHAIN]));
             }
             if !raw_hooks.is_empty() {
-                let raw = |args: &[&str]| {
-                    let mut a = vec!["-t", "raw"];
-                    a.extend_from_slice(args);
-                    Rule::new(family, &a)
-                };
+                let raw = |args: &[&str]| Rule::new(family, "raw", args);
                 install.push(raw(&["-N", CHAIN]));
                 install.push(raw(&["-A", CHAIN, "-i", "lo", "-j", "RETURN"]));
                 install.push(raw(&["-A", CHAIN, "-o", "lo", "-j", "RETURN"]));
@@ -214,17 +224,184 @@ impl Plan {
         !self.raw_hooks.is_empty()
     }
 
-    /// Removes leftovers, then installs the plan. On failure, whatever was installed is removed
-    /// again before the error is returned.
-    pub fn install(&self) -> Result<(), NetfilterError> {
-        remove_all();
-        for rule in &self.install {
-            if let Err(e) = rule.run() {
-                remove_all();
-                return Err(e);
+    /// The `iptables-restore --noflush` input that installs the plan's rules of `family` over
+    /// what `saved` (that family's `iptables-save` output) shows: earlier jumps deleted,
+    /// chains emptied (or created), rules and jumps added; a chain of ours left in a table the
+    /// plan no longer uses is deleted.
+    pub fn restore_input(&self, family: Family, saved: &str) -> String {
+        let current = Installed::parse(saved);
+        let mut tables: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for rule in self.install.iter().filter(|r| r.family == family) {
+            tables
+                .entry(rule.table)
+                .or_default()
+                .push(rule.restore_line());
+        }
+        let mut text = String::new();
+        for (table, lines) in &tables {
+            text.push_str(&format!("*{table}\n"));
+            // Declare first, so that a jump added below finds the chain; then delete old jumps.
+            for line in lines.iter().filter(|l| l.starts_with(':')) {
+                text.push_str(line);
+                text.push('\n');
+            }
+            for jump in current.jumps_in(table) {
+                text.push_str(&jump);
+                text.push('\n');
+            }
+            for line in lines.iter().filter(|l| !l.starts_with(':')) {
+                text.push_str(line);
+                text.push('\n');
+            }
+            text.push_str("COMMIT\n");
+        }
+        for table in current.tables.keys() {
+            if !tables.contains_key(table.as_str()) {
+                text.push_str(&removal_for(&current, table));
             }
         }
+        text
+    }
+
+    /// Installs the plan: both families tested, then committed (see the module doc). On
+    /// failure nothing of the plan stays installed and the error says why.
+    pub fn install(&self) -> Result<(), NetfilterError> {
+        let mut inputs = Vec::new();
+        for family in Family::BOTH {
+            let saved = save(family)?;
+            let input = self.restore_input(family, &saved);
+            restore(family, &input, true)?;
+            inputs.push((family, input));
+        }
+        let mut committed = Vec::new();
+        for (family, input) in &inputs {
+            if let Err(e) = restore(*family, input, false) {
+                for done in committed {
+                    if let Err(undo) = remove_family(done) {
+                        tracing::error!(error = %undo, "cannot undo a partial install");
+                    }
+                }
+                return Err(e);
+            }
+            committed.push(*family);
+        }
         Ok(())
+    }
+}
+
+/// What of statewall's a family's `iptables-save` output shows: per table, whether a
+/// [`CHAIN`] chain exists and the rules (of any chain) that jump to it.
+#[derive(Debug, Default)]
+struct Installed {
+    /// table → deletions (`-D HOOK ... -j STATEWALL`) of the jumps found in it.
+    tables: BTreeMap<String, Vec<String>>,
+}
+
+impl Installed {
+    fn parse(saved: &str) -> Installed {
+        let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut table: Option<String> = None;
+        let chain_decl = format!(":{CHAIN} ");
+        for line in saved.lines() {
+            if let Some(t) = line.strip_prefix('*') {
+                table = Some(t.trim().to_string());
+                continue;
+            }
+            let Some(t) = &table else { continue };
+            if line.starts_with(&chain_decl) {
+                tables.entry(t.clone()).or_default();
+                continue;
+            }
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let jumps = words.windows(2).any(|w| w == ["-j", CHAIN]);
+            if words.len() >= 2 && words[0] == "-A" && words[1] != CHAIN && jumps {
+                let mut d = vec!["-D"];
+                d.extend_from_slice(&words[1..]);
+                tables.entry(t.clone()).or_default().push(d.join(" "));
+            }
+        }
+        Installed { tables }
+    }
+
+    fn jumps_in(&self, table: &str) -> Vec<String> {
+        self.tables.get(table).cloned().unwrap_or_default()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+}
+
+/// The restore text that deletes every jump to [`CHAIN`] and the chain in `table`.
+fn removal_for(current: &Installed, table: &str) -> String {
+    let mut text = format!("*{table}\n:{CHAIN} - [0:0]\n");
+    for jump in current.jumps_in(table) {
+        text.push_str(&jump);
+        text.push('\n');
+    }
+    text.push_str(&format!("-X {CHAIN}\nCOMMIT\n"));
+    text
+}
+
+/// The restore text that removes everything of statewall's `saved` shows (empty: nothing to
+/// remove).
+pub fn removal_input(saved: &str) -> String {
+    let current = Installed::parse(saved);
+    current
+        .tables
+        .keys()
+        .map(|t| removal_for(&current, t))
+        .collect()
+}
+
+/// `iptables-save` (or `ip6tables-save`) output.
+fn save(family: Family) -> Result<String, NetfilterError> {
+    let command = family.save().to_string();
+    let out = Command::new(family.save())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| NetfilterError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(NetfilterError::Failed {
+            command,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs one `iptables-restore -w --noflush [--test]` transaction.
+fn restore(family: Family, input: &str, test: bool) -> Result<(), NetfilterError> {
+    let mut args = vec!["-w", "--noflush"];
+    if test {
+        args.push("--test");
+    }
+    let command = format!("{} {}", family.restore(), args.join(" "));
+    let spawn_err = |source| NetfilterError::Spawn {
+        command: command.clone(),
+        source,
+    };
+    let mut child = Command::new(family.restore())
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_err)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).map_err(spawn_err)?;
+    }
+    let out = child.wait_with_output().map_err(spawn_err)?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(NetfilterError::Failed {
+            command,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
@@ -247,61 +424,41 @@ fn nfqueue_target(q: &QueueSection) -> Vec<String> {
     t
 }
 
-/// Whether a [`CHAIN`] chain exists in the filter table (v4 or v6): a run that did not clean
-/// up (killed, crashed) left it behind.
+/// Whether a [`CHAIN`] chain (or a jump to it) exists in any table, v4 or v6: a run that left
+/// its rules (on_stop = "keep", killed, crashed) was here before.
 pub fn leftover_exists() -> bool {
     Family::BOTH
         .iter()
-        .any(|f| Rule::new(*f, &["-S", CHAIN]).run().is_ok())
+        .any(|f| save(*f).is_ok_and(|s| !Installed::parse(&s).is_empty()))
 }
 
-/// Removes every jump to [`CHAIN`] and the chain itself, in both tables and both families.
-/// Missing pieces are fine; returns how many commands succeeded (0: nothing was there).
-pub fn remove_all() -> usize {
-    let mut done = 0;
+fn remove_family(family: Family) -> Result<bool, NetfilterError> {
+    let input = removal_input(&save(family)?);
+    if input.is_empty() {
+        return Ok(false);
+    }
+    restore(family, &input, false)?;
+    Ok(true)
+}
+
+/// Removes every jump to [`CHAIN`] and the chains, in every table and both families, one
+/// transaction per family. Returns whether anything was there.
+pub fn remove_all() -> Result<bool, NetfilterError> {
+    let mut removed = false;
+    let mut first_error = None;
     for family in Family::BOTH {
-        for (table, hooks) in ALL_HOOKS {
-            for hook in hooks {
-                for rule in jumps_in(family, table, hook) {
-                    match rule.run() {
-                        Ok(_) => done += 1,
-                        Err(e) => tracing::warn!(error = %e, "cannot remove jump"),
-                    }
-                }
-            }
-            for op in ["-F", "-X"] {
-                if Rule::new(family, &["-t", table, op, CHAIN]).run().is_ok() {
-                    done += 1;
-                }
+        match remove_family(family) {
+            Ok(r) => removed |= r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot remove the {} rules", family.program());
+                first_error.get_or_insert(e);
             }
         }
     }
-    done
-}
-
-/// The `-D` commands that delete every rule of `hook` (in `table`) jumping to [`CHAIN`].
-fn jumps_in(family: Family, table: &str, hook: &str) -> Vec<Rule> {
-    let Ok(listing) = Rule::new(family, &["-t", table, "-S", hook]).run() else {
-        return Vec::new();
-    };
-    deletions_for(family, table, hook, &listing)
-}
-
-/// Parses `iptables -S HOOK` output into deletions of the rules that jump to [`CHAIN`].
-fn deletions_for(family: Family, table: &str, hook: &str, listing: &str) -> Vec<Rule> {
-    listing
-        .lines()
-        .filter_map(|line| {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            let jumps = words.windows(2).any(|w| w == ["-j", CHAIN]);
-            if words.len() < 2 || words[0] != "-A" || words[1] != hook || !jumps {
-                return None;
-            }
-            let mut args = vec!["-t", table, "-D"];
-            args.extend_from_slice(&words[1..]);
-            Some(Rule::new(family, &args))
-        })
-        .collect()
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(removed),
+    }
 }
 
 #[cfg(test)]
@@ -385,19 +542,51 @@ mod tests {
         assert!(p.contains(&"iptables -w -t raw -I PREROUTING 1 -j STATEWALL".to_string()));
     }
 
+    const SAVED: &str = "# Generated by iptables-save\n*raw\n:PREROUTING ACCEPT [0:0]\n:STATEWALL - [0:0]\n-A PREROUTING -j STATEWALL\n-A STATEWALL -j CT --notrack\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:STATEWALL - [0:0]\n-A FORWARD -i eth0 -j ACCEPT\n-A FORWARD -j STATEWALL\n-A FORWARD -j STATEWALLX\n-A FORWARD -s 10.0.0.0/8 -j STATEWALL\n-A STATEWALL -j NFQUEUE --queue-num 0\nCOMMIT\n";
+
     #[test]
     fn leftover_jumps_are_found_wherever_they_are() {
-        let listing = "-P FORWARD ACCEPT\n-A FORWARD -i eth0 -j ACCEPT\n-A FORWARD -j STATEWALL\n-A FORWARD -j STATEWALLX\n-A FORWARD -s 10.0.0.0/8 -j STATEWALL\n";
-        let d: Vec<String> = deletions_for(Family::V6, "filter", "FORWARD", listing)
-            .iter()
-            .map(|r| r.to_string())
-            .collect();
+        let i = Installed::parse(SAVED);
         assert_eq!(
-            d,
+            i.jumps_in("filter"),
             vec![
-                "ip6tables -w -t filter -D FORWARD -j STATEWALL",
-                "ip6tables -w -t filter -D FORWARD -s 10.0.0.0/8 -j STATEWALL",
+                "-D FORWARD -j STATEWALL",
+                "-D FORWARD -s 10.0.0.0/8 -j STATEWALL"
             ]
         );
+        assert_eq!(i.jumps_in("raw"), vec!["-D PREROUTING -j STATEWALL"]);
+        assert!(Installed::parse("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n").is_empty());
+    }
+
+    #[test]
+    fn install_replaces_an_earlier_run_in_one_transaction_per_table() {
+        let q = QueueSection::default();
+        let n = NetfilterSection::default();
+        let text = Plan::new(&q, &n).restore_input(Family::V4, SAVED);
+        assert_eq!(
+            text,
+            "*filter\n:STATEWALL - [0:0]\n-D FORWARD -j STATEWALL\n-D FORWARD -s 10.0.0.0/8 -j STATEWALL\n\
+             -A STATEWALL -i lo -j RETURN\n-A STATEWALL -o lo -j RETURN\n\
+             -A STATEWALL -m mark --mark 0x5717 -j RETURN\n-A STATEWALL -j NFQUEUE --queue-num 0\n\
+             -I FORWARD 1 -j STATEWALL\nCOMMIT\n\
+             *raw\n:STATEWALL - [0:0]\n-D PREROUTING -j STATEWALL\n-X STATEWALL\nCOMMIT\n"
+        );
+        // Nothing there before: no deletions, no raw table touched.
+        let fresh = Plan::new(&q, &n).restore_input(Family::V6, "");
+        assert!(!fresh.contains("-D ") && !fresh.contains("*raw"), "{fresh}");
+        assert!(
+            fresh.ends_with("-I FORWARD 1 -j STATEWALL\nCOMMIT\n"),
+            "{fresh}"
+        );
+    }
+
+    #[test]
+    fn removal_deletes_jumps_then_chains_where_they_exist() {
+        assert_eq!(
+            removal_input(SAVED),
+            "*filter\n:STATEWALL - [0:0]\n-D FORWARD -j STATEWALL\n-D FORWARD -s 10.0.0.0/8 -j STATEWALL\n-X STATEWALL\nCOMMIT\n\
+             *raw\n:STATEWALL - [0:0]\n-D PREROUTING -j STATEWALL\n-X STATEWALL\nCOMMIT\n"
+        );
+        assert_eq!(removal_input("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n"), "");
     }
 }

@@ -3,13 +3,19 @@
 //! Each worker receives a packet, hands it to [`Engine::process`], performs the decision's
 //! actions and sends the verdict. The `nfq` crate defaults a received message to Accept, so
 //! the verdict is always set explicitly. Nothing a packet contains can stop a worker: the engine
-//! turns undecodable packets into counted drops, and a panic inside the engine is caught,
-//! counted and answered with a drop.
+//! turns undecodable packets into counted drops, a panic inside the engine is caught, counted
+//! and answered with a drop, and a panic while performing the actions (answers, log lines) is
+//! caught and counted too, the verdict standing.
+//!
+//! Every turn of a worker's loop records a heartbeat ([`QueueCounters::heartbeat_ms`]); the
+//! daemon pings the systemd watchdog only while every worker beats, so a dead or stuck worker
+//! stops the pings. The kernel reports socket-buffer overflows (`ENOBUFS`, counted as
+//! `enobufs`): packets were lost before statewall could see them.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +23,7 @@ use thiserror::Error;
 
 use crate::config::QueueSection;
 use crate::engine::{Engine, Verdict};
+use crate::fault::{self, Fault};
 use crate::io::actions::ActionHandler;
 use crate::packet::PacketMeta;
 use crate::time::Timestamp;
@@ -81,7 +88,8 @@ pub fn open(num: u16, opts: QueueOptions) -> Result<nfq::Queue, QueueError> {
         "set the queue length",
         q.set_queue_max_len(num, opts.max_len),
     )?;
-    cfg("turn ENOBUFS reports off", q.set_recv_enobufs(false))?;
+    // Overflows of the socket buffer are reported (ENOBUFS), counted and warned about.
+    cfg("turn ENOBUFS reports on", q.set_recv_enobufs(true))?;
     Ok(q)
 }
 
@@ -94,12 +102,19 @@ pub struct QueueCounters {
     pub accepted: AtomicU64,
     /// Drop verdicts sent.
     pub dropped: AtomicU64,
-    /// Failed receives (ENOBUFS: the socket buffer overflowed, packets were lost).
+    /// Failed receives other than `ENOBUFS`.
     pub recv_errors: AtomicU64,
+    /// `ENOBUFS` reports: the socket buffer overflowed and the kernel lost packets.
+    pub enobufs: AtomicU64,
     /// Failed verdict sends.
     pub verdict_errors: AtomicU64,
-    /// Engine panics caught (the packet was dropped).
+    /// Panics caught: in the engine (the packet was dropped) or in action handling (the
+    /// verdict stood).
     pub panics: AtomicU64,
+    /// Milliseconds since the daemon's start at the worker's last loop turn.
+    pub heartbeat_ms: AtomicU64,
+    /// The worker is blocked waiting for the kernel (an idle queue is alive).
+    pub waiting: AtomicBool,
 }
 
 impl QueueCounters {
@@ -112,9 +127,26 @@ impl QueueCounters {
             accepted: l(&self.accepted),
             dropped: l(&self.dropped),
             recv_errors: l(&self.recv_errors),
+            enobufs: l(&self.enobufs),
             verdict_errors: l(&self.verdict_errors),
             panics: l(&self.panics),
         }
+    }
+
+    /// Records a heartbeat at `now` (time since the daemon's start).
+    pub fn beat(&self, now: Duration) {
+        let ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+        self.heartbeat_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long the worker has been silent at `now` (time since the daemon's start): zero
+    /// while it waits for the kernel, otherwise the time since its last beat.
+    pub fn silent_for(&self, now: Duration) -> Duration {
+        if self.waiting.load(Ordering::Relaxed) {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed));
+        now.saturating_sub(last)
     }
 }
 
@@ -131,9 +163,11 @@ pub struct QueueStats {
     pub dropped: u64,
     /// Failed receives.
     pub recv_errors: u64,
+    /// Socket buffer overflows reported.
+    pub enobufs: u64,
     /// Failed verdicts.
     pub verdict_errors: u64,
-    /// Engine panics caught.
+    /// Panics caught (engine or actions).
     pub panics: u64,
 }
 
@@ -176,16 +210,30 @@ impl Worker {
     pub fn run(self, mut queue: nfq::Queue) -> WorkerFailed {
         let mut names = IfNames::default();
         let mut failures = 0u32;
+        let mut received = 0u64;
         loop {
-            let mut msg = match queue.recv() {
+            self.counters.beat(self.start.elapsed());
+            let result = if received > 0 && fault::injected(Fault::RecvError) {
+                Err(std::io::Error::other("injected receive failure"))
+            } else {
+                self.counters.waiting.store(true, Ordering::Relaxed);
+                let r = queue.recv();
+                self.counters.waiting.store(false, Ordering::Relaxed);
+                self.counters.beat(self.start.elapsed());
+                r
+            };
+            let mut msg = match result {
                 Ok(m) => {
                     failures = 0;
                     m
                 }
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    bump(&self.counters.enobufs);
+                    continue;
+                }
                 Err(e) => {
                     bump(&self.counters.recv_errors);
-                    if e.kind() == ErrorKind::Interrupted || e.raw_os_error() == Some(libc::ENOBUFS)
-                    {
+                    if e.kind() == ErrorKind::Interrupted {
                         continue;
                     }
                     failures += 1;
@@ -201,6 +249,7 @@ impl Worker {
                     continue;
                 }
             };
+            received += 1;
             bump(&self.counters.packets);
             let (indev, outdev) = (msg.get_indev(), msg.get_outdev());
             names.learn(indev);
@@ -216,8 +265,18 @@ impl Worker {
                 self.engine.process(payload, &meta, now)
             })) {
                 Ok(decision) => {
-                    for action in decision.actions {
-                        self.actions.perform(action);
+                    let actions = decision.actions;
+                    let performed = catch_unwind(AssertUnwindSafe(|| {
+                        if fault::injected(Fault::ActionPanic) && !actions.is_empty() {
+                            panic!("injected action panic");
+                        }
+                        for action in actions {
+                            self.actions.perform(action);
+                        }
+                    }));
+                    if performed.is_err() {
+                        bump(&self.counters.panics);
+                        tracing::error!(queue = self.num, "action handling panicked; verdict kept");
                     }
                     decision.verdict
                 }
@@ -240,6 +299,15 @@ impl Worker {
             if let Err(e) = queue.verdict(msg) {
                 bump(&self.counters.verdict_errors);
                 tracing::debug!(queue = self.num, error = %e, "verdict failed");
+            }
+            if fault::injected(Fault::Stall) {
+                tracing::warn!(
+                    queue = self.num,
+                    "injected stall: this worker stops for good"
+                );
+                loop {
+                    std::thread::park();
+                }
             }
         }
     }

@@ -156,7 +156,7 @@ impl Loader {
             }
             return;
         }
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::io::files::read_regular(path, crate::io::files::MAX_FILE) {
             Ok(t) => t,
             Err(e) => {
                 let what = if from.is_some() {

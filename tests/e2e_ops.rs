@@ -1,0 +1,503 @@
+//! End-to-end tests of the daemon's operations: every exit path and what it leaves behind,
+//! atomic installs, the watchdog following the workers, caught action panics, and the daemon
+//! running as the packaged unit runs it (user `statewall`, two ambient capabilities).
+#![cfg(feature = "e2e")]
+
+#[allow(dead_code)]
+mod e2e;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e::{signal, FinalStats, Lab, SRV_V4};
+
+const BIN: &str = env!("CARGO_BIN_EXE_statewall");
+
+/// A `statewall run` started by hand (environment, wrapper command, no wait for readiness).
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `[wrapper...] statewall run --config CONFIG` in the gateway with `env`.
+    fn spawn(
+        lab: &Lab,
+        config: &Path,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+        bin: &str,
+    ) -> Daemon {
+        let dir = config.parent().expect("config dir");
+        let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+        let log = dir.join(format!("daemon-{n}.log"));
+        // `exec` keeps the shell's pid through `ip netns exec`: WATCHDOG_PID names the daemon.
+        let script = format!(
+            "export WATCHDOG_PID=$$; exec ip netns exec {} {} {} run --config {}",
+            lab.ns("gw"),
+            wrapper.join(" "),
+            bin,
+            config.display()
+        );
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Daemon {
+            child: cmd.spawn().expect("start statewall"),
+            log,
+        }
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`.
+    fn wait_log(&self, needle: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !self.text().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "`{needle}` not logged within {secs} s:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_exit(&mut self, secs: u64) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "statewall still running after {secs} s:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM, exit 0 within 2 s; the final stats.
+    fn stop(mut self) -> (FinalStats, String) {
+        signal(self.child.id(), "TERM");
+        let status = self.wait_exit(2);
+        let log = self.text();
+        assert!(status.success(), "exit {status}:\n{log}");
+        (FinalStats::parse(&log), log)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `statewall.toml` in `dir` (socket in `dir`) with `extra` TOML.
+fn config(dir: &Path, extra: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("dir");
+    let path = dir.join("statewall.toml");
+    let text = format!(
+        "{extra}\n[log]\nstats_interval = 0\n[control]\nsocket = \"{}\"\n",
+        dir.join("control.sock").display()
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn web(lab: &mut Lab) {
+    let www = lab.tmp.join("www");
+    std::fs::create_dir_all(&www).expect("www");
+    std::fs::write(www.join("small"), "small\n").expect("small");
+    lab.spawn(
+        "srv",
+        &format!(
+            "exec python3 -m http.server --bind :: --directory {} 8080",
+            www.display()
+        ),
+    );
+    lab.wait_port("srv", 8080);
+}
+
+/// Whether an HTTP GET from cli to srv gets through within 3 s.
+fn passes(lab: &Lab) -> bool {
+    lab.sh(
+        "cli",
+        6,
+        &format!("curl -sf --max-time 3 http://{SRV_V4}:8080/small"),
+    )
+    .status
+    .success()
+}
+
+fn jumps(lab: &Lab) -> usize {
+    lab.gw_rules().matches("-A FORWARD -j STATEWALL").count()
+}
+
+#[test]
+fn every_exit_keeps_the_diversion_unless_configured_and_cleanup_removes_it() {
+    let mut lab = Lab::up();
+    web(&mut lab);
+    let dir = lab.tmp.join("sw");
+    let keep = config(&dir, "");
+    assert!(passes(&lab), "no statewall, no rules: traffic passes");
+
+    // SIGTERM, on_stop = "keep" (default): rules stay, traffic is dropped until the next run.
+    let d = Daemon::spawn(&lab, &keep, &[], &[], BIN);
+    d.wait_log("statewall running", 10);
+    assert!(passes(&lab));
+    let (_, log) = d.stop();
+    assert!(log.contains("netfilter rules left in place"), "{log}");
+    assert_eq!(jumps(&lab), 2, "{}", lab.gw_rules());
+    assert!(!passes(&lab), "traffic passed unjudged after SIGTERM");
+
+    // The next start replaces them (one jump per family) and traffic flows; SIGKILL keeps them.
+    let d = Daemon::spawn(&lab, &keep, &[], &[], BIN);
+    d.wait_log("statewall running", 10);
+    assert_eq!(jumps(&lab), 2);
+    assert!(passes(&lab));
+    drop(d);
+    assert_eq!(jumps(&lab), 2, "rules after SIGKILL");
+    assert!(!passes(&lab));
+
+    // A setup error after the install (the control socket path is a regular file): exit 1,
+    // rules kept, the log says why and what happened to them.
+    let _ = std::fs::remove_file(dir.join("control.sock"));
+    std::fs::write(dir.join("control.sock"), "not a socket").expect("write");
+    let mut d = Daemon::spawn(&lab, &keep, &[], &[], BIN);
+    let status = d.wait_exit(10);
+    let log = d.text();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("not a socket") && log.contains("left in place"),
+        "{log}"
+    );
+    assert_eq!(jumps(&lab), 2);
+    std::fs::remove_file(dir.join("control.sock")).expect("rm");
+
+    // A worker that fails for good: exit 1, rules kept.
+    let mut d = Daemon::spawn(
+        &lab,
+        &keep,
+        &[("FAULT_INJECT_STATEWALL", "recv_error")],
+        &[],
+        BIN,
+    );
+    d.wait_log("statewall running", 10);
+    let _ = passes(&lab);
+    let status = d.wait_exit(15);
+    let log = d.text();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("queue worker failed") && log.contains("left in place"),
+        "{log}"
+    );
+    assert_eq!(jumps(&lab), 2);
+
+    // SIGTERM, on_stop = "remove": the rules go, traffic passes unjudged.
+    let remove = config(&dir, "[netfilter]\non_stop = \"remove\"\n");
+    let d = Daemon::spawn(&lab, &remove, &[], &[], BIN);
+    d.wait_log("statewall running", 10);
+    let (_, log) = d.stop();
+    assert!(log.contains("netfilter rules removed"), "{log}");
+    assert!(!lab.gw_rules().contains("STATEWALL"), "{}", lab.gw_rules());
+    assert!(passes(&lab));
+
+    // `statewall cleanup` removes what a kept run left, and says when there is nothing.
+    let d = Daemon::spawn(&lab, &keep, &[], &[], BIN);
+    d.wait_log("statewall running", 10);
+    drop(d);
+    let out = lab.sh(
+        "gw",
+        10,
+        &format!("{BIN} cleanup --config {}", keep.display()),
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rules removed"));
+    assert!(!lab.gw_rules().contains("STATEWALL"));
+    let out = lab.sh(
+        "gw",
+        10,
+        &format!("{BIN} cleanup --config {}", keep.display()),
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no statewall rules"));
+}
+
+#[test]
+fn a_failed_install_leaves_nothing_half_done() {
+    let lab = Lab::up();
+    let dir = lab.tmp.join("sw");
+    let cfg = config(&dir, "");
+    // ip6tables-restore that passes the test run and fails the commit: the IPv4 transaction,
+    // already committed, must be undone; one that fails the test run: nothing is committed.
+    let fake = lab.tmp.join("bin");
+    std::fs::create_dir_all(&fake).expect("bin");
+    let script = fake.join("ip6tables-restore");
+    for (mode, what) in [
+        ("commit", "after the IPv4 commit"),
+        ("test", "at the test run"),
+    ] {
+        let fail_if = if mode == "commit" {
+            "case \" $* \" in *\" --test \"*) exec /usr/sbin/ip6tables-restore \"$@\";; esac"
+        } else {
+            ""
+        };
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n{fail_if}\necho 'injected ip6tables-restore failure' >&2\nexit 1\n"
+            ),
+        )
+        .expect("write fake");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let path = format!(
+            "{}:{}",
+            fake.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut d = Daemon::spawn(&lab, &cfg, &[("PATH", &path)], &[], BIN);
+        let status = d.wait_exit(10);
+        let log = d.text();
+        assert_eq!(status.code(), Some(1), "{what}: {log}");
+        assert!(
+            log.contains("injected ip6tables-restore failure"),
+            "{what}: {log}"
+        );
+        assert!(
+            log.contains("netfilter rules not installed"),
+            "{what}: {log}"
+        );
+        assert!(
+            !lab.gw_rules().contains("STATEWALL"),
+            "{what}:\n{}",
+            lab.gw_rules()
+        );
+    }
+}
+
+/// Reads notifications from a NOTIFY_SOCKET until `until`; returns them in order.
+fn notifications(sock: &UnixDatagram, until: Instant) -> Vec<String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        let _ = sock.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+        match sock.recv(&mut buf) {
+            Ok(n) => got.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+#[test]
+fn the_watchdog_follows_the_workers_and_action_panics_are_caught() {
+    let mut lab = Lab::up();
+    web(&mut lab);
+    let dir = lab.tmp.join("sw");
+    let rules = dir.join("web.rules");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        &rules,
+        "policy drop\nallow tcp to any port 8080 log label \"web\"\n",
+    )
+    .expect("rules");
+    let cfg = config(
+        &dir,
+        &format!("rules = \"{}\"\n[queue]\ncount = 2\n", rules.display()),
+    );
+    let sock_path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("notify socket");
+    let notify = sock_path.display().to_string();
+    let env = [
+        ("NOTIFY_SOCKET", notify.as_str()),
+        ("WATCHDOG_USEC", "2000000"),
+    ];
+
+    // Idle queues are alive: pings keep coming for seconds without a packet.
+    let d = Daemon::spawn(&lab, &cfg, &env, &[], BIN);
+    d.wait_log("statewall running", 10);
+    let seen = notifications(&sock, Instant::now() + Duration::from_secs(3));
+    assert!(seen.iter().any(|m| m.contains("READY=1")), "{seen:?}");
+    let pings = seen.iter().filter(|m| m.contains("WATCHDOG=1")).count();
+    assert!(
+        pings >= 5,
+        "only {pings} watchdog pings in 3 s while idle: {seen:?}"
+    );
+    d.stop();
+
+    // A panic while performing the actions (the rule's log line) is caught and counted; the
+    // packets still get their verdicts.
+    let fault = [("FAULT_INJECT_STATEWALL", "action_panic")];
+    let d = Daemon::spawn(&lab, &cfg, &fault, &[], BIN);
+    d.wait_log("statewall running", 10);
+    assert!(passes(&lab), "traffic must pass despite the action panics");
+    let (stats, log) = d.stop();
+    assert!(stats.get("panics") >= 1, "{}", stats.line);
+    assert!(log.contains("action handling panicked"), "{log}");
+    assert_eq!(stats.get("dropped"), 0, "{}", stats.line);
+
+    // A worker that stalls stops the pings (systemd would then restart statewall).
+    let mut env_stall = env.to_vec();
+    env_stall.push(("FAULT_INJECT_STATEWALL", "stall"));
+    let d = Daemon::spawn(&lab, &cfg, &env_stall, &[], BIN);
+    d.wait_log("statewall running", 10);
+    let _ = notifications(&sock, Instant::now() + Duration::from_millis(500));
+    let _ = passes(&lab);
+    d.wait_log("injected stall", 10);
+    d.wait_log("stuck or dead: watchdog pings stopped", 10);
+    // Pings already on their way are drained, then none may come.
+    let _ = notifications(&sock, Instant::now() + Duration::from_millis(300));
+    let late = notifications(&sock, Instant::now() + Duration::from_secs(2));
+    assert!(
+        !late.iter().any(|m| m.contains("WATCHDOG=1")),
+        "pings went on with a stalled worker: {late:?}"
+    );
+}
+
+/// Creates the `statewall` user from the shipped sysusers.d file (as the package does).
+fn ensure_user() {
+    let conf = e2e::root().join("systemd/statewall.sysusers");
+    let out = Command::new("systemd-sysusers")
+        .arg(&conf)
+        .output()
+        .expect("systemd-sysusers is missing: run scripts/setup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn id(what: &str) -> u32 {
+    let out = Command::new("id")
+        .args([what, "statewall"])
+        .output()
+        .expect("id");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("numeric id")
+}
+
+#[test]
+fn runs_as_the_unit_runs_it_user_statewall_with_two_capabilities() {
+    let mut lab = Lab::up();
+    e2e::require(&["setpriv", "systemd-sysusers"]);
+    ensure_user();
+    let (uid, gid) = (id("-u"), id("-g"));
+    web(&mut lab);
+    // What the unit sets up: a runtime directory owned by the user, mode 0750.
+    let dir = lab.tmp.join("run");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("chown");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+    let rules = lab.tmp.join("web.rules");
+    std::fs::write(
+        &rules,
+        "policy drop\nallow tcp to any port 8080\nreject tcp to any port 8081\n",
+    )
+    .expect("rules");
+    let cfg = dir.join("statewall.toml");
+    let text = format!(
+        "rules = \"{}\"\n[log]\nstats_interval = 0\n[control]\nsocket = \"{}\"\ngroup = \"statewall\"\n",
+        rules.display(),
+        dir.join("control.sock").display()
+    );
+    std::fs::write(&cfg, text).expect("write config");
+    // The binary where the user can run it, whatever the checkout's permissions.
+    let bin = lab.tmp.join("statewall");
+    std::fs::copy(BIN, &bin).expect("copy binary");
+    let bin = bin.display().to_string();
+    let setpriv = [
+        "setpriv",
+        "--reuid=statewall",
+        "--regid=statewall",
+        "--init-groups",
+        "--inh-caps=-all,+net_admin,+net_raw",
+        "--ambient-caps=-all,+net_admin,+net_raw",
+        "--bounding-set=-all,+net_admin,+net_raw",
+        "--no-new-privs",
+    ];
+    let d = Daemon::spawn(&lab, &cfg, &[], &setpriv, &bin);
+    d.wait_log("statewall running", 10);
+
+    // The process: user statewall, exactly the two capabilities.
+    let pid = d.child.id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    assert!(field("Uid:").starts_with(&format!("{uid}\t")), "{status}");
+    let caps = (1u64 << 12) | (1u64 << 13); // CAP_NET_ADMIN, CAP_NET_RAW
+    for k in ["CapEff:", "CapAmb:", "CapBnd:"] {
+        assert_eq!(u64::from_str_radix(&field(k), 16).expect(k), caps, "{k}");
+    }
+    // iptables-restore ran as a child with the ambient capabilities.
+    assert_eq!(jumps(&lab), 2, "{}", lab.gw_rules());
+    // Queues work (allowed traffic passes), raw sockets work (a reject is answered with a
+    // RST: curl fails at once with "connection refused" instead of timing out).
+    assert!(passes(&lab));
+    let t0 = Instant::now();
+    let refused = lab.sh(
+        "cli",
+        6,
+        &format!("curl -s --max-time 3 http://{SRV_V4}:8081/"),
+    );
+    assert_eq!(refused.status.code(), Some(7), "curl: {:?}", refused);
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "no RST: {:?}",
+        t0.elapsed()
+    );
+    // The control socket: the daemon's user and group, mode 0660, reached by root and by a
+    // member of the group; who reloaded is logged.
+    let sock = dir.join("control.sock");
+    let meta = std::fs::metadata(&sock).expect("socket");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (uid, gid, 0o660)
+    );
+    lab.ok(
+        "gw",
+        10,
+        &format!("{bin} reload --socket {}", sock.display()),
+    );
+    let as_member = lab.sh(
+        "gw",
+        10,
+        &format!(
+            "setpriv --reuid=65534 --regid={gid} --clear-groups {bin} status --socket {}",
+            sock.display()
+        ),
+    );
+    assert!(as_member.status.success(), "{:?}", as_member);
+    d.wait_log("control request uid=0", 5);
+
+    let (stats, log) = d.stop();
+    assert!(log.contains("left in place"), "{log}");
+    assert_eq!(stats.get("recv_errors"), 0, "{}", stats.line);
+    lab.ok(
+        "gw",
+        10,
+        &format!("{bin} cleanup --config {}", cfg.display()),
+    );
+    assert!(!lab.gw_rules().contains("STATEWALL"));
+}
