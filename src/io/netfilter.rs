@@ -391,12 +391,15 @@ fn restore(family: Family, input: &str, test: bool) -> Result<(), NetfilterError
         .stderr(Stdio::piped())
         .spawn()
         .map_err(spawn_err)?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input.as_bytes()).map_err(spawn_err)?;
-    }
+    // A restore that stops early (a bad line) closes its input: its exit status and stderr
+    // say why, not our broken pipe.
+    let written = child
+        .stdin
+        .take()
+        .map_or(Ok(()), |mut stdin| stdin.write_all(input.as_bytes()));
     let out = child.wait_with_output().map_err(spawn_err)?;
     if out.status.success() {
-        Ok(())
+        written.map_err(spawn_err)
     } else {
         Err(NetfilterError::Failed {
             command,
