@@ -108,6 +108,13 @@ enum Command {
     Reload(ClientArgs),
     /// List sources blocked by the scan detector.
     Blocks(ClientArgs),
+    /// Write the man page statewall(8) and shell completions (bash, zsh, fish) into DIR
+    /// (used by scripts/package).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Output directory.
+        dir: PathBuf,
+    },
     /// Lift the block of a source.
     Unblock {
         #[command(flatten)]
@@ -158,6 +165,7 @@ fn main() -> ExitCode {
         Command::Run { config } => cmd_run(&config),
         Command::PrintRules { config } => cmd_print_rules(config.as_deref()),
         Command::Cleanup { config } => cmd_cleanup(config.as_deref()),
+        Command::GenerateAssets { dir } => cmd_generate_assets(&dir),
         Command::Replay {
             file,
             json,
@@ -227,6 +235,88 @@ fn cmd_run(config: &Path) -> ExitCode {
         }
     }
 }
+
+/// statewall(8) from the CLI definition (every subcommand as a section), and completions.
+fn cmd_generate_assets(dir: &Path) -> ExitCode {
+    use clap::CommandFactory;
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let cmd = Cli::command();
+        let mut page = Vec::new();
+        let man = clap_mangen::Man::new(cmd.clone()).section("8");
+        man.render_title(&mut page)?;
+        man.render_name_section(&mut page)?;
+        man.render_synopsis_section(&mut page)?;
+        man.render_description_section(&mut page)?;
+        page.extend_from_slice(b".SH COMMANDS\n");
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let name = format!("statewall {}", sub.get_name());
+            let sub = sub.clone().name(name);
+            page.extend_from_slice(format!(".SS \"{}\"\n", sub.get_name()).as_bytes());
+            let sub_man = clap_mangen::Man::new(sub);
+            sub_man.render_synopsis_section(&mut page)?;
+            page.extend_from_slice(b".PP\n");
+            sub_man.render_description_section(&mut page)?;
+            sub_man.render_options_section(&mut page)?;
+        }
+        page.extend_from_slice(SEE_ALSO.as_bytes());
+        // The per-command parts repeat .SH headers: make them subsections of COMMANDS.
+        let page = String::from_utf8_lossy(&page)
+            .lines()
+            .scan(false, |in_commands, line| {
+                if line == ".SH COMMANDS" {
+                    *in_commands = true;
+                    return Some(line.to_string());
+                }
+                if line.starts_with(".SH SEE ALSO") {
+                    *in_commands = false;
+                }
+                Some(match line.strip_prefix(".SH ") {
+                    Some(_) if *in_commands => String::new(),
+                    _ => line.to_string(),
+                })
+            })
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(dir.join("statewall.8"), page + "\n")?;
+        for (shell, file) in [
+            (clap_complete::Shell::Bash, "statewall.bash"),
+            (clap_complete::Shell::Zsh, "_statewall"),
+            (clap_complete::Shell::Fish, "statewall.fish"),
+        ] {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "statewall", &mut out);
+            std::fs::write(dir.join(file), out)?;
+        }
+        Ok(())
+    };
+    match write() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("statewall: generate-assets {}: {e}", dir.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+const SEE_ALSO: &str = ".SH FILES
+.TP
+/etc/statewall/statewall.toml
+the configuration, see statewall.toml(5)
+.TP
+/etc/statewall/*.rules
+rule files, see statewall.rules(5)
+.TP
+/run/statewall/control.sock
+the control socket of the running daemon
+.SH EXIT STATUS
+0 on success; 1 when the daemon failed (a queue, the netfilter rules, a worker); 2 for a
+configuration or rule file error (nothing was changed).
+.SH SEE ALSO
+statewall.toml(5), statewall.rules(5), iptables(8), systemd.service(5);
+/usr/share/doc/statewall/operations.md
+";
 
 fn cmd_cleanup(config: Option<&Path>) -> ExitCode {
     let settings = match config {
