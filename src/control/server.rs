@@ -691,4 +691,35 @@ mod tests {
             Response::error("no block list")
         );
     }
+
+    #[test]
+    fn reload_source_lines_only_for_peers_who_may_read_the_files() {
+        let dir = std::env::temp_dir().join(format!("statewall-redact-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let secret = dir.join("secret.rules");
+        std::fs::write(&secret, "alow tcp\n").expect("write");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let errors = vec![format!(
+            "{}:1:1: error: unknown keyword\nalow tcp\n^",
+            secret.display()
+        )];
+        let sources = vec![secret.clone()];
+        assert_eq!(
+            reload_details(errors.clone(), &sources, &Peer::root()),
+            errors
+        );
+        let nobody = Peer {
+            uid: 65534,
+            gid: 65534,
+            pid: 1,
+        };
+        let shown = reload_details(errors.clone(), &sources, &nobody);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            shown[0],
+            format!("{}:1:1: error: unknown keyword", secret.display())
+        );
+        assert!(!shown.iter().any(|l| l.contains("alow tcp")), "{shown:?}");
+        assert!(shown[1].contains("source lines omitted"), "{shown:?}");
+    }
 }
