@@ -349,7 +349,7 @@ impl Message {
         }
         unsafe {
             let len = be16_to_cpu((*self.hwaddr).hw_addrlen) as usize;
-            Some(&(*self.hwaddr).hw_addr[..len])
+            Some(&(&(*self.hwaddr).hw_addr)[..len])
         }
     }
 
