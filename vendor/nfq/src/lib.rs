@@ -37,6 +37,7 @@ use libc::{
 };
 use std::collections::VecDeque;
 use std::io::Result;
+use std::os::unix::io::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -970,6 +971,23 @@ impl Queue {
     }
 }
 
+impl AsRawFd for Queue {
+    /// The netlink socket, e.g. to wait for it with `poll`/`epoll` next to other file descriptors.
+    /// Reading from it or writing to it directly bypasses the messages `Queue` keeps.
+    #[inline]
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd
+    }
+}
+
+impl AsFd for Queue {
+    #[inline]
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        // The socket stays open as long as `self` lives: `Drop` closes it.
+        unsafe { BorrowedFd::borrow_raw(self.fd) }
+    }
+}
+
 impl Drop for Queue {
     fn drop(&mut self) {
         unsafe { close(self.fd) };
@@ -981,4 +999,30 @@ fn _assert_send_and_sync() {
 
     check::<Message>();
     check::<Queue>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_is_the_open_netlink_socket() {
+        let queue = Queue::open().unwrap();
+        let fd = queue.as_raw_fd();
+        assert!(fd >= 0);
+        assert_eq!(queue.as_fd().as_raw_fd(), fd);
+        let mut domain: c_int = 0;
+        let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_DOMAIN,
+                &mut domain as *mut c_int as _,
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0);
+        assert_eq!(domain, AF_NETLINK);
+    }
 }
