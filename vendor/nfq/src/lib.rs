@@ -641,6 +641,11 @@ impl Queue {
     /// Change whether ENOBUFS should be received by the application if the kernel queue is full.
     /// As user-space usually cannot do any special about this, [`open`](#method.open) will turn
     /// this off by default.
+    ///
+    /// When enabled, the [`recv`](#method.recv) after the socket's receive buffer overflowed
+    /// returns an error with `raw_os_error() == Some(libc::ENOBUFS)` once (packets were lost);
+    /// the following calls receive normally. See also
+    /// [`set_recv_buffer_size`](#method.set_recv_buffer_size).
     pub fn set_recv_enobufs(&mut self, enable: bool) -> std::io::Result<()> {
         let val = (!enable) as c_int;
         if unsafe {
@@ -650,6 +655,94 @@ impl Queue {
                 NETLINK_NO_ENOBUFS,
                 &val as *const c_int as _,
                 std::mem::size_of_val(&val) as _,
+            )
+        } < 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Set the size of the socket's receive buffer, which holds the packets the kernel has queued
+    /// to this socket and that [`recv`](#method.recv) has not read yet. When it is full the
+    /// kernel cannot deliver more packets: they are dropped (counted as "user dropped" in
+    /// `/proc/net/netfilter/nfnetlink_queue`), or accepted if fail open is enabled.
+    ///
+    /// Uses `SO_RCVBUFFORCE`, which needs `CAP_NET_ADMIN` and may exceed `net.core.rmem_max`;
+    /// when that is not permitted, falls back to `SO_RCVBUF`, which the kernel caps at
+    /// `net.core.rmem_max`. Returns the effective size as the kernel reports it
+    /// (`SO_RCVBUF`, which counts the kernel's bookkeeping and so is about twice `size`).
+    pub fn set_recv_buffer_size(&mut self, size: usize) -> Result<usize> {
+        let val = std::cmp::min(size, (c_int::MAX / 2) as usize) as c_int;
+        let set = |opt: c_int| unsafe {
+            setsockopt(
+                self.fd,
+                libc::SOL_SOCKET,
+                opt,
+                &val as *const c_int as _,
+                std::mem::size_of_val(&val) as _,
+            )
+        };
+        if set(libc::SO_RCVBUFFORCE) < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EPERM) {
+                return Err(err);
+            }
+            if set(libc::SO_RCVBUF) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        self.recv_buffer_size()
+    }
+
+    /// Get the size of the socket's receive buffer as the kernel reports it (`SO_RCVBUF`).
+    pub fn recv_buffer_size(&self) -> Result<usize> {
+        let mut val: c_int = 0;
+        let mut len = std::mem::size_of_val(&val) as libc::socklen_t;
+        if unsafe {
+            libc::getsockopt(
+                self.fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                &mut val as *mut c_int as _,
+                &mut len,
+            )
+        } < 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(val as usize)
+    }
+
+    /// Set a timeout for receiving (`SO_RCVTIMEO`), so that a thread blocked in
+    /// [`recv`](#method.recv) on an idle queue wakes up regularly (e.g. to report that it is
+    /// alive). When it expires, `recv` returns an error of kind
+    /// [`WouldBlock`](std::io::ErrorKind::WouldBlock) (`EAGAIN`), as std's sockets do on Unix;
+    /// [`is_timeout`] tells it from real errors. `None` waits forever (the default); a zero
+    /// duration is rejected with `EINVAL`, as in std.
+    pub fn set_recv_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        let tv = match timeout {
+            Some(d) if d == Duration::ZERO => {
+                return Err(std::io::Error::from_raw_os_error(libc::EINVAL))
+            }
+            Some(d) => libc::timeval {
+                tv_sec: std::cmp::min(d.as_secs(), libc::time_t::MAX as u64) as libc::time_t,
+                // At least 1 µs, so that a duration below a microsecond does not mean "forever".
+                tv_usec: std::cmp::max(d.subsec_micros(), u32::from(d.as_secs() == 0))
+                    as libc::suseconds_t,
+            },
+            None => libc::timeval {
+                tv_sec: 0,
+                tv_usec: 0,
+            },
+        };
+        if unsafe {
+            setsockopt(
+                self.fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &tv as *const libc::timeval as _,
+                std::mem::size_of_val(&tv) as _,
             )
         } < 0
         {
@@ -971,6 +1064,16 @@ impl Queue {
     }
 }
 
+/// Whether `err`, returned by [`Queue::recv`], means that the receive timeout set with
+/// [`Queue::set_recv_timeout`] expired (or, in non-blocking mode, that nothing was queued) rather
+/// than a real error.
+pub fn is_timeout(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
 impl AsRawFd for Queue {
     /// The netlink socket, e.g. to wait for it with `poll`/`epoll` next to other file descriptors.
     /// Reading from it or writing to it directly bypasses the messages `Queue` keeps.
@@ -1024,5 +1127,37 @@ mod tests {
         };
         assert_eq!(r, 0);
         assert_eq!(domain, AF_NETLINK);
+    }
+
+    #[test]
+    fn recv_buffer_size_is_enlarged_and_reported() {
+        let mut queue = Queue::open().unwrap();
+        let before = queue.recv_buffer_size().unwrap();
+        let after = queue.set_recv_buffer_size(before * 4).unwrap();
+        assert_eq!(after, queue.recv_buffer_size().unwrap());
+        // SO_RCVBUFFORCE (root) gives the size asked for, doubled for the kernel's bookkeeping;
+        // unprivileged SO_RCVBUF is capped by net.core.rmem_max but never shrinks it here.
+        assert!(after > before, "{} -> {}", before, after);
+    }
+
+    #[test]
+    fn recv_timeout_expires_as_would_block() {
+        let mut queue = Queue::open().unwrap();
+        assert_eq!(
+            queue
+                .set_recv_timeout(Some(Duration::ZERO))
+                .unwrap_err()
+                .raw_os_error(),
+            Some(libc::EINVAL)
+        );
+        queue
+            .set_recv_timeout(Some(Duration::from_millis(30)))
+            .unwrap();
+        let start = std::time::Instant::now();
+        // Not bound to any queue: nothing ever arrives, so only the timeout can end this.
+        let err = queue.recv().unwrap_err();
+        assert!(is_timeout(&err), "{:?}", err);
+        assert!(start.elapsed() >= Duration::from_millis(25));
+        assert!(!is_timeout(&std::io::Error::from_raw_os_error(libc::ENOBUFS)));
     }
 }
