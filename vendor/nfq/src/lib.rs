@@ -31,9 +31,9 @@ mod binding;
 use binding::*;
 use libc::{
     bind, c_int, c_uint, close, nlattr, nlmsgerr, nlmsghdr, recv, sendto, setsockopt, sockaddr_nl,
-    socket, sysconf, AF_NETLINK, AF_UNSPEC, EINTR, ENOSPC, MSG_DONTWAIT, MSG_TRUNC,
-    NETLINK_NETFILTER, NETLINK_NO_ENOBUFS, NLMSG_DONE, NLMSG_ERROR, NLMSG_MIN_TYPE, NLM_F_ACK,
-    NLM_F_DUMP_INTR, NLM_F_REQUEST, PF_NETLINK, SOCK_RAW, SOL_NETLINK, _SC_PAGE_SIZE,
+    socket, sysconf, _SC_PAGE_SIZE, AF_NETLINK, AF_UNSPEC, EINTR, ENOSPC, MSG_DONTWAIT, MSG_TRUNC,
+    NETLINK_NETFILTER, NETLINK_NO_ENOBUFS, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_DUMP_INTR,
+    NLM_F_REQUEST, PF_NETLINK, SOCK_RAW, SOL_NETLINK,
 };
 use std::collections::VecDeque;
 use std::io::Result;
@@ -125,13 +125,12 @@ impl<'a> Iterator for AttrStream<'a> {
         let attr = self.buf.as_ptr() as *const nlattr;
         let nla_len = unsafe { (*attr).nla_len } as usize;
 
-        // Make sure there are enough space for the entire attribute
-        assert!(
-            buf_left >= nla_len,
-            "truncated attribute {} < {}",
-            buf_left,
-            nla_len
-        );
+        // A truncated attribute, or one too short for its own header (which would never advance),
+        // ends the stream: the rest of the message cannot be trusted.
+        if buf_left < nla_len || nla_len < std::mem::size_of::<libc::nlattr>() {
+            self.buf = &[];
+            return None;
+        }
 
         self.buf = &self.buf[(nla_len + 3) / 4..];
         Some(attr)
@@ -427,15 +426,18 @@ impl Message {
 
 /// Conntrack information associated with the message
 #[cfg_attr(not(feature = "ct"), doc(hidden))]
-#[derive(Debug)]
+#[derive(Debug, Default, Clone)]
 pub struct Conntrack {
     state: u32,
     id: u32,
+    mark: Option<u32>,
+    status: Option<u32>,
+    tcp_state: Option<u8>,
 }
 
 #[cfg_attr(not(feature = "ct"), doc(hidden))]
 pub mod conntrack {
-    #[derive(Debug)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub enum State {
         Established,
         Related,
@@ -455,6 +457,26 @@ impl Conntrack {
         self.id
     }
 
+    /// Get the connection mark (connmark, `CTA_MARK`), if the kernel sent it.
+    #[inline]
+    pub fn get_mark(&self) -> Option<u32> {
+        self.mark
+    }
+
+    /// Get the connection's status bits (`CTA_STATUS`: `IPS_SEEN_REPLY`, `IPS_ASSURED`, ...),
+    /// if the kernel sent them.
+    #[inline]
+    pub fn get_status(&self) -> Option<u32> {
+        self.status
+    }
+
+    /// Get the TCP state of the connection as conntrack tracks it
+    /// (`CTA_PROTOINFO_TCP_STATE`: `TCP_CONNTRACK_ESTABLISHED` is 3), for TCP connections.
+    #[inline]
+    pub fn get_tcp_state(&self) -> Option<u8> {
+        self.tcp_state
+    }
+
     /// Get the connection state
     #[inline]
     pub fn get_state(&self) -> conntrack::State {
@@ -471,41 +493,68 @@ impl Conntrack {
     }
 }
 
+/// Iterate over the attributes nested in `attr`.
+unsafe fn nested(attr: *const nlattr) -> AttrStream<'static> {
+    AttrStream {
+        buf: std::slice::from_raw_parts(
+            nla::get_payload(attr),
+            (nla::get_payload_len(attr) + 3) / 4,
+        ),
+    }
+}
+
 unsafe fn parse_ct_attr(attr: *const nlattr, ct: &mut Conntrack) {
     let typ = nla::get_type(attr) as c_uint;
+    let is_u32 = nla::get_payload_len(attr) >= 4;
     // There are many more types, they just aren't handled yet.
-    #[allow(clippy::single_match)]
     match typ {
-        CTA_ID => ct.id = nla::get_u32(attr),
+        CTA_ID if is_u32 => ct.id = nla::get_u32(attr),
+        CTA_MARK if is_u32 => ct.mark = Some(nla::get_u32(attr)),
+        CTA_STATUS if is_u32 => ct.status = Some(nla::get_u32(attr)),
+        CTA_PROTOINFO => {
+            for info in nested(attr) {
+                if nla::get_type(info) as c_uint != CTA_PROTOINFO_TCP {
+                    continue;
+                }
+                for tcp in nested(info) {
+                    if nla::get_type(tcp) as c_uint == CTA_PROTOINFO_TCP_STATE
+                        && nla::get_payload_len(tcp) >= 1
+                    {
+                        ct.tcp_state = Some(*nla::get_payload::<u8>(tcp));
+                    }
+                }
+            }
+        }
         _ => (),
     }
 }
 
 unsafe fn parse_attr(attr: *const nlattr, message: &mut Message) {
     let typ = nla::get_type(attr) as c_uint;
+    let len = nla::get_payload_len(attr);
+    // Attributes too short for their type are ignored rather than read past their end.
+    let is_u32 = len >= 4;
     match typ {
-        NFQA_MARK => message.nfmark = nla::get_u32(attr),
-        NFQA_IFINDEX_INDEV => message.indev = nla::get_u32(attr),
-        NFQA_IFINDEX_OUTDEV => message.outdev = nla::get_u32(attr),
-        NFQA_IFINDEX_PHYSINDEV => message.physindev = nla::get_u32(attr),
-        NFQA_IFINDEX_PHYSOUTDEV => message.physoutdev = nla::get_u32(attr),
-        NFQA_HWADDR => {
-            assert!(nla::get_payload_len(attr) >= std::mem::size_of::<nfqnl_msg_packet_hw>());
+        NFQA_MARK if is_u32 => message.nfmark = nla::get_u32(attr),
+        NFQA_IFINDEX_INDEV if is_u32 => message.indev = nla::get_u32(attr),
+        NFQA_IFINDEX_OUTDEV if is_u32 => message.outdev = nla::get_u32(attr),
+        NFQA_IFINDEX_PHYSINDEV if is_u32 => message.physindev = nla::get_u32(attr),
+        NFQA_IFINDEX_PHYSOUTDEV if is_u32 => message.physoutdev = nla::get_u32(attr),
+        NFQA_HWADDR if len >= std::mem::size_of::<nfqnl_msg_packet_hw>() => {
             message.hwaddr = nla::get_payload(attr);
         }
-        NFQA_CAP_LEN => message.orig_len = nla::get_u32(attr),
-        NFQA_SKB_INFO => message.skbinfo = nla::get_u32(attr),
-        NFQA_SECCTX => message.secctx = nla::get_payload(attr),
-        NFQA_UID => message.uid = Some(nla::get_u32(attr)),
-        NFQA_GID => message.gid = Some(nla::get_u32(attr)),
-        NFQA_TIMESTAMP => {
-            assert!(
-                nla::get_payload_len(attr) >= std::mem::size_of::<nfqnl_msg_packet_timestamp>()
-            );
+        NFQA_CAP_LEN if is_u32 => message.orig_len = nla::get_u32(attr),
+        NFQA_SKB_INFO if is_u32 => message.skbinfo = nla::get_u32(attr),
+        // The kernel sends it NUL-terminated; anything else is not read as a C string.
+        NFQA_SECCTX if len > 0 && *nla::get_payload::<u8>(attr).add(len - 1) == 0 => {
+            message.secctx = nla::get_payload(attr)
+        }
+        NFQA_UID if is_u32 => message.uid = Some(nla::get_u32(attr)),
+        NFQA_GID if is_u32 => message.gid = Some(nla::get_u32(attr)),
+        NFQA_TIMESTAMP if len >= std::mem::size_of::<nfqnl_msg_packet_timestamp>() => {
             message.timestamp = nla::get_payload(attr);
         }
-        NFQA_PACKET_HDR => {
-            assert!(nla::get_payload_len(attr) >= std::mem::size_of::<nfqnl_msg_packet_hdr>());
+        NFQA_PACKET_HDR if len >= std::mem::size_of::<nfqnl_msg_packet_hdr>() => {
             message.hdr = nla::get_payload(attr);
         }
         NFQA_PAYLOAD => {
@@ -517,39 +566,29 @@ unsafe fn parse_attr(attr: *const nlattr, message: &mut Message) {
                 std::slice::from_raw_parts_mut(payload as *const u8 as *mut u8, len as usize);
         }
         NFQA_CT => {
-            // I'm too lazy to expand things out manually - as Conntrack are all integers, zero
-            // init should be good enough.
-            if message.ct.is_none() {
-                message.ct = Some(std::mem::zeroed())
-            }
-            let ct = message.ct.as_mut().unwrap();
-            for attr in (AttrStream {
-                buf: std::slice::from_raw_parts(
-                    nla::get_payload(attr),
-                    (nla::get_payload_len(attr) + 3) / 4,
-                ),
-            }) {
+            let ct = message.ct.get_or_insert_with(Conntrack::default);
+            for attr in nested(attr) {
                 parse_ct_attr(attr, ct);
             }
         }
-        NFQA_CT_INFO => {
-            if message.ct.is_none() {
-                message.ct = Some(std::mem::zeroed())
-            }
-            message.ct.as_mut().unwrap().state = nla::get_u32(attr);
+        NFQA_CT_INFO if is_u32 => {
+            message.ct.get_or_insert_with(Conntrack::default).state = nla::get_u32(attr);
         }
         _ => (),
     }
 }
 
-unsafe fn parse_msg(nlh: *const nlmsghdr, queue: &mut Queue) {
-    const NFGEN_HDRLEN: usize = nfq_align(std::mem::size_of::<nfgenmsg>());
+const NFGEN_HDRLEN: usize = nfq_align(std::mem::size_of::<nfgenmsg>());
+
+/// Parse one NFQNL_MSG_PACKET message of `buffer`. `None` if it is malformed (too short, or
+/// without a packet header).
+unsafe fn parse_msg(nlh: *const nlmsghdr, buffer: &Arc<Vec<u32>>) -> Option<Message> {
     let nfgenmsg = (nlh as usize + NLMSG_HDRLEN) as *const nfgenmsg;
     let attr_start = (nfgenmsg as usize + NFGEN_HDRLEN) as *const u32;
-    let attr_len = (*nlh).nlmsg_len as usize - NLMSG_HDRLEN - NFGEN_HDRLEN;
+    let attr_len = ((*nlh).nlmsg_len as usize).checked_sub(NLMSG_HDRLEN + NFGEN_HDRLEN)?;
 
     let mut message = Message {
-        buffer: Arc::clone(&queue.buffer),
+        buffer: Arc::clone(buffer),
         id: be16_to_cpu((*nfgenmsg).res_id),
         hdr: std::ptr::null(),
         nfmark: 0,
@@ -577,9 +616,63 @@ unsafe fn parse_msg(nlh: *const nlmsghdr, queue: &mut Queue) {
         parse_attr(attr, &mut message);
     }
 
-    assert!(!message.hdr.is_null());
+    if message.hdr.is_null() {
+        return None;
+    }
+    Some(message)
+}
 
-    queue.queue.push_back(message);
+/// Walk the netlink messages of one datagram of `size` bytes received into `buffer`; packets go
+/// to `out`. `Ok(true)` when the datagram ends a request (an ACK or `NLMSG_DONE`), an error for
+/// an error message from the kernel (packets before it are kept in `out`).
+unsafe fn parse_datagram(
+    buffer: &Arc<Vec<u32>>,
+    mut size: usize,
+    out: &mut VecDeque<Message>,
+) -> Result<bool> {
+    const PACKET: c_int = ((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET) as c_int;
+    size = std::cmp::min(size, buffer.len() * 4);
+    let mut nlh = buffer.as_ptr() as *const nlmsghdr;
+    loop {
+        if size < NLMSG_HDRLEN {
+            break;
+        }
+        let nlmsg_len = (*nlh).nlmsg_len as usize;
+        if size < nlmsg_len || nlmsg_len < NLMSG_HDRLEN {
+            break;
+        }
+
+        if (*nlh).nlmsg_flags & NLM_F_DUMP_INTR as u16 != 0 {
+            return Err(std::io::Error::from_raw_os_error(EINTR));
+        }
+
+        let nlmsg_type = (*nlh).nlmsg_type as c_int;
+        match nlmsg_type {
+            NLMSG_ERROR => {
+                if nlmsg_len < NLMSG_HDRLEN + std::mem::size_of::<nlmsgerr>() {
+                    return Err(std::io::Error::from_raw_os_error(libc::EBADMSG));
+                }
+                let err = (nlh as usize + NLMSG_HDRLEN) as *const nlmsgerr;
+                let errno = (*err).error.abs();
+                if errno == 0 {
+                    return Ok(true);
+                }
+                return Err(std::io::Error::from_raw_os_error(errno));
+            }
+            NLMSG_DONE => return Ok(true),
+            PACKET => out.extend(parse_msg(nlh, buffer)),
+            _ => (),
+        }
+
+        let aligned_len = nfq_align(nlmsg_len);
+        nlh = (nlh as usize + aligned_len) as *const nlmsghdr;
+        size = match size.checked_sub(aligned_len) {
+            Some(v) => v,
+            None => break,
+        }
+    }
+
+    Ok(false)
 }
 
 /// A NetFilter queue.
@@ -938,9 +1031,9 @@ impl Queue {
         }
     }
 
-    // Receive an nlmsg, using callback to process them. If Ok(true) is returned it means we got an
-    // ACK.
-    fn recv_nlmsg(&mut self, mut callback: impl FnMut(&mut Self, *const nlmsghdr)) -> Result<bool> {
+    // Receive one datagram and queue the packets it holds. If Ok(true) is returned it means we
+    // got an ACK.
+    fn recv_nlmsg(&mut self) -> Result<bool> {
         let buf = match Arc::get_mut(&mut self.buffer) {
             Some(v) => v,
             None => {
@@ -964,56 +1057,18 @@ impl Queue {
         }
 
         // As we pass in MSG_TRUNC, if we receive a larger size it means the message is trucated
-        let mut size = size as usize;
+        let size = size as usize;
         if size > buf_size * 4 {
             return Err(std::io::Error::from_raw_os_error(ENOSPC));
         }
 
-        let mut nlh = buf.as_ptr() as *const nlmsghdr;
-        loop {
-            if size < NLMSG_HDRLEN {
-                break;
-            }
-            let nlmsg_len = unsafe { (*nlh).nlmsg_len } as usize;
-            if size < nlmsg_len {
-                break;
-            }
-
-            if unsafe { (*nlh).nlmsg_flags } & NLM_F_DUMP_INTR as u16 != 0 {
-                return Err(std::io::Error::from_raw_os_error(EINTR));
-            }
-
-            let nlmsg_type = unsafe { (*nlh).nlmsg_type } as c_int;
-            match nlmsg_type {
-                NLMSG_ERROR => {
-                    assert!(nlmsg_len >= NLMSG_HDRLEN + std::mem::size_of::<nlmsgerr>());
-                    let err = (nlh as usize + NLMSG_HDRLEN) as *const nlmsgerr;
-                    let errno = unsafe { (*err).error }.abs();
-                    if errno == 0 {
-                        return Ok(true);
-                    }
-                    return Err(std::io::Error::from_raw_os_error(errno));
-                }
-                NLMSG_DONE => return Ok(true),
-                v if v < NLMSG_MIN_TYPE => (),
-                _ => callback(self, nlh),
-            }
-
-            let aligned_len = nfq_align(nlmsg_len);
-            nlh = (nlh as usize + aligned_len) as *const nlmsghdr;
-            size = match size.checked_sub(aligned_len) {
-                Some(v) => v,
-                None => break,
-            }
-        }
-
-        Ok(false)
+        unsafe { parse_datagram(&self.buffer, size, &mut self.queue) }
     }
 
     // Receive the next error message. Returns Ok only if errno is 0 (which is a response to a
-    // message with F_ACK set).
+    // message with F_ACK set). Packets received meanwhile are kept for `recv`.
     fn recv_error(&mut self) -> Result<()> {
-        while !self.recv_nlmsg(|_, _| ())? {}
+        while !self.recv_nlmsg()? {}
         Ok(())
     }
 
@@ -1021,9 +1076,7 @@ impl Queue {
     pub fn recv(&mut self) -> Result<Message> {
         // We have processed all messages in previous recv batch, do next iteration
         while self.queue.is_empty() {
-            self.recv_nlmsg(|this, nlh| {
-                unsafe { parse_msg(nlh, this) };
-            })?;
+            self.recv_nlmsg()?;
         }
 
         let msg = self.queue.pop_front().unwrap();
@@ -1105,59 +1158,4 @@ fn _assert_send_and_sync() {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fd_is_the_open_netlink_socket() {
-        let queue = Queue::open().unwrap();
-        let fd = queue.as_raw_fd();
-        assert!(fd >= 0);
-        assert_eq!(queue.as_fd().as_raw_fd(), fd);
-        let mut domain: c_int = 0;
-        let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
-        let r = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_DOMAIN,
-                &mut domain as *mut c_int as _,
-                &mut len,
-            )
-        };
-        assert_eq!(r, 0);
-        assert_eq!(domain, AF_NETLINK);
-    }
-
-    #[test]
-    fn recv_buffer_size_is_enlarged_and_reported() {
-        let mut queue = Queue::open().unwrap();
-        let before = queue.recv_buffer_size().unwrap();
-        let after = queue.set_recv_buffer_size(before * 4).unwrap();
-        assert_eq!(after, queue.recv_buffer_size().unwrap());
-        // SO_RCVBUFFORCE (root) gives the size asked for, doubled for the kernel's bookkeeping;
-        // unprivileged SO_RCVBUF is capped by net.core.rmem_max but never shrinks it here.
-        assert!(after > before, "{} -> {}", before, after);
-    }
-
-    #[test]
-    fn recv_timeout_expires_as_would_block() {
-        let mut queue = Queue::open().unwrap();
-        assert_eq!(
-            queue
-                .set_recv_timeout(Some(Duration::ZERO))
-                .unwrap_err()
-                .raw_os_error(),
-            Some(libc::EINVAL)
-        );
-        queue
-            .set_recv_timeout(Some(Duration::from_millis(30)))
-            .unwrap();
-        let start = std::time::Instant::now();
-        // Not bound to any queue: nothing ever arrives, so only the timeout can end this.
-        let err = queue.recv().unwrap_err();
-        assert!(is_timeout(&err), "{:?}", err);
-        assert!(start.elapsed() >= Duration::from_millis(25));
-        assert!(!is_timeout(&std::io::Error::from_raw_os_error(libc::ENOBUFS)));
-    }
-}
+mod tests;
