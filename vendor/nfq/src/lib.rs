@@ -180,6 +180,19 @@ impl<'a> Nlmsg<'a> {
     }
 
     /// Put an u32 attribute, convert to big endian
+    fn put_nested_u32s(&mut self, typ: u16, attrs: &[(u16, u32)]) {
+        let ptr = self.put_raw(typ | libc::NLA_F_NESTED as u16, attrs.len() * 8);
+        for (i, &(typ, data)) in attrs.iter().enumerate() {
+            unsafe {
+                let attr = ptr.add(i * 2) as *mut nlattr;
+                (*attr).nla_type = typ;
+                (*attr).nla_len = 8;
+                *ptr.add(i * 2 + 1) = be32_to_cpu(data);
+            }
+        }
+    }
+
+    /// Put an u32 attribute, convert to big endian
     fn put_u32(&mut self, typ: u16, data: u32) {
         let ptr = self.put_raw(typ, 4);
         unsafe { *ptr = be32_to_cpu(data) };
@@ -229,6 +242,8 @@ pub struct Message {
     payload: &'static mut [u8],
     payload_state: PayloadState,
     verdict: Verdict,
+    // (mark, mask) of the connection mark to set with the verdict
+    ct_mark: Option<(u32, u32)>,
 }
 
 unsafe impl Send for Message {}
@@ -414,6 +429,20 @@ impl Message {
     #[inline]
     pub fn set_verdict(&mut self, verdict: Verdict) {
         self.verdict = verdict;
+    }
+
+    /// Set the bits `mask` of the connection's mark (connmark) to those of `mark`, with the
+    /// verdict: the kernel computes `(connmark & !mask) | (mark & mask)` (an `NFQA_CT` attribute
+    /// holding `CTA_MARK` and `CTA_MARK_MASK`, handled by `ctnetlink_glue_parse`).
+    ///
+    /// The kernel applies it only if it has the conntrack glue (`nf_conntrack_netlink` loaded,
+    /// built with `CONFIG_NETFILTER_NETLINK_GLUE_CT`) and the packet has a conntrack entry;
+    /// otherwise it ignores the attribute without an error. [`Queue::set_recv_conntrack`]
+    /// failing with `EOPNOTSUPP` tells in advance that the glue is missing. The packet mark is
+    /// not changed (see [`set_nfmark`](#method.set_nfmark)).
+    #[inline]
+    pub fn set_ct_mark(&mut self, mark: u32, mask: u32) {
+        self.ct_mark = Some((mark & mask, mask));
     }
 
     /// Get the associated conntrack information.
@@ -608,6 +637,7 @@ unsafe fn parse_msg(nlh: *const nlmsghdr, buffer: &Arc<Vec<u32>>) -> Option<Mess
         payload: &mut [],
         payload_state: PayloadState::Unmodified,
         verdict: Verdict::Accept,
+        ct_mark: None,
     };
 
     for attr in (AttrStream {
@@ -1088,32 +1118,47 @@ impl Queue {
         unsafe {
             let mut buffer = self.verdict_buffer.take().unwrap();
             let mut nlmsg = Nlmsg::new(&mut buffer[..]);
-            nfq_hdr_put(&mut nlmsg, NFQNL_MSG_VERDICT as u16, msg.id, false);
-            let vh = nfqnl_msg_verdict_hdr {
-                verdict: be32_to_cpu(match msg.verdict {
-                    Verdict::Drop => 0,
-                    Verdict::Accept => 1,
-                    Verdict::Queue(num) => (num as u32) << 16 | 3,
-                    Verdict::Repeat => 4,
-                    Verdict::Stop => 5,
-                }),
-                id: (*msg.hdr).packet_id,
-            };
-            nlmsg.put_slice(NFQA_VERDICT_HDR as u16, std::slice::from_ref(&vh));
-            if msg.nfmark_dirty {
-                nlmsg.put_u32(NFQA_MARK as u16, msg.nfmark);
-            }
-            if let PayloadState::Unmodified = msg.payload_state {
-            } else {
-                if msg.verdict != Verdict::Drop {
-                    let payload = msg.get_payload();
-                    nlmsg.put_slice(NFQA_PAYLOAD as u16, payload);
-                }
-            }
+            put_verdict(&mut nlmsg, &msg);
             let ret = self.send_nlmsg(nlmsg);
             self.verdict_buffer = Some(buffer);
             ret
         }
+    }
+}
+
+/// The verdict word of `NFQA_VERDICT_HDR` (host order).
+fn verdict_code(verdict: Verdict) -> u32 {
+    match verdict {
+        Verdict::Drop => 0,
+        Verdict::Accept => 1,
+        Verdict::Queue(num) => (num as u32) << 16 | 3,
+        Verdict::Repeat => 4,
+        Verdict::Stop => 5,
+    }
+}
+
+/// Fill `nlmsg` with the NFQNL_MSG_VERDICT message for `msg`. `nlmsg` must have room for the
+/// headers, the attributes and the payload (`8192 + 0x10000` bytes do).
+unsafe fn put_verdict(nlmsg: &mut Nlmsg, msg: &Message) {
+    nfq_hdr_put(nlmsg, NFQNL_MSG_VERDICT as u16, msg.id, false);
+    let vh = nfqnl_msg_verdict_hdr {
+        verdict: be32_to_cpu(verdict_code(msg.verdict)),
+        id: (*msg.hdr).packet_id,
+    };
+    nlmsg.put_slice(NFQA_VERDICT_HDR as u16, std::slice::from_ref(&vh));
+    if msg.nfmark_dirty {
+        nlmsg.put_u32(NFQA_MARK as u16, msg.nfmark);
+    }
+    if let Some((mark, mask)) = msg.ct_mark {
+        nlmsg.put_nested_u32s(
+            NFQA_CT as u16,
+            &[(CTA_MARK as u16, mark), (CTA_MARK_MASK as u16, mask)],
+        );
+    }
+    if let PayloadState::Unmodified = msg.payload_state {
+    } else if msg.verdict != Verdict::Drop {
+        let payload = msg.get_payload();
+        nlmsg.put_slice(NFQA_PAYLOAD as u16, payload);
     }
 }
 

@@ -201,3 +201,62 @@ fn recv_timeout_expires_as_would_block() {
         libc::ENOBUFS
     )));
 }
+
+/// Encodes the verdict for `msg` as `Queue::verdict` sends it.
+fn encoded_verdict(msg: &Message) -> Vec<u8> {
+    let mut buf = vec![0u32; 1024];
+    let mut nlmsg = unsafe { Nlmsg::new(&mut buf) };
+    unsafe {
+        put_verdict(&mut nlmsg, msg);
+        nlmsg.adjust_len();
+    }
+    let len = nlmsg.len * 4;
+    let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, len) };
+    bytes.to_vec()
+}
+
+fn kernel_packet() -> Message {
+    parse(&unhex(NFQ_PACKET_V4)).1.pop_front().unwrap()
+}
+
+#[test]
+fn verdict_is_encoded_as_the_kernel_expects() {
+    let mut msg = kernel_packet();
+    msg.set_verdict(Verdict::Accept);
+    assert_eq!(
+        encoded_verdict(&msg),
+        unhex(concat!(
+            "20000000", "0103", "0100", "00000000",
+            "00000000", // len 32, QUEUE|VERDICT, REQUEST
+            "00000005", // AF_UNSPEC, v0, queue 5
+            "0c000200", "00000001", "00000001", // NFQA_VERDICT_HDR: ACCEPT, id 1
+        ))
+    );
+    msg.set_verdict(Verdict::Queue(7));
+    msg.set_nfmark(0x5717);
+    assert_eq!(
+        encoded_verdict(&msg),
+        unhex(concat!(
+            "28000000", "0103", "0100", "00000000", "00000000", "00000005", "0c000200", "00070003",
+            "00000001", // NF_QUEUE to queue 7
+            "08000300", "00005717", // NFQA_MARK
+        ))
+    );
+}
+
+#[test]
+fn connmark_rides_on_the_verdict_in_a_nested_nfqa_ct() {
+    let mut msg = kernel_packet();
+    msg.set_verdict(Verdict::Accept);
+    // Bits outside the mask are not sent: the kernel would XOR them into the connmark.
+    msg.set_ct_mark(0xffff_ffff, 0x0003_0000);
+    assert_eq!(
+        encoded_verdict(&msg),
+        unhex(concat!(
+            "34000000", "0103", "0100", "00000000", "00000000", "00000005", "0c000200", "00000001",
+            "00000001", "14000b80", // NFQA_CT | NLA_F_NESTED, 20 bytes
+            "08000800", "00030000", // CTA_MARK
+            "08001500", "00030000", // CTA_MARK_MASK
+        ))
+    );
+}
