@@ -39,7 +39,7 @@ use std::collections::VecDeque;
 use std::io::Result;
 use std::os::unix::io::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 const NLMSG_HDRLEN: usize = nfq_align(std::mem::size_of::<nlmsghdr>());
 
@@ -723,6 +723,153 @@ pub struct Queue {
     queue: VecDeque<Message>,
     /// Message buffer reused across verdict calls
     verdict_buffer: Option<Box<[u32; (8192 + 0x10000) / 4]>>,
+    /// Verdicts held back by `queue_verdict`
+    pending: PendingVerdicts,
+    /// Messages returned by `recv`, and verdicts given for them, to know when merging
+    /// verdicts into an NFQNL_MSG_VERDICT_BATCH cannot cover a packet still without verdict.
+    handed_out: u64,
+    verdicts_given: u64,
+}
+
+/// Verdict messages held back by [`Queue::queue_verdict`], sent back to back in one `sendto`.
+struct PendingVerdicts {
+    buf: Vec<u32>,
+    /// Words of `buf` in use
+    len: usize,
+    /// Verdicts (packets) held
+    count: usize,
+    /// When the oldest held verdict was queued (only measured with a `max_delay`)
+    since: Option<Instant>,
+    /// The last message of `buf`, if later verdicts may extend it into a batch verdict
+    run: Option<VerdictRun>,
+    max_count: usize,
+    max_delay: Option<Duration>,
+    merge: bool,
+}
+
+/// A verdict message that covers the packets of `queue_num` up to `last_id`, all with the same
+/// verdict and packet mark.
+struct VerdictRun {
+    /// Word offset of the message in `PendingVerdicts::buf`
+    at: usize,
+    queue_num: u16,
+    last_id: u32,
+    verdict: u32,
+    mark: Option<u32>,
+}
+
+/// Word offset, in a verdict message written by `put_verdict`, of the packet id of its
+/// `NFQA_VERDICT_HDR` (after the netlink header, the nfgenmsg, the attribute header and the
+/// verdict word).
+const VERDICT_ID_WORD: usize = (NLMSG_HDRLEN + NFGEN_HDRLEN) / 4 + 2;
+/// Bytes of held-back verdicts above which they are sent before adding more (well below the
+/// socket's default send buffer).
+const PENDING_MAX_BYTES: usize = 128 * 1024;
+
+impl PendingVerdicts {
+    fn new() -> Self {
+        PendingVerdicts {
+            buf: Vec::new(),
+            len: 0,
+            count: 0,
+            since: None,
+            run: None,
+            max_count: 64,
+            max_delay: None,
+            merge: true,
+        }
+    }
+
+    /// Make room for `bytes` more bytes of messages.
+    fn reserve(&mut self, bytes: usize) {
+        let words = self.len + (bytes + 3) / 4;
+        if self.buf.len() < words {
+            self.buf.resize(words, 0);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.count = 0;
+        self.since = None;
+        self.run = None;
+    }
+
+    /// Append a verdict message for `msg`. `extend` allows growing the last message into a batch
+    /// verdict when `msg` continues its run.
+    fn push(&mut self, msg: &Message, extend: bool) {
+        let mergeable = self.merge
+            && msg.ct_mark.is_none()
+            && matches!(msg.payload_state, PayloadState::Unmodified);
+        let id = msg.get_packet_id();
+        let verdict = verdict_code(msg.verdict);
+        let mark = if msg.nfmark_dirty {
+            Some(msg.nfmark)
+        } else {
+            None
+        };
+        if self.count == 0 && self.max_delay.is_some() {
+            self.since = Some(Instant::now());
+        }
+        self.count += 1;
+        if let Some(run) = self.run.as_mut() {
+            if mergeable
+                && extend
+                && run.queue_num == msg.id
+                && run.last_id.wrapping_add(1) == id
+                && run.verdict == verdict
+                && run.mark == mark
+            {
+                // The same message now says: this verdict for every packet up to `id`.
+                unsafe {
+                    let base = self.buf.as_mut_ptr().add(run.at);
+                    (*(base as *mut nlmsghdr)).nlmsg_type =
+                        ((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_VERDICT_BATCH) as u16;
+                    *base.add(VERDICT_ID_WORD) = be32_to_cpu(id);
+                }
+                run.last_id = id;
+                return;
+            }
+        }
+        // Headers, verdict header, mark, NFQA_CT with two attributes, payload.
+        let payload = match msg.payload_state {
+            PayloadState::Unmodified => 0,
+            _ => msg.get_payload().len(),
+        };
+        self.reserve(NLMSG_HDRLEN + NFGEN_HDRLEN + 12 + 8 + 20 + 4 + payload);
+        let at = self.len;
+        let len = unsafe {
+            let mut nlmsg = Nlmsg::new(&mut self.buf[at..]);
+            put_verdict(&mut nlmsg, msg);
+            nlmsg.adjust_len();
+            nlmsg.len
+        };
+        self.len += len;
+        self.run = if mergeable {
+            Some(VerdictRun {
+                at,
+                queue_num: msg.id,
+                last_id: id,
+                verdict,
+                mark,
+            })
+        } else {
+            None
+        };
+    }
+
+    fn due(&self) -> bool {
+        self.count >= self.max_count
+            || self.len * 4 >= PENDING_MAX_BYTES
+            || match (self.max_delay, self.since) {
+                (Some(delay), Some(since)) => since.elapsed() >= delay,
+                _ => false,
+            }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        unsafe { std::slice::from_raw_parts(self.buf.as_ptr() as *const u8, self.len * 4) }
+    }
 }
 
 impl Queue {
@@ -742,6 +889,9 @@ impl Queue {
             buffer: Arc::new(Vec::with_capacity(metadata_size)),
             queue: VecDeque::new(),
             verdict_buffer: Some(Box::new(unsafe { std::mem::zeroed() })),
+            pending: PendingVerdicts::new(),
+            handed_out: 0,
+            verdicts_given: 0,
         };
 
         let mut addr: sockaddr_nl = unsafe { std::mem::zeroed() };
@@ -877,12 +1027,17 @@ impl Queue {
     unsafe fn send_nlmsg(&self, mut nlh: Nlmsg) -> std::io::Result<()> {
         nlh.adjust_len();
         let nlh = nlh.as_hdr();
+        self.send_bytes(nlh as *const u8, (*nlh).nlmsg_len as usize)
+    }
+
+    /// Send `len` bytes at `data`, one or several netlink messages, to the kernel.
+    unsafe fn send_bytes(&self, data: *const u8, len: usize) -> std::io::Result<()> {
         let mut addr: sockaddr_nl = std::mem::zeroed();
         addr.nl_family = AF_NETLINK as _;
         if sendto(
             self.fd,
-            nlh as _,
-            (*nlh).nlmsg_len as _,
+            data as _,
+            len as _,
             0,
             &addr as *const sockaddr_nl as _,
             std::mem::size_of_val(&addr) as _,
@@ -1103,18 +1258,120 @@ impl Queue {
     }
 
     /// Receive a packet from the queue.
+    ///
+    /// Before it waits for the kernel, it sends the verdicts held back by
+    /// [`queue_verdict`](#method.queue_verdict), so that no packet waits for the next one.
     pub fn recv(&mut self) -> Result<Message> {
         // We have processed all messages in previous recv batch, do next iteration
         while self.queue.is_empty() {
+            if self.pending.count > 0 {
+                self.flush_verdicts()?;
+            }
             self.recv_nlmsg()?;
         }
 
         let msg = self.queue.pop_front().unwrap();
+        self.handed_out += 1;
         Ok(msg)
+    }
+
+    /// Set how [`queue_verdict`](#method.queue_verdict) holds verdicts back: they are sent
+    /// once `max_count` are held (1 sends each at once), once the oldest has waited `max_delay`
+    /// (checked when a verdict is queued; `None`: no time limit), before
+    /// [`recv`](#method.recv) waits for the kernel, and by
+    /// [`flush_verdicts`](#method.flush_verdicts). The default is 64 and no time limit.
+    pub fn set_verdict_batch(&mut self, max_count: usize, max_delay: Option<Duration>) {
+        self.pending.max_count = std::cmp::max(max_count, 1);
+        self.pending.max_delay = max_delay;
+        let words = std::cmp::min(self.pending.max_count, 1024) * 16;
+        if self.pending.buf.len() < words {
+            self.pending.buf.resize(words, 0);
+        }
+    }
+
+    /// Set whether held-back verdicts for consecutive packets of one queue with the same verdict
+    /// and packet mark (and no connection mark nor new payload) are sent as one
+    /// `NFQNL_MSG_VERDICT_BATCH` message instead of one message each (default: enabled).
+    ///
+    /// A batch verdict applies to every packet of the queue up to its id that is still waiting,
+    /// so runs are merged only while every message returned by [`recv`](#method.recv) has been
+    /// given a verdict: a message dropped without a verdict stops merging for the life of the
+    /// `Queue`, as does a packet verdicted out of order.
+    pub fn set_verdict_merge(&mut self, enabled: bool) {
+        self.pending.merge = enabled;
+        self.pending.run = None;
+    }
+
+    /// Give `msg` its verdict, but hold it back to send it with others in one system call (see
+    /// [`set_verdict_batch`](#method.set_verdict_batch)); sends the held verdicts when a limit is
+    /// reached. The verdicts are sent in the order they were given.
+    ///
+    /// On error the held verdicts are discarded: their packets stay in the kernel queue until the
+    /// queue is unbound or the socket closed (the kernel then drops them), as with a failed
+    /// [`verdict`](#method.verdict).
+    pub fn queue_verdict(&mut self, msg: Message) -> Result<()> {
+        self.verdicts_given += 1;
+        let extend = self.verdicts_given == self.handed_out;
+        self.pending.push(&msg, extend);
+        drop(msg);
+        if self.pending.due() {
+            return self.flush_verdicts();
+        }
+        Ok(())
+    }
+
+    /// Send every verdict held back by [`queue_verdict`](#method.queue_verdict), in one
+    /// `sendto`.
+    pub fn flush_verdicts(&mut self) -> Result<()> {
+        if self.pending.len == 0 {
+            self.pending.clear();
+            return Ok(());
+        }
+        let bytes = self.pending.bytes();
+        let ret = unsafe { self.send_bytes(bytes.as_ptr(), bytes.len()) };
+        self.pending.clear();
+        ret
+    }
+
+    /// Number of verdicts held back by [`queue_verdict`](#method.queue_verdict).
+    pub fn pending_verdicts(&self) -> usize {
+        self.pending.count
+    }
+
+    /// Number of packets already received and not yet returned by [`recv`](#method.recv),
+    /// which returns them without a system call.
+    pub fn pending_messages(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Give `verdict` (and the packet mark `mark`, if any) to every packet of `queue_num` up to
+    /// `max_id` still waiting for a verdict (`NFQNL_MSG_VERDICT_BATCH`), after the verdicts held
+    /// back, in the same system call. The `Message`s of those packets must then be dropped
+    /// without a verdict; doing so stops the merging of [`queue_verdict`](#method.queue_verdict).
+    pub fn verdict_batch(
+        &mut self,
+        queue_num: u16,
+        max_id: u32,
+        verdict: Verdict,
+        mark: Option<u32>,
+    ) -> Result<()> {
+        let pending = &mut self.pending;
+        pending.reserve(NLMSG_HDRLEN + NFGEN_HDRLEN + 12 + 8);
+        let at = pending.len;
+        unsafe {
+            let mut nlmsg = Nlmsg::new(&mut pending.buf[at..]);
+            put_batch_verdict(&mut nlmsg, queue_num, max_id, verdict, mark);
+            nlmsg.adjust_len();
+            pending.len += nlmsg.len;
+        }
+        pending.count += 1;
+        pending.run = None;
+        self.flush_verdicts()
     }
 
     /// Verdict a message.
     pub fn verdict(&mut self, msg: Message) -> Result<()> {
+        self.verdicts_given += 1;
         unsafe {
             let mut buffer = self.verdict_buffer.take().unwrap();
             let mut nlmsg = Nlmsg::new(&mut buffer[..]);
@@ -1123,6 +1380,25 @@ impl Queue {
             self.verdict_buffer = Some(buffer);
             ret
         }
+    }
+}
+
+/// Fill `nlmsg` with an NFQNL_MSG_VERDICT_BATCH message.
+unsafe fn put_batch_verdict(
+    nlmsg: &mut Nlmsg,
+    queue_num: u16,
+    max_id: u32,
+    verdict: Verdict,
+    mark: Option<u32>,
+) {
+    nfq_hdr_put(nlmsg, NFQNL_MSG_VERDICT_BATCH as u16, queue_num, false);
+    let vh = nfqnl_msg_verdict_hdr {
+        verdict: be32_to_cpu(verdict_code(verdict)),
+        id: be32_to_cpu(max_id),
+    };
+    nlmsg.put_slice(NFQA_VERDICT_HDR as u16, std::slice::from_ref(&vh));
+    if let Some(mark) = mark {
+        nlmsg.put_u32(NFQA_MARK as u16, mark);
     }
 }
 
@@ -1191,6 +1467,8 @@ impl AsFd for Queue {
 
 impl Drop for Queue {
     fn drop(&mut self) {
+        // Best effort: the kernel drops the packets still queued when the socket closes.
+        let _ = self.flush_verdicts();
         unsafe { close(self.fd) };
     }
 }

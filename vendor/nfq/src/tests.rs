@@ -3,6 +3,7 @@
 //! packet message and ctnetlink messages, in a network namespace, documentation addresses).
 
 use super::*;
+use std::convert::TryInto;
 
 /// NFQUEUE packet message from queue 5: a TCP SYN 192.0.2.1:51150 -> 192.0.2.1:7000 sent in a
 /// namespace (LOCAL_OUT hook, out device 1, packet mark 0x20, copy range 64).
@@ -259,4 +260,182 @@ fn connmark_rides_on_the_verdict_in_a_nested_nfqa_ct() {
             "08001500", "00030000", // CTA_MARK_MASK
         ))
     );
+}
+
+/// The captured packet, with packet id `id`.
+fn packet_with_id(id: u32) -> Message {
+    let mut bytes = unhex(NFQ_PACKET_V4);
+    // nlmsghdr (16) + nfgenmsg (4) + NFQA_PACKET_HDR header (4): the packet id comes first.
+    bytes[24..28].copy_from_slice(&id.to_be_bytes());
+    parse(&bytes).1.pop_front().unwrap()
+}
+
+/// A queue whose `recv` handed out packets 1..=n of queue 5; none is sent to the kernel unless
+/// a test flushes (the socket is bound to no queue, the kernel answers ENODEV).
+fn queue_with(n: u64) -> Queue {
+    let mut queue = Queue::open().unwrap();
+    queue.set_verdict_batch(1000, None);
+    queue.handed_out = n;
+    queue
+}
+
+/// (message type, verdict, packet id, mark) of each message held back.
+fn held(queue: &Queue) -> Vec<(u16, u32, u32, Option<u32>)> {
+    let mut out = Vec::new();
+    let bytes = queue.pending.bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        let word = |i: usize| u32::from_be_bytes(bytes[at + i..at + i + 4].try_into().unwrap());
+        let len = u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let typ = u16::from_ne_bytes([bytes[at + 4], bytes[at + 5]]);
+        let mark = if len >= 40 && bytes[at + 34] == 3 {
+            Some(word(36))
+        } else {
+            None
+        };
+        out.push((typ, word(24), word(28), mark));
+        at += len;
+    }
+    out
+}
+
+const VERDICT: u16 = 0x0301;
+const BATCH: u16 = 0x0303;
+
+#[test]
+fn consecutive_accepts_become_one_batch_verdict() {
+    // Each packet judged as it arrives, as a worker does.
+    let mut queue = queue_with(0);
+    for id in 1..=3 {
+        queue.handed_out += 1;
+        let mut msg = packet_with_id(id);
+        msg.set_verdict(Verdict::Accept);
+        queue.queue_verdict(msg).unwrap();
+    }
+    assert_eq!(queue.pending_verdicts(), 3);
+    assert_eq!(
+        queue.pending.bytes(),
+        &unhex(concat!(
+            "20000000", "0303", "0100", "00000000", "00000000", // QUEUE|VERDICT_BATCH
+            "00000005", "0c000200", "00000001", "00000003", // ACCEPT up to id 3
+        ))[..]
+    );
+}
+
+#[test]
+fn different_verdicts_marks_and_gaps_are_separate_messages() {
+    let mut queue = queue_with(6);
+    let plan: [(u32, Verdict, Option<u32>); 6] = [
+        (1, Verdict::Accept, None),
+        (2, Verdict::Accept, Some(0x10)),
+        (3, Verdict::Accept, Some(0x10)),
+        (4, Verdict::Drop, None),
+        (6, Verdict::Accept, None), // 5 never came (e.g. lost to ENOBUFS): no merging over it
+        (7, Verdict::Accept, None),
+    ];
+    for (id, verdict, mark) in plan.iter().copied() {
+        let mut msg = packet_with_id(id);
+        msg.set_verdict(verdict);
+        if let Some(mark) = mark {
+            msg.set_nfmark(mark);
+        }
+        queue.handed_out = queue.verdicts_given + 1;
+        queue.queue_verdict(msg).unwrap();
+    }
+    assert_eq!(
+        held(&queue),
+        vec![
+            (VERDICT, 1, 1, None),
+            (BATCH, 1, 3, Some(0x10)),
+            (VERDICT, 0, 4, None),
+            (BATCH, 1, 7, None),
+        ]
+    );
+}
+
+#[test]
+fn no_batch_verdict_while_a_received_packet_has_no_verdict() {
+    // Packets 1, 2, 3 received; 1 and 2 judged while 3 is still being looked at.
+    let mut queue = queue_with(3);
+    for id in [1, 2, 3] {
+        let mut msg = packet_with_id(id);
+        msg.set_verdict(Verdict::Accept);
+        queue.queue_verdict(msg).unwrap();
+    }
+    // Only the last verdict saw every packet judged: 2..=3 merge, 1 stays alone.
+    assert_eq!(
+        held(&queue),
+        vec![(VERDICT, 1, 1, None), (BATCH, 1, 3, None)]
+    );
+
+    // Out of order: 2 before 1 never merges.
+    let mut queue = queue_with(2);
+    for id in [2, 1] {
+        let mut msg = packet_with_id(id);
+        msg.set_verdict(Verdict::Accept);
+        queue.queue_verdict(msg).unwrap();
+    }
+    assert_eq!(
+        held(&queue),
+        vec![(VERDICT, 1, 2, None), (VERDICT, 1, 1, None)]
+    );
+
+    // A connection mark or merging turned off keeps one message per packet.
+    let mut queue = queue_with(3);
+    queue.set_verdict_merge(false);
+    for id in [1, 2] {
+        let mut msg = packet_with_id(id);
+        msg.set_verdict(Verdict::Accept);
+        queue.queue_verdict(msg).unwrap();
+    }
+    queue.set_verdict_merge(true);
+    let mut msg = packet_with_id(3);
+    msg.set_ct_mark(1, 1);
+    queue.queue_verdict(msg).unwrap();
+    assert_eq!(held(&queue).len(), 3);
+}
+
+#[test]
+fn held_verdicts_are_sent_by_count_and_by_age() {
+    let mut queue = queue_with(100);
+    queue.set_verdict_batch(2, None);
+    queue.queue_verdict(packet_with_id(1)).unwrap();
+    assert_eq!(queue.pending_verdicts(), 1);
+    queue.queue_verdict(packet_with_id(2)).unwrap();
+    assert_eq!(queue.pending_verdicts(), 0);
+
+    queue.set_verdict_batch(100, Some(Duration::from_millis(2)));
+    queue.queue_verdict(packet_with_id(10)).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    queue.queue_verdict(packet_with_id(20)).unwrap();
+    assert_eq!(queue.pending_verdicts(), 0);
+
+    queue.queue_verdict(packet_with_id(30)).unwrap();
+    queue.flush_verdicts().unwrap();
+    assert_eq!(queue.pending_verdicts(), 0);
+    assert!(queue.pending.bytes().is_empty());
+}
+
+#[test]
+fn explicit_batch_verdict_is_encoded_with_its_mark() {
+    let mut queue = queue_with(0);
+    let mut nlmsg_buf = vec![0u32; 64];
+    let mut nlmsg = unsafe { Nlmsg::new(&mut nlmsg_buf) };
+    unsafe {
+        put_batch_verdict(&mut nlmsg, 5, 0x0102_0304, Verdict::Drop, Some(0x5717));
+        nlmsg.adjust_len();
+    }
+    let len = nlmsg.len;
+    let bytes = unsafe { std::slice::from_raw_parts(nlmsg_buf.as_ptr() as *const u8, len * 4) };
+    assert_eq!(
+        bytes,
+        &unhex(concat!(
+            "28000000", "0303", "0100", "00000000", "00000000", "00000005", "0c000200", "00000000",
+            "01020304", // DROP up to id 0x01020304
+            "08000300", "00005717", // NFQA_MARK
+        ))[..]
+    );
+    // Sent at once (the kernel answers ENODEV later: no queue is bound).
+    queue.verdict_batch(5, 7, Verdict::Accept, None).unwrap();
+    assert_eq!(queue.pending_verdicts(), 0);
 }
