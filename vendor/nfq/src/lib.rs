@@ -725,11 +725,28 @@ pub struct Queue {
     verdict_buffer: Option<Box<[u32; (8192 + 0x10000) / 4]>>,
     /// Verdicts held back by `queue_verdict`
     pending: PendingVerdicts,
+    /// Datagrams received per system call, and their buffers
+    recv_batch: usize,
+    slots: RecvSlots,
     /// Messages returned by `recv`, and verdicts given for them, to know when merging
     /// verdicts into an NFQNL_MSG_VERDICT_BATCH cannot cover a packet still without verdict.
     handed_out: u64,
     verdicts_given: u64,
 }
+
+/// Most datagrams [`Queue::set_recv_batch`] lets one system call receive.
+pub const RECV_BATCH_MAX: usize = 64;
+
+/// Buffers and headers for `recvmmsg`. Each buffer is reused as soon as no `Message` refers to it.
+struct RecvSlots {
+    buffers: Vec<Arc<Vec<u32>>>,
+    hdrs: Vec<libc::mmsghdr>,
+    iovs: Vec<libc::iovec>,
+}
+
+// The raw pointers in `hdrs` and `iovs` are written before each `recvmmsg` and only used by it.
+unsafe impl Send for RecvSlots {}
+unsafe impl Sync for RecvSlots {}
 
 /// Verdict messages held back by [`Queue::queue_verdict`], sent back to back in one `sendto`.
 struct PendingVerdicts {
@@ -890,6 +907,12 @@ impl Queue {
             queue: VecDeque::new(),
             verdict_buffer: Some(Box::new(unsafe { std::mem::zeroed() })),
             pending: PendingVerdicts::new(),
+            recv_batch: 1,
+            slots: RecvSlots {
+                buffers: Vec::new(),
+                hdrs: Vec::new(),
+                iovs: Vec::new(),
+            },
             handed_out: 0,
             verdicts_given: 0,
         };
@@ -1267,12 +1290,95 @@ impl Queue {
             if self.pending.count > 0 {
                 self.flush_verdicts()?;
             }
-            self.recv_nlmsg()?;
+            if self.recv_batch > 1 {
+                self.recv_many()?;
+            } else {
+                self.recv_nlmsg()?;
+            }
         }
 
         let msg = self.queue.pop_front().unwrap();
         self.handed_out += 1;
         Ok(msg)
+    }
+
+    /// Set how many datagrams (one packet each) [`recv`](#method.recv) may take from the socket
+    /// with one system call (`recvmmsg`, waiting for the first only): `recv` returns the others
+    /// from memory afterwards (see [`pending_messages`](#method.pending_messages)). 1, the
+    /// default, keeps one `recv` per packet; at most [`RECV_BATCH_MAX`].
+    ///
+    /// Each datagram has a buffer of a page plus the copy range, reused once the `Message`s
+    /// received into it are dropped: a worker that gives each message its verdict before the
+    /// next system call allocates nothing per packet.
+    pub fn set_recv_batch(&mut self, max: usize) {
+        self.recv_batch = max.clamp(1, RECV_BATCH_MAX);
+    }
+
+    // Receive up to `recv_batch` datagrams with one system call and queue their packets. A
+    // datagram that did not fit or an error message from the kernel is reported after the
+    // packets of the others are queued.
+    fn recv_many(&mut self) -> Result<()> {
+        let n = self.recv_batch;
+        let words = self.bufsize;
+        let slots = &mut self.slots;
+        // An all-zero mmsghdr/iovec is a valid (empty) value.
+        slots.hdrs.resize(n, unsafe { std::mem::zeroed() });
+        slots.iovs.resize(n, unsafe { std::mem::zeroed() });
+        for i in 0..n {
+            if slots.buffers.len() <= i {
+                slots.buffers.push(Arc::new(vec![0u32; words]));
+            }
+            let reusable = match Arc::get_mut(&mut slots.buffers[i]) {
+                Some(buf) => buf.len() == words,
+                None => false,
+            };
+            if !reusable {
+                // Still referred to by a message the caller keeps, or sized for another copy
+                // range.
+                slots.buffers[i] = Arc::new(vec![0u32; words]);
+            }
+            // Unique now: `get_mut` succeeded above or the Arc was just made.
+            let (data, len) = match Arc::get_mut(&mut slots.buffers[i]) {
+                Some(buf) => (buf.as_mut_ptr(), words * 4),
+                None => (std::ptr::null_mut(), 0),
+            };
+            slots.iovs[i] = libc::iovec {
+                iov_base: data as *mut libc::c_void,
+                iov_len: len,
+            };
+            let mut hdr: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            hdr.msg_hdr.msg_iov = &mut slots.iovs[i];
+            hdr.msg_hdr.msg_iovlen = 1;
+            slots.hdrs[i] = hdr;
+        }
+        let got = unsafe {
+            libc::recvmmsg(
+                self.fd,
+                slots.hdrs.as_mut_ptr(),
+                n as c_uint,
+                self.recv_flag | libc::MSG_WAITFORONE | MSG_TRUNC,
+                std::ptr::null_mut(),
+            )
+        };
+        if got < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut first_err = None;
+        for i in 0..got as usize {
+            let size = slots.hdrs[i].msg_len as usize;
+            // As we pass in MSG_TRUNC, a larger size means the datagram was truncated
+            if size > words * 4 || slots.hdrs[i].msg_hdr.msg_flags & MSG_TRUNC != 0 {
+                first_err.get_or_insert(std::io::Error::from_raw_os_error(ENOSPC));
+                continue;
+            }
+            if let Err(e) = unsafe { parse_datagram(&slots.buffers[i], size, &mut self.queue) } {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Set how [`queue_verdict`](#method.queue_verdict) holds verdicts back: they are sent

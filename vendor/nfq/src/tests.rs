@@ -439,3 +439,150 @@ fn explicit_batch_verdict_is_encoded_with_its_mark() {
     queue.verdict_batch(5, 7, Verdict::Accept, None).unwrap();
     assert_eq!(queue.pending_verdicts(), 0);
 }
+
+/// Counts the allocations of the current thread (other tests run on other threads).
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        std::alloc::System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        std::alloc::System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(|n| n.get())
+}
+
+/// A queue whose socket is replaced by one end of a datagram socket pair, and the other end,
+/// through which a test plays the kernel.
+fn queue_on_socketpair() -> (Queue, c_int) {
+    let mut queue = Queue::open().unwrap();
+    let mut fds = [0 as c_int; 2];
+    let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, fds.as_mut_ptr()) };
+    assert_eq!(r, 0);
+    unsafe { close(queue.fd) };
+    queue.fd = fds[0];
+    // As `bind` leaves it: room for a page of metadata and a copy range of 64 bytes.
+    queue.bufsize = (4096 + 64 + 3) / 4;
+    (queue, fds[1])
+}
+
+fn kernel_sends(fd: c_int, datagram: &[u8]) {
+    let r = unsafe {
+        libc::send(
+            fd,
+            datagram.as_ptr() as *const libc::c_void,
+            datagram.len(),
+            0,
+        )
+    };
+    assert_eq!(r as usize, datagram.len());
+}
+
+fn packet_bytes(id: u32) -> Vec<u8> {
+    let mut bytes = unhex(NFQ_PACKET_V4);
+    bytes[24..28].copy_from_slice(&id.to_be_bytes());
+    bytes
+}
+
+#[test]
+fn one_system_call_receives_several_packets() {
+    let (mut queue, kernel) = queue_on_socketpair();
+    queue.set_recv_batch(8);
+    for id in 1..=3 {
+        kernel_sends(kernel, &packet_bytes(id));
+    }
+    let first = queue.recv().unwrap();
+    assert_eq!(first.get_packet_id(), 1);
+    // The other two came with the same recvmmsg.
+    assert_eq!(queue.pending_messages(), 2);
+    assert_eq!(queue.recv().unwrap().get_packet_id(), 2);
+    assert_eq!(queue.recv().unwrap().get_packet_id(), 3);
+    assert_eq!(queue.pending_messages(), 0);
+
+    // An oversized datagram is reported, the packets around it are kept.
+    let mut big = packet_bytes(4);
+    big.resize(queue.bufsize * 4 + 100, 0);
+    kernel_sends(kernel, &packet_bytes(5));
+    kernel_sends(kernel, &big);
+    kernel_sends(kernel, &packet_bytes(6));
+    let err = queue.recv().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(ENOSPC));
+    assert_eq!(queue.recv().unwrap().get_packet_id(), 5);
+    assert_eq!(queue.recv().unwrap().get_packet_id(), 6);
+
+    // Nothing more: the receive timeout ends the wait.
+    queue
+        .set_recv_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    assert!(is_timeout(&queue.recv().unwrap_err()));
+    unsafe { close(kernel) };
+}
+
+#[test]
+fn buffers_are_reused_when_messages_are_dropped_and_not_when_kept() {
+    let (mut queue, kernel) = queue_on_socketpair();
+    queue.set_recv_batch(4);
+    kernel_sends(kernel, &packet_bytes(1));
+    let kept = queue.recv().unwrap();
+    let first_buffer = Arc::as_ptr(&queue.slots.buffers[0]);
+    kernel_sends(kernel, &packet_bytes(2));
+    let msg = queue.recv().unwrap();
+    // The first buffer is still referred to by `kept`: a new one was needed.
+    assert_ne!(Arc::as_ptr(&queue.slots.buffers[0]), first_buffer);
+    assert_eq!(kept.get_packet_id(), 1);
+    assert_eq!(&kept.get_payload()[..2], &[0x45, 0x00]);
+    drop(kept);
+    let second_buffer = Arc::as_ptr(&queue.slots.buffers[0]);
+    drop(msg);
+    kernel_sends(kernel, &packet_bytes(3));
+    assert_eq!(queue.recv().unwrap().get_packet_id(), 3);
+    assert_eq!(Arc::as_ptr(&queue.slots.buffers[0]), second_buffer);
+    unsafe { close(kernel) };
+}
+
+#[test]
+fn worker_loop_allocates_nothing_per_packet() {
+    let (mut queue, kernel) = queue_on_socketpair();
+    queue.set_recv_batch(16);
+    queue.set_verdict_batch(1000, None);
+    let datagrams: Vec<Vec<u8>> = (1..=400).map(packet_bytes).collect();
+    // One round is what one recvmmsg brings: recv makes a system call (and flushes) only after.
+    let round = |queue: &mut Queue, ids: std::ops::Range<usize>| {
+        for d in &datagrams[ids.clone()] {
+            kernel_sends(kernel, d);
+        }
+        for _ in ids {
+            let mut msg = queue.recv().unwrap();
+            msg.set_verdict(Verdict::Accept);
+            if msg.get_packet_id() % 7 == 0 {
+                msg.set_nfmark(0x5717);
+            }
+            queue.queue_verdict(msg).unwrap();
+        }
+        // What flush_verdicts sends to the kernel (a socket pair would refuse a netlink
+        // address): the merged messages are complete.
+        assert!(!queue.pending.bytes().is_empty());
+        queue.pending.clear();
+    };
+    // Warm-up: buffers, queues and the verdict buffer reach their size.
+    round(&mut queue, 0..16);
+    round(&mut queue, 16..32);
+    let before = allocations();
+    for r in 2..25 {
+        round(&mut queue, r * 16..(r + 1) * 16);
+    }
+    assert_eq!(allocations() - before, 0, "allocations for 368 packets");
+    unsafe { close(kernel) };
+}
