@@ -1,8 +1,10 @@
 //! I/O at the edge: everything that touches the kernel or a socket lives here and stays thin
-//! (NFQUEUE workers, iptables rules, raw sockets, syslog, execution of engine actions).
+//! (NFQUEUE workers, iptables rules, the kernel conntrack table over ctnetlink, raw sockets,
+//! syslog, execution of engine actions).
 
 pub mod actions;
 pub mod files;
+pub mod ctnetlink;
 pub mod netfilter;
 pub mod queue;
 pub mod rawsend;
