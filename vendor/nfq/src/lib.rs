@@ -1173,6 +1173,22 @@ impl Queue {
         }
     }
 
+    /// Whether the kernel has the conntrack glue this crate's conntrack features need
+    /// (`CONFIG_NETFILTER_NETLINK_GLUE_CT` with `nf_conntrack_netlink` loaded): without it,
+    /// [`Message::set_ct_mark`] is ignored silently and no conntrack information comes with the
+    /// packets. Asks the kernel by turning [`set_recv_conntrack`](#method.set_recv_conntrack) on
+    /// (which may load the module) and leaves it off; call it before turning it on.
+    pub fn conntrack_glue_available(&mut self, queue_num: u16) -> Result<bool> {
+        match self.set_recv_conntrack(queue_num, true) {
+            Ok(()) => {
+                self.set_recv_conntrack(queue_num, false)?;
+                Ok(true)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Set copy range. Packet larger than the specified range will be truncated. If the range
     /// given is 0, only metadata will be copied.
     ///
