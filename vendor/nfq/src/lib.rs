@@ -1257,7 +1257,7 @@ impl Queue {
 
     // Receive one datagram and queue the packets it holds. If Ok(true) is returned it means we
     // got an ACK.
-    fn recv_nlmsg(&mut self) -> Result<bool> {
+    fn recv_nlmsg(&mut self, flags: c_int) -> Result<bool> {
         let buf = match Arc::get_mut(&mut self.buffer) {
             Some(v) => v,
             None => {
@@ -1273,7 +1273,7 @@ impl Queue {
                 self.fd,
                 buf.as_mut_ptr() as _,
                 buf_size * 4,
-                self.recv_flag | MSG_TRUNC,
+                flags | MSG_TRUNC,
             )
         };
         if size < 0 {
@@ -1292,25 +1292,29 @@ impl Queue {
     // Receive the next error message. Returns Ok only if errno is 0 (which is a response to a
     // message with F_ACK set). Packets received meanwhile are kept for `recv`.
     fn recv_error(&mut self) -> Result<()> {
-        while !self.recv_nlmsg()? {}
+        while !self.recv_nlmsg(self.recv_flag)? {}
         Ok(())
     }
 
     /// Receive a packet from the queue.
     ///
     /// Before it waits for the kernel, it sends the verdicts held back by
-    /// [`queue_verdict`](#method.queue_verdict), so that no packet waits for the next one.
+    /// [`queue_verdict`](#method.queue_verdict), so that no packet waits for the next one:
+    /// while verdicts are held, it first looks without waiting (`MSG_DONTWAIT`) whether packets
+    /// are already queued, and sends the verdicts only when none are.
     pub fn recv(&mut self) -> Result<Message> {
         // We have processed all messages in previous recv batch, do next iteration
         while self.queue.is_empty() {
             if self.pending.count > 0 {
-                self.flush_verdicts()?;
+                match self.receive(self.recv_flag | MSG_DONTWAIT) {
+                    Ok(()) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        self.flush_verdicts()?
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            if self.recv_batch > 1 {
-                self.recv_many()?;
-            } else {
-                self.recv_nlmsg()?;
-            }
+            self.receive(self.recv_flag)?;
         }
 
         let msg = self.queue.pop_front().unwrap();
@@ -1330,10 +1334,19 @@ impl Queue {
         self.recv_batch = max.clamp(1, RECV_BATCH_MAX);
     }
 
+    // Receive one datagram, or up to `recv_batch` with recvmmsg, and queue their packets.
+    fn receive(&mut self, flags: c_int) -> Result<()> {
+        if self.recv_batch > 1 {
+            self.recv_many(flags)
+        } else {
+            self.recv_nlmsg(flags).map(|_| ())
+        }
+    }
+
     // Receive up to `recv_batch` datagrams with one system call and queue their packets. A
     // datagram that did not fit or an error message from the kernel is reported after the
     // packets of the others are queued.
-    fn recv_many(&mut self) -> Result<()> {
+    fn recv_many(&mut self, flags: c_int) -> Result<()> {
         let n = self.recv_batch;
         let words = self.bufsize;
         let slots = &mut self.slots;
@@ -1372,7 +1385,7 @@ impl Queue {
                 self.fd,
                 slots.hdrs.as_mut_ptr(),
                 n as c_uint,
-                self.recv_flag | libc::MSG_WAITFORONE | MSG_TRUNC,
+                flags | libc::MSG_WAITFORONE | MSG_TRUNC,
                 std::ptr::null_mut(),
             )
         };

@@ -586,3 +586,22 @@ fn worker_loop_allocates_nothing_per_packet() {
     assert_eq!(allocations() - before, 0, "allocations for 368 packets");
     unsafe { close(kernel) };
 }
+
+#[test]
+fn held_verdicts_wait_while_packets_are_queued_and_go_before_recv_waits() {
+    let (mut queue, kernel) = queue_on_socketpair();
+    kernel_sends(kernel, &packet_bytes(1));
+    kernel_sends(kernel, &packet_bytes(2));
+    queue.handed_out = 0;
+    let msg = queue.recv().unwrap();
+    queue.queue_verdict(msg).unwrap();
+    // Packet 2 is already queued: it is received, the verdict stays held.
+    assert_eq!(queue.recv().unwrap().get_packet_id(), 2);
+    assert_eq!(queue.pending_verdicts(), 1);
+    // Nothing queued now: recv sends the held verdicts before it waits. (A socket pair refuses
+    // the netlink address of the kernel: the attempt shows as EINVAL, and nothing is held.)
+    let err = queue.recv().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+    assert_eq!(queue.pending_verdicts(), 0);
+    unsafe { close(kernel) };
+}
