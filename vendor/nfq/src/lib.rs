@@ -732,6 +732,21 @@ pub struct Queue {
     /// verdicts into an NFQNL_MSG_VERDICT_BATCH cannot cover a packet still without verdict.
     handed_out: u64,
     verdicts_given: u64,
+    /// System calls made, for measurements
+    counts: IoCounts,
+}
+
+/// How many system calls a [`Queue`] made, to measure what batching saves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoCounts {
+    /// Receive system calls (`recv` or `recvmmsg`), including those that found nothing.
+    pub receives: u64,
+    /// Datagrams those receives returned.
+    pub datagrams: u64,
+    /// `sendto` calls that carried verdicts.
+    pub verdict_sends: u64,
+    /// Verdict messages sent (an `NFQNL_MSG_VERDICT_BATCH` counts as one).
+    pub verdict_messages: u64,
 }
 
 /// Most datagrams [`Queue::set_recv_batch`] lets one system call receive.
@@ -755,6 +770,8 @@ struct PendingVerdicts {
     len: usize,
     /// Verdicts (packets) held
     count: usize,
+    /// Messages in `buf`
+    messages: u64,
     /// When the oldest held verdict was queued (only measured with a `max_delay`)
     since: Option<Instant>,
     /// The last message of `buf`, if later verdicts may extend it into a batch verdict
@@ -789,6 +806,7 @@ impl PendingVerdicts {
             buf: Vec::new(),
             len: 0,
             count: 0,
+            messages: 0,
             since: None,
             run: None,
             max_count: 64,
@@ -808,6 +826,7 @@ impl PendingVerdicts {
     fn clear(&mut self) {
         self.len = 0;
         self.count = 0;
+        self.messages = 0;
         self.since = None;
         self.run = None;
     }
@@ -862,6 +881,7 @@ impl PendingVerdicts {
             nlmsg.len
         };
         self.len += len;
+        self.messages += 1;
         self.run = if mergeable {
             Some(VerdictRun {
                 at,
@@ -915,6 +935,7 @@ impl Queue {
             },
             handed_out: 0,
             verdicts_given: 0,
+            counts: IoCounts::default(),
         };
 
         let mut addr: sockaddr_nl = unsafe { std::mem::zeroed() };
@@ -1276,9 +1297,11 @@ impl Queue {
                 flags | MSG_TRUNC,
             )
         };
+        self.counts.receives += 1;
         if size < 0 {
             return Err(std::io::Error::last_os_error());
         }
+        self.counts.datagrams += 1;
 
         // As we pass in MSG_TRUNC, if we receive a larger size it means the message is trucated
         let size = size as usize;
@@ -1389,9 +1412,11 @@ impl Queue {
                 std::ptr::null_mut(),
             )
         };
+        self.counts.receives += 1;
         if got < 0 {
             return Err(std::io::Error::last_os_error());
         }
+        self.counts.datagrams += got as u64;
         let mut first_err = None;
         for i in 0..got as usize {
             let size = slots.hdrs[i].msg_len as usize;
@@ -1464,8 +1489,15 @@ impl Queue {
         }
         let bytes = self.pending.bytes();
         let ret = unsafe { self.send_bytes(bytes.as_ptr(), bytes.len()) };
+        self.counts.verdict_sends += 1;
+        self.counts.verdict_messages += self.pending.messages;
         self.pending.clear();
         ret
+    }
+
+    /// How many system calls this queue made so far.
+    pub fn io_counts(&self) -> IoCounts {
+        self.counts
     }
 
     /// Number of verdicts held back by [`queue_verdict`](#method.queue_verdict).
@@ -1500,6 +1532,7 @@ impl Queue {
             pending.len += nlmsg.len;
         }
         pending.count += 1;
+        pending.messages += 1;
         pending.run = None;
         self.flush_verdicts()
     }
@@ -1513,6 +1546,8 @@ impl Queue {
             put_verdict(&mut nlmsg, &msg);
             let ret = self.send_nlmsg(nlmsg);
             self.verdict_buffer = Some(buffer);
+            self.counts.verdict_sends += 1;
+            self.counts.verdict_messages += 1;
             ret
         }
     }

@@ -414,6 +414,9 @@ fn held_verdicts_are_sent_by_count_and_by_age() {
     queue.flush_verdicts().unwrap();
     assert_eq!(queue.pending_verdicts(), 0);
     assert!(queue.pending.bytes().is_empty());
+    // Flushed by count (2 messages), by age (2) and explicitly (1).
+    let counts = queue.io_counts();
+    assert_eq!((counts.verdict_sends, counts.verdict_messages), (3, 5));
 }
 
 #[test]
@@ -510,6 +513,8 @@ fn one_system_call_receives_several_packets() {
     assert_eq!(queue.recv().unwrap().get_packet_id(), 2);
     assert_eq!(queue.recv().unwrap().get_packet_id(), 3);
     assert_eq!(queue.pending_messages(), 0);
+    let counts = queue.io_counts();
+    assert_eq!((counts.receives, counts.datagrams), (1, 3));
 
     // An oversized datagram is reported, the packets around it are kept.
     let mut big = packet_bytes(4);
