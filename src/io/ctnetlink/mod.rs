@@ -73,6 +73,9 @@ pub enum CtError {
     Malformed(String),
 }
 
+/// How long a request waits for each answer of the kernel unless told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Receive buffer for one datagram: the kernel fills dump datagrams up to 32 KiB.
 const RECV_BUF: usize = 64 * 1024;
 
@@ -114,14 +117,18 @@ impl Ctnetlink {
         socket
             .connect(&SocketAddr::new(0, 0))
             .map_err(CtError::Socket)?;
-        Ok(Ctnetlink {
+        let ct = Ctnetlink {
             socket,
             seq: 0,
             buf: vec![0; RECV_BUF],
-        })
+        };
+        ct.set_timeout(Some(DEFAULT_TIMEOUT))?;
+        Ok(ct)
     }
 
-    /// Sets a receive timeout, so that a request never waits forever for the kernel.
+    /// Sets how long a request waits for each answer of the kernel (default
+    /// [`DEFAULT_TIMEOUT`]; `None`: forever). An expired wait is a [`CtError::Io`] of kind
+    /// `WouldBlock`.
     pub fn set_timeout(&self, timeout: Option<Duration>) -> Result<(), CtError> {
         socket2::SockRef::from(&self.socket)
             .set_read_timeout(timeout)
