@@ -46,6 +46,9 @@ struct Args {
     /// Kernel queue length.
     #[arg(long, default_value_t = 4096)]
     max_len: u32,
+    /// Receive buffer of the queue socket in bytes (0: the system default, as `nfq-accept`).
+    #[arg(long, default_value_t = 0)]
+    rcvbuf: usize,
 }
 
 /// utime and stime of this process in seconds (/proc/self/stat, clock ticks of 1/100 s).
@@ -81,9 +84,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    let setup = q
-        .set_recv_buffer_size(8 << 20)
-        .and_then(|_| q.set_recv_timeout(Some(Duration::from_millis(100))));
+    let setup = if args.rcvbuf > 0 {
+        q.set_recv_buffer_size(args.rcvbuf).map(|_| ())
+    } else {
+        Ok(())
+    }
+    .and_then(|_| q.set_recv_timeout(Some(Duration::from_millis(100))));
     if let Err(e) = setup {
         eprintln!("nfq-accept-batched: socket options: {e}");
         return ExitCode::from(1);
