@@ -3,8 +3,8 @@
 //! syslog, execution of engine actions).
 
 pub mod actions;
-pub mod files;
 pub mod ctnetlink;
+pub mod files;
 pub mod netfilter;
 pub mod queue;
 pub mod rawsend;
