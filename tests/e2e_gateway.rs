@@ -260,6 +260,12 @@ fn crafted_probes_statewall_vs_kernel_conntrack() {
     let sw = Statewall::start(&lab, &lab.tmp.join("sw"), QUIET);
     let statewall = probe_matrix(&mut lab, "statewall", 40100);
     let stats = sw.stop();
+    // Stopping keeps the diversion (fail closed): remove it before the kernel's turn.
+    lab.ok(
+        "gw",
+        10,
+        &format!("{} cleanup", env!("CARGO_BIN_EXE_statewall")),
+    );
 
     // The same matrix through the kernel's own conntrack ruleset (INVALID dropped).
     lab.ok(
