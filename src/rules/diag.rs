@@ -1,6 +1,11 @@
-//! Diagnostics: errors and warnings about a rule file, rendered like a compiler would.
+//! Diagnostics: errors and warnings about a rule file, rendered like a compiler would, the
+//! places they point at, and the "did you mean" suggestions they carry.
+//!
+//! The parser reports an [`Issue`] (a column on the line it was given); the loader knows the
+//! file and the line, holds them as a [`Loc`], and turns issues into [`Diagnostic`]s.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::json;
 
@@ -98,6 +103,110 @@ impl fmt::Display for Diagnostic {
             write!(f, "\n  = help: {hint}")?;
         }
         Ok(())
+    }
+}
+
+/// A problem found on one line, before it is given a file and a line number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Issue {
+    /// Error or warning.
+    pub severity: Severity,
+    /// 1-based character column.
+    pub col: u32,
+    /// What is wrong, in one line.
+    pub message: String,
+    /// A suggestion, if any.
+    pub hint: Option<String>,
+}
+
+impl Issue {
+    /// An error at `col`.
+    pub(crate) fn error(col: u32, message: impl Into<String>) -> Issue {
+        Issue {
+            severity: Severity::Error,
+            col,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// A warning at `col`.
+    pub(crate) fn warning(col: u32, message: impl Into<String>) -> Issue {
+        Issue {
+            severity: Severity::Warning,
+            ..Issue::error(col, message)
+        }
+    }
+
+    /// The same issue with `hint` (which may be `None`).
+    pub(crate) fn hint(mut self, hint: Option<String>) -> Issue {
+        self.hint = hint;
+        self
+    }
+}
+
+/// A place in a file, with its line, for diagnostics.
+#[derive(Clone, Debug)]
+pub(crate) struct Loc {
+    /// The file, as the admin named it.
+    pub file: Arc<str>,
+    /// 1-based line number.
+    pub line: u32,
+    /// 1-based column.
+    pub col: u32,
+    /// The whole source line, verbatim.
+    pub source_line: String,
+}
+
+impl Loc {
+    /// A diagnostic at this place.
+    pub(crate) fn diag(
+        &self,
+        severity: Severity,
+        message: String,
+        hint: Option<String>,
+    ) -> Diagnostic {
+        Diagnostic {
+            severity,
+            file: self.file.to_string(),
+            line: self.line,
+            col: self.col,
+            message,
+            source_line: self.source_line.clone(),
+            hint,
+        }
+    }
+
+    /// The parser's `issue` on this place's line, at the issue's column.
+    pub(crate) fn issue(&self, issue: Issue) -> Diagnostic {
+        self.at(issue.col)
+            .diag(issue.severity, issue.message, issue.hint)
+    }
+
+    /// The same line, at column `col`.
+    pub(crate) fn at(&self, col: u32) -> Loc {
+        Loc {
+            col,
+            ..self.clone()
+        }
+    }
+
+    /// `FILE:LINE`, for hints pointing elsewhere.
+    pub(crate) fn short(&self) -> String {
+        format!("{}:{}", self.file, self.line)
+    }
+}
+
+/// A diagnostic about `file` as a whole (line and column 0, no source line).
+pub(crate) fn whole_file(file: &str, severity: Severity, message: String) -> Diagnostic {
+    Diagnostic {
+        severity,
+        file: file.to_owned(),
+        line: 0,
+        col: 0,
+        message,
+        source_line: String::new(),
+        hint: None,
     }
 }
 

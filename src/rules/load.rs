@@ -5,67 +5,17 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::diag::{did_you_mean, Diagnostic, Severity};
+use super::ast::{AddrExpr, IfaceAst, RuleAst, Stmt};
+use super::diag::{did_you_mean, whole_file, Diagnostic, Loc, Severity};
 use super::lint;
-use super::policy::{normalize_ports, Addrs, Iface, Match, Policy, RateLimit, Rule, RuleInfo};
-use super::syntax::{parse_line, AddrExpr, IfaceAst, RuleAst, Stmt};
-use super::{ProbeMode, RuleAction};
+use super::matcher::{normalize_ports, Addrs, Iface, Match};
+use super::parser::parse_line;
+use super::policy::{Policy, RateLimit, Rule, RuleAction, RuleInfo};
+use crate::verdict::ProbeMode;
 
 /// Includes nested deeper than this are refused (a cycle through different spellings of one
 /// path, or a mistake).
 const MAX_INCLUDE_DEPTH: usize = 16;
-
-/// A place in a file, with its line, for diagnostics.
-#[derive(Clone, Debug)]
-pub(crate) struct Loc {
-    pub file: Arc<str>,
-    pub line: u32,
-    pub col: u32,
-    pub source_line: String,
-}
-
-impl Loc {
-    pub(crate) fn diag(
-        &self,
-        severity: Severity,
-        message: String,
-        hint: Option<String>,
-    ) -> Diagnostic {
-        Diagnostic {
-            severity,
-            file: self.file.to_string(),
-            line: self.line,
-            col: self.col,
-            message,
-            source_line: self.source_line.clone(),
-            hint,
-        }
-    }
-
-    fn at(&self, col: u32) -> Loc {
-        Loc {
-            col,
-            ..self.clone()
-        }
-    }
-
-    /// `FILE:LINE`, for hints pointing elsewhere.
-    pub(crate) fn short(&self) -> String {
-        format!("{}:{}", self.file, self.line)
-    }
-}
-
-fn whole_file(file: &str, severity: Severity, message: String) -> Diagnostic {
-    Diagnostic {
-        severity,
-        file: file.to_owned(),
-        line: 0,
-        col: 0,
-        message,
-        source_line: String::new(),
-        hint: None,
-    }
-}
 
 /// Everything a load produced, whether or not it succeeded.
 #[derive(Debug)]
@@ -192,10 +142,7 @@ impl Loader {
             };
             let parsed = parse_line(line);
             for issue in parsed.issues {
-                self.diags.push(
-                    loc.at(issue.col)
-                        .diag(issue.severity, issue.message, issue.hint),
-                );
+                self.diags.push(loc.issue(issue));
             }
             if let Some(stmt) = parsed.stmt {
                 self.stmt(stmt, &loc, dir.as_deref());

@@ -3,10 +3,21 @@
 //! A rule file decides the *first* packet of each new connection; packets of tracked
 //! connections are judged by state, not by rules. The language is described in `docs/rules.md`.
 //!
-//! - [`syntax`](self) — lexer and parser, one line at a time, with columns for diagnostics;
-//! - the loader — files, `include`, `set` resolution, compilation, all diagnostics at once;
-//! - [`Policy`] — the compiled matcher, indexed by protocol, destination port and prefix;
-//! - lint — shadowed and duplicate rules, rules that can never match, unused sets.
+//! A file goes through these modules:
+//!
+//! - `lexer` — one line into tokens with their columns;
+//! - `parser` — tokens into one statement of the syntax tree (`ast`), or issues;
+//! - `load` — files, `include`, `set` resolution, compilation into a [`Policy`], every
+//!   diagnostic of every file at once (`diag`: [`Diagnostic`], places, suggestions);
+//! - `matcher`, `index`, `policy` — a compiled rule's requirements ([`Query`] in, yes or no),
+//!   the index over the rules by protocol, destination port and prefix, and first-match
+//!   evaluation ([`Policy::evaluate`]);
+//! - `lint` — shadowed and duplicate rules, rules that can never match (unused sets are the
+//!   loader's).
+//!
+//! Imports between these files run one way: `diag` ← `lexer` ← `parser` ← `load`,
+//! `matcher` ← `index` ← `policy` ← `lint` ← `load`, and `ast` between (it names
+//! [`RuleAction`]); none of them imports this module.
 //!
 //! ```
 //! use statewall::rules::{self, Query, RuleAction};
@@ -29,11 +40,15 @@
 //! assert_eq!(loaded.policy.evaluate(&q, Timestamp::ZERO).action, RuleAction::Allow);
 //! ```
 
+mod ast;
 mod diag;
+mod index;
+mod lexer;
 mod lint;
 mod load;
+mod matcher;
+mod parser;
 mod policy;
-mod syntax;
 
 use std::path::{Path, PathBuf};
 
@@ -41,7 +56,8 @@ use serde_json::json;
 
 pub use crate::verdict::ProbeMode;
 pub use diag::{Diagnostic, Severity};
-pub use policy::{Outcome, ParseKeywordError, Policy, Query, RuleAction, RuleInfo};
+pub use matcher::Query;
+pub use policy::{Outcome, ParseKeywordError, Policy, RuleAction, RuleInfo};
 
 /// A successfully loaded rule file.
 #[derive(Debug)]
@@ -73,7 +89,7 @@ pub fn load(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
     into_result(load::load_path(path))
 }
 
-/// Like [`load`] for text in memory named `name`; `include` paths are relative to the current
+/// Like [`load()`] for text in memory named `name`; `include` paths are relative to the current
 /// directory.
 pub fn load_str(name: &str, text: &str) -> Result<Loaded, Vec<Diagnostic>> {
     into_result(load::load_text(name, text))
