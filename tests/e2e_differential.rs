@@ -5,9 +5,13 @@
 //! RST or after a full close, RSTs outside the window). The table is printed side by side.
 #![cfg(feature = "e2e")]
 
+mod e2e;
+
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+
+use e2e::{require, root};
 
 /// Drops statewall makes on purpose where Linux conntrack passes the packet (docs/engine.md).
 const STRICTER: &[&str] = &[
@@ -16,10 +20,6 @@ const STRICTER: &[&str] = &[
     "data_after_rst",
     "rst_out_of_window",
 ];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// statewall's drops: (1-based index, reason).
 fn statewall_drops(pcap: &Path) -> Vec<(u64, String)> {
@@ -42,10 +42,7 @@ fn statewall_drops(pcap: &Path) -> Vec<(u64, String)> {
 
 /// The kernel's INVALID packets: per packet for small captures, else only the count.
 fn kernel_invalid(pcap: &Path, per_packet: bool) -> (u64, Option<BTreeSet<u64>>) {
-    assert!(
-        nix_is_root(),
-        "the differential test needs root (network namespaces, iptables)"
-    );
+    require(&[]);
     let mut cmd = Command::new(root().join("scripts/kernel-invalid"));
     if per_packet {
         cmd.arg("--per-packet");
@@ -72,14 +69,6 @@ fn kernel_invalid(pcap: &Path, per_packet: bool) -> (u64, Option<BTreeSet<u64>>)
                 .collect::<BTreeSet<u64>>()
         });
     (count, set)
-}
-
-fn nix_is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 #[test]

@@ -10,54 +10,10 @@ mod e2e;
 
 use std::time::{Duration, Instant};
 
-use e2e::{script, Lab, Statewall, CLI_V4, CLI_V6, SRV_V4, SRV_V6};
+use e2e::{http_server, script, url, Lab, Statewall, CLI_V4, CLI_V6, SRV_V4, SRV_V6};
 
 /// Quiet statewall: no periodic stats lines.
 const QUIET: &str = "[log]\nstats_interval = 0\n";
-
-/// Serves `files` (name → MiB of random data) over HTTP on port 8080 (v4 and v6) from srv;
-/// returns their sha256 by name.
-fn http_server(lab: &mut Lab, files: &[(&str, u32)]) -> Vec<(String, String)> {
-    let dir = lab.tmp.join("www");
-    std::fs::create_dir_all(&dir).expect("www");
-    let mut sums = Vec::new();
-    for (name, mib) in files {
-        let path = dir.join(name);
-        let out = lab.ok(
-            "srv",
-            60,
-            &format!(
-                "head -c {}M /dev/urandom > {p} && sha256sum {p}",
-                mib,
-                p = path.display()
-            ),
-        );
-        let sum = out
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        sums.push((name.to_string(), sum));
-    }
-    std::fs::write(dir.join("small"), "small\n").expect("small file");
-    lab.spawn(
-        "srv",
-        &format!(
-            "exec python3 -m http.server --bind :: --directory {} 8080",
-            dir.display()
-        ),
-    );
-    lab.wait_port("srv", 8080);
-    sums
-}
-
-fn url(addr: &str, port: u16, path: &str) -> String {
-    if addr.contains(':') {
-        format!("http://[{addr}]:{port}/{path}")
-    } else {
-        format!("http://{addr}:{port}/{path}")
-    }
-}
 
 #[test]
 fn downloads_are_byte_exact_v4_v6() {
@@ -127,10 +83,6 @@ fn iperf3_bulk_v4_v6() {
 fn keepalive_half_close_and_simultaneous_open_v4_v6() {
     let mut lab = Lab::up();
     let apps = script("apps.py");
-    let lab_apps = e2e::root()
-        .join("scripts/lib/lab_apps.py")
-        .display()
-        .to_string();
     // Both endpoints of the simultaneous open drop their kernel's RST for a SYN that arrives
     // before their own connect().
     for (which, port) in [("cli", 41000), ("srv", 42000)] {
@@ -154,13 +106,13 @@ fn keepalive_half_close_and_simultaneous_open_v4_v6() {
         // Half close: the client shuts its sending side; the server keeps sending for 1 s.
         lab.spawn(
             "srv",
-            &format!("exec python3 {lab_apps} halfclose-server {srv} 7001"),
+            &format!("exec python3 {apps} halfclose-server {srv} 7001"),
         );
         lab.wait_port("srv", 7001);
         let out = lab.ok(
             "cli",
             30,
-            &format!("python3 {lab_apps} halfclose-client {srv} 7001"),
+            &format!("python3 {apps} halfclose-client {srv} 7001"),
         );
         assert_eq!(out.trim(), "halfclose-client: received 10000 bytes");
 

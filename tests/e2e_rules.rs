@@ -6,24 +6,18 @@
 //! or missing root is a failure.
 #![cfg(feature = "e2e")]
 
-// Not every helper of the shared harness is used here.
-#[allow(dead_code)]
 mod e2e;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{script, Lab, Statewall, SRV_V4, SRV_V6};
+use e2e::{ctl, http_server, output_text, script, stats_json, url, Lab, Statewall, SRV_V4, SRV_V6};
 
 /// 8080 allowed, 8081 (TCP) and 9999 (UDP) rejected, everything else dropped.
 const RULES: &str = "policy drop\nprobes rst\nallow tcp to any port 8080\n\
                      reject tcp to any port 8081\nreject udp to any port 9999\n\
                      allow icmp\nallow icmpv6\n";
-
-fn statewall_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_statewall")
-}
 
 /// Writes `rules` to DIR/statewall.rules and starts statewall with it (`extra` TOML after the
 /// `rules` key); returns the daemon, the rule file and the control socket.
@@ -38,72 +32,6 @@ fn start(lab: &Lab, rules: &str, extra: &str) -> (Statewall, PathBuf, PathBuf) {
     );
     let sw = Statewall::start(lab, &dir, &extra);
     (sw, file, dir.join("control.sock"))
-}
-
-/// `statewall ARGS --socket SOCK` (as root, outside the lab: the socket is a file).
-fn ctl(sock: &Path, args: &[&str]) -> Output {
-    Command::new("timeout")
-        .args(["-k", "2", "20", statewall_bin()])
-        .args(args)
-        .arg("--socket")
-        .arg(sock)
-        .output()
-        .expect("run statewall client")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn stats_json(sock: &Path) -> serde_json::Value {
-    let out = ctl(sock, &["stats", "--json"]);
-    assert!(out.status.success(), "stats: {}", text(&out));
-    serde_json::from_slice(&out.stdout).expect("stats json")
-}
-
-fn url(addr: &str, port: u16, path: &str) -> String {
-    if addr.contains(':') {
-        format!("http://[{addr}]:{port}/{path}")
-    } else {
-        format!("http://{addr}:{port}/{path}")
-    }
-}
-
-/// python http.server on 8080 (v4 and v6) in srv serving DIR/www with a `small` file and
-/// `big` of `mib` MiB (when > 0); returns the sha256 of `big`.
-fn http_server(lab: &mut Lab, mib: u32) -> String {
-    let dir = lab.tmp.join("www");
-    std::fs::create_dir_all(&dir).expect("www");
-    std::fs::write(dir.join("small"), "small\n").expect("small");
-    let mut sum = String::new();
-    if mib > 0 {
-        let out = lab.ok(
-            "srv",
-            60,
-            &format!(
-                "head -c {mib}M /dev/urandom > {p} && sha256sum {p}",
-                p = dir.join("big").display()
-            ),
-        );
-        sum = out
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_string();
-    }
-    lab.spawn(
-        "srv",
-        &format!(
-            "exec python3 -m http.server --bind :: --directory {} 8080",
-            dir.display()
-        ),
-    );
-    lab.wait_port("srv", 8080);
-    sum
 }
 
 /// Asserts 8080 answers HTTP 200 and 8082 (dropped by policy) times out, from cli to `addr`.
@@ -127,7 +55,7 @@ fn assert_allowed_and_dropped(lab: &Lab, addr: &str) {
         out.status.code(),
         Some(28),
         "8082 via {addr} must time out (dropped): {}",
-        text(&out)
+        output_text(&out)
     );
     assert!(t0.elapsed() >= Duration::from_millis(1900));
 }
@@ -135,9 +63,9 @@ fn assert_allowed_and_dropped(lab: &Lab, addr: &str) {
 #[test]
 fn allowed_dropped_and_rejected_ports_v4_v6() {
     let mut lab = Lab::up();
-    http_server(&mut lab, 0);
+    http_server(&mut lab, &[]);
     let (sw, _, _) = start(&lab, RULES, "");
-    let traffic = script("traffic.py");
+    let traffic = script("apps.py");
     for addr in [SRV_V4, SRV_V6] {
         assert_allowed_and_dropped(&lab, addr);
 
@@ -149,7 +77,7 @@ fn allowed_dropped_and_rejected_ports_v4_v6() {
             &format!("curl -sS -v -m 5 -o /dev/null {}", url(addr, 8081, "")),
         );
         let took = t0.elapsed();
-        let msg = text(&out);
+        let msg = output_text(&out);
         assert_eq!(out.status.code(), Some(7), "8081 via {addr}: {msg}");
         assert!(msg.contains("Connection refused"), "8081 via {addr}: {msg}");
         assert!(took < Duration::from_secs(1), "8081 via {addr}: {took:?}");
@@ -178,7 +106,8 @@ fn allowed_dropped_and_rejected_ports_v4_v6() {
 #[test]
 fn transfer_survives_a_reload_byte_exact() {
     let mut lab = Lab::up();
-    let sum = http_server(&mut lab, 100);
+    let sums = http_server(&mut lab, &[("big", 100)]);
+    let sum = &sums[0].1;
     let (sw, file, sock) = start(&lab, RULES, "");
     let out = lab.tmp.join("download");
     // ~100 MiB at 16 MiB/s: about 6 s.
@@ -197,7 +126,7 @@ fn transfer_survives_a_reload_byte_exact() {
     )
     .expect("rules");
     let r = ctl(&sock, &["reload"]);
-    assert!(r.status.success(), "reload: {}", text(&r));
+    assert!(r.status.success(), "reload: {}", output_text(&r));
     assert!(
         !lab.tmp.join("download.rc").exists(),
         "the download ended before the reload"
@@ -229,7 +158,7 @@ fn read_count(path: &Path) -> u64 {
 #[test]
 fn recheck_reload_cuts_connections_the_new_rules_refuse_v4_v6() {
     let mut lab = Lab::up();
-    let traffic = script("traffic.py");
+    let traffic = script("apps.py");
     lab.spawn(
         "srv",
         &format!("exec /usr/bin/python3 {traffic} trickle-server 8080"),
@@ -262,7 +191,7 @@ fn recheck_reload_cuts_connections_the_new_rules_refuse_v4_v6() {
     // 8080 is no longer allowed.
     std::fs::write(&file, RULES.replace("port 8080", "port 8090")).expect("rules");
     let r = ctl(&sock, &["reload", "--json"]);
-    assert!(r.status.success(), "reload: {}", text(&r));
+    assert!(r.status.success(), "reload: {}", output_text(&r));
     let report: serde_json::Value = serde_json::from_slice(&r.stdout).expect("reload json");
     assert!(
         report["revoked"].as_u64().unwrap_or(0) >= 2,
@@ -288,7 +217,7 @@ fn recheck_reload_cuts_connections_the_new_rules_refuse_v4_v6() {
         20,
         &format!("curl -sS -m 2 -o /dev/null {}", url(SRV_V4, 8080, "")),
     );
-    assert_eq!(out.status.code(), Some(28), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(28), "{}", output_text(&out));
     let final_stats = sw.stop();
     eprintln!("{}", final_stats.line);
     assert!(final_stats.get("drop.revoked") > 0, "{}", final_stats.line);
@@ -297,7 +226,7 @@ fn recheck_reload_cuts_connections_the_new_rules_refuse_v4_v6() {
 #[test]
 fn broken_rule_file_on_reload_keeps_the_old_policy_v4_v6() {
     let mut lab = Lab::up();
-    http_server(&mut lab, 0);
+    http_server(&mut lab, &[]);
     let (sw, file, sock) = start(&lab, RULES, "");
     for addr in [SRV_V4, SRV_V6] {
         assert_allowed_and_dropped(&lab, addr);
@@ -310,7 +239,7 @@ fn broken_rule_file_on_reload_keeps_the_old_policy_v4_v6() {
     )
     .expect("rules");
     let r = ctl(&sock, &["reload"]);
-    let msg = text(&r);
+    let msg = output_text(&r);
     assert_eq!(r.status.code(), Some(1), "broken reload: {msg}");
     let name = file.display().to_string();
     for needle in [
@@ -324,7 +253,7 @@ fn broken_rule_file_on_reload_keeps_the_old_policy_v4_v6() {
         assert_allowed_and_dropped(&lab, addr);
     }
     let status = ctl(&sock, &["status"]);
-    assert!(status.status.success(), "{}", text(&status));
+    assert!(status.status.success(), "{}", output_text(&status));
     let stats = sw.stop();
     assert!(stats.get("drop.policy_drop") >= 4, "{}", stats.line);
 }
@@ -334,15 +263,20 @@ fn control_socket_is_root_only() {
     let lab = Lab::up();
     let (sw, _, sock) = start(&lab, RULES, "");
     let root = ctl(&sock, &["status"]);
-    assert!(root.status.success(), "root: {}", text(&root));
+    assert!(root.status.success(), "root: {}", output_text(&root));
     for cmd in ["status", "stats", "reload"] {
         let out = Command::new("timeout")
             .args(["-k", "2", "20", "setpriv", "--reuid=65534", "--regid=65534"])
-            .args(["--clear-groups", statewall_bin(), cmd, "--socket"])
+            .args([
+                "--clear-groups",
+                env!("CARGO_BIN_EXE_statewall"),
+                cmd,
+                "--socket",
+            ])
             .arg(&sock)
             .output()
             .expect("setpriv");
-        let msg = text(&out);
+        let msg = output_text(&out);
         assert_eq!(out.status.code(), Some(2), "nobody {cmd}: {msg}");
         assert!(
             msg.contains("permission denied") && msg.contains("root-only"),
@@ -350,6 +284,6 @@ fn control_socket_is_root_only() {
         );
     }
     let root = ctl(&sock, &["stats"]);
-    assert!(root.status.success(), "root: {}", text(&root));
+    assert!(root.status.success(), "root: {}", output_text(&root));
     sw.stop();
 }

@@ -14,16 +14,16 @@
 //! against a freshly started statewall.
 #![cfg(feature = "e2e")]
 
-// Not every helper of the shared harness is used here.
-#[allow(dead_code)]
 mod e2e;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use e2e::{require, script, Lab, Statewall, CLI_V4, CLI_V6, SRV_V4, SRV_V6};
+use e2e::{
+    ctl, http_server, require, script, stats_json, url, Lab, Statewall, CLI_V4, CLI_V6, SRV_V4,
+    SRV_V6,
+};
 
 /// Allowed: HTTP 8080, iperf3 5201, UDP echo 5353; everything else is dropped by policy.
 const RULES: &str = "policy drop\nprobes rst\nallow tcp to any port { 8080, 5201 }\n\
@@ -195,30 +195,6 @@ fn port_states(out: &str) -> HashMap<String, u32> {
     states
 }
 
-fn ctl(sock: &Path, args: &[&str]) -> Output {
-    Command::new("timeout")
-        .args(["-k", "2", "20", env!("CARGO_BIN_EXE_statewall")])
-        .args(args)
-        .arg("--socket")
-        .arg(sock)
-        .output()
-        .expect("statewall client")
-}
-
-fn http_server(lab: &mut Lab) {
-    let dir = lab.tmp.join("www");
-    std::fs::create_dir_all(&dir).expect("www");
-    std::fs::write(dir.join("small"), "small\n").expect("small");
-    lab.spawn(
-        "srv",
-        &format!(
-            "exec python3 -m http.server --bind :: --directory {} 8080",
-            dir.display()
-        ),
-    );
-    lab.wait_port("srv", 8080);
-}
-
 /// Asserts `states` is exactly `n` ports in `state`.
 fn assert_states(states: &HashMap<String, u32>, state: &str, n: u32, what: &str) {
     let want: HashMap<String, u32> = [(state.to_string(), n)].into_iter().collect();
@@ -264,7 +240,7 @@ fn stealth_scans_alert_once_and_read_closed_with_probes_rst_v4_v6() {
 fn syn_connect_and_udp_scans_alert_once() {
     let t0 = Instant::now();
     let mut sl = ScanLab::up();
-    http_server(&mut sl.lab);
+    http_server(&mut sl.lab, &[]);
     let sw = sl.start(RULES, "");
     let from = sl.lines().len();
     let states = sl.nmap("-sS -p 1-200,8080", SRV_V4);
@@ -368,13 +344,7 @@ fn probe_answers_are_rate_limited_under_an_ack_flood() {
     eprintln!("RSTs at cli: {rsts} (bound {bound:.0} over {total:.1} s)");
     assert!(rsts > 0, "no RST at all");
     assert!(rsts as f64 <= bound, "{rsts} RSTs > {bound:.0}");
-    let out = ctl(&sl.sock(), &["stats", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let stats = stats_json(&sl.sock());
     let limited = stats["answers_limited"].as_u64().unwrap_or(0);
     let answered = stats["answered"].as_u64().unwrap_or(0);
     assert!(limited > 0, "answers_limited: {stats}");
@@ -388,8 +358,8 @@ fn probe_answers_are_rate_limited_under_an_ack_flood() {
 fn normal_traffic_raises_no_alert() {
     let t0 = Instant::now();
     let mut sl = ScanLab::up();
-    http_server(&mut sl.lab);
-    let traffic = script("traffic.py");
+    http_server(&mut sl.lab, &[]);
+    let traffic = script("apps.py");
     let apps = script("apps.py");
     sl.lab.spawn("srv", "exec iperf3 -s -p 5201");
     sl.lab.wait_port("srv", 5201);
@@ -445,7 +415,7 @@ fn normal_traffic_raises_no_alert() {
 fn scanner_is_blocked_others_pass_and_the_block_expires() {
     let t0 = Instant::now();
     let mut sl = ScanLab::up();
-    http_server(&mut sl.lab);
+    http_server(&mut sl.lab, &[]);
     sl.lab.ok(
         "cli",
         10,
@@ -456,15 +426,13 @@ fn scanner_is_blocked_others_pass_and_the_block_expires() {
         "[scan]\nblock = true\nblock_level = 1\nblock_ttl = 8\nblock_scope = \"host\"\n",
     );
     let curl = |from: &str, to: &str| {
-        let u = if to.contains(':') {
-            format!("http://[{to}]:8080/small")
-        } else {
-            format!("http://{to}:8080/small")
-        };
         sl.lab.sh(
             "cli",
             20,
-            &format!("curl -sS -m 2 --interface {from} -o /dev/null {u}"),
+            &format!(
+                "curl -sS -m 2 --interface {from} -o /dev/null {}",
+                url(to, 8080, "small")
+            ),
         )
     };
     assert!(curl(CLI_V4, SRV_V4).status.success(), "before the scan");
