@@ -10,7 +10,7 @@ mod e2e;
 
 use std::time::{Duration, Instant};
 
-use e2e::{http_server, script, url, Lab, Statewall, CLI_V4, CLI_V6, SRV_V4, SRV_V6};
+use e2e::{cleanup, http_server, script, url, Lab, Statewall, CLI_V4, CLI_V6, SRV_V4, SRV_V6};
 
 /// Quiet statewall: no periodic stats lines.
 const QUIET: &str = "[log]\nstats_interval = 0\n";
@@ -213,11 +213,7 @@ fn crafted_probes_statewall_vs_kernel_conntrack() {
     let statewall = probe_matrix(&mut lab, "statewall", 40100);
     let stats = sw.stop();
     // Stopping keeps the diversion (fail closed): remove it before the kernel's turn.
-    lab.ok(
-        "gw",
-        10,
-        &format!("{} cleanup", env!("CARGO_BIN_EXE_statewall")),
-    );
+    cleanup(&lab);
 
     // The same matrix through the kernel's own conntrack ruleset (INVALID dropped).
     lab.ok(
@@ -307,11 +303,7 @@ fn sigterm_keeps_rules_a_start_replaces_them_and_cleanup_removes_them() {
         "exactly one jump per family"
     );
     sw.stop();
-    lab.ok(
-        "gw",
-        10,
-        &format!("{} cleanup", env!("CARGO_BIN_EXE_statewall")),
-    );
+    cleanup(&lab);
     assert!(!lab.gw_rules().contains("STATEWALL"));
 }
 
@@ -334,8 +326,9 @@ fn restart_during_a_transfer_keeps_the_connection() {
     );
     std::thread::sleep(Duration::from_millis(1500));
     let first = sw.stop();
-    // The gap: no NFQUEUE rule, packets are forwarded by the kernel unjudged (its own
-    // conntrack still tracks the flow). Then the new run adopts the connection mid-stream.
+    // The gap: the diversion stays (fail closed) with nobody reading the queue, so the kernel
+    // drops what it would queue and TCP retransmits; the new run adopts the connection
+    // mid-stream.
     std::thread::sleep(Duration::from_millis(300));
     let sw = Statewall::start(&lab, &dir, QUIET);
     assert!(

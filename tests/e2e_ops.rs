@@ -3,7 +3,6 @@
 //! running as the packaged unit runs it (user `statewall`, two ambient capabilities).
 #![cfg(feature = "e2e")]
 
-#[allow(dead_code)]
 mod e2e;
 
 use std::os::unix::fs::PermissionsExt;
@@ -12,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{signal, FinalStats, Lab, SRV_V4};
+use e2e::{http_server, signal, FinalStats, Lab, SRV_V4};
 
 const BIN: &str = env!("CARGO_BIN_EXE_statewall");
 
@@ -117,20 +116,6 @@ fn config(dir: &Path, extra: &str) -> PathBuf {
     path
 }
 
-fn web(lab: &mut Lab) {
-    let www = lab.tmp.join("www");
-    std::fs::create_dir_all(&www).expect("www");
-    std::fs::write(www.join("small"), "small\n").expect("small");
-    lab.spawn(
-        "srv",
-        &format!(
-            "exec python3 -m http.server --bind :: --directory {} 8080",
-            www.display()
-        ),
-    );
-    lab.wait_port("srv", 8080);
-}
-
 /// Whether an HTTP GET from cli to srv gets through within 3 s.
 fn passes(lab: &Lab) -> bool {
     lab.sh(
@@ -149,7 +134,7 @@ fn jumps(lab: &Lab) -> usize {
 #[test]
 fn every_exit_keeps_the_diversion_unless_configured_and_cleanup_removes_it() {
     let mut lab = Lab::up();
-    web(&mut lab);
+    http_server(&mut lab, &[]);
     let dir = lab.tmp.join("sw");
     let keep = config(&dir, "");
     assert!(passes(&lab), "no statewall, no rules: traffic passes");
@@ -305,7 +290,7 @@ fn notifications(sock: &UnixDatagram, until: Instant) -> Vec<String> {
 #[test]
 fn the_watchdog_follows_the_workers_and_action_panics_are_caught() {
     let mut lab = Lab::up();
-    web(&mut lab);
+    http_server(&mut lab, &[]);
     let dir = lab.tmp.join("sw");
     let rules = dir.join("web.rules");
     std::fs::create_dir_all(&dir).expect("dir");
@@ -398,7 +383,7 @@ fn runs_as_the_unit_runs_it_user_statewall_with_two_capabilities() {
     e2e::require(&["setpriv", "systemd-sysusers"]);
     ensure_user();
     let (uid, gid) = (id("-u"), id("-g"));
-    web(&mut lab);
+    http_server(&mut lab, &[]);
     // What the unit sets up: a runtime directory owned by the user, mode 0750.
     let dir = lab.tmp.join("run");
     std::fs::create_dir_all(&dir).expect("dir");

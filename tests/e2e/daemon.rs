@@ -192,3 +192,13 @@ pub fn stats_json(sock: &Path) -> serde_json::Value {
     assert!(out.status.success(), "stats: {}", output_text(&out));
     serde_json::from_slice(&out.stdout).expect("stats json")
 }
+
+/// `statewall cleanup` in `lab`'s gateway: removes the diversion a stopped run leaves in place
+/// (fail closed, `[netfilter] on_stop = "keep"`); must succeed.
+pub fn cleanup(lab: &Lab) {
+    lab.ok(
+        "gw",
+        10,
+        &format!("{} cleanup", env!("CARGO_BIN_EXE_statewall")),
+    );
+}

@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 #[allow(unused_imports)]
 pub use apps::{http_server, url};
 #[allow(unused_imports)]
-pub use daemon::{ctl, output_text, stats_json, FinalStats, Statewall};
+pub use daemon::{cleanup, ctl, output_text, stats_json, FinalStats, Statewall};
 #[allow(unused_imports)]
 pub use lab::{signal, Capture, Lab};
 
