@@ -5,6 +5,8 @@
 //! RST or after a full close, RSTs outside the window). The table is printed side by side.
 #![cfg(feature = "e2e")]
 
+// Not every helper of the shared harness is used here.
+#[allow(dead_code)]
 mod e2e;
 
 use std::collections::BTreeSet;

@@ -3,6 +3,8 @@
 //! running as the packaged unit runs it (user `statewall`, two ambient capabilities).
 #![cfg(feature = "e2e")]
 
+// Not every helper of the shared harness is used here.
+#[allow(dead_code)]
 mod e2e;
 
 use std::os::unix::fs::PermissionsExt;

@@ -4,6 +4,7 @@
 //! package database for the duration of the test (a guard purges the package on failure).
 #![cfg(feature = "e2e")]
 
+// Not every helper of the shared harness is used here.
 #[allow(dead_code)]
 mod e2e;
 

@@ -6,6 +6,8 @@
 //! or missing root is a failure.
 #![cfg(feature = "e2e")]
 
+// Not every helper of the shared harness is used here.
+#[allow(dead_code)]
 mod e2e;
 
 use std::path::{Path, PathBuf};

@@ -14,6 +14,8 @@
 //! against a freshly started statewall.
 #![cfg(feature = "e2e")]
 
+// Not every helper of the shared harness is used here.
+#[allow(dead_code)]
 mod e2e;
 
 use std::collections::HashMap;

@@ -8,9 +8,9 @@
 //!   `scripts/record-captures`), starting with the HTTP server every suite uses.
 //!
 //! A missing tool or missing root privileges is a test failure, never a skip.
-
-// Every e2e test crate compiles this module and uses a part of it.
-#![allow(dead_code)]
+//!
+//! Every e2e test crate compiles this module and uses a part of it, hence
+//! `#[allow(dead_code)] mod e2e;` in each.
 
 pub mod apps;
 pub mod daemon;
