@@ -9,6 +9,7 @@ use thiserror::Error;
 use crate::conntrack::{Limits, Timeouts};
 use crate::engine::EngineConfig;
 use crate::io::syslog::SyslogConfig;
+use crate::marks::ConnMarks;
 use crate::ratelimit::ProbesConfig;
 use crate::scan::ScanConfig;
 
@@ -105,6 +106,9 @@ pub struct NetfilterSection {
     pub mark: u32,
     /// What happens to the rules when statewall exits, for whatever reason.
     pub on_stop: OnStop,
+    /// The two bits of the connection mark that belong to statewall (the lower: ADMITTED, the
+    /// upper: FASTPATH; see [`crate::marks`]).
+    pub connmark_mask: u32,
 }
 
 /// `[netfilter] on_stop`: whether the diversion outlives the daemon.
@@ -127,6 +131,36 @@ impl Default for NetfilterSection {
             notrack: false,
             mark: 0x5717,
             on_stop: OnStop::Keep,
+            connmark_mask: ConnMarks::DEFAULT_MASK,
+        }
+    }
+}
+
+impl NetfilterSection {
+    /// The connection mark layout (valid once the settings are validated).
+    pub fn marks(&self) -> ConnMarks {
+        ConnMarks::new(self.connmark_mask, self.mark).unwrap_or_default()
+    }
+}
+
+/// `[ha]`: this gateway is one of a pair (docs/ha.md).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HaSection {
+    /// Start as the standby: adopt the flows the kernel table holds with the ADMITTED bit
+    /// (replicated there by conntrackd) as they appear, and drop unknown mid-stream segments
+    /// silently until `statewall takeover`.
+    pub enable: bool,
+    /// Seconds after a takeover (and after a restart) during which mid-stream TCP segments of
+    /// unknown flows are dropped silently, since their flow's replication may be late.
+    pub takeover_window: u64,
+}
+
+impl Default for HaSection {
+    fn default() -> Self {
+        HaSection {
+            enable: false,
+            takeover_window: 10,
         }
     }
 }
@@ -241,6 +275,8 @@ pub struct Settings {
     pub scan: ScanConfig,
     /// `[syslog]`: where alerts go.
     pub syslog: SyslogConfig,
+    /// `[ha]`: one gateway of a pair.
+    pub ha: HaSection,
 }
 
 impl Settings {
@@ -308,6 +344,20 @@ impl Settings {
         }
         if q.max_len == 0 {
             return bad("queue.max_len", "must be at least 1");
+        }
+        if let Err(e) = ConnMarks::new(self.netfilter.connmark_mask, self.netfilter.mark) {
+            return bad("netfilter.connmark_mask", &e.to_string());
+        }
+        if self.ha.enable && self.netfilter.notrack {
+            return bad(
+                "ha.enable",
+                "a pair of gateways needs kernel connection tracking: the kernel table is what \
+                 conntrackd replicates and what the new master adopts (set [netfilter] notrack = \
+                 false)",
+            );
+        }
+        if self.ha.takeover_window > 3600 {
+            return bad("ha.takeover_window", "at most 3600 seconds");
         }
         if self.netfilter.hooks.is_empty() {
             return bad(
@@ -444,6 +494,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("prerouting"), "{e}");
+    }
+
+    #[test]
+    fn connmark_mask_is_two_bits_clear_of_the_own_mark() {
+        let s = load("", &[]).expect("valid");
+        assert_eq!(s.netfilter.connmark_mask, 0x3000_0000);
+        assert_eq!(s.netfilter.marks().admitted(), 0x1000_0000);
+        let s = load("[netfilter]\nconnmark_mask = 0xc0000000\n", &[]).expect("valid");
+        assert_eq!(s.netfilter.marks().admitted(), 0x4000_0000);
+        for bad in ["0x10000000", "0x70000000", "0x00000011"] {
+            let e = load(&format!("[netfilter]\nconnmark_mask = {bad}\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("netfilter.connmark_mask"), "{e}");
+        }
+    }
+
+    #[test]
+    fn ha_needs_kernel_conntrack() {
+        let s = load("[ha]\nenable = true\n", &[]).expect("valid");
+        assert!(s.ha.enable);
+        assert_eq!(s.ha.takeover_window, 10);
+        let e = load("[netfilter]\nnotrack = true\n[ha]\nenable = true\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ha.enable") && e.contains("notrack"), "{e}");
+        let e = load("[ha]\ntakeover_window = 7200\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ha.takeover_window"), "{e}");
     }
 
     #[test]

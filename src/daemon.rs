@@ -317,6 +317,7 @@ fn serve(
             counters: c,
             actions: Arc::clone(&actions),
             start,
+            marks: (!settings.netfilter.notrack).then(|| settings.netfilter.marks()),
         };
         let tx = tx.clone();
         let spawned = thread::Builder::new()

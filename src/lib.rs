@@ -24,6 +24,7 @@ pub mod daemon;
 pub mod engine;
 pub mod fault;
 pub mod io;
+pub mod marks;
 pub mod packet;
 pub mod proto;
 pub mod ratelimit;

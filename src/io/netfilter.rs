@@ -13,6 +13,17 @@
 //! -I FORWARD 1 -j STATEWALL                             # likewise INPUT / OUTPUT
 //! ```
 //!
+//! With kernel connection tracking (no `notrack`), one more rule per hook saves the ADMITTED bit
+//! that statewall's accept verdicts put on the packet mark into the connection mark (see
+//! [`crate::marks`]): in mangle POSTROUTING (forward, output) and security INPUT (input), after
+//! the filter table where the verdict was given.
+//!
+//! ```text
+//! -t mangle -N STATEWALL
+//! -t mangle -A STATEWALL -m mark --mark 0x10000000/0x10000000 -j CONNMARK --save-mark --nfmask 0x10000000 --ctmask 0x10000000
+//! -t mangle -I POSTROUTING 1 -j STATEWALL               # security INPUT for the input hook
+//! ```
+//!
 //! The rules are data ([`Plan`]: a list of [`Rule`]s, each naming its family and table), so
 //! `statewall print-rules` shows exactly what the daemon installs, and more rules (in any
 //! table, in a chain named [`CHAIN`]) are added by adding data.
@@ -181,6 +192,9 @@ impl Plan {
             install.push(r(&queue_rule));
             for hook in &hooks {
                 install.push(r(&["-I", hook.chain(), "1", "-j", CHAIN]));
+            }
+            if !netfilter.notrack {
+                install.extend(connmark_rules(family, &hooks, netfilter));
             }
             if !raw_hooks.is_empty() {
                 let raw = |args: &[&str]| Rule::new(family, "raw", args);
@@ -408,6 +422,44 @@ fn restore(family: Family, input: &str, test: bool) -> Result<(), NetfilterError
     }
 }
 
+/// The rules that save the ADMITTED bit of the packet mark into the connection mark, after the
+/// filter table: mangle POSTROUTING for the forward and output hooks, security INPUT for the
+/// input hook. Only that bit is written, and only set (never cleared) by these rules.
+fn connmark_rules(family: Family, hooks: &[Hook], netfilter: &NetfilterSection) -> Vec<Rule> {
+    let bit = format!("0x{:x}", netfilter.marks().admitted());
+    let bits = format!("{bit}/{bit}");
+    let save = [
+        "-A",
+        CHAIN,
+        "-m",
+        "mark",
+        "--mark",
+        &bits,
+        "-j",
+        "CONNMARK",
+        "--save-mark",
+        "--nfmask",
+        &bit,
+        "--ctmask",
+        &bit,
+    ];
+    let mut rules = Vec::new();
+    let forward_or_output = hooks
+        .iter()
+        .any(|h| matches!(h, Hook::Forward | Hook::Output));
+    for (table, hook, wanted) in [
+        ("mangle", "POSTROUTING", forward_or_output),
+        ("security", "INPUT", hooks.contains(&Hook::Input)),
+    ] {
+        if wanted {
+            rules.push(Rule::new(family, table, &["-N", CHAIN]));
+            rules.push(Rule::new(family, table, &save));
+            rules.push(Rule::new(family, table, &["-I", hook, "1", "-j", CHAIN]));
+        }
+    }
+    rules
+}
+
 /// The NFQUEUE target arguments for the queue settings.
 fn nfqueue_target(q: &QueueSection) -> Vec<String> {
     let mut t = vec!["-j".to_string(), "NFQUEUE".to_string()];
@@ -498,14 +550,45 @@ mod tests {
                 "iptables -w -A STATEWALL -m mark --mark 0x5717 -j RETURN",
                 "iptables -w -A STATEWALL -j NFQUEUE --queue-num 0",
                 "iptables -w -I FORWARD 1 -j STATEWALL",
+                "iptables -w -t mangle -N STATEWALL",
+                "iptables -w -t mangle -A STATEWALL -m mark --mark 0x10000000/0x10000000 -j CONNMARK --save-mark --nfmask 0x10000000 --ctmask 0x10000000",
+                "iptables -w -t mangle -I POSTROUTING 1 -j STATEWALL",
                 "ip6tables -w -N STATEWALL",
                 "ip6tables -w -A STATEWALL -i lo -j RETURN",
                 "ip6tables -w -A STATEWALL -o lo -j RETURN",
                 "ip6tables -w -A STATEWALL -m mark --mark 0x5717 -j RETURN",
                 "ip6tables -w -A STATEWALL -j NFQUEUE --queue-num 0",
                 "ip6tables -w -I FORWARD 1 -j STATEWALL",
+                "ip6tables -w -t mangle -N STATEWALL",
+                "ip6tables -w -t mangle -A STATEWALL -m mark --mark 0x10000000/0x10000000 -j CONNMARK --save-mark --nfmask 0x10000000 --ctmask 0x10000000",
+                "ip6tables -w -t mangle -I POSTROUTING 1 -j STATEWALL",
             ]
         );
+    }
+
+    #[test]
+    fn admitted_bit_saved_after_the_filter_table_of_each_hook() {
+        let p = plan(1, false, vec![Hook::Input], false);
+        assert!(p.contains(&"iptables -w -t security -I INPUT 1 -j STATEWALL".to_string()));
+        assert!(!p.iter().any(|r| r.contains("mangle")), "{p:?}");
+        let p = plan(1, false, vec![Hook::Output, Hook::Input], false);
+        assert!(p.contains(&"ip6tables -w -t mangle -I POSTROUTING 1 -j STATEWALL".to_string()));
+        assert!(p.contains(&"ip6tables -w -t security -I INPUT 1 -j STATEWALL".to_string()));
+        // The bit follows the configured mask.
+        let n = NetfilterSection {
+            connmark_mask: 0x0300_0000,
+            ..NetfilterSection::default()
+        };
+        let p = Plan::new(&QueueSection::default(), &n);
+        assert!(p.install.iter().any(|r| r.to_string().contains(
+            "--mark 0x1000000/0x1000000 -j CONNMARK --save-mark --nfmask 0x1000000 --ctmask 0x1000000"
+        )));
+    }
+
+    #[test]
+    fn no_connmark_rules_without_kernel_tracking() {
+        let p = plan(1, false, vec![Hook::Forward, Hook::Input], true);
+        assert!(!p.iter().any(|r| r.contains("CONNMARK")), "{p:?}");
     }
 
     #[test]
@@ -572,13 +655,16 @@ mod tests {
              -A STATEWALL -i lo -j RETURN\n-A STATEWALL -o lo -j RETURN\n\
              -A STATEWALL -m mark --mark 0x5717 -j RETURN\n-A STATEWALL -j NFQUEUE --queue-num 0\n\
              -I FORWARD 1 -j STATEWALL\nCOMMIT\n\
+             *mangle\n:STATEWALL - [0:0]\n\
+             -A STATEWALL -m mark --mark 0x10000000/0x10000000 -j CONNMARK --save-mark --nfmask 0x10000000 --ctmask 0x10000000\n\
+             -I POSTROUTING 1 -j STATEWALL\nCOMMIT\n\
              *raw\n:STATEWALL - [0:0]\n-D PREROUTING -j STATEWALL\n-X STATEWALL\nCOMMIT\n"
         );
         // Nothing there before: no deletions, no raw table touched.
         let fresh = Plan::new(&q, &n).restore_input(Family::V6, "");
         assert!(!fresh.contains("-D ") && !fresh.contains("*raw"), "{fresh}");
         assert!(
-            fresh.ends_with("-I FORWARD 1 -j STATEWALL\nCOMMIT\n"),
+            fresh.ends_with("-I POSTROUTING 1 -j STATEWALL\nCOMMIT\n"),
             "{fresh}"
         );
     }

@@ -25,6 +25,7 @@ use crate::config::QueueSection;
 use crate::engine::{Engine, Verdict};
 use crate::fault::{self, Fault};
 use crate::io::actions::ActionHandler;
+use crate::marks::ConnMarks;
 use crate::packet::PacketMeta;
 use crate::time::Timestamp;
 
@@ -187,6 +188,10 @@ pub struct Worker {
     pub actions: Arc<ActionHandler>,
     /// The daemon's time origin.
     pub start: Instant,
+    /// The connection mark layout, when the kernel tracks the diverted traffic: accepted
+    /// packets of tracked flows leave with the ADMITTED bit, which netfilter saves into their
+    /// connection mark ([`crate::marks`]).
+    pub marks: Option<ConnMarks>,
 }
 
 /// Why a worker stopped.
@@ -261,10 +266,12 @@ impl Worker {
             };
             let now = Timestamp::from_duration(self.start.elapsed());
             let payload = msg.get_payload();
+            let mut admitted = false;
             let verdict = match catch_unwind(AssertUnwindSafe(|| {
                 self.engine.process(payload, &meta, now)
             })) {
                 Ok(decision) => {
+                    admitted = decision.state.is_some();
                     let actions = decision.actions;
                     let performed = catch_unwind(AssertUnwindSafe(|| {
                         if fault::injected(Fault::ActionPanic) && !actions.is_empty() {
@@ -289,6 +296,9 @@ impl Worker {
             match verdict {
                 Verdict::Accept => {
                     bump(&self.counters.accepted);
+                    if let Some(marks) = self.marks.filter(|_| admitted) {
+                        msg.set_nfmark(marks.admit(msg.get_nfmark()));
+                    }
                     msg.set_verdict(nfq::Verdict::Accept);
                 }
                 Verdict::Drop => {
