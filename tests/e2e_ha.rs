@@ -14,11 +14,8 @@
 
 #[allow(dead_code)]
 mod e2e;
-#[allow(dead_code)]
-#[path = "e2e/ha_lab.rs"]
-mod ha_lab;
 
-use ha_lab::{switch, Firewall, HaLab, IdleSet, Switch, Workload};
+use e2e::ha::{switch, Firewall, HaLab, IdleSet, Switch, Workload};
 
 /// Fails the master by stopping its keepalived, fails back; then by taking its links down,
 /// fails back. Returns the four switches.

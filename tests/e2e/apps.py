@@ -32,13 +32,29 @@ Usage:
                                        `timeout`
   apps.py udp-echo PORT                dual-stack UDP echo server (runs until killed)
   apps.py udp-client ADDR PORT N       N request/response exchanges; prints `ok N`
+  apps.py echo-server PORT             dual-stack threaded TCP server: echoes everything on
+                                       every connection (runs until killed)
+  apps.py idle-set ADDR PORT N DIR     opens N connections to an `echo-server` (one line each),
+                                       writes DIR/ready, stays idle; whenever DIR/check-NAME
+                                       appears it sends a line on every connection, waits 10 s
+                                       at most for the echoes and writes DIR/result-NAME (JSON
+                                       counts: alive, reset, closed, timeout, other); ends on
+                                       DIR/stop or after 600 s
+  apps.py udp-stream ADDR PORT INTERVAL_MS SECONDS OUT
+                                       a request every INTERVAL_MS for SECONDS to a `udp-echo`
+                                       server; writes OUT (JSON: sent, received, lost,
+                                       max_gap_s, received_at and lost_sent_at: wall-clock
+                                       times of the answers and of the unanswered requests)
 Clients and one-shot servers give up after 30 s of silence; the other servers run until
 killed. ADDR decides the family (`:` means IPv6).
 """
 
+import errno
 import functools
 import http.server
+import json
 import os
+import select
 import socket
 import sys
 import threading
@@ -307,6 +323,126 @@ def udp_client(addr, port, n):
     return 0
 
 
+def echo_server(port):
+    ls = listener("::", port, backlog=1024, timeout=None)
+
+    def serve(c):
+        with c:
+            while True:
+                try:
+                    b = c.recv(65536)
+                    if not b:
+                        return
+                    c.sendall(b)
+                except OSError:
+                    return
+
+    serve_threads(ls, serve)
+
+
+def write_json(path, value):
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f)
+    os.rename(path + ".tmp", path)
+
+
+def failure(e):
+    """What an exception on a connection means: 'timeout', 'reset' or 'other'."""
+    if isinstance(e, socket.timeout):
+        return "timeout"
+    if isinstance(e, ConnectionResetError) or getattr(e, "errno", None) in (
+        errno.ECONNRESET,
+        errno.EPIPE,
+    ):
+        return "reset"
+    return "other"
+
+
+def idle_set(addr, port, n, d):
+    end = time.monotonic() + 600
+    conns = []
+    for i in range(n):
+        s = socket.socket(family(addr), socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect((addr, port))
+        line = b"hello %d\n" % i
+        s.sendall(line)
+        if read_line(s) != line:
+            print(f"connection {i}: no echo at open")
+            return 1
+        conns.append(s)
+    write_json(os.path.join(d, "ready"), n)
+    while time.monotonic() < end and not os.path.exists(os.path.join(d, "stop")):
+        for check in sorted(f for f in os.listdir(d) if f.startswith("check-")):
+            name = check[len("check-"):]
+            counts = {"alive": 0, "reset": 0, "closed": 0, "timeout": 0, "other": 0}
+            # Every connection first, then every answer: one round trip for all of them.
+            sent = []
+            for i, s in enumerate(conns):
+                line = b"ping %d %s\n" % (i, name.encode())
+                try:
+                    s.sendall(line)
+                    sent.append((s, line))
+                except OSError as e:
+                    counts[failure(e)] += 1
+            deadline = time.monotonic() + 10
+            for s, line in sent:
+                try:
+                    s.settimeout(max(0.01, deadline - time.monotonic()))
+                    got = read_line(s)
+                    if not got:
+                        counts["closed"] += 1
+                    else:
+                        counts["alive" if got == line else "other"] += 1
+                except OSError as e:
+                    counts[failure(e)] += 1
+            write_json(os.path.join(d, f"result-{name}"), counts)
+            os.remove(os.path.join(d, check))
+        time.sleep(0.05)
+    for s in conns:
+        s.close()
+
+
+def udp_stream(addr, port, interval_ms, seconds, out):
+    s = socket.socket(family(addr), socket.SOCK_DGRAM)
+    s.connect((addr, port))
+    s.setblocking(False)
+    interval = interval_ms / 1000.0
+    start = time.monotonic()
+    end = start + seconds
+    nxt = start
+    sent_at = []
+    answered = set()
+    received_at = []
+    while time.monotonic() < end + 1.0:
+        now = time.monotonic()
+        if now >= nxt and now < end:
+            sent_at.append(time.time())
+            try:
+                s.send(b"%d" % (len(sent_at) - 1))
+            except OSError:
+                pass
+            nxt += interval
+        r, _, _ = select.select([s], [], [], max(0.0, min(nxt, end + 1.0) - time.monotonic()))
+        while r:
+            try:
+                k = int(s.recv(2048))
+            except (OSError, ValueError):
+                break
+            if k not in answered:
+                answered.add(k)
+                received_at.append(time.time())
+    gaps = [b - a for a, b in zip(received_at, received_at[1:])]
+    write_json(out, {
+        "sent": len(sent_at),
+        "received": len(answered),
+        "lost": len(sent_at) - len(answered),
+        "max_gap_s": max(gaps) if gaps else None,
+        "received_at": received_at,
+        "lost_sent_at": [t for k, t in enumerate(sent_at) if k not in answered],
+    })
+
+
 # name: (argument converters, function); a function's None result means success.
 COMMANDS = {
     "httpd": ((str, int, str), httpd),
@@ -323,6 +459,9 @@ COMMANDS = {
     "udp-probe": ((str, int), udp_probe),
     "udp-echo": ((int,), udp_echo),
     "udp-client": ((str, int, int), udp_client),
+    "echo-server": ((int,), echo_server),
+    "idle-set": ((str, int, int, str), idle_set),
+    "udp-stream": ((str, int, float, float, str), udp_stream),
 }
 
 

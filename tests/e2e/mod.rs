@@ -5,7 +5,8 @@
 //! - [`lab`]: the namespaces, commands in them, background processes, captures;
 //! - [`daemon`]: `statewall run` in the gateway, its final counters, the control client;
 //! - [`apps`]: the traffic endpoints of `tests/e2e/apps.py` (also used by `scripts/demo` and
-//!   `scripts/record-captures`), starting with the HTTP server every suite uses.
+//!   `scripts/record-captures`), starting with the HTTP server every suite uses;
+//! - [`ha`]: the two-gateway HA lab (`scripts/lab ha`) and its failover workload.
 //!
 //! A missing tool or missing root privileges is a test failure, never a skip.
 //!
@@ -14,6 +15,7 @@
 
 pub mod apps;
 pub mod daemon;
+pub mod ha;
 pub mod lab;
 
 use std::path::PathBuf;

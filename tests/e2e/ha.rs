@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::e2e::{require, root, signal};
+use super::{require, root, script, signal, SRV_V4};
 
 /// The echo server's TCP port (idle connections).
 pub const ECHO_PORT: u16 = 7000;
@@ -367,17 +367,15 @@ impl Workload {
             .next()
             .unwrap_or_default()
             .to_string();
-        let ha = script();
+        let apps = script("apps.py");
         lab.spawn(
             "srv",
-            &format!("exec python3 {ha} serve {ECHO_PORT} {UDP_PORT} 600"),
+            &format!("exec python3 {apps} echo-server {ECHO_PORT}"),
         );
+        lab.spawn("srv", &format!("exec python3 {apps} udp-echo {UDP_PORT}"));
         lab.spawn(
             "srv",
-            &format!(
-                "exec python3 -m http.server --bind :: --directory {} {HTTP_PORT}",
-                www.display()
-            ),
+            &format!("exec python3 {apps} httpd :: {HTTP_PORT} {}", www.display()),
         );
         for port in [ECHO_PORT, HTTP_PORT] {
             assert!(
@@ -411,9 +409,9 @@ impl IdleSet {
         lab.spawn(
             "cli",
             &format!(
-                "exec python3 {} idle {} {ECHO_PORT} {n} {} 600 > {} 2>&1",
-                script(),
-                crate::e2e::SRV_V4,
+                "exec python3 {} idle-set {} {ECHO_PORT} {n} {} > {} 2>&1",
+                script("apps.py"),
+                SRV_V4,
                 dir.display(),
                 log.display()
             ),
@@ -468,11 +466,6 @@ pub struct IdleCheck {
     pub timeout: u64,
     /// Anything else.
     pub other: u64,
-}
-
-/// tests/e2e/ha.py.
-pub fn script() -> String {
-    root().join("tests/e2e/ha.py").display().to_string()
 }
 
 /// How the master fails.
@@ -595,22 +588,22 @@ pub fn switch(
     let tag = label.replace(' ', "-");
     let udp_out = lab.tmp.join(format!("udp-{tag}.json"));
     let dl_out = lab.tmp.join(format!("download-{tag}.sum"));
-    let ha = script();
+    let apps = script("apps.py");
     // The download starts 2 s before the trigger and lasts until span_s after it.
     let rate_kib = u64::from(DOWNLOAD_MIB) * 1024 / u64::from(span_s + 2);
     lab.spawn(
         "cli",
         &format!(
             "curl -sS --fail --limit-rate {rate_kib}K http://{}:{HTTP_PORT}/big | sha256sum > {dl}.tmp && mv {dl}.tmp {dl}",
-            crate::e2e::SRV_V4,
+            SRV_V4,
             dl = dl_out.display()
         ),
     );
     lab.spawn(
         "cli",
         &format!(
-            "exec python3 {ha} udp-stream {} {UDP_PORT} 10 {} {}",
-            crate::e2e::SRV_V4,
+            "exec python3 {apps} udp-stream {} {UDP_PORT} 10 {} {}",
+            SRV_V4,
             span_s + 3,
             udp_out.display()
         ),
