@@ -15,6 +15,7 @@
 //! everything that does lives in [`io`] and the daemon wiring, and stays thin.
 #![forbid(unsafe_code)]
 
+pub mod adopt;
 pub mod alert;
 pub mod block;
 pub mod config;

@@ -5,6 +5,7 @@
 pub mod actions;
 pub mod ctnetlink;
 pub mod files;
+pub mod kernel_flows;
 pub mod netfilter;
 pub mod queue;
 pub mod rawsend;
