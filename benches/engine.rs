@@ -137,7 +137,7 @@ fn established(fam: Fam, now: Timestamp) -> Engine {
             (true, ACK, c + 1, s + 1),
         ] {
             let d = e.process(&fam.tcp(fc, port, fl, seq, ack, 0), &META, now);
-            assert!(d.accepted(), "{:?}", d.reason);
+            assert!(d.accepted(), "{:?}", d.reason());
         }
     }
     assert_eq!(e.entries(), FLOWS);

@@ -112,7 +112,7 @@ fn main() {
             let port = tcp + if *from_client { 0 } else { 2 };
             p[port..port + 2].copy_from_slice(&cport.to_be_bytes());
             let d = engine.process(p, &meta, now);
-            assert!(d.accepted(), "connection {i}: {:?}", d.reason);
+            assert!(d.accepted(), "connection {i}: {:?}", d.reason());
         }
     }
     let elapsed = t0.elapsed();

@@ -2,7 +2,7 @@
 //! dropped for a while after a scan alert.
 //!
 //! Pure: time is passed in, nothing is printed; every change comes back as a [`BlockEvent`]
-//! whose [`BlockEvent::body`] is a key=value line for syslog. A block lasts `ttl`; a source
+//! (rendered for syslog by [`crate::io::syslog::lines`]). A block lasts `ttl`; a source
 //! blocked again while its last block is still remembered gets twice the previous duration, up
 //! to `ttl_max`. An offence is remembered for `ttl_max` after its block ends. Addresses on the
 //! allowlist are never blocked, even inside a blocked group.
@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::alert::KvLine;
 use crate::time::Timestamp;
 
 /// A change of the block list, to be logged.
@@ -49,37 +48,6 @@ pub enum BlockEvent {
         /// The level the block had.
         level: u32,
     },
-}
-
-impl BlockEvent {
-    /// The syslog line: `BLOCK SRC=… GROUP=… ttl=… level=… reason=…`, `UNBLOCK SRC=… GROUP=…`
-    /// or `EXPIRE SRC=… GROUP=… level=…`.
-    pub fn body(&self) -> String {
-        match self {
-            BlockEvent::Block {
-                src,
-                net,
-                ttl,
-                level,
-                reason,
-            } => KvLine::new("BLOCK")
-                .kv("SRC", src)
-                .kv("GROUP", net)
-                .kv("ttl", ttl.as_secs())
-                .kv("level", level)
-                .kv("reason", reason)
-                .finish(),
-            BlockEvent::Unblock { src, net } => KvLine::new("UNBLOCK")
-                .kv("SRC", src)
-                .kv("GROUP", net)
-                .finish(),
-            BlockEvent::Expire { src, net, level } => KvLine::new("EXPIRE")
-                .kv("SRC", src)
-                .kv("GROUP", net)
-                .kv("level", level)
-                .finish(),
-        }
-    }
 }
 
 /// One active block, as listed by [`Blocklist::list`].
@@ -346,8 +314,14 @@ mod tests {
         let src = ip("198.51.100.2");
         let ev = b.block(src, IpNet::from(src), "portscan", at(10)).unwrap();
         assert_eq!(
-            ev.body(),
-            "BLOCK SRC=198.51.100.2 GROUP=198.51.100.2/32 ttl=600 level=1 reason=portscan"
+            ev,
+            BlockEvent::Block {
+                src,
+                net: "198.51.100.2/32".parse().unwrap(),
+                ttl: TTL,
+                level: 1,
+                reason: "portscan".into()
+            }
         );
         assert!(b.is_blocked(src, at(11)));
         assert!(!b.is_blocked(ip("198.51.100.3"), at(11)));
@@ -364,8 +338,12 @@ mod tests {
         let events = b.expire(at(610));
         assert_eq!(events.len(), 1);
         assert_eq!(
-            events[0].body(),
-            "EXPIRE SRC=198.51.100.2 GROUP=198.51.100.2/32 level=1"
+            events[0],
+            BlockEvent::Expire {
+                src,
+                net: "198.51.100.2/32".parse().unwrap(),
+                level: 1
+            }
         );
         assert!(b.list(at(610)).is_empty());
     }
@@ -440,8 +418,11 @@ mod tests {
         let events = b.unblock(ip("198.51.100.9"), at(5));
         assert_eq!(events.len(), 1);
         assert_eq!(
-            events[0].body(),
-            "UNBLOCK SRC=198.51.100.2 GROUP=198.51.100.0/24"
+            events[0],
+            BlockEvent::Unblock {
+                src,
+                net: "198.51.100.0/24".parse().unwrap()
+            }
         );
         assert!(!b.is_blocked(src, at(6)));
         assert!(b.unblock(src, at(6)).is_empty());

@@ -490,11 +490,11 @@ impl Timer {
                     }
                 }
             }
-            for action in self
+            for event in self
                 .engine
                 .tick(Timestamp::from_duration(self.start.elapsed()))
             {
-                self.actions.perform(action);
+                self.actions.report(&event);
             }
             if last_sweep.elapsed() >= Duration::from_secs(1) {
                 last_sweep = Instant::now();

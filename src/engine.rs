@@ -16,82 +16,59 @@ use crate::conntrack::{
     flags, Addr, Conn, ConnState, Dir, InsertError, Key, Limits, ProtoState, Table, TableCounts,
     TcpConn, TcpState, Timeouts,
 };
-use crate::packet::{IcmpKind, Packet, PacketMeta, TcpFlags, TcpHeader, Transport};
+use crate::event::{Event, LoggedPacket, RuleMatch};
+use crate::packet::{IcmpKind, Packet, PacketMeta, Seq, TcpFlags, TcpHeader, Transport};
 use crate::proto;
 use crate::ratelimit::{ProbesConfig, Rate, RateLimiter, TokenBucket};
-use crate::respond::TcpProbe;
-use crate::rules::{Policy, Query, RuleAction, RuleInfo};
+use crate::respond::{rst_answering, unreachable_answering};
+use crate::rules::{Policy, Query, RuleAction};
 use crate::scan::{AnswerKind, ProbeKind, ScanAlert, ScanConfig, ScanDetector, ScanEvent};
 use crate::time::{Tick, Timestamp};
-pub use crate::verdict::{DropReason, Flow, ProbeMode, Verdict};
+pub use crate::verdict::{Action, DropReason, Flow, Pass, ProbeMode, Rst, Verdict};
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
-
-/// Work for the I/O layer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// A rule with `log` decided a new connection.
-    LogRule {
-        /// The rule.
-        rule: Arc<RuleInfo>,
-        /// The connection.
-        flow: Flow,
-        /// What was done.
-        action: RuleAction,
-    },
-    /// Answer a TCP segment with a RST (an out-of-state probe, or a rejected SYN): the I/O
-    /// layer builds it with [`crate::respond::rst_for`] and sends it.
-    SendRst(TcpProbe),
-    /// Answer a rejected datagram with an ICMP / ICMPv6 port unreachable quoting these bytes
-    /// (built with [`crate::respond::icmp_port_unreachable`]).
-    SendUnreachable(Vec<u8>),
-    /// An event line for syslog (scan alert, block), iptables-LOG-like `key=value` body.
-    Alert(String),
-}
 
 /// The engine's answer for one packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
-    /// Accept or drop.
+    /// Accept (and how the packet passed) or drop (and why).
     pub verdict: Verdict,
-    /// Why, when dropped.
-    pub reason: Option<DropReason>,
     /// State of the connection after the packet, when it belongs to one.
     pub state: Option<ConnState>,
-    /// Passed without the state machine learning from it.
-    pub ignored: bool,
-    /// Opened a new connection.
-    pub new: bool,
-    /// Work for the I/O layer.
-    pub actions: Vec<Action>,
+    /// A packet for the I/O layer to send (a RST or an ICMP unreachable), every field decided.
+    pub action: Option<Action>,
+    /// What the outputs report (rule matches, scan alerts, blocks); empty for most packets, and
+    /// then nothing was allocated.
+    pub events: Vec<Event>,
 }
 
 impl Decision {
-    fn accept(state: Option<ConnState>) -> Decision {
+    fn accept(pass: Pass, state: Option<ConnState>) -> Decision {
         Decision {
-            verdict: Verdict::Accept,
-            reason: None,
+            verdict: Verdict::Accept(pass),
             state,
-            ignored: false,
-            new: false,
-            actions: Vec::new(),
+            action: None,
+            events: Vec::new(),
         }
     }
 
     fn drop(reason: DropReason, state: Option<ConnState>) -> Decision {
         Decision {
-            verdict: Verdict::Drop,
-            reason: Some(reason),
+            verdict: Verdict::Drop(reason),
             state,
-            ignored: false,
-            new: false,
-            actions: Vec::new(),
+            action: None,
+            events: Vec::new(),
         }
     }
 
     /// Whether the packet passes.
     pub fn accepted(&self) -> bool {
-        self.verdict == Verdict::Accept
+        self.verdict.is_accept()
+    }
+
+    /// Why the packet is dropped; `None` when it passes.
+    pub fn reason(&self) -> Option<DropReason> {
+        self.verdict.reason()
     }
 }
 
@@ -240,7 +217,7 @@ pub struct Engine {
     /// Whether any block may be active (skips the blocklist lock on the hot path).
     any_blocks: AtomicBool,
     /// Alerts produced outside `process` (expiry), collected by [`Engine::tick`].
-    pending_alerts: Mutex<Vec<String>>,
+    pending_alerts: Mutex<Vec<Event>>,
 }
 
 /// Which family table and key a packet maps to.
@@ -305,20 +282,21 @@ impl Engine {
             Ok(pkt) => self.judge(&pkt, meta, now),
             Err(e) => Decision::drop(e.into(), None),
         };
-        match decision.reason {
-            Some(r) => bump(&self.counters.drops[r as usize]),
-            None => {
+        match decision.verdict {
+            Verdict::Drop(r) => {
+                bump(&self.counters.drops[r as usize]);
+                tracing::trace!(reason = r.name(), "drop");
+            }
+            Verdict::Accept(pass) => {
                 bump(&self.counters.accepted);
-                if decision.ignored {
-                    bump(&self.counters.ignored);
-                }
-                if decision.new {
-                    bump(&self.counters.new_conns);
+                match pass {
+                    Pass::Tracked | Pass::Stateless => {}
+                    Pass::Opened => bump(&self.counters.new_conns),
+                    Pass::Ignored => bump(&self.counters.ignored),
+                    Pass::Related => bump(&self.counters.related),
+                    Pass::Fragment => bump(&self.counters.fragments),
                 }
             }
-        }
-        if let Some(reason) = decision.reason {
-            tracing::trace!(reason = reason.name(), "drop");
         }
         decision
     }
@@ -386,10 +364,7 @@ impl Engine {
                     IcmpKind::Other => self.stateless(&flow),
                 }
             }
-            Transport::Fragment => {
-                bump(&self.counters.fragments);
-                Decision::accept(None)
-            }
+            Transport::Fragment => Decision::accept(Pass::Fragment, None),
             Transport::Other => {
                 let t = &self.config.timeouts;
                 self.datagram(&flow, 0, 0, true, (t.generic_unreplied, t.generic_replied))
@@ -405,8 +380,8 @@ impl Engine {
             let mut d = Decision::drop(reason, None);
             if f.table.peek(&key, now).is_none() {
                 // A stealth probe (NULL, XMAS, SYN+FIN...) of no connection.
-                self.answer_probe(f, tcp, &mut d);
-                self.scan_probe(f, tcp, &mut d);
+                let answered = self.answer_probe(f, tcp, &mut d);
+                self.scan_probe(f, tcp, answered, &mut d);
             }
             return d;
         }
@@ -432,7 +407,7 @@ impl Engine {
                         conn.flags |= flags::ASSURED;
                         conn.flags &= !flags::PICKUP;
                     }
-                    let mut actions = Vec::new();
+                    let mut events = Vec::new();
                     if let Some(scan) = &self.scan {
                         let ((client, _), (server, port)) =
                             key.endpoints(conn.has(flags::ORIG_IS_LO));
@@ -451,7 +426,7 @@ impl Engine {
                                 port,
                                 kind,
                                 n,
-                                &mut actions,
+                                &mut events,
                             );
                         }
                     }
@@ -466,14 +441,12 @@ impl Engine {
                         let key = *entry.key();
                         f.table.recount(&key, entry.value_mut(), limit);
                     }
-                    let mut d = Decision::accept(Some(ConnState::Tcp(new)));
-                    d.actions = actions;
+                    let mut d = Decision::accept(Pass::Tracked, Some(ConnState::Tcp(new)));
+                    d.events = events;
                     return d;
                 }
                 Ok(Step::Ignore) => {
-                    let mut d = Decision::accept(Some(ConnState::Tcp(tc.state)));
-                    d.ignored = true;
-                    return d;
+                    return Decision::accept(Pass::Ignored, Some(ConnState::Tcp(tc.state)));
                 }
                 Err(reason) => return Decision::drop(reason, Some(ConnState::Tcp(old))),
                 Ok(Step::Reopen) => {
@@ -498,27 +471,31 @@ impl Engine {
             };
             return match self.insert(f.table, key, f.src, conn) {
                 Ok(()) => {
-                    let mut d = Decision::accept(Some(ConnState::Tcp(TcpState::Established)));
-                    d.new = true;
-                    d
+                    Decision::accept(Pass::Opened, Some(ConnState::Tcp(TcpState::Established)))
                 }
                 Err(reason) => Decision::drop(reason, None),
             };
         }
         let mut d = Decision::drop(DropReason::NoConnection, None);
-        self.answer_probe(f, tcp, &mut d);
-        self.scan_probe(f, tcp, &mut d);
+        let answered = self.answer_probe(f, tcp, &mut d);
+        self.scan_probe(f, tcp, answered, &mut d);
         d
     }
 
     /// Reports a TCP segment of no connection to the scan detector (and the RST statewall
-    /// answered it with, if any).
-    fn scan_probe<A: Addr>(&self, f: &FlowCtx<'_, A>, tcp: &TcpHeader, d: &mut Decision) {
+    /// answered it with, if `answered`).
+    fn scan_probe<A: Addr>(
+        &self,
+        f: &FlowCtx<'_, A>,
+        tcp: &TcpHeader,
+        answered: bool,
+        d: &mut Decision,
+    ) {
         let Some(kind) = ProbeKind::from_tcp_flags(tcp.flags) else {
             return;
         };
         self.scan_event(f, tcp.sport, tcp.dport, kind, d);
-        if d.actions.iter().any(|a| matches!(a, Action::SendRst(_))) {
+        if answered {
             let (src, dst) = (f.pkt.src, f.pkt.dst);
             let answer = AnswerKind::TcpRst;
             self.scan_answer(
@@ -528,7 +505,7 @@ impl Engine {
                 tcp.dport,
                 answer,
                 f.now,
-                &mut d.actions,
+                &mut d.events,
             );
         }
     }
@@ -551,7 +528,7 @@ impl Engine {
                 kind,
             };
             let alerts = scan.observe(&ev, f.now);
-            self.raise(alerts, f.now, &mut d.actions);
+            self.raise(alerts, f.now, &mut d.events);
         }
     }
 
@@ -564,7 +541,7 @@ impl Engine {
         port: u16,
         kind: AnswerKind,
         now: Timestamp,
-        out: &mut Vec<Action>,
+        out: &mut Vec<Event>,
     ) {
         if let Some(scan) = &self.scan {
             let alerts = scan.observe_answer(scanner, target, proto, port, kind, now);
@@ -572,37 +549,38 @@ impl Engine {
         }
     }
 
-    /// Turns scan alerts into syslog lines, blocking the scanner when the alert says so.
-    fn raise(&self, alerts: Vec<ScanAlert>, now: Timestamp, out: &mut Vec<Action>) {
+    /// Turns scan alerts into events, blocking the scanner when the alert says so.
+    fn raise(&self, alerts: Vec<ScanAlert>, now: Timestamp, out: &mut Vec<Event>) {
         for alert in alerts {
-            out.push(Action::Alert(alert.body()));
-            if let (Some(net), Some(blocks)) = (alert.block, &self.blocks) {
-                if let Some(ev) = blocks.block(alert.scanner, net, alert.scan_type.name(), now) {
-                    self.any_blocks.store(true, Ordering::SeqCst);
-                    out.push(Action::Alert(ev.body()));
-                }
+            let block = alert
+                .block
+                .zip(self.blocks.as_ref())
+                .and_then(|(net, blocks)| {
+                    blocks.block(alert.scanner, net, alert.scan_type.name(), now)
+                });
+            out.push(Event::Scan(alert));
+            if let Some(ev) = block {
+                self.any_blocks.store(true, Ordering::SeqCst);
+                out.push(Event::Block(ev));
             }
         }
     }
 
     /// Time-driven work, every second or faster: scan alerts that need time to pass
-    /// ("filtered" scans), block expiry, alerts from expired connections. Returns the actions.
-    pub fn tick(&self, now: Timestamp) -> Vec<Action> {
-        let pending = std::mem::take(
+    /// ("filtered" scans), block expiry, alerts from expired connections. Returns the events.
+    pub fn tick(&self, now: Timestamp) -> Vec<Event> {
+        let mut out = std::mem::take(
             &mut *self
                 .pending_alerts
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()),
         );
-        let mut out: Vec<Action> = pending.into_iter().map(Action::Alert).collect();
         if let Some(scan) = &self.scan {
             let alerts = scan.tick(now);
             self.raise(alerts, now, &mut out);
         }
         if let Some(blocks) = &self.blocks {
-            for ev in blocks.expire(now) {
-                out.push(Action::Alert(ev.body()));
-            }
+            out.extend(blocks.expire(now).into_iter().map(Event::Block));
             if blocks.list(now).is_empty() {
                 self.any_blocks.store(false, Ordering::SeqCst);
                 // A block added meanwhile must not be lost: look again after clearing.
@@ -622,13 +600,17 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// Lifts the blocks covering `ip`; returns the event lines (empty: it was not blocked).
-    pub fn unblock(&self, ip: IpAddr, now: Timestamp) -> Result<Vec<String>, String> {
+    /// Lifts the blocks covering `ip`; returns the events (empty: it was not blocked).
+    pub fn unblock(&self, ip: IpAddr, now: Timestamp) -> Result<Vec<Event>, String> {
         let blocks = self
             .blocks
             .as_ref()
             .ok_or_else(|| "automatic blocking is off ([scan] block = false)".to_string())?;
-        Ok(blocks.unblock(ip, now).iter().map(|e| e.body()).collect())
+        Ok(blocks
+            .unblock(ip, now)
+            .into_iter()
+            .map(Event::Block)
+            .collect())
     }
 
     /// Human description of the scan detector's settings (printed at startup).
@@ -644,14 +626,20 @@ impl Engine {
         }
     }
 
-    /// Asks for a RST answering a probe, within the rate limits. Never answers a RST.
-    fn answer_probe<A: Addr>(&self, f: &FlowCtx<'_, A>, tcp: &TcpHeader, d: &mut Decision) {
-        if tcp.flags.rst() || !self.probes_answered() {
-            return;
+    /// Asks for a RST answering a probe, within the rate limits. Never answers a RST. Returns
+    /// whether it did.
+    fn answer_probe<A: Addr>(&self, f: &FlowCtx<'_, A>, tcp: &TcpHeader, d: &mut Decision) -> bool {
+        if !self.probes_answered() {
+            return false;
         }
-        if self.take_answer(f) {
-            d.actions.push(Action::SendRst(probe_of(f.pkt, tcp)));
+        let Some(rst) = rst_answering(f.pkt.src, f.pkt.dst, tcp) else {
+            return false;
+        };
+        if !self.take_answer(f) {
+            return false;
         }
+        d.action = Some(Action::SendRst(rst));
+        true
     }
 
     /// Takes a token for one answer to `f`'s source.
@@ -697,7 +685,7 @@ impl Engine {
                 unreplied
             };
             conn.expires = now.after_secs(timeout);
-            return Decision::accept(Some(conn.state()));
+            return Decision::accept(Pass::Tracked, Some(conn.state()));
         }
         if !may_open {
             return Decision::drop(DropReason::IcmpUnexpectedReply, None);
@@ -739,14 +727,13 @@ impl Engine {
             self.scan_event(f, sp, dp, kind, &mut d);
         }
         if !d.accepted() {
-            let answered = d.actions.iter().find_map(|a| match a {
-                Action::SendRst(_) => Some(AnswerKind::TcpRst),
-                Action::SendUnreachable(_) => Some(AnswerKind::IcmpUnreachable),
-                _ => None,
+            let answered = d.action.as_ref().map(|a| match a {
+                Action::SendRst(_) => AnswerKind::TcpRst,
+                Action::SendUnreachable(_) => AnswerKind::IcmpUnreachable,
             });
             if let Some(kind) = answered {
                 let (src, dst, p) = (f.pkt.src, f.pkt.dst, f.pkt.proto);
-                self.scan_answer(src, dst, p, f.pkt.ports().1, kind, f.now, &mut d.actions);
+                self.scan_answer(src, dst, p, f.pkt.ports().1, kind, f.now, &mut d.events);
             }
             return d;
         }
@@ -769,12 +756,11 @@ impl Engine {
         match self.insert(f.table, key, f.src, conn) {
             Ok(()) => {
                 d.state = Some(conn_state);
-                d.new = true;
+                d.verdict = Verdict::Accept(Pass::Opened);
                 d
             }
             Err(reason) => {
-                d.verdict = Verdict::Drop;
-                d.reason = Some(reason);
+                d.verdict = Verdict::Drop(reason);
                 d
             }
         }
@@ -802,20 +788,17 @@ impl Engine {
         };
         let outcome = policy.evaluate(&q, f.now);
         let mut d = match outcome.action {
-            RuleAction::Allow => Decision::accept(None),
+            RuleAction::Allow => Decision::accept(Pass::Stateless, None),
             RuleAction::Drop => Decision::drop(DropReason::PolicyDrop, None),
             RuleAction::Reject => {
                 let mut d = Decision::drop(DropReason::PolicyReject, None);
                 let answer = match &f.pkt.transport {
-                    Transport::Tcp(t) if !t.flags.rst() => {
-                        Some(Action::SendRst(probe_of(f.pkt, t)))
+                    Transport::Tcp(t) => {
+                        rst_answering(f.pkt.src, f.pkt.dst, t).map(Action::SendRst)
                     }
-                    Transport::Tcp(_) => None,
-                    _ => Some(Action::SendUnreachable(f.pkt.bytes.to_vec())),
+                    _ => unreachable_answering(f.pkt).map(Action::SendUnreachable),
                 };
-                if let Some(a) = answer.filter(|_| self.take_answer(f)) {
-                    d.actions.push(a);
-                }
+                d.action = answer.filter(|_| self.take_answer(f));
                 d
             }
         };
@@ -823,17 +806,11 @@ impl Engine {
         if log.is_some() && !self.rule_logs.try_take(f.now) {
             bump(&self.counters.logs_suppressed);
         } else if let Some(rule) = log {
-            d.actions.push(Action::LogRule {
+            d.events.push(Event::RuleMatch(RuleMatch {
                 rule: Arc::new(rule.clone()),
-                flow: Flow {
-                    proto: f.pkt.proto,
-                    src: f.pkt.src,
-                    dst: f.pkt.dst,
-                    sport,
-                    dport,
-                },
                 action: outcome.action,
-            });
+                packet: LoggedPacket::of(f.pkt, f.meta),
+            }));
         }
         d
     }
@@ -864,8 +841,7 @@ impl Engine {
         let (key, _) = Key::new(e.proto, esrc, sport, edst, dport);
         match f.table.peek(&key, f.now.tick()) {
             Some(conn) if !conn.has(flags::REVOKED) => {
-                bump(&self.counters.related);
-                let mut d = Decision::accept(Some(conn.state()));
+                let mut d = Decision::accept(Pass::Related, Some(conn.state()));
                 let unreachable = matches!(
                     (&f.pkt.transport, f.pkt.proto),
                     (Transport::Icmp(h), proto::ICMP) if h.icmp_type == 3
@@ -883,7 +859,7 @@ impl Engine {
                         e.dport,
                         kind,
                         f.now,
-                        &mut d.actions,
+                        &mut d.events,
                     );
                 }
                 d
@@ -960,28 +936,19 @@ impl Engine {
             conn.expires = conn.expires.min(tick.after_secs(close));
             revoked += 1;
             if let (RuleAction::Reject, ProtoState::Tcp(t)) = (action, &conn.proto) {
-                // A RST toward each end, each with the sequence number that end expects next.
+                // A RST toward each end, each with the sequence number that end expects next:
+                // to the originator as if from the responder, and the other way round.
                 let (orig_next, reply_next) = t.next_seqs();
-                let towards = |from: (IpAddr, u16), to: (IpAddr, u16), seq: u32| TcpProbe {
-                    src: to.0,
-                    dst: from.0,
-                    sport: to.1,
-                    dport: from.1,
-                    seq: 0,
-                    ack: seq,
-                    flags: TcpFlags::ACK,
-                    payload_len: 0,
+                let rst = |from: (IpAddr, u16), to: (IpAddr, u16), seq: Seq| Rst {
+                    src: from.0,
+                    dst: to.0,
+                    sport: from.1,
+                    dport: to.1,
+                    seq,
+                    ack: None,
                 };
-                actions.push(Action::SendRst(towards(
-                    (dst, dport),
-                    (src, sport),
-                    reply_next,
-                )));
-                actions.push(Action::SendRst(towards(
-                    (src, sport),
-                    (dst, dport),
-                    orig_next,
-                )));
+                actions.push(Action::SendRst(rst((dst, dport), (src, sport), reply_next)));
+                actions.push(Action::SendRst(rst((src, sport), (dst, dport), orig_next)));
             }
         };
         self.v4.for_each_mut(tick, |k, c| {
@@ -1012,16 +979,13 @@ impl Engine {
             closed(k.proto, a, b)
         });
         if !alerts.is_empty() {
-            let mut actions = Vec::new();
-            self.raise(alerts, now, &mut actions);
+            let mut events = Vec::new();
+            self.raise(alerts, now, &mut events);
             let mut pending = self
                 .pending_alerts
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            pending.extend(actions.into_iter().filter_map(|a| match a {
-                Action::Alert(line) => Some(line),
-                _ => None,
-            }));
+            pending.extend(events);
         }
         self.counters.expired.fetch_add(n as u64, Ordering::Relaxed);
         n
@@ -1106,20 +1070,6 @@ fn push_info<A: Addr>(
     };
     if filter(&info) {
         out.push(info);
-    }
-}
-
-/// The fields of a TCP segment a RST answer is built from.
-fn probe_of(pkt: &Packet<'_>, tcp: &TcpHeader) -> TcpProbe {
-    TcpProbe {
-        src: pkt.src,
-        dst: pkt.dst,
-        sport: tcp.sport,
-        dport: tcp.dport,
-        seq: tcp.seq,
-        ack: tcp.ack,
-        flags: tcp.flags.0,
-        payload_len: tcp.payload_len,
     }
 }
 

@@ -23,6 +23,7 @@ pub mod conntrack;
 pub mod control;
 pub mod daemon;
 pub mod engine;
+pub mod event;
 pub mod fault;
 pub mod io;
 pub mod marks;

@@ -215,14 +215,14 @@ pub fn replay(
         // Engine time starts at the first frame (entries store compact ticks).
         let now = Timestamp::from_duration(frame.time.saturating_sub(start));
         let d = engine.process(ip, &meta, now);
-        if let Some(reason) = d.reason {
+        if let Some(reason) = d.reason() {
             sum.dropped += 1;
             *sum.drops.entry(reason.name().to_string()).or_default() += 1;
             sum.dropped_frames.push((index, reason.name().to_string()));
         } else {
             sum.accepted += 1;
         }
-        if d.reason.is_some() || opts.verbose {
+        if !d.accepted() || opts.verbose {
             report(out, opts, index, frame.time, ip, &meta, &d)?;
         }
     }
@@ -251,7 +251,7 @@ fn report(
     meta: &PacketMeta<'_>,
     d: &Decision,
 ) -> Result<(), ReplayError> {
-    let verdict = d.reason.map_or("accept", |r| r.name());
+    let verdict = d.reason().map_or("accept", |r| r.name());
     let state = d.state.map(|s| s.to_string());
     let time = format!("{}.{:06}", time.as_secs(), time.subsec_micros());
     let Ok(p) = Packet::decode(ip, meta) else {
@@ -286,14 +286,14 @@ fn report(
             "index": index, "time": time, "src": p.src, "dst": p.dst, "proto": proto,
             "sport": sport, "dport": dport, "flags": flags,
             "len": p.len, "verdict": if d.accepted() { "accept" } else { "drop" },
-            "reason": d.reason.map(|r| r.name()), "state": state,
+            "reason": d.reason().map(|r| r.name()), "state": state,
         });
         writeln!(out, "{line}")?;
     } else {
         let state = state.map(|s| format!(" state={s}")).unwrap_or_default();
         let kind = if d.accepted() { "accept" } else { "drop" };
         let reason = d
-            .reason
+            .reason()
             .map(|r| format!(" reason={}", r.name()))
             .unwrap_or_default();
         writeln!(

@@ -1,9 +1,12 @@
-//! Replies statewall sends on its own: TCP RST and ICMP unreachable packets (pure builders).
+//! Replies statewall sends on its own: TCP RST and ICMP unreachable packets.
 //!
-//! Nothing here touches a socket: each builder takes a description of the offending packet and
-//! returns the complete IP packet (header included, checksums filled in) that
-//! [`crate::io::rawsend::RawSender`] can put on the wire, or `None` when the RFCs say that no
-//! answer must be sent (a RST is never answered, an ICMP error never triggers another one, ...).
+//! Two steps, both pure. First the engine decides an answer from the packet it already decoded:
+//! [`rst_answering`] and [`unreachable_answering`] return the [`Rst`] or [`Unreachable`] with
+//! every field set, or `None` when the RFCs say that no answer must be sent (a RST is never
+//! answered, an ICMP error never triggers another one, a non-first fragment or a multicast
+//! destination gets nothing, ...). Then the I/O layer builds the bytes with [`rst_packet`] and
+//! [`unreachable_packet`] (IP header included, checksums filled in) and sends them through
+//! [`crate::io::rawsend::RawSender`]. Nothing here touches a socket, and nothing parses a packet.
 //!
 //! Every answer looks the same whatever the probe: fixed TTL / hop limit, window 0, no TCP
 //! options, a caller-drawn random IPv4 ID. That keeps statewall's answers from leaking which
@@ -13,53 +16,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{
     icmpv4, icmpv6, Icmpv4Header, Icmpv4Type, Icmpv6Header, Icmpv6Type, IpNumber, Ipv4Header,
-    Ipv6FlowLabel, Ipv6Header, TcpHeader,
+    Ipv6FlowLabel, Ipv6Header, TcpHeader as WireTcp,
 };
 
-/// TCP flag bits as they appear in the 13th byte of the TCP header (the values of
-/// [`crate::packet::TcpFlags`], the one definition).
-pub mod tcp_flags {
-    use crate::packet::TcpFlags;
-    /// No more data from sender.
-    pub const FIN: u8 = TcpFlags::FIN;
-    /// Synchronize sequence numbers.
-    pub const SYN: u8 = TcpFlags::SYN;
-    /// Reset the connection.
-    pub const RST: u8 = TcpFlags::RST;
-    /// Push function.
-    pub const PSH: u8 = TcpFlags::PSH;
-    /// Acknowledgment field is significant.
-    pub const ACK: u8 = TcpFlags::ACK;
-    /// Urgent pointer field is significant.
-    pub const URG: u8 = TcpFlags::URG;
-    /// ECN echo.
-    pub const ECE: u8 = TcpFlags::ECE;
-    /// Congestion window reduced.
-    pub const CWR: u8 = TcpFlags::CWR;
-}
-
-use tcp_flags::{ACK, FIN, RST, SYN};
-
-/// The TCP segment to answer, as decoded from the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TcpProbe {
-    /// Source address of the probe (the answer goes there).
-    pub src: IpAddr,
-    /// Destination address of the probe (the answer comes from there).
-    pub dst: IpAddr,
-    /// Source port of the probe.
-    pub sport: u16,
-    /// Destination port of the probe.
-    pub dport: u16,
-    /// Sequence number of the probe.
-    pub seq: u32,
-    /// Acknowledgment number of the probe (meaningful only with ACK set).
-    pub ack: u32,
-    /// Raw TCP flag byte (see [`tcp_flags`]).
-    pub flags: u8,
-    /// Number of payload bytes the probe carried.
-    pub payload_len: u32,
-}
+use crate::packet::{Family, Packet, Seq, TcpHeader, Transport};
+use crate::verdict::{Rst, Unreachable};
 
 /// Per-answer parameters chosen by the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,53 +38,52 @@ const ICMPV6_MAX_LEN: usize = 1280;
 /// Length of an ICMP error header (type, code, checksum, 4 unused bytes).
 const ICMP_ERROR_HEADER_LEN: usize = 8;
 
-/// Builds the RST that answers `probe`, from `probe.dst:dport` to `probe.src:sport`.
+/// The RST that answers the segment `tcp` sent from `src` to `dst`: from `dst:dport` back to
+/// `src:sport`.
 ///
 /// Follows RFC 9293 §3.10.7.1 (segment arriving for a connection that does not exist): when the
-/// probe carries ACK the RST takes its sequence number from the probe's acknowledgment number;
-/// otherwise it has sequence 0 and acknowledges everything the probe occupied
+/// segment carries ACK the RST takes its sequence number from the segment's acknowledgment
+/// number; otherwise it has sequence 0 and acknowledges everything the segment occupied
 /// (payload + SYN + FIN). Returns `None` for a RST (never answered), for mixed address families
 /// and for a source that is not a single unicast host.
-pub fn rst_for(probe: &TcpProbe, opts: &ReplyOptions) -> Option<Vec<u8>> {
-    if probe.flags & RST != 0 || !is_unicast(probe.src) {
+pub fn rst_answering(src: IpAddr, dst: IpAddr, tcp: &TcpHeader) -> Option<Rst> {
+    if tcp.flags.rst() || !is_unicast(src) || src.is_ipv4() != dst.is_ipv4() {
         return None;
     }
-    let tcp = rst_header(probe);
-    match (probe.src, probe.dst) {
-        (IpAddr::V4(src), IpAddr::V4(dst)) => rst_v4(tcp, dst, src, opts),
-        (IpAddr::V6(src), IpAddr::V6(dst)) => rst_v6(tcp, dst, src, opts),
+    let (seq, ack) = if tcp.flags.ack() {
+        // <SEQ=SEG.ACK><CTL=RST>
+        (tcp.ack, None)
+    } else {
+        // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>; SYN and FIN each occupy one sequence number.
+        let len = tcp.payload_len + u32::from(tcp.flags.syn()) + u32::from(tcp.flags.fin());
+        (Seq(0), Some(tcp.seq + len))
+    };
+    Some(Rst {
+        src: dst,
+        dst: src,
+        sport: tcp.dport,
+        dport: tcp.sport,
+        seq,
+        ack,
+    })
+}
+
+/// The complete IP packet of `rst`; `None` for mixed address families.
+pub fn rst_packet(rst: &Rst, opts: &ReplyOptions) -> Option<Vec<u8>> {
+    let mut tcp = WireTcp::new(rst.sport, rst.dport, rst.seq.get(), 0);
+    tcp.rst = true;
+    if let Some(ack) = rst.ack {
+        tcp.ack = true;
+        tcp.acknowledgment_number = ack.get();
+    }
+    match (rst.src, rst.dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => rst_v4(tcp, src, dst, opts),
+        (IpAddr::V6(src), IpAddr::V6(dst)) => rst_v6(tcp, src, dst, opts),
         _ => None,
     }
 }
 
-/// The TCP header of the RST (checksum not yet filled in).
-fn rst_header(probe: &TcpProbe) -> TcpHeader {
-    let mut tcp = TcpHeader::new(probe.dport, probe.sport, 0, 0);
-    tcp.rst = true;
-    if probe.flags & ACK != 0 {
-        // <SEQ=SEG.ACK><CTL=RST>
-        tcp.sequence_number = probe.ack;
-    } else {
-        // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>; SYN and FIN each occupy one sequence number.
-        let mut len = probe.payload_len;
-        if probe.flags & SYN != 0 {
-            len = len.wrapping_add(1);
-        }
-        if probe.flags & FIN != 0 {
-            len = len.wrapping_add(1);
-        }
-        tcp.ack = true;
-        tcp.acknowledgment_number = probe.seq.wrapping_add(len);
-    }
-    tcp
-}
-
-fn rst_v4(
-    mut tcp: TcpHeader,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    opts: &ReplyOptions,
-) -> Option<Vec<u8>> {
+fn rst_v4(mut tcp: WireTcp, src: Ipv4Addr, dst: Ipv4Addr, opts: &ReplyOptions) -> Option<Vec<u8>> {
     tcp.checksum = tcp
         .calc_checksum_ipv4_raw(src.octets(), dst.octets(), &[])
         .ok()?;
@@ -134,12 +94,7 @@ fn rst_v4(
     Some(out)
 }
 
-fn rst_v6(
-    mut tcp: TcpHeader,
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-    opts: &ReplyOptions,
-) -> Option<Vec<u8>> {
+fn rst_v6(mut tcp: WireTcp, src: Ipv6Addr, dst: Ipv6Addr, opts: &ReplyOptions) -> Option<Vec<u8>> {
     tcp.checksum = tcp
         .calc_checksum_ipv6_raw(src.octets(), dst.octets(), &[])
         .ok()?;
@@ -183,152 +138,101 @@ fn ipv6_header(
     })
 }
 
-/// Builds the "port unreachable" ICMP error answering `original` (an IP packet as captured,
-/// possibly truncated after its headers), sent from the original destination to its source.
+/// The "port unreachable" ICMP error answering `pkt` (as decoded; its bytes may be only the
+/// first bytes of the packet), sent from the packet's destination to its source.
 ///
 /// IPv4: ICMP type 3 code 3 quoting the original IP header and as many following bytes as fit
 /// in 576 bytes (RFC 1812 §4.3.2.3). IPv6: ICMPv6 type 1 code 4 quoting as much as fits in
 /// 1280 bytes (RFC 4443 §3.1). Returns `None` when no error may be sent (RFC 1122 §3.2.2,
-/// RFC 4443 §2.4 (e)): the original is an ICMP error, a non-first fragment, addressed to a
-/// multicast or broadcast address, or comes from an address that is not a single unicast host,
-/// or it is too damaged or truncated to tell.
-pub fn icmp_port_unreachable(original: &[u8], opts: &ReplyOptions) -> Option<Vec<u8>> {
-    match original.first()? >> 4 {
-        4 => icmpv4_port_unreachable(original, opts),
-        6 => icmpv6_port_unreachable(original, opts),
-        _ => None,
-    }
-}
-
-/// ICMPv4 types that are error messages (RFC 792, RFC 1812 §4.3.2.4).
-fn is_icmpv4_error(icmp_type: u8) -> bool {
-    matches!(icmp_type, 3 | 4 | 5 | 11 | 12)
-}
-
-fn icmpv4_port_unreachable(original: &[u8], opts: &ReplyOptions) -> Option<Vec<u8>> {
-    let header_len = usize::from(original.first()? & 0x0f) * 4;
-    if header_len < Ipv4Header::MIN_LEN || original.len() < header_len {
+/// RFC 4443 §2.4 (e)): the packet is an ICMP error or a non-first fragment, is addressed to a
+/// multicast or broadcast address, or comes from an address that is not a single unicast host.
+pub fn unreachable_answering(pkt: &Packet<'_>) -> Option<Unreachable> {
+    if pkt.transport == Transport::Fragment {
         return None;
     }
-    let total_len = usize::from(u16::from_be_bytes([original[2], original[3]]));
-    if total_len < header_len {
+    let (allowed, max_quote) = match (pkt.src, pkt.dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => (
+            is_unicast_v4(src)
+                && !(dst.is_multicast() || dst.is_broadcast() || dst.is_unspecified()),
+            ICMPV4_MAX_LEN - Ipv4Header::MIN_LEN - ICMP_ERROR_HEADER_LEN,
+        ),
+        (IpAddr::V6(src), IpAddr::V6(dst)) => (
+            !(src.is_unspecified()
+                || src.is_multicast()
+                || src.is_loopback()
+                || dst.is_multicast()
+                || dst.is_unspecified()),
+            ICMPV6_MAX_LEN - Ipv6Header::LEN - ICMP_ERROR_HEADER_LEN,
+        ),
+        _ => return None,
+    };
+    if !allowed {
         return None;
     }
-    let fragment_offset = u16::from_be_bytes([original[6], original[7]]) & 0x1fff;
-    if fragment_offset != 0 {
-        return None;
-    }
-    let proto = original[9];
-    let src = Ipv4Addr::new(original[12], original[13], original[14], original[15]);
-    let dst = Ipv4Addr::new(original[16], original[17], original[18], original[19]);
-    if !is_unicast_v4(src) || dst.is_multicast() || dst.is_broadcast() || dst.is_unspecified() {
-        return None;
-    }
-    if proto == 1 && is_icmpv4_error(*original.get(header_len)?) {
-        return None;
-    }
-    let available = original.len().min(total_len);
-    let quote_len = available.min(ICMPV4_MAX_LEN - Ipv4Header::MIN_LEN - ICMP_ERROR_HEADER_LEN);
-    let quote = &original[..quote_len];
-
-    let icmp_type = Icmpv4Type::DestinationUnreachable(icmpv4::DestUnreachableHeader::Port);
-    let icmp = Icmpv4Header::with_checksum(icmp_type, quote);
-    let ip = ipv4_header(
-        IpNumber::ICMP,
-        icmp.header_len() + quote.len(),
-        dst,
-        src,
-        opts,
-    )?;
-    let mut out = Vec::with_capacity(ip.header_len() + icmp.header_len() + quote.len());
-    out.extend_from_slice(&ip.to_bytes());
-    out.extend_from_slice(&icmp.to_bytes());
-    out.extend_from_slice(quote);
-    Some(out)
-}
-
-/// What walking the IPv6 extension header chain found.
-enum Upper {
-    /// The upper-layer protocol, at the given offset.
-    Proto(u8, usize),
-    /// A fragment with a non-zero offset.
-    LaterFragment,
-}
-
-/// Walks the IPv6 extension headers of `packet` (limited to `end`); `None` when they are
-/// truncated.
-fn ipv6_upper_layer(packet: &[u8], end: usize) -> Option<Upper> {
-    let mut next = *packet.get(6)?;
-    let mut off = Ipv6Header::LEN;
-    loop {
-        match next {
-            // Hop-by-hop, routing, destination options: length in 8-octet units, not counting
-            // the first 8 octets.
-            0 | 43 | 60 => {
-                let len = (usize::from(*packet.get(off + 1).filter(|_| off + 2 <= end)?) + 1) * 8;
-                next = packet[off];
-                off += len;
-            }
-            // Fragment header: fixed 8 octets, offset in the upper 13 bits of bytes 2-3.
-            44 => {
-                if off + 8 > end {
-                    return None;
-                }
-                let frag = u16::from_be_bytes([*packet.get(off + 2)?, *packet.get(off + 3)?]) >> 3;
-                if frag != 0 {
-                    return Some(Upper::LaterFragment);
-                }
-                next = packet[off];
-                off += 8;
-            }
-            // Authentication header: length in 4-octet units, minus 2.
-            51 => {
-                let len = (usize::from(*packet.get(off + 1).filter(|_| off + 2 <= end)?) + 2) * 4;
-                next = packet[off];
-                off += len;
-            }
-            proto => return Some(Upper::Proto(proto, off)),
+    if let Transport::Icmp(h) = &pkt.transport {
+        let error = match pkt.family {
+            // RFC 792, RFC 1812 §4.3.2.4.
+            Family::V4 => matches!(h.icmp_type, 3 | 4 | 5 | 11 | 12),
+            // ICMPv6 types below 128 are errors (RFC 4443 §2.1).
+            Family::V6 => h.icmp_type < 128,
+        };
+        if error {
+            return None;
         }
     }
+    // What was captured, never past the packet's own end (trailing link-layer padding).
+    let available = pkt.bytes.len().min(pkt.len);
+    let quote = pkt.bytes.get(..available.min(max_quote))?.to_vec();
+    Some(Unreachable {
+        src: pkt.dst,
+        dst: pkt.src,
+        quote,
+    })
 }
 
-fn icmpv6_port_unreachable(original: &[u8], opts: &ReplyOptions) -> Option<Vec<u8>> {
-    if original.len() < Ipv6Header::LEN {
-        return None;
+/// The complete IP packet of `u`; `None` for mixed address families or a quote shorter than
+/// an IP header of its family.
+pub fn unreachable_packet(u: &Unreachable, opts: &ReplyOptions) -> Option<Vec<u8>> {
+    match (u.src, u.dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) if u.quote.len() >= Ipv4Header::MIN_LEN => {
+            let max = ICMPV4_MAX_LEN - Ipv4Header::MIN_LEN - ICMP_ERROR_HEADER_LEN;
+            let quote = &u.quote[..u.quote.len().min(max)];
+            let icmp_type = Icmpv4Type::DestinationUnreachable(icmpv4::DestUnreachableHeader::Port);
+            let icmp = Icmpv4Header::with_checksum(icmp_type, quote);
+            let ip = ipv4_header(
+                IpNumber::ICMP,
+                icmp.header_len() + quote.len(),
+                src,
+                dst,
+                opts,
+            )?;
+            let mut out = Vec::with_capacity(ip.header_len() + icmp.header_len() + quote.len());
+            out.extend_from_slice(&ip.to_bytes());
+            out.extend_from_slice(&icmp.to_bytes());
+            out.extend_from_slice(quote);
+            Some(out)
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst)) if u.quote.len() >= Ipv6Header::LEN => {
+            let max = ICMPV6_MAX_LEN - Ipv6Header::LEN - ICMP_ERROR_HEADER_LEN;
+            let quote = &u.quote[..u.quote.len().min(max)];
+            let icmp_type = Icmpv6Type::DestinationUnreachable(icmpv6::DestUnreachableCode::Port);
+            let icmp =
+                Icmpv6Header::with_checksum(icmp_type, src.octets(), dst.octets(), quote).ok()?;
+            let ip = ipv6_header(
+                IpNumber::IPV6_ICMP,
+                icmp.header_len() + quote.len(),
+                src,
+                dst,
+                opts,
+            )?;
+            let mut out = Vec::with_capacity(Ipv6Header::LEN + icmp.header_len() + quote.len());
+            out.extend_from_slice(&ip.to_bytes());
+            out.extend_from_slice(&icmp.to_bytes());
+            out.extend_from_slice(quote);
+            Some(out)
+        }
+        _ => None,
     }
-    let payload_len = usize::from(u16::from_be_bytes([original[4], original[5]]));
-    let available = original.len().min(Ipv6Header::LEN + payload_len);
-    let src = Ipv6Addr::from(<[u8; 16]>::try_from(&original[8..24]).ok()?);
-    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&original[24..40]).ok()?);
-    if src.is_unspecified() || src.is_multicast() || src.is_loopback() {
-        return None;
-    }
-    if dst.is_multicast() || dst.is_unspecified() {
-        return None;
-    }
-    match ipv6_upper_layer(original, available)? {
-        Upper::LaterFragment => return None,
-        // ICMPv6 types below 128 are errors (RFC 4443 §2.1).
-        Upper::Proto(58, off) if *original[..available].get(off)? < 128 => return None,
-        Upper::Proto(..) => {}
-    }
-    let quote_len = available.min(ICMPV6_MAX_LEN - Ipv6Header::LEN - ICMP_ERROR_HEADER_LEN);
-    let quote = &original[..quote_len];
-
-    let icmp_type = Icmpv6Type::DestinationUnreachable(icmpv6::DestUnreachableCode::Port);
-    let icmp = Icmpv6Header::with_checksum(icmp_type, dst.octets(), src.octets(), quote).ok()?;
-    let ip = ipv6_header(
-        IpNumber::IPV6_ICMP,
-        icmp.header_len() + quote.len(),
-        dst,
-        src,
-        opts,
-    )?;
-    let mut out = Vec::with_capacity(Ipv6Header::LEN + icmp.header_len() + quote.len());
-    out.extend_from_slice(&ip.to_bytes());
-    out.extend_from_slice(&icmp.to_bytes());
-    out.extend_from_slice(quote);
-    Some(out)
 }
 
 /// True for an address that names a single host (not zero, multicast, broadcast or class E).
@@ -346,9 +250,16 @@ fn is_unicast_v4(ip: Ipv4Addr) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::tcp_flags::*;
     use super::*;
+    use crate::packet::{PacketMeta, TcpFlags, TcpOptions};
     use etherparse::{NetHeaders, PacketHeaders, TransportHeader};
+
+    const SYN: u8 = TcpFlags::SYN;
+    const ACK: u8 = TcpFlags::ACK;
+    const FIN: u8 = TcpFlags::FIN;
+    const RST: u8 = TcpFlags::RST;
+    const PSH: u8 = TcpFlags::PSH;
+    const URG: u8 = TcpFlags::URG;
 
     const OPTS: ReplyOptions = ReplyOptions {
         ttl: 64,
@@ -359,21 +270,45 @@ mod tests {
     const CLI6: &str = "2001:db8:1::2";
     const SRV6: &str = "2001:db8:2::2";
 
-    fn probe(src: &str, dst: &str, flags: u8, payload_len: u32) -> TcpProbe {
-        TcpProbe {
+    /// A TCP segment to answer, as the engine decoded it.
+    #[derive(Clone, Copy)]
+    struct Probe {
+        src: IpAddr,
+        dst: IpAddr,
+        tcp: TcpHeader,
+    }
+
+    fn probe(src: &str, dst: &str, flags: u8, payload_len: u32) -> Probe {
+        Probe {
             src: src.parse().unwrap(),
             dst: dst.parse().unwrap(),
-            sport: 40000,
-            dport: 22,
-            seq: 1000,
-            ack: 5000,
-            flags,
-            payload_len,
+            tcp: TcpHeader {
+                sport: 40000,
+                dport: 22,
+                seq: Seq(1000),
+                ack: Seq(5000),
+                flags: TcpFlags(flags),
+                window: 64000,
+                payload_len,
+                options: TcpOptions::default(),
+            },
         }
     }
 
+    /// The engine's decision, then the I/O layer's bytes.
+    fn rst_for(p: &Probe, opts: &ReplyOptions) -> Option<Vec<u8>> {
+        rst_packet(&rst_answering(p.src, p.dst, &p.tcp)?, opts)
+    }
+
+    /// The port unreachable answering `original` (as captured): decoded by the engine, decided,
+    /// built. `None` when it does not decode or must not be answered.
+    fn icmp_port_unreachable(original: &[u8], opts: &ReplyOptions) -> Option<Vec<u8>> {
+        let pkt = Packet::decode(original, &PacketMeta::default()).ok()?;
+        unreachable_packet(&unreachable_answering(&pkt)?, opts)
+    }
+
     /// Parses a RST back, checks addresses, ports, checksums and IP fields; returns the header.
-    fn parse_rst(bytes: &[u8], p: &TcpProbe) -> TcpHeader {
+    fn parse_rst(bytes: &[u8], p: &Probe) -> WireTcp {
         let parsed = PacketHeaders::from_ip_slice(bytes).unwrap();
         assert!(parsed.payload.slice().is_empty());
         let Some(TransportHeader::Tcp(tcp)) = parsed.transport else {
@@ -399,7 +334,10 @@ mod tests {
             }
             NetHeaders::Arp(_) => panic!("arp"),
         }
-        assert_eq!((tcp.source_port, tcp.destination_port), (p.dport, p.sport));
+        assert_eq!(
+            (tcp.source_port, tcp.destination_port),
+            (p.tcp.dport, p.tcp.sport)
+        );
         assert_eq!(tcp.window_size, 0);
         assert!(tcp.options.is_empty());
         assert!(tcp.rst && !tcp.syn && !tcp.fin && !tcp.psh && !tcp.urg);
@@ -468,7 +406,7 @@ mod tests {
     #[test]
     fn rst_ack_number_wraps() {
         let mut p = probe(CLI4, SRV4, SYN | FIN, 0);
-        p.seq = u32::MAX;
+        p.tcp.seq = Seq(u32::MAX);
         let tcp = parse_rst(&rst_for(&p, &OPTS).unwrap(), &p);
         assert_eq!(tcp.acknowledgment_number, 1);
     }
@@ -583,9 +521,17 @@ mod tests {
         let reply = icmp_port_unreachable(&orig[..28], &OPTS).unwrap();
         assert_eq!(reply.len(), 28 + 28);
         assert_eq!(&reply[28..], &orig[..28]);
-        // Even the bare IP header (no transport header captured).
-        assert!(icmp_port_unreachable(&orig[..20], &OPTS).is_some());
-        assert_eq!(icmp_port_unreachable(&orig[..19], &OPTS), None);
+        // The builder quotes even a bare IP header, never less.
+        let quoting = |n: usize| Unreachable {
+            src: SRV4.parse().unwrap(),
+            dst: CLI4.parse().unwrap(),
+            quote: orig[..n].to_vec(),
+        };
+        assert!(unreachable_packet(&quoting(20), &OPTS).is_some());
+        assert_eq!(unreachable_packet(&quoting(19), &OPTS), None);
+        // A capture without the UDP header does not decode: it is dropped as malformed, never
+        // answered.
+        assert_eq!(icmp_port_unreachable(&orig[..20], &OPTS), None);
     }
 
     #[test]
@@ -626,6 +572,16 @@ mod tests {
             .write(&mut out, &[0; 28])
             .unwrap();
         assert_eq!(icmp_port_unreachable(&out, &OPTS), None);
+        // ... also when it quotes a real datagram (so that it decodes as an ICMP error).
+        let mut quoting = Vec::new();
+        etherparse::PacketBuilder::ipv4([198, 51, 100, 2], [203, 0, 113, 2], 20)
+            .icmpv4(Icmpv4Type::DestinationUnreachable(
+                icmpv4::DestUnreachableHeader::Port,
+            ))
+            .write(&mut quoting, &udp_packet(SRV4, CLI4, 4))
+            .unwrap();
+        assert!(Packet::decode(&quoting, &PacketMeta::default()).is_ok());
+        assert_eq!(icmp_port_unreachable(&quoting, &OPTS), None);
         let mut echo = Vec::new();
         etherparse::PacketBuilder::ipv4([198, 51, 100, 2], [203, 0, 113, 2], 20)
             .icmpv4_echo_request(1, 1)
@@ -705,6 +661,15 @@ mod tests {
             .write(&mut err, &[0; 48])
             .unwrap();
         assert_eq!(icmp_port_unreachable(&err, &OPTS), None);
+        let mut quoting = Vec::new();
+        etherparse::PacketBuilder::ipv6(src.octets(), dst.octets(), 20)
+            .icmpv6(Icmpv6Type::DestinationUnreachable(
+                icmpv6::DestUnreachableCode::Port,
+            ))
+            .write(&mut quoting, &udp_packet(SRV6, CLI6, 4))
+            .unwrap();
+        assert!(Packet::decode(&quoting, &PacketMeta::default()).is_ok());
+        assert_eq!(icmp_port_unreachable(&quoting, &OPTS), None);
         let mut echo = Vec::new();
         etherparse::PacketBuilder::ipv6(src.octets(), dst.octets(), 20)
             .icmpv6_echo_request(1, 1)
@@ -781,7 +746,9 @@ mod tests {
         fn rst_builder_any_probe(flags in proptest::num::u8::ANY, seq in proptest::num::u32::ANY,
                                  ack in proptest::num::u32::ANY, len in 0u32..70_000, v6 in proptest::bool::ANY) {
             let (src, dst) = if v6 { (CLI6, SRV6) } else { (CLI4, SRV4) };
-            let p = TcpProbe { seq, ack, ..probe(src, dst, flags, len) };
+            let mut p = probe(src, dst, flags, len);
+            p.tcp.seq = Seq(seq);
+            p.tcp.ack = Seq(ack);
             match rst_for(&p, &OPTS) {
                 None => proptest::prop_assert!(flags & RST != 0),
                 Some(bytes) => {

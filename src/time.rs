@@ -1,4 +1,5 @@
-//! Time as the engine sees it: a monotonic timestamp handed in by the caller.
+//! Time as the engine sees it: a monotonic timestamp handed in by the caller; and the one
+//! conversion from Unix seconds to a UTC calendar date, for the outputs that print dates.
 //!
 //! The engine never reads a clock. The daemon passes the time elapsed since it started; replay
 //! passes capture timestamps; tests pass whatever they like.
@@ -100,6 +101,66 @@ impl Tick {
     }
 }
 
+/// A UTC calendar date and time of day (syslog timestamps, `statewall status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Civil {
+    /// Year.
+    pub year: i64,
+    /// Month, 1 to 12.
+    pub month: u32,
+    /// Day of the month, 1 to 31.
+    pub day: u32,
+    /// Hour, 0 to 23.
+    pub hour: u32,
+    /// Minute, 0 to 59.
+    pub min: u32,
+    /// Second, 0 to 59.
+    pub sec: u32,
+}
+
+impl Civil {
+    /// Seconds since the Unix epoch to a UTC date (Howard Hinnant's `civil_from_days`).
+    pub fn from_unix(secs: u64) -> Civil {
+        let days = (secs / 86_400) as i64;
+        // Below 86 400: every part fits a u32.
+        let rem = (secs % 86_400) as u32;
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Civil {
+            year,
+            month,
+            day,
+            hour: rem / 3600,
+            min: rem % 3600 / 60,
+            sec: rem % 60,
+        }
+    }
+
+    /// Three-letter English month name (`Jan`..`Dec`), as RFC 3164 writes it.
+    pub fn month_abbrev(&self) -> &'static str {
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let i = self.month.clamp(1, 12) as usize - 1;
+        MONTHS[i]
+    }
+
+    /// RFC 3339 with a `Z` offset and whole seconds: `2026-11-24T19:54:02Z`.
+    pub fn rfc3339(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            self.year, self.month, self.day, self.hour, self.min, self.sec
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +171,21 @@ mod tests {
         assert_eq!(Tick(12).after_secs(3), Tick(42));
         assert_eq!(Tick(42).secs_from(Tick(12)), 3);
         assert_eq!(Tick(2).secs_from(Tick(12)), 0);
+    }
+
+    #[test]
+    fn dates_convert() {
+        for (secs, y, m, d) in [
+            (0, 1970, 1, 1),
+            (951_782_400, 2000, 2, 29),
+            (4_107_542_400, 2100, 3, 1),
+        ] {
+            let c = Civil::from_unix(secs);
+            assert_eq!((c.year, c.month, c.day), (y, m, d), "{secs}");
+        }
+        let c = Civil::from_unix(1_795_550_042);
+        assert_eq!(c.rfc3339(), "2026-11-24T19:54:02Z");
+        assert_eq!(c.month_abbrev(), "Nov");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The vocabulary every part of statewall shares: what happens to a packet ([`Verdict`]), why
-//! it is dropped ([`DropReason`]), the flow it belongs to ([`Flow`]) and how out-of-state probes
-//! are answered ([`ProbeMode`]).
+//! The vocabulary every part of statewall shares: what happens to a packet ([`Verdict`]: how it
+//! passes, [`Pass`], or why it is dropped, [`DropReason`]), the flow it belongs to ([`Flow`]),
+//! how out-of-state probes are answered ([`ProbeMode`]) and the packets statewall sends on its
+//! own ([`Action`]: a [`Rst`] or an [`Unreachable`], every field decided).
 //!
 //! Nothing here depends on the engine: connection tracking, the rules, the scan detector and the
 //! I/O edges all speak these types, so none of them needs to import another to talk about a
@@ -13,15 +14,50 @@ use std::str::FromStr;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::packet::DecodeError;
+use crate::packet::{DecodeError, Seq};
 
-/// What to do with the packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What to do with the packet: let it through (and how it passed), or drop it (and why). A
+/// verdict cannot be "accepted with a drop reason".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Verdict {
     /// Let it through.
-    Accept,
+    Accept(Pass),
     /// Drop it.
-    Drop,
+    Drop(DropReason),
+}
+
+impl Verdict {
+    /// Whether the packet passes.
+    pub fn is_accept(self) -> bool {
+        matches!(self, Verdict::Accept(_))
+    }
+
+    /// Why it is dropped; `None` when it passes.
+    pub fn reason(self) -> Option<DropReason> {
+        match self {
+            Verdict::Accept(_) => None,
+            Verdict::Drop(r) => Some(r),
+        }
+    }
+}
+
+/// How an accepted packet passed. Each kind has its counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pass {
+    /// A packet of a tracked flow; the tracker learned from it.
+    Tracked,
+    /// The first packet of a new tracked flow (admitted by the rules, or adopted mid-stream).
+    Opened,
+    /// A packet of a tracked flow passed without the tracker learning from it (late
+    /// retransmission, delayed ACK, a segment the state machine cannot judge yet).
+    Ignored,
+    /// An ICMP error about a tracked flow.
+    Related,
+    /// A non-first fragment: no transport header to judge (see [`crate::packet`]).
+    Fragment,
+    /// An ICMP message that opens nothing (router advertisement, timestamp...), allowed by the
+    /// rules.
+    Stateless,
 }
 
 macro_rules! drop_reasons {
@@ -152,6 +188,46 @@ pub struct Flow {
     pub dport: u16,
 }
 
+/// A TCP RST statewall sends, every field decided: from `src:sport` to `dst:dport`, with
+/// sequence number `seq`, and with ACK set and acknowledgment number `ack` when `ack` is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rst {
+    /// Source address (the host the RST speaks for).
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// Sequence number.
+    pub seq: Seq,
+    /// Acknowledgment number; `Some` sets the ACK flag.
+    pub ack: Option<Seq>,
+}
+
+/// An ICMP or ICMPv6 "port unreachable" statewall sends from `src` to `dst`, quoting `quote`
+/// (the start of the packet it answers, already cut to what RFC 1812 / RFC 4443 allow).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreachable {
+    /// Source address: the answered packet's destination.
+    pub src: IpAddr,
+    /// Destination address: the answered packet's source.
+    pub dst: IpAddr,
+    /// The quoted bytes: the answered packet's IP header and as much of the rest as fits.
+    pub quote: Vec<u8>,
+}
+
+/// Work for the I/O layer: a packet to send. The engine decides every field; the I/O layer
+/// builds the bytes ([`crate::respond`]) and sends them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Answer with a TCP RST (an out-of-state probe, a rejected connection, a revoked one).
+    SendRst(Rst),
+    /// Answer a rejected datagram with an ICMP / ICMPv6 port unreachable.
+    SendUnreachable(Unreachable),
+}
+
 /// How out-of-state packets ("probes": a bare ACK, FIN or stealth shape for no known
 /// connection) are answered: `[probes] respond` in the configuration, `probes` in a rule file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
@@ -200,6 +276,15 @@ mod tests {
             assert_eq!(r.to_string(), r.name());
         }
         assert!("nope".parse::<DropReason>().is_err());
+    }
+
+    #[test]
+    fn a_verdict_has_a_reason_exactly_when_it_drops() {
+        assert_eq!(Verdict::Accept(Pass::Tracked).reason(), None);
+        assert!(Verdict::Accept(Pass::Opened).is_accept());
+        let d = Verdict::Drop(DropReason::NoConnection);
+        assert_eq!(d.reason(), Some(DropReason::NoConnection));
+        assert!(!d.is_accept());
     }
 
     #[test]

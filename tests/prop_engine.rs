@@ -62,7 +62,7 @@ proptest! {
         let (pkt, want) = sim.corruption(kind);
         let now = sim.now();
         let d = sim.engine.process(&pkt, &PacketMeta::default(), now);
-        prop_assert_eq!(d.reason, Some(want));
+        prop_assert_eq!(d.reason(), Some(want));
     }
 }
 
@@ -362,7 +362,7 @@ impl Sim {
             dump.push((now, bytes.to_vec()));
         }
         let d = self.engine.process(bytes, &PacketMeta::default(), now);
-        if let Some(r) = d.reason {
+        if let Some(r) = d.reason() {
             self.drops.push(format!("{what}: {r}"));
         }
     }

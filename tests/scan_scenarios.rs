@@ -6,10 +6,15 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use statewall::alert::Severity;
+use statewall::event::Event;
+use statewall::io::syslog::lines;
 use statewall::io::syslog::{format_line, Facility, Format, Header};
 use statewall::packet::TcpFlags;
+use statewall::packet::{Packet, PacketMeta, Seq, TcpHeader, TcpOptions};
 use statewall::ratelimit::{ProbesConfig, RateLimiter};
-use statewall::respond::{icmp_port_unreachable, rst_for, tcp_flags, ReplyOptions, TcpProbe};
+use statewall::respond::{
+    rst_answering, rst_packet, unreachable_answering, unreachable_packet, ReplyOptions,
+};
 use statewall::scan::{
     AlertAction, AnswerKind, ProbeKind, ScanAlert, ScanConfig, ScanDetector, ScanInput, ScanType,
     Technique,
@@ -97,21 +102,22 @@ impl Gateway {
         if self.respond == ProbeMode::Drop {
             return;
         }
-        let probe = TcpProbe {
-            src,
-            dst,
+        let probe = TcpHeader {
             sport,
             dport,
-            seq: 0x1000,
-            ack: 0x2000,
-            flags,
+            seq: Seq(0x1000),
+            ack: Seq(0x2000),
+            flags: TcpFlags(flags),
+            window: 1024,
             payload_len: 0,
+            options: TcpOptions::default(),
         };
         if self.limiter.try_take(src, now).is_err() {
             self.limited += 1;
             return;
         }
-        let rst = rst_for(&probe, &OPTS).expect("a RST for every non-RST probe");
+        let rst = rst_answering(src, dst, &probe).expect("a RST for every non-RST probe");
+        let rst = rst_packet(&rst, &OPTS).expect("a RST packet");
         assert_eq!(rst.len(), 40);
         self.answered += 1;
         let kind = AnswerKind::TcpRst;
@@ -134,7 +140,9 @@ impl Gateway {
             .write(&mut datagram, &[])
             .unwrap();
         if self.limiter.try_take(src, now).is_ok() {
-            let icmp = icmp_port_unreachable(&datagram, &OPTS).expect("an ICMP error");
+            let pkt = Packet::decode(&datagram, &PacketMeta::default()).expect("decodes");
+            let answer = unreachable_answering(&pkt).expect("an ICMP error");
+            let icmp = unreachable_packet(&answer, &OPTS).expect("an ICMP error packet");
             assert_eq!(&icmp[28..], &datagram[..]);
             self.answered += 1;
             let kind = AnswerKind::IcmpUnreachable;
@@ -169,7 +177,7 @@ fn nmap_syn_scan_is_answered_completely_and_reported_with_escalation() {
             TARGET,
             40123,
             port,
-            tcp_flags::SYN,
+            TcpFlags::SYN,
             us(1_000_000 + i as u64 * 1000),
         );
     }
@@ -179,7 +187,7 @@ fn nmap_syn_scan_is_answered_completely_and_reported_with_escalation() {
             TARGET,
             40123,
             port,
-            tcp_flags::SYN,
+            TcpFlags::SYN,
             us(2_100_000 + i as u64 * 1000),
         );
     }
@@ -202,10 +210,10 @@ fn nmap_syn_scan_is_answered_completely_and_reported_with_escalation() {
 fn nmap_stealth_scans_are_named() {
     let cases = [
         (0, "-sN"),
-        (tcp_flags::FIN, "-sF"),
-        (tcp_flags::FIN | tcp_flags::PSH | tcp_flags::URG, "-sX"),
-        (tcp_flags::FIN | tcp_flags::ACK, "-sM"),
-        (tcp_flags::ACK, "-sA"),
+        (TcpFlags::FIN, "-sF"),
+        (TcpFlags::FIN | TcpFlags::PSH | TcpFlags::URG, "-sX"),
+        (TcpFlags::FIN | TcpFlags::ACK, "-sM"),
+        (TcpFlags::ACK, "-sA"),
     ];
     for (flags, nmap) in cases {
         let mut gw = Gateway::new(ScanConfig::default(), ProbesConfig::default(), &[]);
@@ -257,7 +265,7 @@ fn silent_port_sweep_is_filtered() {
             &dst,
             40123,
             3389,
-            tcp_flags::SYN,
+            TcpFlags::SYN,
             Timestamp::from_millis(u64::from(host) * 4),
         );
     }
@@ -285,7 +293,7 @@ fn auto_block_and_syslog_line() {
             TARGET,
             40123,
             port,
-            tcp_flags::FIN,
+            TcpFlags::FIN,
             Timestamp::from_millis(u64::from(port)),
         );
     }
@@ -305,7 +313,7 @@ fn auto_block_and_syslog_line() {
         )
         .unwrap();
     assert_eq!(
-        event.body(),
+        lines::body(&Event::Block(event)),
         "BLOCK SRC=198.51.100.2 GROUP=198.51.100.2/32 ttl=600 level=1 reason=portscan"
     );
     assert!(blocklist.is_blocked(ip(SCANNER), Timestamp::from_secs(2)));
@@ -358,9 +366,9 @@ fn normal_life_raises_nothing() {
             // Late segments after the close, both directions.
             let late = Timestamp::from_millis(now_ms + 2_000);
             for (src, dst, sp, dp, flags) in [
-                (client, server, sport, 443, tcp_flags::FIN | tcp_flags::ACK),
-                (client, server, sport, 443, tcp_flags::ACK),
-                (server, client, 443, sport, tcp_flags::ACK),
+                (client, server, sport, 443, TcpFlags::FIN | TcpFlags::ACK),
+                (client, server, sport, 443, TcpFlags::ACK),
+                (server, client, 443, sport, TcpFlags::ACK),
             ] {
                 let kind = ProbeKind::from_tcp_flags(TcpFlags(flags)).unwrap();
                 let flow = flow_of(6, (src, sp), (dst, dp));

@@ -19,7 +19,7 @@
 use std::fmt;
 
 use super::{Dir, Timeouts};
-use crate::packet::{TcpFlags, TcpHeader, TcpShape};
+use crate::packet::{Seq, TcpFlags, TcpHeader, TcpShape};
 use crate::verdict::DropReason;
 
 /// TCP connection states (Linux conntrack names).
@@ -149,16 +149,6 @@ pub fn check_flags(f: TcpFlags) -> Result<(), DropReason> {
     }
 }
 
-/// Sequence-space comparison (RFC 1982): `a` before `b`.
-fn before(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) < 0
-}
-
-/// Sequence-space comparison: `a` after `b`.
-fn after(a: u32, b: u32) -> bool {
-    before(b, a)
-}
-
 /// Linux's MAXACKWINCONST: how far below the receiver's end an ACK may lag.
 const MAX_ACK_WINDOW: u32 = 66_000;
 
@@ -183,14 +173,14 @@ mod pflag {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Peer {
     /// Highest sequence number sent, plus one (`td_end`).
-    end: u32,
+    end: Seq,
     /// Highest sequence number the other side allowed (`td_maxend`).
-    maxend: u32,
+    maxend: Seq,
     /// Largest window the other side advertised to this side... as seen on this side's
     /// segments: the largest window this side advertised (`td_maxwin`). 0: nothing seen yet.
     maxwin: u32,
     /// Highest acknowledgment number this side sent (`td_maxack`).
-    maxack: u32,
+    maxack: Seq,
     /// Window scale shift of this side.
     scale: u8,
     /// [`pflag`] bits.
@@ -203,7 +193,7 @@ impl Peer {
     }
 
     /// Starts tracking from a SYN or SYN/ACK.
-    fn init_from_syn(&mut self, seg: &TcpHeader, end: u32) {
+    fn init_from_syn(&mut self, seg: &TcpHeader, end: Seq) {
         self.end = end;
         self.maxend = end;
         self.maxwin = u32::from(seg.window).max(1);
@@ -250,17 +240,14 @@ pub struct TcpConn {
     /// [`cflag`] bits.
     misc: u8,
     /// Sequence end of that segment (for resynchronising on an ignored SYN).
-    last_end: u32,
+    last_end: Seq,
     /// Per direction: `[original, reply]`.
     peers: [Peer; 2],
 }
 
 /// Sequence number just past a segment: SYN and FIN count one.
-fn seg_end(seg: &TcpHeader) -> u32 {
-    seg.seq
-        .wrapping_add(seg.payload_len)
-        .wrapping_add(u32::from(seg.flags.syn()))
-        .wrapping_add(u32::from(seg.flags.fin()))
+fn seg_end(seg: &TcpHeader) -> Seq {
+    seg.seq + seg.payload_len + u32::from(seg.flags.syn()) + u32::from(seg.flags.fin())
 }
 
 enum Cell {
@@ -360,7 +347,7 @@ impl TcpConn {
         let liberal = pflag::LIBERAL | pflag::SACK_PERM;
         let orig = Peer {
             end,
-            maxend: end.wrapping_add(maxwin),
+            maxend: end + maxwin,
             maxwin,
             maxack: seg.ack,
             scale: 0,
@@ -389,7 +376,7 @@ impl TcpConn {
     }
 
     /// The next sequence number of each side: `(original, reply)`.
-    pub fn next_seqs(&self) -> (u32, u32) {
+    pub fn next_seqs(&self) -> (Seq, Seq) {
         (self.peers[0].end, self.peers[1].end)
     }
 
@@ -461,7 +448,7 @@ impl TcpConn {
             return Err(DropReason::DataAfterRst);
         }
         let sender = &self.peers[dir.idx()];
-        if sender.has(pflag::FIN_SENT) && after(seg_end(seg), sender.end) {
+        if sender.has(pflag::FIN_SENT) && seg_end(seg).after(sender.end) {
             return Err(if self.state == TcpState::TimeWait {
                 DropReason::DataAfterClose
             } else {
@@ -526,9 +513,8 @@ impl TcpConn {
             self.state = TcpState::Close;
             return Ok(Step::Accept);
         }
-        let in_window = s.maxwin != 0
-            && !after(seg.seq, s.maxend)
-            && !before(seg.seq, s.end.wrapping_sub(r.maxwin));
+        let in_window =
+            s.maxwin != 0 && !seg.seq.after(s.maxend) && !seg.seq.before(s.end - r.maxwin);
         if in_window || s.has(pflag::LIBERAL) {
             Ok(Step::Ignore)
         } else {
@@ -549,7 +535,7 @@ impl TcpConn {
         let mut sack = ack;
         if receiver.has(pflag::SACK_PERM) {
             if let Some(edge) = seg.options.sack_right_edge {
-                if after(edge, sack) {
+                if edge.after(sack) {
                     sack = edge;
                 }
             }
@@ -574,17 +560,17 @@ impl TcpConn {
                 sender.end = end;
                 let swin = win << sender.scale;
                 sender.maxwin = swin.max(1);
-                sender.maxend = end.wrapping_add(sender.maxwin);
+                sender.maxend = end + sender.maxwin;
                 if receiver.maxwin == 0 {
                     receiver.end = sack;
                     receiver.maxend = sack;
-                } else if sack == receiver.end.wrapping_add(1) {
+                } else if sack == receiver.end + 1 {
                     // Likely the answer to a keepalive.
-                    receiver.end = receiver.end.wrapping_add(1);
+                    receiver.end = receiver.end + 1;
                 }
             }
         } else if f.syn()
-            && after(end, sender.end)
+            && end.after(sender.end)
             && ((state == TcpState::SynSent && dir == Dir::Original)
                 || (state == TcpState::SynRecv && dir == Dir::Reply))
         {
@@ -592,7 +578,7 @@ impl TcpConn {
             sender.init_from_syn(seg, end);
         }
 
-        if !f.ack() || (f.rst() && ack == 0) {
+        if !f.ack() || (f.rst() && ack == Seq(0)) {
             // No ACK (or a broken stack's RST+ACK with ack 0): pretend it acknowledges all.
             ack = receiver.end;
             sack = ack;
@@ -604,42 +590,36 @@ impl TcpConn {
         }
 
         let liberal = sender.has(pflag::LIBERAL);
-        if !before(seq, sender.maxend.wrapping_add(1)) && !liberal {
+        if !seq.before(sender.maxend + 1) && !liberal {
             return Window::Invalid(DropReason::SeqAboveWindow);
         }
-        if !after(
-            end,
-            sender.end.wrapping_sub(receiver.maxwin).wrapping_sub(1),
-        ) {
+        if !end.after(sender.end - receiver.maxwin - 1) {
             // Already acknowledged data retransmitted.
             return Window::Ignore;
         }
-        if !before(sack, receiver.end.wrapping_add(1)) && !liberal {
+        if !sack.before(receiver.end + 1) && !liberal {
             return Window::Invalid(DropReason::AckUnsentData);
         }
         let max_ack_window = sender.maxwin.max(MAX_ACK_WINDOW);
-        if !after(
-            sack,
-            receiver.end.wrapping_sub(max_ack_window).wrapping_sub(1),
-        ) {
+        if !sack.after(receiver.end - max_ack_window - 1) {
             // An overly delayed ACK: a segment sent before later ACKs, reordered behind them.
             // Nothing is learned from its ACK, but new data it carries passed the sequence
             // checks and the receiver will acknowledge it: remember where it ends.
-            if after(end, sender.end) && !f.rst() {
+            if end.after(sender.end) && !f.rst() {
                 sender.end = end;
                 sender.flags |= pflag::UNACKED;
                 return Window::Accept;
             }
             return Window::Ignore;
         }
-        if liberal && (!before(seq, sender.maxend.wrapping_add(1)) || after(sack, receiver.end)) {
+        if liberal && (!seq.before(sender.maxend + 1) || sack.after(receiver.end)) {
             // Picked-up connection with an unknown window scale: pass, widen, learn the ends.
-            sender.maxwin = sender.maxwin.max(end.wrapping_sub(sender.end));
-            if after(end, sender.end) {
+            sender.maxwin = sender.maxwin.max(end - sender.end);
+            if end.after(sender.end) {
                 sender.end = end;
-                sender.maxend = end.wrapping_add(sender.maxwin);
+                sender.maxend = end + sender.maxwin;
             }
-            if after(sack, receiver.end) {
+            if sack.after(receiver.end) {
                 receiver.end = sack;
             }
             return Window::Accept;
@@ -647,31 +627,29 @@ impl TcpConn {
 
         let win = if f.syn() { win } else { win << sender.scale };
         // Update the sender.
-        let swin = win.wrapping_add(sack.wrapping_sub(ack));
+        let swin = win.wrapping_add(sack - ack);
         if sender.maxwin < swin {
             sender.maxwin = swin;
         }
-        if after(end, sender.end) {
+        if end.after(sender.end) {
             sender.end = end;
             sender.flags |= pflag::UNACKED;
         }
         if f.ack() {
-            if !sender.has(pflag::MAXACK_SET) || after(ack, sender.maxack) {
+            if !sender.has(pflag::MAXACK_SET) || ack.after(sender.maxack) {
                 sender.maxack = ack;
             }
             sender.flags |= pflag::MAXACK_SET;
         }
         // Update the receiver.
-        if receiver.maxwin != 0 && after(end, sender.maxend) {
-            receiver.maxwin = receiver
-                .maxwin
-                .wrapping_add(end.wrapping_sub(sender.maxend));
+        if receiver.maxwin != 0 && end.after(sender.maxend) {
+            receiver.maxwin = receiver.maxwin.wrapping_add(end - sender.maxend);
         }
-        if after(sack.wrapping_add(win), receiver.maxend.wrapping_sub(1)) {
-            receiver.maxend = sack.wrapping_add(win);
+        if (sack + win).after(receiver.maxend - 1) {
+            receiver.maxend = sack + win;
             if win == 0 {
                 // Room for a zero-window probe.
-                receiver.maxend = receiver.maxend.wrapping_add(1);
+                receiver.maxend = receiver.maxend + 1;
             }
         }
         if ack == receiver.end {

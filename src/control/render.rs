@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use crate::time::Civil;
+
 use super::protocol::{BlockEntry, ConnEntry, ReloadReport, StatsReport, Status, UnblockReport};
 
 /// Column alignment.
@@ -65,24 +67,7 @@ pub fn duration(secs: u64) -> String {
 
 /// Unix seconds as RFC 3339 UTC, e.g. `2026-11-24T19:54:02Z`.
 pub fn rfc3339(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let rem = unix % 86_400;
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3_600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    Civil::from_unix(unix).rfc3339()
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {

@@ -163,9 +163,9 @@ impl ControlHandler for DaemonControl {
     fn unblock(&self, addr: IpAddr) -> Result<bool, String> {
         let events = self.engine.unblock(addr, self.now())?;
         let lifted = !events.is_empty();
-        for line in events {
+        for event in &events {
             // Unblock events go where block events go: the log and syslog.
-            self.actions.perform(crate::engine::Action::Alert(line));
+            self.actions.report(event);
         }
         Ok(lifted)
     }

@@ -125,20 +125,25 @@ fn run(e: &Engine, bytes: &[u8], secs: u64) -> Decision {
 
 fn accept(e: &Engine, bytes: &[u8], secs: u64) -> Decision {
     let d = run(e, bytes, secs);
-    assert!(d.accepted(), "dropped: {:?}", d.reason);
+    assert!(d.accepted(), "dropped: {:?}", d.reason());
     d
+}
+
+/// Whether the packet opened a new connection.
+fn opened(d: &Decision) -> bool {
+    d.verdict == Verdict::Accept(Pass::Opened)
 }
 
 fn dropped(e: &Engine, bytes: &[u8], secs: u64, reason: DropReason) {
     let d = run(e, bytes, secs);
-    assert_eq!(d.reason, Some(reason));
+    assert_eq!(d.reason(), Some(reason));
 }
 
 /// Full handshake; returns the engine.
 fn established(lab: Lab) -> Engine {
     let e = engine();
     let d = accept(&e, &lab.tcp(End::Client, SYN, 100, 0, 0), 0);
-    assert!(d.new);
+    assert!(opened(&d));
     assert_eq!(d.state, Some(ConnState::Tcp(TcpState::SynSent)));
     let d = accept(&e, &lab.tcp(End::Server, SYN | ACK, 900, 101, 0), 0);
     assert_eq!(d.state, Some(ConnState::Tcp(TcpState::SynRecv)));
@@ -165,7 +170,7 @@ fn handshake_data_and_close_in_both_families() {
         );
         // A new SYN on the same tuple reopens it.
         let d = accept(&e, &lab.tcp(End::Client, SYN, 50_000, 0, 0), 4);
-        assert!(d.new);
+        assert!(opened(&d));
         assert_eq!(e.entries(), 1);
         let s = e.stats();
         assert_eq!(s.new_connections, 2);
@@ -334,7 +339,7 @@ fn other_protocols_are_tracked_per_address_pair() {
         out
     };
     let d = accept(&e, &gre(End::Client), 0);
-    assert!(d.new);
+    assert!(opened(&d));
     let d = accept(&e, &gre(End::Server), 0);
     assert_eq!(d.state, Some(ConnState::Replied));
     assert_eq!(e.entries(), 1);
@@ -398,7 +403,7 @@ fn pickup_adopts_mid_stream_flows_only_while_on() {
     dropped(&e, &mid, 0, DropReason::NoConnection);
     e.set_pickup_until(Some(Timestamp::from_secs(60)));
     let d = accept(&e, &mid, 1);
-    assert!(d.new);
+    assert!(opened(&d));
     accept(&e, &lab.tcp(End::Server, ACK | PSH, 9000, 5100, 500), 1);
     accept(&e, &lab.tcp(End::Client, ACK, 5100, 9500, 0), 2);
     // After the grace period, unknown flows are no longer adopted; known ones continue.
@@ -477,7 +482,7 @@ fn engine_is_shared_by_threads() {
 }
 
 fn sends_rst(d: &Decision) -> bool {
-    d.actions.iter().any(|a| matches!(a, Action::SendRst(_)))
+    matches!(d.action, Some(Action::SendRst(_)))
 }
 
 #[test]
@@ -485,11 +490,12 @@ fn probes_of_no_connection_are_answered_with_rst() {
     for lab in LABS {
         let e = engine();
         let d = run(&e, &lab.tcp(End::Client, ACK, 1, 77, 0), 0);
-        assert_eq!(d.reason, Some(DropReason::NoConnection));
-        let Some(Action::SendRst(p)) = d.actions.first() else {
-            panic!("no RST asked for: {:?}", d.actions)
+        assert_eq!(d.reason(), Some(DropReason::NoConnection));
+        let Some(Action::SendRst(p)) = &d.action else {
+            panic!("no RST asked for: {:?}", d.action)
         };
-        assert_eq!((p.seq, p.ack, p.dport), (1, 77, 80));
+        // From the probed port back to the prober, with the probe's ACK as its sequence number.
+        assert_eq!((p.seq, p.ack, p.sport, p.dport), (Seq(77), None, 80, 40000));
         // Stealth shapes too, but never a RST.
         assert!(sends_rst(&run(&e, &lab.tcp(End::Client, 0, 1, 0, 0), 0)));
         assert!(sends_rst(&run(
@@ -507,8 +513,8 @@ fn invalid_flags_inside_a_connection_are_not_answered() {
     let lab = LABS[0];
     let e = established(lab);
     let d = run(&e, &lab.tcp(End::Client, SYN | FIN, 101, 0, 0), 1);
-    assert_eq!(d.reason, Some(DropReason::TcpSynFin));
-    assert!(d.actions.is_empty());
+    assert_eq!(d.reason(), Some(DropReason::TcpSynFin));
+    assert!(d.action.is_none() && d.events.is_empty());
 }
 
 #[test]
@@ -542,8 +548,8 @@ fn probes_drop_mode_answers_nothing() {
     };
     let e = Engine::new(config);
     let d = run(&e, &LABS[0].tcp(End::Client, FIN | ACK, 1, 1, 0), 0);
-    assert_eq!(d.reason, Some(DropReason::NoConnection));
-    assert!(d.actions.is_empty());
+    assert_eq!(d.reason(), Some(DropReason::NoConnection));
+    assert!(d.action.is_none() && d.events.is_empty());
 }
 
 #[test]
@@ -566,14 +572,11 @@ fn rejected_connections_are_answered() {
         let loaded = crate::rules::load_str("t.rules", rules).expect("rules");
         e.set_policy(Arc::new(loaded.policy));
         let d = run(&e, &lab.tcp(End::Client, SYN, 100, 0, 0), 0);
-        assert_eq!(d.reason, Some(DropReason::PolicyReject));
+        assert_eq!(d.reason(), Some(DropReason::PolicyReject));
         assert!(sends_rst(&d));
         let d = run(&e, &lab.udp(End::Client, 10), 0);
-        assert_eq!(d.reason, Some(DropReason::PolicyReject));
-        assert!(matches!(
-            d.actions.first(),
-            Some(Action::SendUnreachable(_))
-        ));
+        assert_eq!(d.reason(), Some(DropReason::PolicyReject));
+        assert!(matches!(d.action, Some(Action::SendUnreachable(_))));
         assert_eq!(e.entries(), 0);
     }
 }
@@ -594,18 +597,18 @@ fn recheck_revokes_connections_the_new_rules_refuse() {
         .iter()
         .filter_map(|a| match a {
             Action::SendRst(p) => {
-                crate::respond::rst_for(p, &crate::respond::ReplyOptions { ttl: 64, ip_id: 1 })
+                crate::respond::rst_packet(p, &crate::respond::ReplyOptions { ttl: 64, ip_id: 1 })
             }
-            _ => None,
+            Action::SendUnreachable(_) => None,
         })
         .collect();
     assert_eq!(rsts.len(), 2);
     let to_client = Packet::decode(&rsts[0], &PacketMeta::default()).expect("rst");
     assert_eq!(to_client.dst, IpAddr::from(C4));
-    assert_eq!(to_client.tcp().map(|t| t.seq), Some(901));
+    assert_eq!(to_client.tcp().map(|t| t.seq), Some(Seq(901)));
     let to_server = Packet::decode(&rsts[1], &PacketMeta::default()).expect("rst");
     assert_eq!(to_server.dst, IpAddr::from(S4));
-    assert_eq!(to_server.tcp().map(|t| t.seq), Some(101));
+    assert_eq!(to_server.tcp().map(|t| t.seq), Some(Seq(101)));
     dropped(
         &e,
         &lab.tcp(End::Client, ACK | PSH, 101, 901, 10),
@@ -614,11 +617,12 @@ fn recheck_revokes_connections_the_new_rules_refuse() {
     );
 }
 
-fn alerts(d: &Decision) -> Vec<String> {
-    d.actions
+/// The scan alerts among `events`, as their syslog lines.
+fn scan_lines(events: &[Event]) -> Vec<String> {
+    events
         .iter()
-        .filter_map(|a| match a {
-            Action::Alert(l) => Some(l.clone()),
+        .filter_map(|e| match e {
+            Event::Scan(a) => Some(a.body()),
             _ => None,
         })
         .collect()
@@ -632,31 +636,30 @@ fn a_fin_scan_raises_one_alert_and_blocks_when_asked() {
         scan: Some(scan),
         ..Default::default()
     });
-    let mut lines = Vec::new();
+    let mut events = Vec::new();
     for port in 1..=40u16 {
         let mut fin = LABS[0].tcp(End::Client, FIN, 1, 0, 0);
         fin[22..24].copy_from_slice(&port.to_be_bytes());
         let d = run(&e, &fin, 1);
         // Dropped as a FIN probe until the block lands, then as blocked.
         assert!(matches!(
-            d.reason,
+            d.reason(),
             Some(DropReason::TcpFinNoAck | DropReason::Blocked)
         ));
-        lines.extend(alerts(&d));
+        events.extend(d.events);
     }
-    lines.extend(
-        e.tick(Timestamp::from_secs(2))
-            .into_iter()
-            .filter_map(|a| match a {
-                Action::Alert(l) => Some(l),
-                _ => None,
-            }),
-    );
-    let scans: Vec<_> = lines.iter().filter(|l| l.starts_with("SCAN ")).collect();
-    assert!(!scans.is_empty(), "{lines:?}");
+    events.extend(e.tick(Timestamp::from_secs(2)));
+    let scans = scan_lines(&events);
+    assert!(!scans.is_empty(), "{events:?}");
+    assert!(scans[0].starts_with("SCAN "), "{}", scans[0]);
     assert!(scans[0].contains("nmap=-sF"), "{}", scans[0]);
     assert!(scans[0].contains("SRC=198.51.100.2"), "{}", scans[0]);
-    assert!(lines.iter().any(|l| l.starts_with("BLOCK ")), "{lines:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Block(crate::block::BlockEvent::Block { .. }))),
+        "{events:?}"
+    );
     // The scanner is blocked now, even for a SYN the policy would allow.
     dropped(
         &e,
@@ -690,14 +693,10 @@ fn normal_connections_raise_no_alert() {
             let at = if *from_client { 20 } else { 22 };
             p[at..at + 2].copy_from_slice(&port);
             let d = accept(&e, p, u64::from(i) / 10);
-            lines.extend(alerts(&d));
+            lines.extend(d.events);
         }
     }
-    for a in e.tick(Timestamp::from_secs(60)) {
-        if let Action::Alert(l) = a {
-            lines.push(l);
-        }
-    }
+    lines.extend(e.tick(Timestamp::from_secs(60)));
     assert!(lines.is_empty(), "{lines:?}");
 }
 
@@ -712,9 +711,9 @@ fn rule_log_lines_are_rate_limited() {
         p[20..22].copy_from_slice(&port.to_be_bytes());
         let d = run(&e, &p, 0);
         logged += d
-            .actions
+            .events
             .iter()
-            .filter(|a| matches!(a, Action::LogRule { .. }))
+            .filter(|e| matches!(e, Event::RuleMatch(_)))
             .count();
     }
     assert_eq!(logged, 500);

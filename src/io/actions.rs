@@ -1,17 +1,19 @@
-//! Performs the work the engine asks for in [`Decision::actions`](crate::engine::Decision).
+//! Performs what the engine decided: sends the packets of its [`Action`]s and reports its
+//! [`Event`]s (to syslog and, through `tracing`, to the journal).
 //!
-//! All actions go through [`ActionHandler::perform`], one `match`: a new [`Action`] variant is
-//! one new arm here.
+//! Every action goes through [`ActionHandler::perform`] and every event through
+//! [`ActionHandler::report`], one `match` each: a new variant is one new arm here.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::alert::{flow_fields, Severity};
-use crate::engine::Action;
+use crate::engine::Decision;
+use crate::event::Event;
 use crate::io::rawsend::RawSender;
-use crate::io::syslog::SyslogHandle;
+use crate::io::syslog::{lines, SyslogHandle};
 use crate::proto;
-use crate::respond::{icmp_port_unreachable, rst_for, ReplyOptions};
+use crate::respond::{rst_packet, unreachable_packet, ReplyOptions};
 use crate::rules::RuleAction;
+use crate::verdict::Action;
 
 /// TTL / hop limit of every answer statewall sends (the same for all, so answers do not
 /// reveal which host or path produced them).
@@ -50,6 +52,16 @@ impl ActionHandler {
         }
     }
 
+    /// Performs a decision's action and reports its events, in that order.
+    pub fn handle(&self, decision: Decision) {
+        if let Some(action) = decision.action {
+            self.perform(action);
+        }
+        for event in &decision.events {
+            self.report(event);
+        }
+    }
+
     fn send(&self, packet: Option<Vec<u8>>) {
         let result = match (&self.sender, packet) {
             (Some(sender), Some(p)) => sender.send(&p).map_err(|e| e.to_string()),
@@ -65,13 +77,6 @@ impl ActionHandler {
         };
     }
 
-    /// Sends an event line to syslog (never blocks: the handle queues).
-    fn event(&self, severity: Severity, line: String) {
-        if let Some(syslog) = &self.syslog {
-            syslog.send(severity, line);
-        }
-    }
-
     fn reply_options() -> ReplyOptions {
         ReplyOptions {
             ttl: REPLY_TTL,
@@ -80,17 +85,29 @@ impl ActionHandler {
         }
     }
 
-    /// Performs one action.
+    /// Sends the packet of one action.
     pub fn perform(&self, action: Action) {
+        let opts = Self::reply_options();
         match action {
-            Action::LogRule { rule, flow, action } => {
+            Action::SendRst(rst) => self.send(rst_packet(&rst, &opts)),
+            Action::SendUnreachable(u) => self.send(unreachable_packet(&u, &opts)),
+        }
+    }
+
+    /// Reports one event: a structured `tracing` event for the journal, and its line for
+    /// syslog (never blocks: the handle queues).
+    pub fn report(&self, event: &Event) {
+        let body = lines::body(event);
+        match event {
+            Event::RuleMatch(m) => {
+                let flow = m.packet.flow();
                 tracing::info!(
                     target: "statewall::rule",
-                    rule = rule.id,
-                    file = %rule.file,
-                    line = rule.line,
-                    label = rule.label.as_deref().unwrap_or(""),
-                    action = action_name(action),
+                    rule = m.rule.id,
+                    file = %m.rule.file,
+                    line = m.rule.line,
+                    label = m.rule.label.as_deref().unwrap_or(""),
+                    action = action_name(m.action),
                     proto = %proto::Name(flow.proto),
                     src = %flow.src,
                     sport = flow.sport,
@@ -98,29 +115,13 @@ impl ActionHandler {
                     dport = flow.dport,
                     "rule matched"
                 );
-                let mut line = format!(
-                    "RULE action={} rule={}:{}",
-                    action_name(action),
-                    rule.file,
-                    rule.line
-                );
-                if let Some(label) = &rule.label {
-                    line.push_str(&format!(" label=\"{label}\""));
-                }
-                line.push(' ');
-                line.push_str(&flow_fields(
-                    flow.src, flow.dst, flow.proto, flow.sport, flow.dport,
-                ));
-                self.event(Severity::Notice, line);
             }
-            Action::SendRst(probe) => self.send(rst_for(&probe, &Self::reply_options())),
-            Action::SendUnreachable(original) => {
-                self.send(icmp_port_unreachable(&original, &Self::reply_options()))
+            Event::Scan(_) | Event::Block(_) => {
+                tracing::warn!(target: "statewall::alert", "{body}");
             }
-            Action::Alert(line) => {
-                tracing::warn!(target: "statewall::alert", "{line}");
-                self.event(Severity::Warning, line);
-            }
+        }
+        if let Some(syslog) = &self.syslog {
+            syslog.send(lines::severity(event), body);
         }
     }
 }

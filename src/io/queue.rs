@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::config::QueueSection;
-use crate::engine::{Engine, Verdict};
+use crate::engine::Engine;
 use crate::fault::{self, Fault};
 use crate::io::actions::ActionHandler;
 use crate::marks::ConnMarks;
@@ -266,45 +266,41 @@ impl Worker {
             };
             let now = Timestamp::from_duration(self.start.elapsed());
             let payload = msg.get_payload();
-            let mut admitted = false;
-            let verdict = match catch_unwind(AssertUnwindSafe(|| {
+            // Accepted, and a packet of a tracked flow (the flow is admitted).
+            let (accept, admitted) = match catch_unwind(AssertUnwindSafe(|| {
                 self.engine.process(payload, &meta, now)
             })) {
                 Ok(decision) => {
-                    admitted = decision.state.is_some();
-                    let actions = decision.actions;
+                    let admitted = decision.state.is_some();
+                    let accept = decision.accepted();
+                    let work = decision.action.is_some() || !decision.events.is_empty();
                     let performed = catch_unwind(AssertUnwindSafe(|| {
-                        if fault::injected(Fault::ActionPanic) && !actions.is_empty() {
+                        if fault::injected(Fault::ActionPanic) && work {
                             panic!("injected action panic");
                         }
-                        for action in actions {
-                            self.actions.perform(action);
-                        }
+                        self.actions.handle(decision);
                     }));
                     if performed.is_err() {
                         bump(&self.counters.panics);
                         tracing::error!(queue = self.num, "action handling panicked; verdict kept");
                     }
-                    decision.verdict
+                    (accept, admitted)
                 }
                 Err(_) => {
                     bump(&self.counters.panics);
                     tracing::error!(queue = self.num, "engine panicked; packet dropped");
-                    Verdict::Drop
+                    (false, false)
                 }
             };
-            match verdict {
-                Verdict::Accept => {
-                    bump(&self.counters.accepted);
-                    if let Some(marks) = self.marks.filter(|_| admitted) {
-                        msg.set_nfmark(marks.admit(msg.get_nfmark()));
-                    }
-                    msg.set_verdict(nfq::Verdict::Accept);
+            if accept {
+                bump(&self.counters.accepted);
+                if let Some(marks) = self.marks.filter(|_| admitted) {
+                    msg.set_nfmark(marks.admit(msg.get_nfmark()));
                 }
-                Verdict::Drop => {
-                    bump(&self.counters.dropped);
-                    msg.set_verdict(nfq::Verdict::Drop);
-                }
+                msg.set_verdict(nfq::Verdict::Accept);
+            } else {
+                bump(&self.counters.dropped);
+                msg.set_verdict(nfq::Verdict::Drop);
             }
             if let Err(e) = queue.verdict(msg) {
                 bump(&self.counters.verdict_errors);

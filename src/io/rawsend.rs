@@ -82,7 +82,9 @@ fn destination(packet: &[u8]) -> io::Result<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::respond::{rst_for, tcp_flags, ReplyOptions, TcpProbe};
+    use crate::packet::{Seq, TcpFlags};
+    use crate::respond::{rst_packet, ReplyOptions};
+    use crate::verdict::Rst;
     use std::io::Read;
     use std::time::{Duration, Instant};
 
@@ -134,17 +136,16 @@ mod tests {
             .unwrap();
         let sender = RawSender::new(Some(0x5157)).unwrap();
         let sport = 40000 + (std::process::id() % 20000) as u16;
-        let probe = TcpProbe {
+        // The answer to a SYN with sequence number 77 sent from `sport` to port 9.
+        let answer = Rst {
             src: lo.parse().unwrap(),
             dst: lo.parse().unwrap(),
-            sport,
-            dport: 9,
-            seq: 77,
-            ack: 0,
-            flags: tcp_flags::SYN,
-            payload_len: 0,
+            sport: 9,
+            dport: sport,
+            seq: Seq(0),
+            ack: Some(Seq(78)),
         };
-        let rst = rst_for(&probe, &ReplyOptions { ttl: 64, ip_id: 7 }).unwrap();
+        let rst = rst_packet(&answer, &ReplyOptions { ttl: 64, ip_id: 7 }).unwrap();
         sender.send(&rst).unwrap();
 
         let skip = if v4 { 20 } else { 0 };
@@ -157,7 +158,7 @@ mod tests {
             let seg = &buf[skip.min(n)..n];
             if seg.len() >= 20 && u16::from_be_bytes([seg[2], seg[3]]) == sport {
                 assert_eq!(u16::from_be_bytes([seg[0], seg[1]]), 9);
-                assert_eq!(seg[13] & tcp_flags::RST, tcp_flags::RST);
+                assert_eq!(seg[13] & TcpFlags::RST, TcpFlags::RST);
                 assert_eq!(u32::from_be_bytes([seg[8], seg[9], seg[10], seg[11]]), 78);
                 return;
             }

@@ -23,8 +23,10 @@ use thiserror::Error;
 
 use crate::proto;
 
+mod seq;
 mod tcp_flags;
 
+pub use seq::Seq;
 pub use tcp_flags::{TcpFlags, TcpShape};
 
 /// What the I/O layer knows about a packet besides its bytes.
@@ -81,7 +83,7 @@ pub struct TcpOptions {
     /// Timestamps (value, echo reply).
     pub timestamps: Option<(u32, u32)>,
     /// Highest right edge of the SACK blocks, if any.
-    pub sack_right_edge: Option<u32>,
+    pub sack_right_edge: Option<Seq>,
 }
 
 /// A decoded TCP header.
@@ -92,9 +94,9 @@ pub struct TcpHeader {
     /// Destination port.
     pub dport: u16,
     /// Sequence number.
-    pub seq: u32,
+    pub seq: Seq,
     /// Acknowledgment number.
-    pub ack: u32,
+    pub ack: Seq,
     /// Flags.
     pub flags: TcpFlags,
     /// Raw (unscaled) window.
@@ -141,7 +143,7 @@ pub struct Embedded {
     /// For a quoted ICMP echo: whether it was a request.
     pub echo_request: bool,
     /// For a quoted TCP segment: its sequence number.
-    pub tcp_seq: Option<u32>,
+    pub tcp_seq: Option<Seq>,
 }
 
 /// A decoded ICMP or ICMPv6 header.
@@ -175,6 +177,19 @@ pub enum Transport {
     Other,
 }
 
+/// IP header fields that only logs use (iptables LOG prints them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IpFields {
+    /// IPv4 type of service, IPv6 traffic class (DSCP and ECN bits).
+    pub tos: u8,
+    /// IPv4 identification (0 for IPv6).
+    pub id: u16,
+    /// IPv4 "don't fragment" flag.
+    pub dont_fragment: bool,
+    /// IPv6 flow label (0 for IPv4).
+    pub flow_label: u32,
+}
+
 /// A decoded IP packet, borrowing the buffer.
 #[derive(Clone, Copy, Debug)]
 pub struct Packet<'a> {
@@ -188,6 +203,8 @@ pub struct Packet<'a> {
     pub proto: u8,
     /// TTL / hop limit.
     pub ttl: u8,
+    /// The IP header fields a log line shows (TOS, ID, DF, flow label).
+    pub ip: IpFields,
     /// Length of the whole IP packet on the wire.
     pub len: usize,
     /// Transport header.
@@ -205,13 +222,20 @@ impl<'a> Packet<'a> {
             Ok((_, Some(_))) | Err(_) => return Err(DecodeError::Ip),
         };
         let payload = ip.payload();
-        let (family, ttl, header_len, declared_len, frag_offset) = match &ip {
+        let (family, ttl, fields, header_len, declared_len, frag_offset) = match &ip {
             LaxIpSlice::Ipv4(v4) => {
                 let h = v4.header();
                 let header_len = usize::from(h.ihl()) * 4;
+                let fields = IpFields {
+                    tos: (h.dcp().value() << 2) | h.ecn().value(),
+                    id: h.identification(),
+                    dont_fragment: h.dont_fragment(),
+                    flow_label: 0,
+                };
                 (
                     Family::V4,
                     h.ttl(),
+                    fields,
                     header_len,
                     usize::from(h.total_len()),
                     h.fragments_offset().value(),
@@ -221,9 +245,16 @@ impl<'a> Packet<'a> {
                 let h = v6.header();
                 let ext_len = v6.extensions().slice().len();
                 let frag_offset = fragment_offset_v6(v6.extensions().slice(), h.next_header().0);
+                let fields = IpFields {
+                    tos: h.traffic_class(),
+                    id: 0,
+                    dont_fragment: false,
+                    flow_label: h.flow_label().value(),
+                };
                 (
                     Family::V6,
                     h.hop_limit(),
+                    fields,
                     40 + ext_len,
                     40 + usize::from(h.payload_length()),
                     frag_offset.unwrap_or(0),
@@ -261,6 +292,7 @@ impl<'a> Packet<'a> {
             dst: ip.destination_addr(),
             proto,
             ttl,
+            ip: fields,
             len,
             transport,
             bytes,
@@ -360,8 +392,8 @@ fn decode_tcp(data: &[u8], l4_len: usize) -> Result<TcpHeader, DecodeError> {
     Ok(TcpHeader {
         sport: be16(data, 0).ok_or(err)?,
         dport: be16(data, 2).ok_or(err)?,
-        seq: be32(data, 4).ok_or(err)?,
-        ack: be32(data, 8).ok_or(err)?,
+        seq: Seq(be32(data, 4).ok_or(err)?),
+        ack: Seq(be32(data, 8).ok_or(err)?),
         flags: TcpFlags(*data.get(13).ok_or(err)?),
         window: be16(data, 14).ok_or(err)?,
         payload_len: u32::try_from(l4_len - doff).unwrap_or(u32::MAX),
@@ -398,8 +430,8 @@ pub fn parse_tcp_options(mut opts: &[u8]) -> TcpOptions {
             (4, 2) => out.sack_permitted = true,
             (5, _) if (len - 2) % 8 == 0 => {
                 for block in body.chunks_exact(8) {
-                    if let Some(right) = be32(block, 4) {
-                        let newer = out.sack_right_edge.is_none_or(|r| seq_after(right, r));
+                    if let Some(right) = be32(block, 4).map(Seq) {
+                        let newer = out.sack_right_edge.is_none_or(|r| right.after(r));
                         if newer {
                             out.sack_right_edge = Some(right);
                         }
@@ -412,11 +444,6 @@ pub fn parse_tcp_options(mut opts: &[u8]) -> TcpOptions {
         opts = &opts[len..];
     }
     out
-}
-
-/// `a` is after `b` in sequence space (RFC 1982 serial arithmetic).
-fn seq_after(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) > 0
 }
 
 fn decode_icmp(family: Family, data: &[u8]) -> Result<IcmpHeader, DecodeError> {
@@ -484,7 +511,7 @@ fn decode_embedded(family: Family, quoted: &[u8]) -> Option<Embedded> {
             sport = be16(l4, 0)?;
             dport = be16(l4, 2)?;
             if proto == proto::TCP {
-                tcp_seq = be32(l4, 4);
+                tcp_seq = be32(l4, 4).map(Seq);
             }
         }
         proto::ICMP | proto::ICMPV6 => {
@@ -554,7 +581,7 @@ pub(crate) mod tests {
         let p = Packet::decode(truncated, &PacketMeta::default()).expect("decodes");
         let t = p.tcp().expect("tcp");
         assert_eq!(t.payload_len, 1400);
-        assert_eq!((t.seq, t.ack), (1000, 2000));
+        assert_eq!((t.seq, t.ack), (Seq(1000), Seq(2000)));
         assert_eq!(p.len, 1440);
         assert_eq!(p.ports(), (40000, 80));
     }
@@ -625,7 +652,7 @@ pub(crate) mod tests {
     #[test]
     fn sack_right_edge_is_the_highest() {
         let opts = [5, 18, 0, 0, 0, 1, 0, 0, 0, 9, 0, 0, 0, 10, 0, 0, 0, 20];
-        assert_eq!(parse_tcp_options(&opts).sack_right_edge, Some(20));
+        assert_eq!(parse_tcp_options(&opts).sack_right_edge, Some(Seq(20)));
     }
 
     #[test]
@@ -695,6 +722,37 @@ pub(crate) mod tests {
         assert!(t.flags.syn());
         assert_eq!(t.dport, 443);
         assert_eq!(t.payload_len, 0);
+    }
+
+    #[test]
+    fn ip_fields_for_logs() {
+        let mut v4 = v4_tcp(TcpFlags::SYN, 1, 0, &[]);
+        v4[1] = 0xb8; // DSCP EF
+        v4[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+        v4[6] = 0x40; // DF
+        let p = Packet::decode(&v4, &PacketMeta::default()).expect("decodes");
+        let want = IpFields {
+            tos: 0xb8,
+            id: 0x1234,
+            dont_fragment: true,
+            flow_label: 0,
+        };
+        assert_eq!(p.ip, want);
+        let mut v6 = Vec::new();
+        PacketBuilder::ipv6(
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            64,
+        )
+        .udp(1, 2)
+        .write(&mut v6, &[])
+        .expect("write");
+        v6[0] = 0x6a; // traffic class 0xa5, flow label 0x5bcde
+        v6[1] = 0x55;
+        v6[2] = 0xbc;
+        v6[3] = 0xde;
+        let p = Packet::decode(&v6, &PacketMeta::default()).expect("decodes");
+        assert_eq!((p.ip.tos, p.ip.flow_label, p.ip.id), (0xa5, 0x5bcde, 0));
     }
 
     #[test]

@@ -20,8 +20,8 @@ fn seg(flags: u8, seq: u32, ack: u32, len: u32) -> TcpHeader {
     TcpHeader {
         sport: 40000,
         dport: 80,
-        seq,
-        ack,
+        seq: Seq(seq),
+        ack: Seq(ack),
         flags: TcpFlags(flags),
         window: WIN,
         payload_len: len,
@@ -440,9 +440,9 @@ mod established {
         send!(c, C, c_data(0, 1000));
         send!(c, C, c_data(1000, 1000));
         let mut sack = s_data(0, 0, 0);
-        sack.options.sack_right_edge = Some(C_ISN + 2001);
+        sack.options.sack_right_edge = Some(Seq(C_ISN + 2001));
         send!(c, S, sack);
-        sack.options.sack_right_edge = Some(C_ISN + 9001);
+        sack.options.sack_right_edge = Some(Seq(C_ISN + 9001));
         send!(c, S, sack, Err(DropReason::AckUnsentData));
     }
 

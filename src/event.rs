@@ -1,0 +1,188 @@
+//! Events as data: what the engine reports besides verdicts, for the outputs to render.
+//!
+//! The engine returns [`Event`]s in its decisions and from its timers; nothing here is a
+//! formatted string. The outputs render them: [`crate::io::syslog::lines`] writes today's
+//! `KEY=value` syslog lines (the same for the journal), and further outputs (JSON events,
+//! metrics, iptables-LOG-style drop lines) render the same values.
+//!
+//! A packet an event is about is kept as a [`LoggedPacket`]: a copy of the header fields a log
+//! line shows (addresses, lengths, TTL, TOS, IP ID, DF, flow label, the transport header,
+//! interfaces), so any line format can be rendered from it without the packet's bytes.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::block::BlockEvent;
+use crate::packet::{Family, IpFields, Packet, PacketMeta, Transport};
+use crate::rules::{RuleAction, RuleInfo};
+use crate::scan::ScanAlert;
+use crate::verdict::Flow;
+
+/// Something the outputs report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A rule with `log` decided a new connection.
+    RuleMatch(RuleMatch),
+    /// The scan detector raised an alert.
+    Scan(ScanAlert),
+    /// The block list changed: a source blocked, unblocked by an operator, or its block ran out.
+    Block(BlockEvent),
+}
+
+/// A `log` rule decided a new connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleMatch {
+    /// The rule.
+    pub rule: Arc<RuleInfo>,
+    /// What it decided.
+    pub action: RuleAction,
+    /// The packet that opened (or tried to open) the connection.
+    pub packet: LoggedPacket,
+}
+
+/// The header fields of a packet, as log lines show them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoggedPacket {
+    /// Input interface, when known.
+    pub in_iface: Option<IfName>,
+    /// Output interface, when known.
+    pub out_iface: Option<IfName>,
+    /// IP version.
+    pub family: Family,
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// IP protocol of the transport.
+    pub proto: u8,
+    /// Length of the IP packet on the wire.
+    pub len: usize,
+    /// TTL / hop limit.
+    pub ttl: u8,
+    /// TOS / traffic class, IP ID, DF, flow label.
+    pub ip: IpFields,
+    /// The transport header (TCP flags, sequence numbers and window; ICMP type and code; ...).
+    pub transport: Transport,
+}
+
+impl LoggedPacket {
+    /// The fields of `pkt`, with the interfaces `meta` names.
+    pub fn of(pkt: &Packet<'_>, meta: &PacketMeta<'_>) -> LoggedPacket {
+        LoggedPacket {
+            in_iface: meta.in_iface.map(IfName::new),
+            out_iface: meta.out_iface.map(IfName::new),
+            family: pkt.family,
+            src: pkt.src,
+            dst: pkt.dst,
+            proto: pkt.proto,
+            len: pkt.len,
+            ttl: pkt.ttl,
+            ip: pkt.ip,
+            transport: pkt.transport,
+        }
+    }
+
+    /// Source and destination ports (0 when the protocol has none).
+    pub fn ports(&self) -> (u16, u16) {
+        match self.transport {
+            Transport::Tcp(t) => (t.sport, t.dport),
+            Transport::Udp { sport, dport } => (sport, dport),
+            _ => (0, 0),
+        }
+    }
+
+    /// The packet's flow, its source first.
+    pub fn flow(&self) -> Flow {
+        let (sport, dport) = self.ports();
+        Flow {
+            proto: self.proto,
+            src: self.src,
+            dst: self.dst,
+            sport,
+            dport,
+        }
+    }
+}
+
+/// An interface name (at most 15 bytes, as Linux's `IFNAMSIZ` allows), kept inline so that an
+/// event owns it without an allocation.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IfName {
+    len: u8,
+    bytes: [u8; IfName::MAX],
+}
+
+impl IfName {
+    /// Longest name Linux allows.
+    pub const MAX: usize = 15;
+
+    /// `name`, cut at [`IfName::MAX`] bytes (on a character boundary).
+    pub fn new(name: &str) -> IfName {
+        let mut end = name.len().min(Self::MAX);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut bytes = [0; Self::MAX];
+        bytes[..end].copy_from_slice(&name.as_bytes()[..end]);
+        IfName {
+            len: end as u8,
+            bytes,
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        // Built from the prefix of a `str` cut on a character boundary.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for IfName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for IfName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_are_kept_inline_and_cut_on_a_character() {
+        assert_eq!(IfName::new("eth0").as_str(), "eth0");
+        assert_eq!(
+            IfName::new("a-very-long-interface").as_str(),
+            "a-very-long-int"
+        );
+        // 14 ASCII bytes and a 2-byte character: the character does not fit.
+        assert_eq!(IfName::new("abcdefghijklmné").as_str(), "abcdefghijklmn");
+        assert_eq!(format!("{:?}", IfName::new("lo")), "\"lo\"");
+    }
+
+    #[test]
+    fn a_logged_packet_keeps_the_header_fields() {
+        let mut bytes = Vec::new();
+        etherparse::PacketBuilder::ipv4([198, 51, 100, 2], [203, 0, 113, 2], 61)
+            .udp(5353, 53)
+            .write(&mut bytes, b"q")
+            .expect("write");
+        let meta = PacketMeta {
+            in_iface: Some("cli0"),
+            ..PacketMeta::default()
+        };
+        let pkt = Packet::decode(&bytes, &meta).expect("decodes");
+        let logged = LoggedPacket::of(&pkt, &meta);
+        assert_eq!(logged.in_iface.map(|i| i.to_string()), Some("cli0".into()));
+        assert_eq!(logged.out_iface, None);
+        assert_eq!((logged.len, logged.ttl), (29, 61));
+        assert_eq!(logged.ports(), (5353, 53));
+        assert_eq!(logged.flow().dport, 53);
+    }
+}
