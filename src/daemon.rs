@@ -442,8 +442,9 @@ fn serve(
     }
 }
 
-/// Several times a second: expire connections, ping the systemd watchdog while every worker
-/// beats, warn when the kernel loses queued packets, log stats when due.
+/// Several times a second: the engine's timers (which sweep the table once a second), the
+/// systemd watchdog ping while every worker beats, a warning when the kernel loses queued
+/// packets, the stats line when due.
 struct Timer {
     engine: Arc<Engine>,
     actions: Arc<ActionHandler>,
@@ -464,7 +465,7 @@ impl Timer {
             tick = tick.min(interval / 4).max(Duration::from_millis(10));
             stale = stale.min(interval / 2);
         }
-        let mut last_sweep = Instant::now();
+        let mut last_loss_check = Instant::now();
         let mut last_stats = Instant::now();
         let mut losses =
             health::LossWatch::new(health::Losses::read(&queue::kernel_stats(), &self.counters));
@@ -490,20 +491,17 @@ impl Timer {
                     }
                 }
             }
-            for event in self
+            let report = self
                 .engine
-                .tick(Timestamp::from_duration(self.start.elapsed()))
-            {
-                self.actions.report(&event);
+                .on_timer(Timestamp::from_duration(self.start.elapsed()));
+            for event in &report.events {
+                self.actions.report(event);
             }
-            if last_sweep.elapsed() >= Duration::from_secs(1) {
-                last_sweep = Instant::now();
-                let expired = self
-                    .engine
-                    .sweep(Timestamp::from_duration(self.start.elapsed()));
-                if expired > 0 {
-                    tracing::debug!(expired, "swept");
-                }
+            if report.expired > 0 {
+                tracing::debug!(expired = report.expired, "swept");
+            }
+            if last_loss_check.elapsed() >= Duration::from_secs(1) {
+                last_loss_check = Instant::now();
                 let now = health::Losses::read(&queue::kernel_stats(), &self.counters);
                 if let Some(delta) = losses.check(now, Instant::now()) {
                     health::warn_losses(delta);

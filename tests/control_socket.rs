@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use statewall::config::ControlSection;
+use statewall::conntrack::ConnInfo;
 use statewall::control::client::cli_run;
 use statewall::control::protocol::{QueueStatus, MAX_REQUEST};
 use statewall::control::{
     request, serve, BlockEntry, ConnEntry, ConnFilter, ControlError, ControlHandler, ControlServer,
     ReloadFailure, ReloadReport, Request, Response, StatsReport, Status,
 };
-use statewall::engine::ConnInfo;
+use statewall::engine::Stats;
 
 /// A temporary directory removed on drop.
 struct TempDir(PathBuf);
@@ -122,9 +123,12 @@ impl ControlHandler for Fake {
 
     fn stats(&self) -> StatsReport {
         StatsReport {
-            packets: 10,
-            accepted: 9,
-            dropped: 1,
+            stats: Stats {
+                packets: 10,
+                accepted: 9,
+                dropped: 1,
+                ..Stats::default()
+            },
             ..StatsReport::default()
         }
     }
@@ -227,7 +231,7 @@ fn every_request_round_trips() {
     assert_eq!(status.queues.len(), 1);
 
     let stats: StatsReport = serde_json::from_value(ok_data(&path, Request::Stats)).expect("stats");
-    assert_eq!(stats.packets, 10);
+    assert_eq!(stats.stats.packets, 10);
 
     let conns: Vec<ConnEntry> =
         serde_json::from_value(ok_data(&path, Request::Conns(ConnFilter::default())))

@@ -8,7 +8,8 @@
 
 use etherparse::{PacketBuilder, TcpOptionElement};
 use proptest::prelude::*;
-use statewall::engine::{DropReason, Engine, EngineConfig};
+use statewall::engine::{Engine, EngineConfig};
+use statewall::verdict::DropReason;
 use statewall::{PacketMeta, Timestamp};
 
 proptest! {

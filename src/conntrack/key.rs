@@ -10,6 +10,17 @@ pub trait Addr: Copy + Eq + Ord + Hash + Debug + Send + Sync + 'static {
     fn from_ip(ip: IpAddr) -> Option<Self>;
     /// Converts back.
     fn to_ip(self) -> IpAddr;
+    /// A key of this family as a key of either.
+    fn wrap(key: Key<Self>) -> AnyKey;
+}
+
+/// A key of either family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AnyKey {
+    /// An IPv4 flow.
+    V4(Key<[u8; 4]>),
+    /// An IPv6 flow.
+    V6(Key<[u8; 16]>),
 }
 
 impl Addr for [u8; 4] {
@@ -22,6 +33,9 @@ impl Addr for [u8; 4] {
     fn to_ip(self) -> IpAddr {
         IpAddr::V4(Ipv4Addr::from(self))
     }
+    fn wrap(key: Key<Self>) -> AnyKey {
+        AnyKey::V4(key)
+    }
 }
 
 impl Addr for [u8; 16] {
@@ -33,6 +47,9 @@ impl Addr for [u8; 16] {
     }
     fn to_ip(self) -> IpAddr {
         IpAddr::V6(Ipv6Addr::from(self))
+    }
+    fn wrap(key: Key<Self>) -> AnyKey {
+        AnyKey::V6(key)
     }
 }
 

@@ -1,4 +1,15 @@
-//! Connection tracking: keys, entries, per-protocol state machines and the table.
+//! Connection tracking: one [`Conntrack`] over both address families, entered by
+//! [`Conntrack::track`] for every decoded packet.
+//!
+//! ```text
+//! track(pkt) ─┬─ TCP ─────────── tcp::track      state machine + window check   (tcp/)
+//!             ├─ UDP, other ──── datagram::track unreplied → replied            (datagram.rs)
+//!             ├─ ICMP ────────── icmp::track     echo as a datagram flow; errors
+//!             │                                  related to a tracked flow     (icmp.rs)
+//!             └─ fragment ────── passes untracked
+//!        ──► Track: Judged (verdict of a flow) | New / MidStream (the engine decides, then
+//!            open()) | Stray (TCP segment of no connection) | Stateless (ICMP that opens nothing)
+//! ```
 //!
 //! A connection is stored once, under a key whose two endpoints are in canonical order (the
 //! lower address/port pair first), so both directions of a flow find the same entry. The entry
@@ -6,153 +17,314 @@
 //!
 //! IPv4 and IPv6 connections live in two tables whose keys are as small as their addresses
 //! (14 and 38 bytes): with a million entries the hash table's slots are most of the memory.
+//! [`Conntrack`] hides the pair: one entry limit for both, early drop from either, one sweep,
+//! one listing. Whole-table walks (expiry, listing, recheck) are in `walk`.
 
+mod datagram;
+mod entry;
+mod icmp;
 mod key;
 mod settings;
 mod table;
 pub mod tcp;
+mod walk;
 
-pub use key::{Addr, Key};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::mapref::one::RefMut;
+
+pub use entry::{flags, Conn, ConnState, Dir, ProtoState};
+pub use key::{Addr, AnyKey, Key};
 pub use settings::{Limits, Timeouts};
 pub use table::{InsertError, Table, TableCounts};
 pub use tcp::{TcpConn, TcpState};
+pub use walk::{ConnInfo, StateCounts};
 
-use crate::time::Tick;
+use crate::packet::{Packet, Transport};
+use crate::proto;
+use crate::time::{Tick, Timestamp};
+use crate::verdict::{DropReason, Flow, Pass, Verdict};
 
-/// Direction of a packet relative to the connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Dir {
-    /// From the endpoint that opened the connection.
-    Original = 0,
-    /// From the other endpoint.
-    Reply = 1,
+/// The connection table of both families, with its timeouts and limits.
+pub struct Conntrack {
+    v4: Table<[u8; 4]>,
+    v6: Table<[u8; 16]>,
+    counts: TableCounts,
+    timeouts: Timeouts,
+    limits: Limits,
+    /// Entries evicted because the table was full.
+    early_drops: AtomicU64,
+    /// Entries removed by [`Conntrack::sweep`].
+    expired: AtomicU64,
 }
 
-impl Dir {
-    /// The other direction.
-    pub fn flip(self) -> Dir {
-        match self {
-            Dir::Original => Dir::Reply,
-            Dir::Reply => Dir::Original,
-        }
-    }
-
-    /// Index for per-direction arrays.
-    pub fn idx(self) -> usize {
-        self as usize
-    }
-}
-
-/// State of a tracked connection, as reported in decisions and listings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ConnState {
-    /// A TCP connection in the given state.
-    Tcp(TcpState),
-    /// A UDP, ICMP or other flow that has seen packets in one direction only.
-    Unreplied,
-    /// A UDP, ICMP or other flow that has seen packets in both directions.
-    Replied,
-}
-
-impl std::fmt::Display for ConnState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConnState::Tcp(s) => s.fmt(f),
-            ConnState::Unreplied => f.write_str("UNREPLIED"),
-            ConnState::Replied => f.write_str("REPLIED"),
-        }
-    }
-}
-
-/// Protocol-specific part of an entry.
+/// What tracking says about a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProtoState {
-    /// TCP: state machine and windows.
-    Tcp(TcpConn),
-    /// UDP, ICMP echo and other protocols: only the entry flags matter.
-    Datagram,
+pub enum Track {
+    /// Judged by its flow (or by the protocol's rules for a packet that needs none).
+    Judged(Tracked),
+    /// No flow yet; this packet may open one (a SYN, a first datagram, an echo request). The
+    /// caller decides (the rules) and opens it with [`Conntrack::open`].
+    New(Opening),
+    /// A TCP segment of no connection that an established connection would carry (ACK, no
+    /// SYN or RST): adoptable after a restart ([`Conntrack::open`]), otherwise dropped as
+    /// [`DropReason::NoConnection`].
+    MidStream(Opening),
+    /// A TCP segment of no connection that opens none (FIN, RST, SYN/ACK, invalid flags...):
+    /// dropped for this reason.
+    Stray(DropReason),
+    /// An ICMP message that opens no flow (router advertisements, timestamps...): judged by
+    /// the rules alone.
+    Stateless,
 }
 
-/// Entry flags.
-pub mod flags {
-    /// The endpoint with the lower (address, port) opened the connection.
-    pub const ORIG_IS_LO: u8 = 1 << 0;
-    /// A packet from the reply direction has been seen.
-    pub const SEEN_REPLY: u8 = 1 << 1;
-    /// The connection completed its handshake (never early-dropped).
-    pub const ASSURED: u8 = 1 << 2;
-    /// Adopted mid-stream in pickup mode; timeout capped until a reply is seen.
-    pub const PICKUP: u8 = 1 << 3;
-    /// Counted against its originator's per-source limit.
-    pub const COUNTED: u8 = 1 << 4;
-    /// Closed by a rule recheck on reload: every further packet is dropped.
-    pub const REVOKED: u8 = 1 << 5;
-}
-
-/// One tracked connection.
+/// The verdict of a flow on one of its packets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Conn {
-    /// When the entry expires unless refreshed.
-    pub expires: Tick,
-    /// [`flags`] bits.
-    pub flags: u8,
-    /// Protocol state.
-    pub proto: ProtoState,
+pub struct Tracked {
+    /// Passed (and how) or dropped (and why).
+    pub verdict: Verdict,
+    /// The flow's state after the packet, when it belongs to one.
+    pub state: Option<ConnState>,
+    /// A step in the flow's life the scan detector wants to know about.
+    pub milestone: Option<Milestone>,
 }
 
-impl Conn {
-    /// Direction of a packet whose source is the key's low endpoint (`from_lo`) or not.
-    pub fn dir(&self, from_lo: bool) -> Dir {
-        if from_lo == (self.flags & flags::ORIG_IS_LO != 0) {
-            Dir::Original
-        } else {
-            Dir::Reply
+impl Tracked {
+    fn pass(pass: Pass, state: Option<ConnState>) -> Tracked {
+        Tracked {
+            verdict: Verdict::Accept(pass),
+            state,
+            milestone: None,
         }
     }
 
-    /// Whether a flag is set.
-    pub fn has(&self, flag: u8) -> bool {
-        self.flags & flag != 0
+    fn drop(reason: DropReason, state: Option<ConnState>) -> Tracked {
+        Tracked {
+            verdict: Verdict::Drop(reason),
+            state,
+            milestone: None,
+        }
     }
+}
 
-    /// Reported state.
+/// A step in a flow's life, with the flow (originator first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Milestone {
+    /// The first reply: a SYN/ACK answering the opener's SYN, a flow's first datagram back.
+    Replied(Flow),
+    /// The connection is assured: its TCP handshake completed, or a connection adopted
+    /// mid-stream saw its other direction.
+    Established(Flow),
+    /// The responder refused the TCP handshake with a RST.
+    Refused(Flow),
+    /// An ICMP unreachable about this flow (the quoted packet's flow) was passed.
+    Unreachable(Flow),
+}
+
+/// A flow a packet would open: its key and its first entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opening {
+    key: AnyKey,
+    conn: Conn,
+}
+
+impl Opening {
+    /// The state the flow opens in.
     pub fn state(&self) -> ConnState {
-        match &self.proto {
-            ProtoState::Tcp(t) => ConnState::Tcp(t.state),
-            ProtoState::Datagram if self.has(flags::SEEN_REPLY) => ConnState::Replied,
-            ProtoState::Datagram => ConnState::Unreplied,
+        self.conn.state()
+    }
+}
+
+/// Totals of the table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableTotals {
+    /// Entries in the table.
+    pub entries: u64,
+    /// Entries evicted because the table was full.
+    pub early_drops: u64,
+    /// Entries expired.
+    pub expired: u64,
+}
+
+impl Conntrack {
+    /// An empty table.
+    pub fn new(timeouts: Timeouts, limits: Limits) -> Conntrack {
+        Conntrack {
+            v4: Table::new(),
+            v6: Table::new(),
+            counts: TableCounts::default(),
+            timeouts,
+            limits,
+            early_drops: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
         }
     }
 
-    /// Whether the entry may be evicted early when the table is full.
-    pub fn early_droppable(&self) -> bool {
-        !self.has(flags::ASSURED)
+    /// Tracks one decoded packet: the one entry, whatever its protocol.
+    pub fn track(&self, pkt: &Packet<'_>, now: Timestamp) -> Track {
+        match (pkt.src, pkt.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                self.side(&self.v4, s.octets(), d.octets(), now).track(pkt)
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                self.side(&self.v6, s.octets(), d.octets(), now).track(pkt)
+            }
+            _ => Track::Judged(Tracked::drop(DropReason::MalformedIp, None)),
+        }
     }
 
-    /// Whether the entry counts against its originator's per-source limit (TIME_WAIT and
-    /// closed TCP connections do not).
-    pub fn should_count(&self) -> bool {
-        match &self.proto {
-            ProtoState::Tcp(t) => !matches!(t.state, TcpState::TimeWait | TcpState::Close),
-            ProtoState::Datagram => true,
+    fn side<'c, A: Addr>(
+        &'c self,
+        table: &'c Table<A>,
+        src: A,
+        dst: A,
+        now: Timestamp,
+    ) -> Side<'c, A> {
+        Side {
+            ct: self,
+            table,
+            src,
+            dst,
+            now: now.tick(),
         }
+    }
+
+    /// Opens the flow of a [`Track::New`] or [`Track::MidStream`] packet, evicting an
+    /// unassured entry first when the table is full (the oldest of a few, as Linux does).
+    /// Returns the state it opened in.
+    pub fn open(&self, opening: Opening) -> Result<ConnState, DropReason> {
+        if self.counts.entries() >= self.limits.max_entries {
+            let scan = self.limits.early_drop_scan;
+            let evicted =
+                self.v4.early_drop(scan, &self.counts) || self.v6.early_drop(scan, &self.counts);
+            if !evicted {
+                return Err(DropReason::TableFull);
+            }
+            self.early_drops.fetch_add(1, Ordering::Relaxed);
+        }
+        let state = opening.state();
+        let limit = self.limits.per_source_limit();
+        let inserted = match opening.key {
+            AnyKey::V4(key) => insert(&self.v4, key, opening.conn, limit, &self.counts),
+            AnyKey::V6(key) => insert(&self.v6, key, opening.conn, limit, &self.counts),
+        };
+        inserted.map(|()| state).map_err(|e| match e {
+            InsertError::TableFull => DropReason::TableFull,
+            InsertError::SourceLimit => DropReason::SourceLimit,
+        })
+    }
+
+    /// Number of tracked entries (both families).
+    pub fn entries(&self) -> usize {
+        self.counts.entries()
+    }
+
+    /// The table's totals.
+    pub fn totals(&self) -> TableTotals {
+        TableTotals {
+            entries: self.counts.entries() as u64,
+            early_drops: self.early_drops.load(Ordering::Relaxed),
+            expired: self.expired.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The timeouts in force.
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+}
+
+fn insert<A: Addr>(
+    table: &Table<A>,
+    key: Key<A>,
+    conn: Conn,
+    limit: usize,
+    counts: &TableCounts,
+) -> Result<(), InsertError> {
+    let origin = if conn.has(flags::ORIG_IS_LO) {
+        key.lo
+    } else {
+        key.hi
+    };
+    table.insert(key, origin, conn, limit, counts)
+}
+
+/// One packet's view of the table: its family's table and its addresses in that family.
+struct Side<'c, A: Addr> {
+    ct: &'c Conntrack,
+    table: &'c Table<A>,
+    src: A,
+    dst: A,
+    now: Tick,
+}
+
+impl<A: Addr> Side<'_, A> {
+    /// Dispatches to the protocol's tracker.
+    fn track(&self, pkt: &Packet<'_>) -> Track {
+        let t = &self.ct.timeouts;
+        match &pkt.transport {
+            Transport::Tcp(tcp) => tcp::track(self, tcp),
+            Transport::Udp { sport, dport } => {
+                let timeouts = (t.udp_unreplied, t.udp_replied);
+                datagram::track(self, proto::UDP, (*sport, *dport), true, timeouts)
+            }
+            Transport::Icmp(icmp) => icmp::track(self, pkt.proto, icmp),
+            Transport::Fragment => Track::Judged(Tracked::pass(Pass::Fragment, None)),
+            Transport::Other => {
+                let timeouts = (t.generic_unreplied, t.generic_replied);
+                datagram::track(self, pkt.proto, (0, 0), true, timeouts)
+            }
+        }
+    }
+
+    /// The key of this packet's flow, and whether the packet comes from its low endpoint.
+    fn key(&self, proto: u8, (sport, dport): (u16, u16)) -> (Key<A>, bool) {
+        Key::new(proto, self.src, sport, self.dst, dport)
+    }
+
+    /// The live entry under `key`, locked for update.
+    fn live(&self, key: &Key<A>) -> Option<RefMut<'_, Key<A>, Conn>> {
+        self.table.get_live(key, self.now, &self.ct.counts)
+    }
+
+    /// A copy of the live entry under `key`.
+    fn peek(&self, key: &Key<A>) -> Option<Conn> {
+        self.table.peek(key, self.now)
+    }
+
+    /// A flow to open under `key`, first seen from its low endpoint or not.
+    fn opening(
+        &self,
+        key: Key<A>,
+        from_lo: bool,
+        extra_flags: u8,
+        proto: ProtoState,
+        timeout: u32,
+    ) -> Opening {
+        let orig = if from_lo { flags::ORIG_IS_LO } else { 0 };
+        Opening {
+            key: A::wrap(key),
+            conn: Conn {
+                expires: self.now.after_secs(timeout),
+                flags: orig | extra_flags,
+                proto,
+            },
+        }
+    }
+}
+
+/// The flow of the entry `conn` under `key`, originator first.
+fn flow_of<A: Addr>(key: &Key<A>, conn: &Conn) -> Flow {
+    let ((src, sport), (dst, dport)) = key.endpoints(conn.has(flags::ORIG_IS_LO));
+    Flow {
+        proto: key.proto,
+        src,
+        dst,
+        sport,
+        dport,
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entries_stay_small() {
-        // The memory budget is 192 bytes per connection at 1 M entries, with the hash table
-        // about half full: keep the IPv4 slot (key + entry) at 72 bytes.
-        assert!(
-            std::mem::size_of::<Conn>() <= 56,
-            "{}",
-            std::mem::size_of::<Conn>()
-        );
-        assert!(std::mem::size_of::<(Key<[u8; 4]>, Conn)>() <= 72);
-        assert!(std::mem::size_of::<(Key<[u8; 16]>, Conn)>() <= 96);
-    }
-}
+mod tests;

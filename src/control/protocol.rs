@@ -12,8 +12,10 @@
 //! ```
 //!
 //! The `data` of each command has a type here ([`Status`], [`StatsReport`], [`ConnEntry`] list,
-//! [`ReloadReport`], [`BlockEntry`] list, [`UnblockReport`]); the wire types are owned by this
-//! module, not the engine, so an engine refactoring cannot silently change what scripts parse.
+//! [`ReloadReport`], [`BlockEntry`] list, [`UnblockReport`]). The wire types are owned by this
+//! module, not the engine, so an engine refactoring cannot silently change what scripts parse;
+//! the one exception is the engine's counters ([`Stats`], inside [`StatsReport`]), sent as
+//! they are defined so that no counter can be lost on the way, their names pinned by a test.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,8 +28,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::conntrack::TcpState;
-use crate::engine::{ConnInfo, StateCounts, Stats};
+use crate::conntrack::{ConnInfo, StateCounts, TcpState};
+use crate::engine::Stats;
 
 /// Protocol version spoken by this build.
 pub const VERSION: u64 = 1;
@@ -411,59 +413,24 @@ pub struct Status {
     pub drops: BTreeMap<String, u64>,
 }
 
-/// `stats`: engine counters.
+/// `stats`: the engine's counters ([`Stats`], every field at the top level, `drops` an object
+/// of reason → count) and the live connections per state.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsReport {
-    /// Packets processed.
-    pub packets: u64,
-    /// Packets accepted.
-    pub accepted: u64,
-    /// Packets dropped.
-    pub dropped: u64,
-    /// Accepted without learning (retransmits, late ACKs).
-    pub ignored: u64,
-    /// Connections opened.
-    pub new_connections: u64,
-    /// ICMP errors accepted as related to a flow.
-    pub related: u64,
-    /// Non-first fragments passed.
-    pub fragments: u64,
-    /// Entries expired.
-    pub expired: u64,
-    /// Entries evicted because the table was full.
-    pub early_drops: u64,
-    /// Entries in the tables.
-    pub entries: u64,
-    /// RSTs and ICMP unreachables sent (probe and reject answers).
-    #[serde(default)]
-    pub answered: u64,
-    /// Answers suppressed by the `[probes]` rate limits (the packet was dropped silently).
-    #[serde(default)]
-    pub answers_limited: u64,
-    /// Drops per reason (reasons with a zero count omitted).
-    pub drops: BTreeMap<String, u64>,
+    /// The engine's counters, as the engine defines them.
+    #[serde(flatten)]
+    pub stats: Stats,
     /// Live connections per state.
+    #[serde(default)]
     pub states: BTreeMap<String, u64>,
 }
 
 impl StatsReport {
     /// From the engine's counter snapshot and state counts.
-    pub fn new(stats: &Stats, states: &StateCounts) -> StatsReport {
+    pub fn new(stats: Stats, states: StateCounts) -> StatsReport {
         StatsReport {
-            packets: stats.packets,
-            accepted: stats.accepted,
-            dropped: stats.dropped,
-            ignored: stats.ignored,
-            new_connections: stats.new_connections,
-            related: stats.related,
-            fragments: stats.fragments,
-            expired: stats.expired,
-            early_drops: stats.early_drops,
-            entries: stats.entries,
-            answered: stats.answered,
-            answers_limited: stats.answers_limited,
-            drops: stats.drops.iter().cloned().collect(),
-            states: states.iter().cloned().collect(),
+            stats,
+            states: states.into_iter().collect(),
         }
     }
 }

@@ -154,28 +154,18 @@ fn counts<'a>(
     format!("{title}\n{}", columns(&rows, &[Align::Left, Align::Right]))
 }
 
-/// `statewall stats`.
+/// `statewall stats`: every counter of the engine, then drops per reason and states.
 pub fn stats(s: &StatsReport) -> String {
-    let rows: Vec<Vec<String>> = [
-        ("packets", s.packets),
-        ("accepted", s.accepted),
-        ("dropped", s.dropped),
-        ("ignored", s.ignored),
-        ("new_connections", s.new_connections),
-        ("related", s.related),
-        ("fragments", s.fragments),
-        ("expired", s.expired),
-        ("early_drops", s.early_drops),
-        ("entries", s.entries),
-        ("answered", s.answered),
-        ("answers_limited", s.answers_limited),
-    ]
-    .iter()
-    .map(|(k, v)| vec![k.to_string(), v.to_string()])
-    .collect();
+    let rows: Vec<Vec<String>> = s
+        .stats
+        .rows()
+        .iter()
+        .map(|(k, v)| vec![k.to_string(), v.to_string()])
+        .collect();
     let mut out = columns(&rows, &[Align::Left, Align::Right]);
     out.push('\n');
-    out.push_str(&counts("drops", &s.drops, "none"));
+    let drops = s.stats.drops.iter().map(|(k, v)| (k, v));
+    out.push_str(&counts("drops", drops, "none"));
     out.push('\n');
     out.push_str(&counts("states", &s.states, "no connections"));
     out
@@ -295,6 +285,7 @@ pub fn unblock(r: &UnblockReport) -> String {
 mod tests {
     use super::*;
     use crate::control::protocol::QueueStatus;
+    use crate::engine::Stats;
     use std::path::PathBuf;
 
     #[test]
@@ -389,12 +380,16 @@ drops: no drops
     #[test]
     fn stats_snapshot() {
         let s = StatsReport {
-            packets: 100,
-            accepted: 90,
-            dropped: 10,
-            new_connections: 7,
-            entries: 3,
-            drops: [("policy_drop".to_string(), 10)].into_iter().collect(),
+            stats: Stats {
+                packets: 100,
+                accepted: 90,
+                dropped: 10,
+                new_connections: 7,
+                entries: 3,
+                logs_suppressed: 4,
+                drops: vec![("policy_drop".to_string(), 10)],
+                ..Stats::default()
+            },
             states: [("ESTABLISHED".to_string(), 2), ("UNREPLIED".into(), 1)]
                 .into_iter()
                 .collect(),
@@ -415,6 +410,7 @@ early_drops        0
 entries            3
 answered           0
 answers_limited    0
+logs_suppressed    4
 
 drops
   policy_drop  10

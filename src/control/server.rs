@@ -28,7 +28,7 @@ use super::protocol::{
     Status, UnblockReport, MAX_REQUEST, SERVER_TIMEOUT, VERSION,
 };
 use super::{resolve_group, ControlError};
-use crate::engine::ConnInfo;
+use crate::conntrack::ConnInfo;
 
 /// Clients served at the same time; more are answered `busy`.
 pub const MAX_CLIENTS: usize = 16;

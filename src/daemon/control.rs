@@ -7,12 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{ReloadMode, Settings};
+use crate::conntrack::ConnInfo;
 use crate::control::{
     BlockEntry, ConnFilter, ControlHandler, QueueStatus, ReloadFailure, ReloadReport, StatsReport,
     Status,
 };
 use crate::daemon::{load_policy, DaemonError};
-use crate::engine::{ConnInfo, Engine};
+use crate::engine::Engine;
 use crate::io::actions::ActionHandler;
 use crate::io::queue::QueueCounters;
 use crate::time::Timestamp;
@@ -134,7 +135,7 @@ impl ControlHandler for DaemonControl {
     }
 
     fn stats(&self) -> StatsReport {
-        StatsReport::new(&self.engine.stats(), &self.engine.state_counts(self.now()))
+        StatsReport::new(self.engine.stats(), self.engine.state_counts(self.now()))
     }
 
     fn conns(&self, filter: &ConnFilter) -> Vec<ConnInfo> {

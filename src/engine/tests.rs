@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::conntrack::TcpState;
+use crate::packet::{Seq, TcpFlags};
 use crate::ratelimit::ProbesConfig;
 use crate::verdict::ProbeMode;
 use etherparse::{IpNumber, PacketBuilder};
@@ -234,8 +235,8 @@ fn connection_expires_and_then_is_unknown() {
     let lab = LABS[0];
     let e = established(lab);
     // SYN_RECV -> ESTABLISHED: 5 days. Expire it by sweeping later.
-    assert_eq!(e.sweep(Timestamp::from_secs(1000)), 0);
-    assert_eq!(e.sweep(Timestamp::from_secs(432_001)), 1);
+    assert_eq!(e.on_timer(Timestamp::from_secs(1000)).expired, 0);
+    assert_eq!(e.on_timer(Timestamp::from_secs(432_001)).expired, 1);
     assert_eq!(e.entries(), 0);
     dropped(
         &e,
@@ -269,8 +270,8 @@ fn udp_flow_unreplied_then_replied() {
         let d = accept(&e, &lab.udp(End::Server, 60), 1);
         assert_eq!(d.state, Some(ConnState::Replied));
         // Replied flows live 120 s, unreplied 30 s.
-        assert_eq!(e.sweep(Timestamp::from_secs(100)), 0);
-        assert_eq!(e.sweep(Timestamp::from_secs(122)), 1);
+        assert_eq!(e.on_timer(Timestamp::from_secs(100)).expired, 0);
+        assert_eq!(e.on_timer(Timestamp::from_secs(122)).expired, 1);
     }
 }
 
@@ -278,7 +279,7 @@ fn udp_flow_unreplied_then_replied() {
 fn unreplied_udp_expires_quickly() {
     let e = engine();
     accept(&e, &LABS[0].udp(End::Client, 30), 0);
-    assert_eq!(e.sweep(Timestamp::from_secs(31)), 1);
+    assert_eq!(e.on_timer(Timestamp::from_secs(31)).expired, 1);
 }
 
 #[test]
@@ -421,7 +422,7 @@ fn picked_up_flow_is_capped_until_the_reply() {
     e.set_pickup_until(Some(Timestamp::from_secs(60)));
     accept(&e, &lab.tcp(End::Client, ACK, 5000, 9000, 0), 0);
     // Pickup timeout (60 s) applies, not the 5 days of ESTABLISHED.
-    assert_eq!(e.sweep(Timestamp::from_secs(61)), 1);
+    assert_eq!(e.on_timer(Timestamp::from_secs(61)).expired, 1);
 }
 
 #[test]
@@ -648,7 +649,7 @@ fn a_fin_scan_raises_one_alert_and_blocks_when_asked() {
         ));
         events.extend(d.events);
     }
-    events.extend(e.tick(Timestamp::from_secs(2)));
+    events.extend(e.on_timer(Timestamp::from_secs(2)).events);
     let scans = scan_lines(&events);
     assert!(!scans.is_empty(), "{events:?}");
     assert!(scans[0].starts_with("SCAN "), "{}", scans[0]);
@@ -696,7 +697,7 @@ fn normal_connections_raise_no_alert() {
             lines.extend(d.events);
         }
     }
-    lines.extend(e.tick(Timestamp::from_secs(60)));
+    lines.extend(e.on_timer(Timestamp::from_secs(60)).events);
     assert!(lines.is_empty(), "{lines:?}");
 }
 

@@ -2,7 +2,7 @@
 //! segment templates. The client (original direction) starts at ISN 1000, the server at 5000.
 
 use super::*;
-use crate::packet::TcpOptions;
+use crate::packet::{TcpFlags, TcpOptions};
 use Dir::{Original as C, Reply as S};
 
 const SYN: u8 = TcpFlags::SYN;

@@ -1,0 +1,144 @@
+//! One tracked connection: its entry flags, its protocol state, the direction of a packet
+//! relative to it, and the state it reports.
+
+use super::tcp::{TcpConn, TcpState};
+use crate::time::Tick;
+
+/// Direction of a packet relative to the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dir {
+    /// From the endpoint that opened the connection.
+    Original = 0,
+    /// From the other endpoint.
+    Reply = 1,
+}
+
+impl Dir {
+    /// The other direction.
+    pub fn flip(self) -> Dir {
+        match self {
+            Dir::Original => Dir::Reply,
+            Dir::Reply => Dir::Original,
+        }
+    }
+
+    /// Index for per-direction arrays.
+    pub fn idx(self) -> usize {
+        self as usize
+    }
+}
+
+/// State of a tracked connection, as reported in decisions and listings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnState {
+    /// A TCP connection in the given state.
+    Tcp(TcpState),
+    /// A UDP, ICMP or other flow that has seen packets in one direction only.
+    Unreplied,
+    /// A UDP, ICMP or other flow that has seen packets in both directions.
+    Replied,
+}
+
+impl std::fmt::Display for ConnState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnState::Tcp(s) => s.fmt(f),
+            ConnState::Unreplied => f.write_str("UNREPLIED"),
+            ConnState::Replied => f.write_str("REPLIED"),
+        }
+    }
+}
+
+/// Protocol-specific part of an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtoState {
+    /// TCP: state machine and windows.
+    Tcp(TcpConn),
+    /// UDP, ICMP echo and other protocols: only the entry flags matter.
+    Datagram,
+}
+
+/// Entry flags.
+pub mod flags {
+    /// The endpoint with the lower (address, port) opened the connection.
+    pub const ORIG_IS_LO: u8 = 1 << 0;
+    /// A packet from the reply direction has been seen.
+    pub const SEEN_REPLY: u8 = 1 << 1;
+    /// The connection completed its handshake (never early-dropped).
+    pub const ASSURED: u8 = 1 << 2;
+    /// Adopted mid-stream in pickup mode; timeout capped until a reply is seen.
+    pub const PICKUP: u8 = 1 << 3;
+    /// Counted against its originator's per-source limit.
+    pub const COUNTED: u8 = 1 << 4;
+    /// Closed by a rule recheck on reload: every further packet is dropped.
+    pub const REVOKED: u8 = 1 << 5;
+}
+
+/// One tracked connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conn {
+    /// When the entry expires unless refreshed.
+    pub expires: Tick,
+    /// [`flags`] bits.
+    pub flags: u8,
+    /// Protocol state.
+    pub proto: ProtoState,
+}
+
+impl Conn {
+    /// Direction of a packet whose source is the key's low endpoint (`from_lo`) or not.
+    pub fn dir(&self, from_lo: bool) -> Dir {
+        if from_lo == (self.flags & flags::ORIG_IS_LO != 0) {
+            Dir::Original
+        } else {
+            Dir::Reply
+        }
+    }
+
+    /// Whether a flag is set.
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// Reported state.
+    pub fn state(&self) -> ConnState {
+        match &self.proto {
+            ProtoState::Tcp(t) => ConnState::Tcp(t.state),
+            ProtoState::Datagram if self.has(flags::SEEN_REPLY) => ConnState::Replied,
+            ProtoState::Datagram => ConnState::Unreplied,
+        }
+    }
+
+    /// Whether the entry may be evicted early when the table is full.
+    pub fn early_droppable(&self) -> bool {
+        !self.has(flags::ASSURED)
+    }
+
+    /// Whether the entry counts against its originator's per-source limit (TIME_WAIT and
+    /// closed TCP connections do not).
+    pub fn should_count(&self) -> bool {
+        match &self.proto {
+            ProtoState::Tcp(t) => !matches!(t.state, TcpState::TimeWait | TcpState::Close),
+            ProtoState::Datagram => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conntrack::Key;
+
+    #[test]
+    fn entries_stay_small() {
+        // The memory budget is 192 bytes per connection at 1 M entries, with the hash table
+        // about half full: keep the IPv4 slot (key + entry) at 72 bytes.
+        assert!(
+            std::mem::size_of::<Conn>() <= 56,
+            "{}",
+            std::mem::size_of::<Conn>()
+        );
+        assert!(std::mem::size_of::<(Key<[u8; 4]>, Conn)>() <= 72);
+        assert!(std::mem::size_of::<(Key<[u8; 16]>, Conn)>() <= 96);
+    }
+}

@@ -1,0 +1,340 @@
+//! The TCP state machine as seen from the middle, with window tracking.
+//!
+//! States and transitions follow Linux `nf_conntrack_proto_tcp.c` (itself RFC 9293 seen from a
+//! middlebox): [`transitions`] holds the table, [`window`] the window check, and
+//! [`TcpConn::track`] drives them for one segment (checks first, then the transition).
+//! [`segment`] is where a segment meets the connection table.
+//!
+//! Segments breaking the window's upper bounds are *invalid* and dropped; late retransmissions
+//! and overly delayed ACKs are *ignored* (passed, nothing learned), as Linux does. statewall is
+//! stricter than Linux in three documented places: data beyond a sender's FIN, data after a
+//! valid RST, and any RST whose sequence number is outside the window are dropped.
+
+use std::fmt;
+
+mod segment;
+mod transitions;
+mod window;
+
+pub use transitions::check_flags;
+
+pub(super) use segment::track;
+
+use super::{Dir, Timeouts};
+use crate::packet::{Seq, TcpHeader};
+use crate::verdict::DropReason;
+use transitions::{invalid_reason, transition, Cell, Class};
+use window::{pflag, seg_end, Peer, Window};
+
+/// TCP connection states (Linux conntrack names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum TcpState {
+    /// SYN seen from the originator.
+    SynSent,
+    /// SYN seen from both sides (simultaneous open).
+    SynSent2,
+    /// SYN/ACK seen.
+    SynRecv,
+    /// Handshake completed.
+    Established,
+    /// A FIN seen (FIN-WAIT-1 on the closing side).
+    FinWait,
+    /// The first FIN acknowledged (CLOSE-WAIT / FIN-WAIT-2).
+    CloseWait,
+    /// FINs seen from both sides, the last not yet acknowledged.
+    LastAck,
+    /// Both FINs acknowledged.
+    TimeWait,
+    /// Aborted by a valid RST.
+    Close,
+}
+
+impl TcpState {
+    /// Every state, for counters.
+    pub const ALL: [TcpState; 9] = [
+        TcpState::SynSent,
+        TcpState::SynSent2,
+        TcpState::SynRecv,
+        TcpState::Established,
+        TcpState::FinWait,
+        TcpState::CloseWait,
+        TcpState::LastAck,
+        TcpState::TimeWait,
+        TcpState::Close,
+    ];
+
+    /// Stable upper-case name, as `conntrack -L` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpState::SynSent => "SYN_SENT",
+            TcpState::SynSent2 => "SYN_SENT2",
+            TcpState::SynRecv => "SYN_RECV",
+            TcpState::Established => "ESTABLISHED",
+            TcpState::FinWait => "FIN_WAIT",
+            TcpState::CloseWait => "CLOSE_WAIT",
+            TcpState::LastAck => "LAST_ACK",
+            TcpState::TimeWait => "TIME_WAIT",
+            TcpState::Close => "CLOSE",
+        }
+    }
+
+    /// Timeout of this state.
+    pub fn timeout(self, t: &Timeouts) -> u32 {
+        match self {
+            TcpState::SynSent | TcpState::SynSent2 => t.syn_sent,
+            TcpState::SynRecv => t.syn_recv,
+            TcpState::Established => t.established,
+            TcpState::FinWait => t.fin_wait,
+            TcpState::CloseWait => t.close_wait,
+            TcpState::LastAck => t.last_ack,
+            TcpState::TimeWait => t.time_wait,
+            TcpState::Close => t.close,
+        }
+    }
+}
+
+impl fmt::Display for TcpState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Result of tracking one segment of a known connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Valid: state and windows learned from it.
+    Accept,
+    /// Passed without learning anything (late retransmission, delayed ACK, RST inside the
+    /// window but not exact, segment the state machine cannot judge yet).
+    Ignore,
+    /// A SYN opening a new connection on the tuple of a closed one: the caller replaces the
+    /// entry (and judges the SYN as a new connection).
+    Reopen,
+}
+
+/// Misc flags of a connection.
+mod cflag {
+    /// Simultaneous open seen.
+    pub const SIMOPEN: u8 = 1 << 0;
+}
+
+/// TCP part of a connection entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpConn {
+    /// Current state.
+    pub state: TcpState,
+    /// Direction of the last segment that changed or was ignored by the state machine.
+    last_dir: u8,
+    /// Flag class of that segment.
+    last_class: u8,
+    /// [`cflag`] bits.
+    misc: u8,
+    /// Sequence end of that segment (for resynchronising on an ignored SYN).
+    last_end: Seq,
+    /// Per direction: `[original, reply]`.
+    peers: [Peer; 2],
+}
+
+impl TcpConn {
+    /// A new connection opened by `syn` (a SYN without ACK, maybe with data: TCP Fast Open).
+    pub fn from_syn(syn: &TcpHeader) -> TcpConn {
+        let mut orig = Peer::default();
+        orig.init_from_syn(syn, seg_end(syn));
+        TcpConn {
+            state: TcpState::SynSent,
+            last_dir: Dir::Original as u8,
+            last_class: Class::Syn as u8,
+            misc: 0,
+            last_end: seg_end(syn),
+            peers: [orig, Peer::default()],
+        }
+    }
+
+    /// A connection adopted mid-stream from `seg` (pickup mode after a restart). Windows are
+    /// learned from what passes; window violations are ignored rather than dropped because the
+    /// window scale of the connection is unknown.
+    pub fn pickup(seg: &TcpHeader) -> TcpConn {
+        let end = seg_end(seg);
+        let maxwin = u32::from(seg.window).max(1);
+        let liberal = pflag::LIBERAL | pflag::SACK_PERM;
+        let orig = Peer {
+            end,
+            maxend: end + maxwin,
+            maxwin,
+            maxack: seg.ack,
+            scale: 0,
+            flags: liberal
+                | if seg.flags.ack() {
+                    pflag::MAXACK_SET
+                } else {
+                    0
+                },
+        };
+        // Until the other side speaks, its end is what this segment acknowledges.
+        let reply = Peer {
+            end: seg.ack,
+            maxend: seg.ack,
+            flags: liberal,
+            ..Peer::default()
+        };
+        TcpConn {
+            state: TcpState::Established,
+            last_dir: Dir::Original as u8,
+            last_class: Class::of(seg.flags) as u8,
+            misc: 0,
+            last_end: end,
+            peers: [orig, reply],
+        }
+    }
+
+    /// The next sequence number of each side: `(original, reply)`.
+    pub fn next_seqs(&self) -> (Seq, Seq) {
+        (self.peers[0].end, self.peers[1].end)
+    }
+
+    /// Timeout for the current state, capped while data is unacknowledged.
+    pub fn timeout(&self, t: &Timeouts) -> u32 {
+        let base = self.state.timeout(t);
+        let unacked = self.peers.iter().any(|p| p.has(pflag::UNACKED));
+        if unacked {
+            base.min(t.unacknowledged)
+        } else {
+            base
+        }
+    }
+
+    /// Tracks one segment of this connection travelling in `dir`.
+    ///
+    /// The flag combination must already have passed [`check_flags`].
+    pub fn track(&mut self, dir: Dir, seg: &TcpHeader) -> Result<Step, DropReason> {
+        let class = Class::of(seg.flags);
+        let old = self.state;
+        // A SYN on a closed or aborted connection opens a new one (RFC 9293 §3.10.7.4: TIME-WAIT
+        // may accept a new SYN), whichever side sends it.
+        if class == Class::Syn && matches!(old, TcpState::TimeWait | TcpState::Close) {
+            return Ok(Step::Reopen);
+        }
+        self.check_closed(dir, class, seg)?;
+        let mut new = match transition(dir, class, old) {
+            Cell::To(s) => s,
+            Cell::Invalid => return Err(invalid_reason(dir, class)),
+            Cell::Ignore => {
+                if !self.resync(dir, class, seg) {
+                    self.note_last(dir, class, seg);
+                    return Ok(Step::Ignore);
+                }
+                TcpState::SynRecv
+            }
+        };
+        match new {
+            TcpState::SynSent2 => self.misc |= cflag::SIMOPEN,
+            // In a simultaneous open the final ACK may come from either side.
+            TcpState::SynRecv
+                if dir == Dir::Reply && class == Class::Ack && self.misc & cflag::SIMOPEN != 0 =>
+            {
+                new = TcpState::Established
+            }
+            TcpState::Close => return self.check_rst(dir, old, seg),
+            _ => {}
+        }
+        match self.in_window(dir, old, seg) {
+            Window::Accept => {}
+            Window::Ignore => return Ok(Step::Ignore),
+            Window::Invalid(reason) => return Err(reason),
+        }
+        self.note_last(dir, class, seg);
+        if seg.flags.fin() {
+            self.peers[dir.idx()].flags |= pflag::FIN_SENT;
+        }
+        self.state = new;
+        Ok(Step::Accept)
+    }
+
+    /// statewall's stricter close rules: nothing new after a FIN or a RST.
+    fn check_closed(&self, dir: Dir, class: Class, seg: &TcpHeader) -> Result<(), DropReason> {
+        if class == Class::Rst {
+            return Ok(());
+        }
+        let carries_data = seg.payload_len > 0 || seg.flags.fin();
+        if self.state == TcpState::Close && carries_data {
+            return Err(DropReason::DataAfterRst);
+        }
+        let sender = &self.peers[dir.idx()];
+        if sender.has(pflag::FIN_SENT) && seg_end(seg).after(sender.end) {
+            return Err(if self.state == TcpState::TimeWait {
+                DropReason::DataAfterClose
+            } else {
+                DropReason::DataAfterFin
+            });
+        }
+        Ok(())
+    }
+
+    /// Linux's resynchronisation: a SYN/ACK acknowledging a SYN we ignored means both ends
+    /// agree on a new connection we did not follow. Adopt it.
+    fn resync(&mut self, dir: Dir, class: Class, seg: &TcpHeader) -> bool {
+        let last_dir = if self.last_dir == 0 {
+            Dir::Original
+        } else {
+            Dir::Reply
+        };
+        let acks_ignored_syn = class == Class::SynAck
+            && Class::from_u8(self.last_class) == Class::Syn
+            && last_dir != dir
+            && seg.flags.ack()
+            && seg.ack == self.last_end;
+        if !acks_ignored_syn {
+            return false;
+        }
+        // The ignored SYN's window is not kept (entries stay small): the window grows from
+        // the next segments, as the check's lower bound only needs it to be non-zero.
+        self.peers[last_dir.idx()] = Peer {
+            end: self.last_end,
+            maxend: self.last_end,
+            maxwin: 1,
+            ..Peer::default()
+        };
+        self.peers[dir.idx()] = Peer::default();
+        self.state = TcpState::SynSent;
+        true
+    }
+
+    fn note_last(&mut self, dir: Dir, class: Class, seg: &TcpHeader) {
+        self.last_dir = dir as u8;
+        self.last_class = class as u8;
+        self.last_end = seg_end(seg);
+    }
+
+    /// RST: an exact sequence number closes; inside the window passes without closing (the
+    /// endpoint answers with a challenge ACK, RFC 5961); anything else is dropped.
+    fn check_rst(&mut self, dir: Dir, old: TcpState, seg: &TcpHeader) -> Result<Step, DropReason> {
+        let s = self.peers[dir.idx()];
+        let r = self.peers[dir.flip().idx()];
+        let handshake = matches!(old, TcpState::SynSent | TcpState::SynSent2);
+        let exact = if handshake && s.maxwin == 0 {
+            // Answering the SYN: acceptable when it acknowledges the SYN (RFC 9293 §3.10.7.3).
+            seg.flags.ack() && seg.ack == r.end
+        } else if handshake && r.maxwin == 0 {
+            // The opener aborting its own SYN.
+            seg.seq == s.end
+        } else {
+            seg.seq == s.end || (r.has(pflag::MAXACK_SET) && seg.seq == r.maxack)
+        };
+        if exact {
+            self.note_last(dir, Class::Rst, seg);
+            self.state = TcpState::Close;
+            return Ok(Step::Accept);
+        }
+        let in_window =
+            s.maxwin != 0 && !seg.seq.after(s.maxend) && !seg.seq.before(s.end - r.maxwin);
+        if in_window || s.has(pflag::LIBERAL) {
+            Ok(Step::Ignore)
+        } else {
+            Err(DropReason::RstOutOfWindow)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,112 @@
+//! Where a TCP segment meets the table: the flag check, then the connection's state machine
+//! (and what the entry learns from it), or what the segment would open.
+
+use dashmap::mapref::one::RefMut;
+
+use super::{check_flags, Step, TcpConn, TcpState};
+use crate::conntrack::{
+    flags, flow_of, Addr, Conn, ConnState, Dir, Key, Milestone, ProtoState, Side, Track, Tracked,
+};
+use crate::packet::TcpHeader;
+use crate::proto;
+use crate::verdict::{DropReason, Pass, Verdict};
+
+/// Tracks one TCP segment.
+pub(in crate::conntrack) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
+    let (key, from_lo) = side.key(proto::TCP, (tcp.sport, tcp.dport));
+    if let Err(reason) = check_flags(tcp.flags) {
+        // Invalid inside a connection; of no connection, a stealth probe (NULL, XMAS, ...).
+        return match side.peek(&key) {
+            Some(_) => Track::Judged(Tracked::drop(reason, None)),
+            None => Track::Stray(reason),
+        };
+    }
+    if let Some(mut entry) = side.live(&key) {
+        let conn = entry.value_mut();
+        if conn.has(flags::REVOKED) {
+            return Track::Judged(Tracked::drop(DropReason::Revoked, Some(conn.state())));
+        }
+        let dir = conn.dir(from_lo);
+        let ProtoState::Tcp(tc) = &mut conn.proto else {
+            return Track::Judged(Tracked::drop(DropReason::MalformedTcp, None));
+        };
+        let old = tc.state;
+        match tc.track(dir, tcp) {
+            Ok(Step::Accept) => return Track::Judged(learn(side, &mut entry, dir, old)),
+            Ok(Step::Ignore) => {
+                let state = Some(ConnState::Tcp(tc.state));
+                return Track::Judged(Tracked::pass(Pass::Ignored, state));
+            }
+            Err(reason) => {
+                return Track::Judged(Tracked::drop(reason, Some(ConnState::Tcp(old))));
+            }
+            // Judged below as a new connection; opening it replaces the old entry.
+            Ok(Step::Reopen) => drop(entry),
+        }
+    }
+    let f = tcp.flags;
+    let t = &side.ct.timeouts;
+    if f.syn() && !f.ack() {
+        let conn = TcpConn::from_syn(tcp);
+        let timeout = conn.timeout(t);
+        return Track::New(side.opening(key, from_lo, 0, ProtoState::Tcp(conn), timeout));
+    }
+    if f.ack() && !f.syn() && !f.rst() {
+        // What a connection established before a restart carries: adoptable.
+        let conn = ProtoState::Tcp(TcpConn::pickup(tcp));
+        let opening = side.opening(key, from_lo, flags::PICKUP, conn, t.pickup);
+        return Track::MidStream(opening);
+    }
+    Track::Stray(DropReason::NoConnection)
+}
+
+/// A valid segment was accepted by the state machine: refresh the entry, mark it assured when
+/// the handshake completes, keep the per-source count in step, and report the milestone.
+fn learn<A: Addr>(
+    side: &Side<'_, A>,
+    entry: &mut RefMut<'_, Key<A>, Conn>,
+    dir: Dir,
+    old: TcpState,
+) -> Tracked {
+    let key = *entry.key();
+    let conn = entry.value_mut();
+    let t = &side.ct.timeouts;
+    let (new, timeout) = match &conn.proto {
+        ProtoState::Tcp(tc) => (tc.state, tc.timeout(t)),
+        ProtoState::Datagram => return Tracked::drop(DropReason::MalformedTcp, None),
+    };
+    if dir == Dir::Reply {
+        conn.flags |= flags::SEEN_REPLY;
+    }
+    conn.expires = side.now.after_secs(timeout);
+    let assured_now = !conn.has(flags::ASSURED)
+        && ((old == TcpState::SynRecv && new == TcpState::Established)
+            || (conn.has(flags::PICKUP) && dir == Dir::Reply));
+    if assured_now {
+        conn.flags |= flags::ASSURED;
+        conn.flags &= !flags::PICKUP;
+    }
+    let handshake = matches!(old, TcpState::SynSent | TcpState::SynSent2);
+    let milestone = if assured_now {
+        Some(Milestone::Established(flow_of(&key, conn)))
+    } else if handshake && new == TcpState::SynRecv && dir == Dir::Reply {
+        Some(Milestone::Replied(flow_of(&key, conn)))
+    } else if handshake && new == TcpState::Close && dir == Dir::Reply {
+        Some(Milestone::Refused(flow_of(&key, conn)))
+    } else {
+        None
+    };
+    if conn.has(flags::PICKUP) {
+        conn.expires = conn.expires.min(side.now.after_secs(t.pickup));
+    }
+    if old != new {
+        tracing::trace!(from = %old, to = %new, "tcp state");
+        side.table
+            .recount(&key, conn, side.ct.limits.per_source_limit());
+    }
+    Tracked {
+        verdict: Verdict::Accept(Pass::Tracked),
+        state: Some(ConnState::Tcp(new)),
+        milestone,
+    }
+}

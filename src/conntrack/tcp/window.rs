@@ -1,0 +1,227 @@
+//! The window check (Guido van Rooij's scheme, Linux `tcp_in_window`): what each side has
+//! sent and may send, checked and learned from every valid segment.
+//!
+//! ```text
+//! I.   Upper bound for valid data:  seq <= sender.maxend
+//! II.  Lower bound for valid data:  seq + len >= sender.end - receiver.maxwin
+//! III. Upper bound for valid ack:   ack <= receiver.end
+//! IV.  Lower bound for valid ack:   ack >= receiver.end - max(sender.maxwin, 66000)
+//! ```
+//!
+//! Segments breaking I or III are *invalid*; segments breaking II or IV are late
+//! retransmissions or overly delayed ACKs: they are *ignored* (passed, nothing learned).
+
+use super::{TcpConn, TcpState};
+use crate::conntrack::Dir;
+use crate::packet::{Seq, TcpHeader};
+use crate::verdict::DropReason;
+
+/// Linux's MAXACKWINCONST: how far below the receiver's end an ACK may lag.
+const MAX_ACK_WINDOW: u32 = 66_000;
+
+/// Per-direction flags.
+pub(super) mod pflag {
+    /// Sent the window scale option in its SYN.
+    pub const WSCALE: u8 = 1 << 0;
+    /// Sent SACK-permitted in its SYN.
+    pub const SACK_PERM: u8 = 1 << 1;
+    /// `maxack` holds a value.
+    pub const MAXACK_SET: u8 = 1 << 2;
+    /// Has data the other side has not acknowledged yet.
+    pub const UNACKED: u8 = 1 << 3;
+    /// Sent a FIN that was accepted; `end` is just past it.
+    pub const FIN_SENT: u8 = 1 << 4;
+    /// Window violations are ignored rather than invalid (connection picked up mid-stream,
+    /// window scale unknown).
+    pub const LIBERAL: u8 = 1 << 5;
+}
+
+/// What one side has sent, as far as the other side's window goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Peer {
+    /// Highest sequence number sent, plus one (`td_end`).
+    pub(super) end: Seq,
+    /// Highest sequence number the other side allowed (`td_maxend`).
+    pub(super) maxend: Seq,
+    /// Largest window the other side advertised to this side... as seen on this side's
+    /// segments: the largest window this side advertised (`td_maxwin`). 0: nothing seen yet.
+    pub(super) maxwin: u32,
+    /// Highest acknowledgment number this side sent (`td_maxack`).
+    pub(super) maxack: Seq,
+    /// Window scale shift of this side.
+    pub(super) scale: u8,
+    /// [`pflag`] bits.
+    pub(super) flags: u8,
+}
+
+impl Peer {
+    pub(super) fn has(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+
+    /// Starts tracking from a SYN or SYN/ACK.
+    pub(super) fn init_from_syn(&mut self, seg: &TcpHeader, end: Seq) {
+        self.end = end;
+        self.maxend = end;
+        self.maxwin = u32::from(seg.window).max(1);
+        self.scale = seg.options.wscale.unwrap_or(0);
+        let mut f = 0;
+        if seg.options.wscale.is_some() {
+            f |= pflag::WSCALE;
+        }
+        if seg.options.sack_permitted {
+            f |= pflag::SACK_PERM;
+        }
+        self.flags = f;
+    }
+}
+
+/// Sequence number just past a segment: SYN and FIN count one.
+pub(super) fn seg_end(seg: &TcpHeader) -> Seq {
+    seg.seq + seg.payload_len + u32::from(seg.flags.syn()) + u32::from(seg.flags.fin())
+}
+
+/// Outcome of the window check.
+pub(super) enum Window {
+    Accept,
+    Ignore,
+    Invalid(DropReason),
+}
+
+impl TcpConn {
+    /// The van Rooij window check (Linux `tcp_in_window`), learning from valid segments.
+    pub(super) fn in_window(&mut self, dir: Dir, state: TcpState, seg: &TcpHeader) -> Window {
+        let [orig, reply] = &mut self.peers;
+        let (sender, receiver) = match dir {
+            Dir::Original => (orig, reply),
+            Dir::Reply => (reply, orig),
+        };
+        let f = seg.flags;
+        let mut seq = seg.seq;
+        let mut ack = seg.ack;
+        let mut sack = ack;
+        if receiver.has(pflag::SACK_PERM) {
+            if let Some(edge) = seg.options.sack_right_edge {
+                if edge.after(sack) {
+                    sack = edge;
+                }
+            }
+        }
+        let mut end = seg_end(seg);
+        let win = u32::from(seg.window);
+
+        if sender.maxwin == 0 {
+            if f.syn() {
+                // SYN/ACK answering the SYN, or SYN from the reply side in a simultaneous open.
+                sender.init_from_syn(seg, end);
+                // RFC 7323: window scaling only when both sides offer it.
+                if !(sender.has(pflag::WSCALE) && receiver.has(pflag::WSCALE)) {
+                    sender.scale = 0;
+                    receiver.scale = 0;
+                }
+                if !f.ack() {
+                    return Window::Accept;
+                }
+            } else {
+                // First segment from this side of a connection picked up mid-stream.
+                sender.end = end;
+                let swin = win << sender.scale;
+                sender.maxwin = swin.max(1);
+                sender.maxend = end + sender.maxwin;
+                if receiver.maxwin == 0 {
+                    receiver.end = sack;
+                    receiver.maxend = sack;
+                } else if sack == receiver.end + 1 {
+                    // Likely the answer to a keepalive.
+                    receiver.end = receiver.end + 1;
+                }
+            }
+        } else if f.syn()
+            && end.after(sender.end)
+            && ((state == TcpState::SynSent && dir == Dir::Original)
+                || (state == TcpState::SynRecv && dir == Dir::Reply))
+        {
+            // RFC 9293: a reinitialised TCP may reuse the tuple with a higher ISN.
+            sender.init_from_syn(seg, end);
+        }
+
+        if !f.ack() || (f.rst() && ack == Seq(0)) {
+            // No ACK (or a broken stack's RST+ACK with ack 0): pretend it acknowledges all.
+            ack = receiver.end;
+            sack = ack;
+        }
+        if seq == end && !f.rst() {
+            // No data: only the ACK is checked (keepalives with seq = next - 1 land here).
+            seq = sender.end;
+            end = seq;
+        }
+
+        let liberal = sender.has(pflag::LIBERAL);
+        if !seq.before(sender.maxend + 1) && !liberal {
+            return Window::Invalid(DropReason::SeqAboveWindow);
+        }
+        if !end.after(sender.end - receiver.maxwin - 1) {
+            // Already acknowledged data retransmitted.
+            return Window::Ignore;
+        }
+        if !sack.before(receiver.end + 1) && !liberal {
+            return Window::Invalid(DropReason::AckUnsentData);
+        }
+        let max_ack_window = sender.maxwin.max(MAX_ACK_WINDOW);
+        if !sack.after(receiver.end - max_ack_window - 1) {
+            // An overly delayed ACK: a segment sent before later ACKs, reordered behind them.
+            // Nothing is learned from its ACK, but new data it carries passed the sequence
+            // checks and the receiver will acknowledge it: remember where it ends.
+            if end.after(sender.end) && !f.rst() {
+                sender.end = end;
+                sender.flags |= pflag::UNACKED;
+                return Window::Accept;
+            }
+            return Window::Ignore;
+        }
+        if liberal && (!seq.before(sender.maxend + 1) || sack.after(receiver.end)) {
+            // Picked-up connection with an unknown window scale: pass, widen, learn the ends.
+            sender.maxwin = sender.maxwin.max(end - sender.end);
+            if end.after(sender.end) {
+                sender.end = end;
+                sender.maxend = end + sender.maxwin;
+            }
+            if sack.after(receiver.end) {
+                receiver.end = sack;
+            }
+            return Window::Accept;
+        }
+
+        let win = if f.syn() { win } else { win << sender.scale };
+        // Update the sender.
+        let swin = win.wrapping_add(sack - ack);
+        if sender.maxwin < swin {
+            sender.maxwin = swin;
+        }
+        if end.after(sender.end) {
+            sender.end = end;
+            sender.flags |= pflag::UNACKED;
+        }
+        if f.ack() {
+            if !sender.has(pflag::MAXACK_SET) || ack.after(sender.maxack) {
+                sender.maxack = ack;
+            }
+            sender.flags |= pflag::MAXACK_SET;
+        }
+        // Update the receiver.
+        if receiver.maxwin != 0 && end.after(sender.maxend) {
+            receiver.maxwin = receiver.maxwin.wrapping_add(end - sender.maxend);
+        }
+        if (sack + win).after(receiver.maxend - 1) {
+            receiver.maxend = sack + win;
+            if win == 0 {
+                // Room for a zero-window probe.
+                receiver.maxend = receiver.maxend + 1;
+            }
+        }
+        if ack == receiver.end {
+            receiver.flags &= !pflag::UNACKED;
+        }
+        Window::Accept
+    }
+}

@@ -1,0 +1,125 @@
+//! Walks over the whole table, both families: expiry, the listing of `statewall conns`, the
+//! count per state, and the recheck of every connection against new rules.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+
+use super::{flags, flow_of, Addr, Conn, Conntrack, Key, ProtoState};
+use crate::packet::Seq;
+use crate::proto;
+use crate::time::{Tick, Timestamp};
+use crate::verdict::Flow;
+
+/// Connections per state name (`ESTABLISHED`, `UNREPLIED`, ...), in name order.
+pub type StateCounts = Vec<(String, u64)>;
+
+/// One connection, as `statewall conns` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConnInfo {
+    /// Protocol name or number.
+    pub proto: String,
+    /// Originator address.
+    pub src: IpAddr,
+    /// Responder address.
+    pub dst: IpAddr,
+    /// Originator port (or ICMP id).
+    pub sport: u16,
+    /// Responder port.
+    pub dport: u16,
+    /// State.
+    pub state: String,
+    /// Seconds until expiry.
+    pub expires_in: u32,
+    /// Handshake completed / both directions seen.
+    pub assured: bool,
+}
+
+impl Conntrack {
+    /// Removes every entry expired at `now`, giving `on_expire` the flow of each. Returns how
+    /// many. Locks one shard at a time.
+    pub fn sweep(&self, now: Timestamp, mut on_expire: impl FnMut(Flow)) -> usize {
+        let tick = now.tick();
+        let v4 = self
+            .v4
+            .sweep(tick, &self.counts, |k, c| on_expire(flow_of(k, c)));
+        let v6 = self
+            .v6
+            .sweep(tick, &self.counts, |k, c| on_expire(flow_of(k, c)));
+        let n = v4 + v6;
+        self.expired.fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
+
+    /// Live connections matching `filter`.
+    pub fn connections(&self, now: Timestamp, filter: impl Fn(&ConnInfo) -> bool) -> Vec<ConnInfo> {
+        let tick = now.tick();
+        let mut out = Vec::new();
+        let mut push = |info: ConnInfo| {
+            if filter(&info) {
+                out.push(info);
+            }
+        };
+        self.v4.for_each(tick, |k, c| push(info(k, c, tick)));
+        self.v6.for_each(tick, |k, c| push(info(k, c, tick)));
+        out
+    }
+
+    /// Live connections per state.
+    pub fn state_counts(&self, now: Timestamp) -> StateCounts {
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        let tick = now.tick();
+        let mut add = |c: &Conn| *counts.entry(c.state().to_string()).or_default() += 1;
+        self.v4.for_each(tick, |_, c| add(c));
+        self.v6.for_each(tick, |_, c| add(c));
+        counts.into_iter().collect()
+    }
+
+    /// Closes every live connection `revoke` says must go (a rule recheck on reload): every
+    /// further packet of theirs is dropped (`revoked`) until the entry expires, at the latest
+    /// after the CLOSE timeout. `revoke` gets each connection's flow (originator first) and,
+    /// for TCP, the sequence number each end sends next (`(originator, responder)`), so that
+    /// it can answer them. Returns how many were closed.
+    pub fn revoke(
+        &self,
+        now: Timestamp,
+        mut revoke: impl FnMut(&Flow, Option<(Seq, Seq)>) -> bool,
+    ) -> u64 {
+        let tick = now.tick();
+        let until = tick.after_secs(self.timeouts.close.max(1));
+        let mut revoked = 0;
+        let mut visit = |flow: Flow, conn: &mut Conn| {
+            if conn.has(flags::REVOKED) {
+                return;
+            }
+            let next = match &conn.proto {
+                ProtoState::Tcp(t) => Some(t.next_seqs()),
+                ProtoState::Datagram => None,
+            };
+            if revoke(&flow, next) {
+                conn.flags |= flags::REVOKED;
+                conn.expires = conn.expires.min(until);
+                revoked += 1;
+            }
+        };
+        self.v4.for_each_mut(tick, |k, c| visit(flow_of(k, c), c));
+        self.v6.for_each_mut(tick, |k, c| visit(flow_of(k, c), c));
+        revoked
+    }
+}
+
+fn info<A: Addr>(key: &Key<A>, conn: &Conn, now: Tick) -> ConnInfo {
+    let flow = flow_of(key, conn);
+    ConnInfo {
+        proto: proto::Name(key.proto).to_string(),
+        src: flow.src,
+        dst: flow.dst,
+        sport: flow.sport,
+        dport: flow.dport,
+        state: conn.state().to_string(),
+        expires_in: conn.expires.secs_from(now),
+        assured: conn.has(flags::ASSURED),
+    }
+}

@@ -1,0 +1,209 @@
+//! Admission: the rules judge every packet that would open a flow, a rejected one is answered
+//! (RST or ICMP port unreachable), an admitted one opens its flow; flows adopted mid-stream
+//! after a restart; and the recheck of tracked flows when the rules change.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::{Decision, Engine};
+use crate::conntrack::Opening;
+use crate::event::{Event, LoggedPacket, RuleMatch};
+use crate::packet::{Packet, PacketMeta, Seq, Transport};
+use crate::proto;
+use crate::respond::{rst_answering, unreachable_answering};
+use crate::rules::{Policy, Query, RuleAction};
+use crate::scan::{AnswerKind, ProbeKind, ScanInput};
+use crate::time::Timestamp;
+use crate::verdict::{Action, DropReason, Flow, Pass, Rst, Verdict};
+
+/// Result of [`Engine::recheck`].
+#[derive(Debug, Default)]
+pub struct Recheck {
+    /// Connections closed.
+    pub revoked: u64,
+    /// RSTs toward both ends of closed connections whose rule says `reject`.
+    pub actions: Vec<Action>,
+}
+
+/// What the rules see of a packet besides its addresses: the ports (0 for ICMP and protocols
+/// without ports) and, for ICMP, the type and code.
+fn query_fields(pkt: &Packet<'_>) -> ((u16, u16), Option<(u8, u8)>) {
+    match &pkt.transport {
+        Transport::Tcp(t) => ((t.sport, t.dport), None),
+        Transport::Udp { sport, dport } => ((*sport, *dport), None),
+        Transport::Icmp(h) => ((0, 0), Some((h.icmp_type, h.code))),
+        Transport::Fragment | Transport::Other => ((0, 0), None),
+    }
+}
+
+impl Engine {
+    /// A packet that would open a flow: the rules decide, the scan detector hears of it, and an
+    /// admitted flow opens (if the table has room).
+    pub(super) fn admit(
+        &self,
+        pkt: &Packet<'_>,
+        meta: &PacketMeta<'_>,
+        opening: Opening,
+        now: Timestamp,
+    ) -> Decision {
+        let (ports, icmp) = query_fields(pkt);
+        let mut d = self.check_policy(pkt, meta, ports, icmp, now);
+        let kind = match (pkt.proto, d.accepted()) {
+            (proto::TCP, true) => Some(ProbeKind::Syn),
+            (proto::TCP, false) => Some(ProbeKind::SynDropped),
+            (proto::UDP, true) => Some(ProbeKind::UdpNew),
+            (proto::UDP, false) => Some(ProbeKind::UdpDropped),
+            _ => None,
+        };
+        let flow = Flow {
+            proto: pkt.proto,
+            src: pkt.src,
+            dst: pkt.dst,
+            sport: ports.0,
+            dport: ports.1,
+        };
+        if let Some(kind) = kind {
+            self.observe(now, ScanInput::Probe { flow, kind }, &mut d.events);
+        }
+        if !d.accepted() {
+            let answered = d.action.as_ref().map(|a| match a {
+                Action::SendRst(_) => AnswerKind::TcpRst,
+                Action::SendUnreachable(_) => AnswerKind::IcmpUnreachable,
+            });
+            if let Some(kind) = answered {
+                self.observe(now, ScanInput::Answer { probe: flow, kind }, &mut d.events);
+            }
+            return d;
+        }
+        match self.conntrack.open(opening) {
+            Ok(state) => {
+                d.verdict = Verdict::Accept(Pass::Opened);
+                d.state = Some(state);
+            }
+            Err(reason) => d.verdict = Verdict::Drop(reason),
+        }
+        d
+    }
+
+    /// An ICMP message that opens nothing (router advertisements, timestamps...): the rules
+    /// judge each one.
+    pub(super) fn stateless(
+        &self,
+        pkt: &Packet<'_>,
+        meta: &PacketMeta<'_>,
+        now: Timestamp,
+    ) -> Decision {
+        let (ports, icmp) = query_fields(pkt);
+        self.check_policy(pkt, meta, ports, icmp, now)
+    }
+
+    /// A mid-stream TCP segment while pickup is on: its connection was established before a
+    /// restart, so it is adopted without the rules (it was allowed when it opened).
+    pub(super) fn adopt(&self, opening: Opening) -> Decision {
+        match self.conntrack.open(opening) {
+            Ok(state) => Decision::accept(Pass::Opened, Some(state)),
+            Err(reason) => Decision::drop(reason),
+        }
+    }
+
+    /// Runs the rules on a packet: allowed (passes, opening nothing by itself), dropped, or
+    /// rejected and answered within the rate limits; a `log` rule adds its event.
+    fn check_policy(
+        &self,
+        pkt: &Packet<'_>,
+        meta: &PacketMeta<'_>,
+        (sport, dport): (u16, u16),
+        icmp: Option<(u8, u8)>,
+        now: Timestamp,
+    ) -> Decision {
+        let policy = self.policy.load();
+        let q = Query {
+            src: pkt.src,
+            dst: pkt.dst,
+            proto: pkt.proto,
+            sport,
+            dport,
+            icmp_type: icmp.map(|(t, _)| t),
+            icmp_code: icmp.map(|(_, c)| c),
+            in_iface: meta.in_iface,
+            out_iface: meta.out_iface,
+        };
+        let outcome = policy.evaluate(&q, now);
+        let mut d = match outcome.action {
+            RuleAction::Allow => Decision::accept(Pass::Stateless, None),
+            RuleAction::Drop => Decision::drop(DropReason::PolicyDrop),
+            RuleAction::Reject => {
+                let mut d = Decision::drop(DropReason::PolicyReject);
+                d.action = self.reject_answer(pkt, now);
+                d
+            }
+        };
+        if let Some(rule) = outcome.rule.filter(|r| r.log) {
+            if self.rule_logs.try_take(now) {
+                d.events.push(Event::RuleMatch(RuleMatch {
+                    rule: Arc::new(rule.clone()),
+                    action: outcome.action,
+                    packet: LoggedPacket::of(pkt, meta),
+                }));
+            } else {
+                self.counters.logs_suppressed();
+            }
+        }
+        d
+    }
+
+    /// The answer to a rejected packet, if the RFCs allow one and the rate limits leave room:
+    /// a RST for TCP, an ICMP port unreachable otherwise.
+    fn reject_answer(&self, pkt: &Packet<'_>, now: Timestamp) -> Option<Action> {
+        let answer = match &pkt.transport {
+            Transport::Tcp(t) => rst_answering(pkt.src, pkt.dst, t).map(Action::SendRst),
+            _ => unreachable_answering(pkt).map(Action::SendUnreachable),
+        };
+        answer.filter(|_| self.take_answer(pkt.src, now))
+    }
+
+    /// Closes tracked connections that `policy` would not allow today (reload with
+    /// `[reload] mode = "recheck"`): every further packet of theirs is dropped (`revoked`) until
+    /// the entry expires, at the latest after the CLOSE timeout. Connections whose rule says
+    /// `reject` get a RST toward each end.
+    pub fn recheck(&self, policy: &Policy, now: Timestamp) -> Recheck {
+        let mut actions = Vec::new();
+        let revoked = self.conntrack.revoke(now, |flow, next| {
+            let icmp = matches!(flow.proto, proto::ICMP | proto::ICMPV6);
+            let q = Query {
+                src: flow.src,
+                dst: flow.dst,
+                proto: flow.proto,
+                sport: if icmp { 0 } else { flow.sport },
+                dport: if icmp { 0 } else { flow.dport },
+                icmp_type: None,
+                icmp_code: None,
+                in_iface: None,
+                out_iface: None,
+            };
+            let action = policy.evaluate(&q, now).action;
+            if action == RuleAction::Allow {
+                return false;
+            }
+            if let (RuleAction::Reject, Some((orig_next, reply_next))) = (action, next) {
+                // A RST toward each end, each with the sequence number that end expects next:
+                // to the originator as if from the responder, and the other way round.
+                let rst = |(src, sport): (IpAddr, u16), (dst, dport): (IpAddr, u16), seq: Seq| {
+                    Action::SendRst(Rst {
+                        src,
+                        dst,
+                        sport,
+                        dport,
+                        seq,
+                        ack: None,
+                    })
+                };
+                let (orig, reply) = ((flow.src, flow.sport), (flow.dst, flow.dport));
+                actions.push(rst(reply, orig, reply_next));
+                actions.push(rst(orig, reply, orig_next));
+            }
+            true
+        });
+        Recheck { revoked, actions }
+    }
+}
