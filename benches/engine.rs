@@ -231,7 +231,7 @@ fn bench_lifecycle(c: &mut Criterion, fam: Fam, name: &str) {
             n += 1;
             let now = Timestamp::from_millis(1_000 + n);
             if n.is_multiple_of(65_536) {
-                e.sweep(now);
+                e.on_timer(now);
             }
             let host = (n / 64_512 % 256) as u8;
             let port = 1024 + (n % 64_512) as u16;

@@ -523,7 +523,7 @@ pub fn stats_line(stats: &Stats, queues: &Counters, kernel: &[KernelQueueStats])
     let q: Vec<QueueStats> = queues.iter().map(|(n, c)| c.snapshot(*n)).collect();
     let sum = |f: fn(&QueueStats) -> u64| q.iter().map(f).sum::<u64>();
     let mut line = format!(
-        "packets={} accepted={} dropped={} entries={} new={} ignored={} expired={} early_drops={} answered={} answers_limited={}",
+        "packets={} accepted={} dropped={} entries={} new={} ignored={} expired={} early_drops={} answered={} answers_limited={} logs_suppressed={}",
         stats.packets,
         stats.accepted,
         stats.dropped,
@@ -534,6 +534,7 @@ pub fn stats_line(stats: &Stats, queues: &Counters, kernel: &[KernelQueueStats])
         stats.early_drops,
         stats.answered,
         stats.answers_limited,
+        stats.logs_suppressed,
     );
     let _ = write!(
         line,
@@ -608,6 +609,7 @@ mod tests {
         assert_eq!(kv["kernel_queue_dropped"], "4");
         assert_eq!(kv["kernel_user_dropped"], "5");
         assert_eq!(kv["queue0"], "10");
+        assert_eq!(kv["logs_suppressed"], "0");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub mod replay;
 pub mod respond;
 pub mod rules;
 pub mod scan;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod time;
 pub mod verdict;
 

@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         rest = tail;
         if head[0] == 255 {
             now_ms += 600_000;
-            engine.sweep(Timestamp::from_millis(now_ms));
+            engine.on_timer(Timestamp::from_millis(now_ms));
         } else {
             now_ms += u64::from(head[0]) * 50;
         }

@@ -67,9 +67,9 @@ pub enum Track {
     /// No flow yet; this packet may open one (a SYN, a first datagram, an echo request). The
     /// caller decides (the rules) and opens it with [`Conntrack::open`].
     New(Opening),
-    /// A TCP segment of no connection that an established connection would carry (ACK, no
-    /// SYN or RST): adoptable after a restart ([`Conntrack::open`]), otherwise dropped as
-    /// [`DropReason::NoConnection`].
+    /// A TCP segment of no connection that an established connection would carry (ACK
+    /// without SYN or RST: data, a bare ACK, a FIN/ACK): adoptable after a restart
+    /// ([`Conntrack::open`]), otherwise dropped as [`DropReason::NoConnection`].
     MidStream(Opening),
     /// A TCP segment of no connection that opens none (FIN, RST, SYN/ACK, invalid flags...):
     /// dropped for this reason.

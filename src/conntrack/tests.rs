@@ -1,1 +1,261 @@
+//! [`Conntrack`] as a whole: what `track` says of each kind of packet, what `open` does with
+//! both families' tables, the milestones, and the walks. The state machine itself is tested in
+//! `tcp/tests/`.
 
+use super::*;
+use crate::packet::{PacketMeta, Seq};
+use crate::testing::{icmp, ip, udp, Pair, Side, ACK, FIN, PSH, RST, SYN};
+
+fn conntrack() -> Conntrack {
+    Conntrack::new(Timeouts::default(), Limits::default())
+}
+
+fn track(ct: &Conntrack, bytes: &[u8], secs: u64) -> Track {
+    let pkt = Packet::decode(bytes, &PacketMeta::default()).expect("decodes");
+    ct.track(&pkt, Timestamp::from_secs(secs))
+}
+
+/// Tracks a packet that opens a flow, and opens it.
+fn open(ct: &Conntrack, bytes: &[u8], secs: u64) -> ConnState {
+    match track(ct, bytes, secs) {
+        Track::New(o) => ct.open(o).expect("room"),
+        other => panic!("does not open: {other:?}"),
+    }
+}
+
+/// Tracks a packet of a known flow.
+fn judged(ct: &Conntrack, bytes: &[u8], secs: u64) -> Tracked {
+    match track(ct, bytes, secs) {
+        Track::Judged(t) => t,
+        other => panic!("not judged by a flow: {other:?}"),
+    }
+}
+
+/// The flow of `pair`, originator (the client) first.
+fn flow(pair: Pair, proto: u8) -> Flow {
+    Flow {
+        proto,
+        src: pair.client,
+        dst: pair.server,
+        sport: pair.cport,
+        dport: pair.sport,
+    }
+}
+
+#[test]
+fn what_track_says_of_each_kind_of_packet() {
+    for p in Pair::BOTH {
+        let ct = conntrack();
+        let c = Side::Client;
+        assert!(matches!(
+            track(&ct, &p.tcp(c, SYN, 1, 0).build(), 0),
+            Track::New(_)
+        ));
+        assert!(matches!(
+            track(&ct, &p.tcp(c, ACK, 1, 1).build(), 0),
+            Track::MidStream(_)
+        ));
+        // What an established connection carries is adoptable (FIN/ACK too).
+        assert!(matches!(
+            track(&ct, &p.tcp(c, FIN | ACK, 1, 1).build(), 0),
+            Track::MidStream(_)
+        ));
+        for flags in [RST, RST | ACK, SYN | ACK] {
+            assert_eq!(
+                track(&ct, &p.tcp(c, flags, 1, 1).build(), 0),
+                Track::Stray(DropReason::NoConnection)
+            );
+        }
+        assert_eq!(
+            track(&ct, &p.tcp(c, 0, 1, 0).build(), 0),
+            Track::Stray(DropReason::TcpNull)
+        );
+        assert_eq!(
+            track(&ct, &p.tcp(c, FIN, 1, 0).build(), 0),
+            Track::Stray(DropReason::TcpFinNoAck)
+        );
+        assert!(matches!(track(&ct, &p.udp(c).build(), 0), Track::New(_)));
+        assert!(matches!(
+            track(&ct, &p.echo(c, true).build(), 0),
+            Track::New(_)
+        ));
+        let reply = judged(&ct, &p.echo(Side::Server, false).build(), 0);
+        assert_eq!(
+            reply.verdict,
+            Verdict::Drop(DropReason::IcmpUnexpectedReply)
+        );
+        let advert = icmp(p.server, p.client).kind(if p.is_v6() { 134 } else { 9 }, 0);
+        assert_eq!(track(&ct, &advert.build(), 0), Track::Stateless);
+        let frag = udp(p.client, p.server)
+            .payload(16)
+            .fragment(4, false)
+            .build();
+        assert_eq!(
+            judged(&ct, &frag, 0).verdict,
+            Verdict::Accept(Pass::Fragment)
+        );
+        let gre = ip(p.client, p.server, 47, &[0; 8]).build();
+        assert!(matches!(track(&ct, &gre, 0), Track::New(_)));
+        assert_eq!(ct.entries(), 0, "tracking alone opens nothing");
+    }
+}
+
+#[test]
+fn a_tcp_handshake_reports_its_milestones() {
+    for p in Pair::BOTH {
+        let ct = conntrack();
+        assert_eq!(
+            open(&ct, &p.tcp(Side::Client, SYN, 100, 0).build(), 0),
+            ConnState::Tcp(TcpState::SynSent)
+        );
+        let t = judged(&ct, &p.tcp(Side::Server, SYN | ACK, 900, 101).build(), 0);
+        assert_eq!(t.state, Some(ConnState::Tcp(TcpState::SynRecv)));
+        assert_eq!(t.milestone, Some(Milestone::Replied(flow(p, proto::TCP))));
+        let t = judged(&ct, &p.tcp(Side::Client, ACK, 101, 901).build(), 0);
+        assert_eq!(
+            t.milestone,
+            Some(Milestone::Established(flow(p, proto::TCP)))
+        );
+        let t = judged(
+            &ct,
+            &p.tcp(Side::Client, ACK | PSH, 101, 901).payload(10).build(),
+            0,
+        );
+        assert_eq!(
+            (t.verdict, t.milestone),
+            (Verdict::Accept(Pass::Tracked), None)
+        );
+        let listed = ct.connections(Timestamp::from_secs(1), |_| true);
+        assert!(listed[0].assured);
+    }
+}
+
+#[test]
+fn a_refused_handshake_and_a_first_udp_reply() {
+    for p in Pair::BOTH {
+        let ct = conntrack();
+        open(&ct, &p.tcp(Side::Client, SYN, 100, 0).build(), 0);
+        let t = judged(&ct, &p.tcp(Side::Server, RST | ACK, 0, 101).build(), 0);
+        assert_eq!(t.state, Some(ConnState::Tcp(TcpState::Close)));
+        assert_eq!(t.milestone, Some(Milestone::Refused(flow(p, proto::TCP))));
+
+        let u = p.ports(5353, 53);
+        open(&ct, &u.udp(Side::Client).build(), 0);
+        let t = judged(&ct, &u.udp(Side::Server).build(), 1);
+        assert_eq!(t.state, Some(ConnState::Replied));
+        assert_eq!(t.milestone, Some(Milestone::Replied(flow(u, proto::UDP))));
+        // Only the first reply is a milestone.
+        assert_eq!(judged(&ct, &u.udp(Side::Server).build(), 2).milestone, None);
+    }
+}
+
+#[test]
+fn icmp_errors_are_related_to_the_flow_they_quote() {
+    for p in Pair::BOTH {
+        let ct = conntrack();
+        let u = p.ports(5353, 9999);
+        let probe = u.udp(Side::Client).payload(4).build();
+        let error = icmp(p.server, p.client).port_unreachable(&probe).build();
+        let t = judged(&ct, &error, 0);
+        assert_eq!(t.verdict, Verdict::Drop(DropReason::IcmpUnrelated));
+        open(&ct, &probe, 0);
+        let t = judged(&ct, &error, 0);
+        assert_eq!(t.verdict, Verdict::Accept(Pass::Related));
+        assert_eq!(
+            t.milestone,
+            Some(Milestone::Unreachable(flow(u, proto::UDP)))
+        );
+        // A time exceeded is related too, but not a refusal.
+        let late = icmp(p.server, p.client).time_exceeded(&probe).build();
+        assert_eq!(judged(&ct, &late, 0).milestone, None);
+        // An error that does not travel back to the quoted packet's sender is not related.
+        let wrong_way = icmp(p.client, p.server).port_unreachable(&probe).build();
+        assert_eq!(
+            judged(&ct, &wrong_way, 0).verdict,
+            Verdict::Drop(DropReason::IcmpUnrelated)
+        );
+    }
+}
+
+#[test]
+fn one_limit_for_both_families_and_early_drop_from_either() {
+    let ct = Conntrack::new(
+        Timeouts::default(),
+        Limits {
+            max_entries: 2,
+            per_source: 100,
+            early_drop_scan: 16,
+        },
+    );
+    let [v4, v6] = Pair::BOTH;
+    open(&ct, &v4.udp(Side::Client).build(), 0);
+    open(&ct, &v6.udp(Side::Client).build(), 1);
+    // The IPv4 flow is the older one: a third flow (IPv6) evicts it.
+    open(&ct, &v6.ports(1, 2).udp(Side::Client).build(), 2);
+    assert_eq!(ct.entries(), 2);
+    assert_eq!(ct.totals().early_drops, 1);
+    assert!(matches!(
+        track(&ct, &v4.udp(Side::Server).build(), 3),
+        Track::New(_)
+    ));
+    // Assured flows are never evicted: the table refuses.
+    judged(&ct, &v6.udp(Side::Server).build(), 3);
+    judged(&ct, &v6.ports(1, 2).udp(Side::Server).build(), 3);
+    let Track::New(o) = track(&ct, &v4.udp(Side::Client).build(), 4) else {
+        panic!("opens")
+    };
+    assert_eq!(ct.open(o), Err(DropReason::TableFull));
+}
+
+#[test]
+fn sweep_reports_each_flow_originator_first() {
+    let ct = conntrack();
+    let p = Pair::V6.ports(5353, 53);
+    open(&ct, &p.udp(Side::Client).build(), 0);
+    let mut closed = Vec::new();
+    assert_eq!(ct.sweep(Timestamp::from_secs(10), |f| closed.push(f)), 0);
+    assert_eq!(ct.sweep(Timestamp::from_secs(31), |f| closed.push(f)), 1);
+    assert_eq!(closed, vec![flow(p, proto::UDP)]);
+    assert_eq!((ct.entries(), ct.totals().expired), (0, 1));
+}
+
+#[test]
+fn revoke_closes_what_the_judge_refuses_and_hands_it_the_next_sequence_numbers() {
+    let ct = conntrack();
+    let p = Pair::V4;
+    open(&ct, &p.tcp(Side::Client, SYN, 100, 0).build(), 0);
+    judged(&ct, &p.tcp(Side::Server, SYN | ACK, 900, 101).build(), 0);
+    judged(&ct, &p.tcp(Side::Client, ACK, 101, 901).build(), 0);
+    open(&ct, &p.ports(5353, 53).udp(Side::Client).build(), 0);
+    let mut seen = Vec::new();
+    let now = Timestamp::from_secs(1);
+    let revoked = ct.revoke(now, |f, next| {
+        seen.push((f.proto, next));
+        f.proto == proto::TCP
+    });
+    assert_eq!(revoked, 1);
+    seen.sort_by_key(|(proto, _)| *proto);
+    assert_eq!(
+        seen,
+        vec![(proto::TCP, Some((Seq(101), Seq(901)))), (proto::UDP, None)]
+    );
+    let t = judged(&ct, &p.tcp(Side::Client, ACK, 101, 901).build(), 2);
+    assert_eq!(t.verdict, Verdict::Drop(DropReason::Revoked));
+    // Revoked entries are not judged again (only the UDP flow is revoked now), and both go
+    // within the CLOSE timeout (10 s), long before the UDP flow's own 30 s.
+    assert_eq!(ct.revoke(now, |_, _| true), 1);
+    assert_eq!(ct.sweep(Timestamp::from_secs(12), |_| {}), 2);
+}
+
+#[test]
+fn listing_and_state_counts() {
+    let ct = conntrack();
+    for p in Pair::BOTH {
+        open(&ct, &p.tcp(Side::Client, SYN, 1, 0).build(), 0);
+    }
+    let now = Timestamp::from_secs(1);
+    let listed = ct.connections(now, |c| c.src.is_ipv6());
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].proto.as_str(), listed[0].sport), ("tcp", 40000));
+    assert_eq!(ct.state_counts(now), vec![("SYN_SENT".to_string(), 2)]);
+}

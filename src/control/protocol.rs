@@ -693,6 +693,56 @@ mod tests {
     }
 
     #[test]
+    fn stats_carry_every_engine_counter_under_its_name() {
+        let report = StatsReport::new(
+            Stats {
+                packets: 3,
+                logs_suppressed: 2,
+                drops: vec![("tcp_null".into(), 1), ("no_connection".into(), 2)],
+                ..Stats::default()
+            },
+            vec![("ESTABLISHED".into(), 1)],
+        );
+        let v = serde_json::to_value(&report).expect("json");
+        let Value::Object(map) = &v else {
+            panic!("not an object: {v}")
+        };
+        let keys: Vec<&str> = map.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "accepted",
+                "answered",
+                "answers_limited",
+                "dropped",
+                "drops",
+                "early_drops",
+                "entries",
+                "expired",
+                "fragments",
+                "ignored",
+                "logs_suppressed",
+                "new_connections",
+                "packets",
+                "related",
+                "states"
+            ]
+        );
+        assert_eq!(
+            v["drops"],
+            serde_json::json!({"tcp_null": 1, "no_connection": 2})
+        );
+        assert_eq!(v["logs_suppressed"], 2);
+        let back: StatsReport = serde_json::from_value(v).expect("round trip");
+        assert_eq!(back.stats.packets, 3);
+        assert_eq!(back.stats.logs_suppressed, 2);
+        // A daemon from before `answered` and `logs_suppressed` is still understood.
+        let old: StatsReport =
+            serde_json::from_str(r#"{"packets":1,"drops":{},"states":{}}"#).expect("old daemon");
+        assert_eq!((old.stats.packets, old.stats.logs_suppressed), (1, 0));
+    }
+
+    #[test]
     fn engine_conn_info_maps_field_for_field() {
         let info = conn("198.51.100.2", 40000, "203.0.113.2", 80, "ESTABLISHED");
         let engine_json = serde_json::to_value(&info).expect("json");

@@ -393,7 +393,6 @@ drops: no drops
             states: [("ESTABLISHED".to_string(), 2), ("UNREPLIED".into(), 1)]
                 .into_iter()
                 .collect(),
-            ..StatsReport::default()
         };
         assert_eq!(
             stats(&s),

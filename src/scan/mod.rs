@@ -44,15 +44,13 @@
 //! # Layout
 //! `input` (what the engine reports), `record` (records, tallies, shards), `tombstone`
 //! (recently closed connections), `alert` (what the detector reports), `config` (the `[scan]`
-//! section and what a detector derives from it), `transitional` (the entry points from before
-//! [`ScanInput`], until the engine no longer calls them), and here the detector itself.
+//! section and what a detector derives from it), and here the detector itself.
 
 mod alert;
 mod config;
 mod input;
 mod record;
 mod tombstone;
-mod transitional;
 
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -61,7 +59,6 @@ use std::time::Duration;
 pub use self::alert::{AlertAction, ScanAlert, ScanType};
 pub use self::config::{BlockScope, ScanConfig, ScanConfigError, Sensitivity, Thresholds};
 pub use self::input::{AnswerKind, ProbeKind, ScanInput, Technique};
-pub use self::transitional::ScanEvent;
 
 use self::alert::MAX_LISTED_TARGETS;
 use self::config::Settings;
