@@ -14,32 +14,22 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use etherparse::PacketBuilder;
 use statewall::conntrack::Limits;
 use statewall::engine::{Engine, EngineConfig};
+use statewall::testing::{Pair, Side, ACK, FIN, PSH, SYN};
 use statewall::{PacketMeta, Timestamp};
-
-const C4: [u8; 4] = [198, 51, 100, 2];
-const S4: [u8; 4] = [203, 0, 113, 2];
-const C6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
-const S6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
 
 const FLOWS: usize = 1024;
 const DATA: usize = 512;
 
-const SYN: u8 = 1;
-const ACK: u8 = 2;
-const FIN: u8 = 4;
-const PSH: u8 = 8;
-
-/// One address family's packet factory; the client is `C4`/`C6` with port `cport`.
+/// One address family's packets; the client is the lab's, with port `cport`.
 #[derive(Clone, Copy)]
 struct Fam {
     v6: bool,
 }
 
 impl Fam {
-    /// Offset of the TCP header in the packets built here.
+    /// Offset of the TCP header in the packets built here (no IPv6 extension headers).
     fn tcp_off(self) -> usize {
         if self.v6 {
             40
@@ -48,43 +38,22 @@ impl Fam {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A segment of the flow from client port `cport` to port 80: `(seq, ack)`, `len` bytes.
     fn tcp(
         self,
         from_client: bool,
         cport: u16,
         flags: u8,
-        seq: u32,
-        ack: u32,
+        (seq, ack): (u32, u32),
         len: usize,
     ) -> Vec<u8> {
-        let (sp, dp) = if from_client {
-            (cport, 80)
+        let pair = if self.v6 { Pair::V6 } else { Pair::V4 }.ports(cport, 80);
+        let side = if from_client {
+            Side::Client
         } else {
-            (80, cport)
+            Side::Server
         };
-        let ip = match (self.v6, from_client) {
-            (false, true) => PacketBuilder::ipv4(C4, S4, 64),
-            (false, false) => PacketBuilder::ipv4(S4, C4, 64),
-            (true, true) => PacketBuilder::ipv6(C6, S6, 64),
-            (true, false) => PacketBuilder::ipv6(S6, C6, 64),
-        };
-        let mut b = ip.tcp(sp, dp, seq, 64000);
-        if flags & SYN != 0 {
-            b = b.syn();
-        }
-        if flags & ACK != 0 {
-            b = b.ack(ack);
-        }
-        if flags & FIN != 0 {
-            b = b.fin();
-        }
-        if flags & PSH != 0 {
-            b = b.psh();
-        }
-        let mut out = Vec::new();
-        b.write(&mut out, &vec![0u8; len]).expect("write");
-        out
+        pair.tcp(side, flags, seq, ack).payload(len).build()
     }
 
     /// Rewrites the client's port and the client address's last byte (the engine verifies no
@@ -136,7 +105,7 @@ fn established(fam: Fam, now: Timestamp) -> Engine {
             (false, SYN | ACK, s, c + 1),
             (true, ACK, c + 1, s + 1),
         ] {
-            let d = e.process(&fam.tcp(fc, port, fl, seq, ack, 0), &META, now);
+            let d = e.process(&fam.tcp(fc, port, fl, (seq, ack), 0), &META, now);
             assert!(d.accepted(), "{:?}", d.reason());
         }
     }
@@ -155,8 +124,8 @@ fn bench_established(c: &mut Criterion, fam: Fam, name: &str) {
             let port = 10_000 + i as u16;
             let (c, s) = isn(i);
             [
-                fam.tcp(true, port, ACK, c + 1, s + 1, 0),
-                fam.tcp(false, port, ACK, s + 1, c + 1, 0),
+                fam.tcp(true, port, ACK, (c + 1, s + 1), 0),
+                fam.tcp(false, port, ACK, (s + 1, c + 1), 0),
             ]
         })
         .collect();
@@ -180,8 +149,8 @@ fn bench_established(c: &mut Criterion, fam: Fam, name: &str) {
             let port = 10_000 + i as u16;
             let (c, s) = isn(i);
             (
-                fam.tcp(true, port, ACK | PSH, c + 1, s + 1, DATA),
-                fam.tcp(false, port, ACK, s + 1, c + 1, 0),
+                fam.tcp(true, port, ACK | PSH, (c + 1, s + 1), DATA),
+                fam.tcp(false, port, ACK, (s + 1, c + 1), 0),
                 c + 1,
             )
         })
@@ -219,7 +188,7 @@ fn bench_lifecycle(c: &mut Criterion, fam: Fam, name: &str) {
         (true, ACK, c0 + 2 + d, s0 + 2, 0),
     ]
     .into_iter()
-    .map(|(fc, fl, seq, ack, len)| (fc, fam.tcp(fc, 1, fl, seq, ack, len)))
+    .map(|(fc, fl, seq, ack, len)| (fc, fam.tcp(fc, 1, fl, (seq, ack), len)))
     .collect();
     let e = engine();
     let mut n = 0u64;

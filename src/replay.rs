@@ -223,7 +223,14 @@ pub fn replay(
             sum.accepted += 1;
         }
         if !d.accepted() || opts.verbose {
-            report(out, opts, index, frame.time, ip, &meta, &d)?;
+            let line = Reported {
+                index,
+                time: frame.time,
+                ip,
+                meta: &meta,
+                decision: &d,
+            };
+            report(out, opts, &line)?;
         }
     }
     if opts.json {
@@ -242,19 +249,23 @@ pub fn replay(
     Ok(sum)
 }
 
-fn report(
-    out: &mut impl Write,
-    opts: ReplayOptions,
+/// One reported packet: its frame number and time, its bytes from the IP header on, and the
+/// engine's decision.
+struct Reported<'a> {
     index: u64,
     time: Duration,
-    ip: &[u8],
-    meta: &PacketMeta<'_>,
-    d: &Decision,
-) -> Result<(), ReplayError> {
+    ip: &'a [u8],
+    meta: &'a PacketMeta<'a>,
+    decision: &'a Decision,
+}
+
+fn report(out: &mut impl Write, opts: ReplayOptions, r: &Reported<'_>) -> Result<(), ReplayError> {
+    let (index, ip, d) = (r.index, r.ip, r.decision);
+    let time = r.time;
     let verdict = d.reason().map_or("accept", |r| r.name());
     let state = d.state.map(|s| s.to_string());
     let time = format!("{}.{:06}", time.as_secs(), time.subsec_micros());
-    let Ok(p) = Packet::decode(ip, meta) else {
+    let Ok(p) = Packet::decode(ip, r.meta) else {
         if opts.json {
             let line = serde_json::json!({"index": index, "time": time, "reason": verdict});
             writeln!(out, "{line}")?;

@@ -609,6 +609,47 @@ impl Raw {
     }
 }
 
+/// The fuzzers' seed conversations (written by `examples/fuzz_seeds.rs`): a TCP connection
+/// with data and a full close in each family, a UDP exchange in each family, an ICMP echo and an
+/// ICMP error quoting the tracked flow, and one mid-stream segment (for pickup mode).
+pub fn fuzz_seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
+    let conversation = |p: Pair| {
+        let (c, s) = (Side::Client, Side::Server);
+        vec![
+            p.tcp(c, SYN, 100, 0).build(),
+            p.tcp(s, SYN | ACK, 900, 101).build(),
+            p.tcp(c, ACK, 101, 901).build(),
+            p.tcp(c, ACK | PSH, 101, 901).payload(10).build(),
+            p.tcp(s, ACK, 901, 111).build(),
+            p.tcp(c, FIN | ACK, 111, 901).build(),
+            p.tcp(s, FIN | ACK, 901, 112).build(),
+            p.tcp(c, ACK, 112, 902).build(),
+        ]
+    };
+    let datagrams = |p: Pair| {
+        let p = p.ports(5353, 53);
+        vec![
+            p.udp(Side::Client).data(b"abcd").build(),
+            p.udp(Side::Server).data(b"abcd").build(),
+        ]
+    };
+    let v4 = Pair::V4;
+    let request = icmp(CLIENT4, SERVER4).echo_request(7, 1).build();
+    let icmp4 = vec![
+        request.clone(),
+        icmp(SERVER4, CLIENT4).echo_reply(7, 1).build(),
+        icmp(SERVER4, CLIENT4).port_unreachable(&request).build(),
+    ];
+    vec![
+        ("tcp4", conversation(Pair::V4)),
+        ("tcp6", conversation(Pair::V6)),
+        ("udp4", datagrams(Pair::V4)),
+        ("udp6", datagrams(Pair::V6)),
+        ("icmp4", icmp4),
+        ("pickup4", vec![v4.tcp(Side::Client, ACK, 5, 6).build()]),
+    ]
+}
+
 /// The Internet checksum (RFC 1071) over the concatenation of `parts`.
 fn checksum(parts: &[&[u8]]) -> u16 {
     let mut sum: u32 = 0;
@@ -757,6 +798,23 @@ mod tests {
             assert_eq!(decode(&later).transport, Transport::Fragment);
             let first = udp(src, dst).payload(16).fragment(0, true).build();
             assert!(matches!(decode(&first).transport, Transport::Udp { .. }));
+        }
+    }
+
+    #[test]
+    fn the_fuzz_seeds_are_valid_traffic() {
+        use crate::engine::{Engine, EngineConfig};
+        use crate::time::Timestamp;
+        for (name, packets) in fuzz_seeds() {
+            let e = Engine::new(EngineConfig::default());
+            if name == "pickup4" {
+                e.set_pickup_until(Some(Timestamp::from_secs(10)));
+            }
+            for (i, p) in packets.iter().enumerate() {
+                let d = e.process(p, &PacketMeta::default(), Timestamp::from_secs(1));
+                assert!(d.accepted(), "{name} #{i}: {:?}", d.reason());
+            }
+            assert_eq!(e.stats().related, u64::from(name == "icmp4"), "{name}");
         }
     }
 

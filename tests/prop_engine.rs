@@ -6,9 +6,9 @@
 //! - targeted corruptions of such conversations (sequence far outside the window, ACK of data
 //!   never sent, forbidden flag combinations) always are.
 
-use etherparse::{PacketBuilder, TcpOptionElement};
 use proptest::prelude::*;
 use statewall::engine::{Engine, EngineConfig};
+use statewall::testing::{self, Pair, ACK, FIN, PSH, RST, SYN, URG};
 use statewall::verdict::DropReason;
 use statewall::{PacketMeta, Timestamp};
 
@@ -69,13 +69,6 @@ proptest! {
 
 /// Simulation steps per conversation before it is cut short.
 const STEP_BUDGET: usize = 60_000;
-
-const SYN: u8 = 0x02;
-const ACK: u8 = 0x10;
-const FIN: u8 = 0x01;
-const RST: u8 = 0x04;
-const PSH: u8 = 0x08;
-const URG: u8 = 0x20;
 
 #[derive(Clone, Debug)]
 struct Params {
@@ -277,83 +270,44 @@ impl Sim {
         (w >> shift).min(65535) as u16
     }
 
+    /// One header-only segment (the IP length counts `len` payload bytes the buffer does not
+    /// hold, as NFQUEUE delivers it), with MSS and window scale on a SYN when `syn_opts`.
     fn build(
         &self,
         side: Side,
         flags: u8,
-        seq: u32,
-        ack: u32,
+        (seq, ack): (u32, u32),
         len: u32,
         syn_opts: bool,
     ) -> Vec<u8> {
-        let (sp, dp) = match side {
-            Side::A => (40000, 443),
-            Side::B => (443, 40000),
-        };
-        let ip = match (self.params.ipv6, side) {
-            (false, Side::A) => PacketBuilder::ipv4([198, 51, 100, 2], [203, 0, 113, 2], 64),
-            (false, Side::B) => PacketBuilder::ipv4([203, 0, 113, 2], [198, 51, 100, 2], 64),
-            (true, Side::A) => PacketBuilder::ipv6(
-                [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
-                [0x20, 1, 0xd, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
-                64,
-            ),
-            (true, Side::B) => PacketBuilder::ipv6(
-                [0x20, 1, 0xd, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
-                [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
-                64,
-            ),
-        };
+        let pair = if self.params.ipv6 { Pair::V6 } else { Pair::V4 }.ports(40000, 443);
         let window = if flags & SYN != 0 {
             self.params.window[side.i()].min(65535) as u16
         } else {
             self.win_field(side)
         };
-        let mut b = ip.tcp(sp, dp, seq, window);
-        if flags & SYN != 0 {
-            b = b.syn();
-        }
-        if flags & ACK != 0 {
-            b = b.ack(ack);
-        }
-        if flags & FIN != 0 {
-            b = b.fin();
-        }
-        if flags & RST != 0 {
-            b = b.rst();
-        }
-        if flags & PSH != 0 {
-            b = b.psh();
-        }
-        if flags & URG != 0 {
-            b = b.urg(0);
-        }
+        let from = match side {
+            Side::A => testing::Side::Client,
+            Side::B => testing::Side::Server,
+        };
+        let mut seg = pair
+            .tcp(from, flags, seq, ack)
+            .window(window)
+            .payload(len as usize)
+            .header_only();
         if syn_opts {
             if let Some(s) = self.params.scale[side.i()] {
-                b = b
-                    .options(&[
-                        TcpOptionElement::MaximumSegmentSize(1460),
-                        TcpOptionElement::Noop,
-                        TcpOptionElement::WindowScale(s),
-                    ])
-                    .expect("options fit");
+                seg = seg.mss(1460).wscale(s);
             }
         }
-        // Header-only buffer, as NFQUEUE delivers it: the IP length field carries the payload.
-        let mut out = Vec::new();
-        b.write(&mut out, &[]).expect("write");
-        let (at, base) = if self.params.ipv6 { (4, 0) } else { (2, 0) };
-        let field = u16::from_be_bytes([out[at], out[at + 1]]) as u32 + base + len;
-        let field = u16::try_from(field).expect("segment fits an IP packet");
-        out[at..at + 2].copy_from_slice(&field.to_be_bytes());
-        out
+        seg.build()
     }
 
     /// A data/ACK segment from `side` at stream offset `off`.
     fn segment(&self, side: Side, flags: u8, len: u32, off: u32) -> Vec<u8> {
         let e = &self.ends[side.i()];
         let ack = self.seq(side.other(), e.rcv_nxt) + u32::from(e.fin_received);
-        self.build(side, flags, self.seq(side, off), ack, len, false)
+        self.build(side, flags, (self.seq(side, off), ack), len, false)
     }
 
     /// Passes a packet through the engine; records any drop.
@@ -369,7 +323,7 @@ impl Sim {
     }
 
     fn handshake(&mut self) {
-        let syn = self.build(Side::A, SYN, self.ends[0].isn, 0, 0, true);
+        let syn = self.build(Side::A, SYN, (self.ends[0].isn, 0), 0, true);
         self.wire(&syn, "syn");
         if self.chance(20) {
             self.wire(&syn, "syn retransmit");
@@ -378,8 +332,7 @@ impl Sim {
         let synack = self.build(
             Side::B,
             SYN | ACK,
-            self.ends[1].isn,
-            isn_a.wrapping_add(1),
+            (self.ends[1].isn, isn_a.wrapping_add(1)),
             0,
             true,
         );
@@ -588,7 +541,7 @@ impl Sim {
                     self.ends[1].snd_nxt.max(self.params.len[1]) + 100_000,
                 );
                 (
-                    self.build(Side::A, ACK, seq, ack, 0, false),
+                    self.build(Side::A, ACK, (seq, ack), 0, false),
                     DropReason::AckUnsentData,
                 )
             }
@@ -596,7 +549,7 @@ impl Sim {
             2 => {
                 let seq = self.seq(Side::A, a.snd_nxt).wrapping_add(far as u32);
                 (
-                    self.build(Side::A, RST, seq, 0, 0, false),
+                    self.build(Side::A, RST, (seq, 0), 0, false),
                     DropReason::RstOutOfWindow,
                 )
             }
@@ -604,14 +557,14 @@ impl Sim {
             3 => {
                 let seq = self.seq(Side::A, a.snd_nxt);
                 (
-                    self.build(Side::A, SYN | FIN, seq, 0, 0, false),
+                    self.build(Side::A, SYN | FIN, (seq, 0), 0, false),
                     DropReason::TcpSynFin,
                 )
             }
             _ => {
                 let seq = self.seq(Side::A, a.snd_nxt);
                 (
-                    self.build(Side::A, FIN | PSH | URG, seq, 0, 0, false),
+                    self.build(Side::A, FIN | PSH | URG, (seq, 0), 0, false),
                     DropReason::TcpXmas,
                 )
             }

@@ -9,8 +9,7 @@ use statewall::alert::Severity;
 use statewall::event::Event;
 use statewall::io::syslog::lines;
 use statewall::io::syslog::{format_line, Facility, Format, Header};
-use statewall::packet::TcpFlags;
-use statewall::packet::{Packet, PacketMeta, Seq, TcpHeader, TcpOptions};
+use statewall::packet::{Packet, PacketMeta, TcpFlags};
 use statewall::ratelimit::{ProbesConfig, RateLimiter};
 use statewall::respond::{
     rst_answering, rst_packet, unreachable_answering, unreachable_packet, ReplyOptions,
@@ -19,6 +18,7 @@ use statewall::scan::{
     AlertAction, AnswerKind, ProbeKind, ScanAlert, ScanConfig, ScanDetector, ScanInput, ScanType,
     Technique,
 };
+use statewall::testing;
 use statewall::verdict::{Flow, ProbeMode};
 use statewall::Timestamp;
 
@@ -102,21 +102,20 @@ impl Gateway {
         if self.respond == ProbeMode::Drop {
             return;
         }
-        let probe = TcpHeader {
-            sport,
-            dport,
-            seq: Seq(0x1000),
-            ack: Seq(0x2000),
-            flags: TcpFlags(flags),
-            window: 1024,
-            payload_len: 0,
-            options: TcpOptions::default(),
-        };
+        let probe = testing::tcp(src, dst)
+            .ports(sport, dport)
+            .flags(flags)
+            .seq(0x1000)
+            .ack(0x2000)
+            .window(1024)
+            .build();
         if self.limiter.try_take(src, now).is_err() {
             self.limited += 1;
             return;
         }
-        let rst = rst_answering(src, dst, &probe).expect("a RST for every non-RST probe");
+        let pkt = Packet::decode(&probe, &PacketMeta::default()).expect("decodes");
+        let tcp = pkt.tcp().expect("a TCP segment");
+        let rst = rst_answering(src, dst, tcp).expect("a RST for every non-RST probe");
         let rst = rst_packet(&rst, &OPTS).expect("a RST packet");
         assert_eq!(rst.len(), 40);
         self.answered += 1;
@@ -134,11 +133,7 @@ impl Gateway {
         let kind = ProbeKind::UdpDropped;
         self.alerts
             .extend(self.scan.on_input(now, ScanInput::Probe { flow, kind }));
-        let mut datagram = Vec::new();
-        etherparse::PacketBuilder::ipv4([198, 51, 100, 2], [203, 0, 113, 2], 64)
-            .udp(61000, dport)
-            .write(&mut datagram, &[])
-            .unwrap();
+        let datagram = testing::udp(src, dst).ports(61000, dport).build();
         if self.limiter.try_take(src, now).is_ok() {
             let pkt = Packet::decode(&datagram, &PacketMeta::default()).expect("decodes");
             let answer = unreachable_answering(&pkt).expect("an ICMP error");
