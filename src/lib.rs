@@ -14,6 +14,13 @@
 //! the scan detector ([`scan`]) and the counters. It never touches a socket, a file or the clock;
 //! everything that does lives in [`io`] and the daemon wiring, and stays thin.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+// No panics on input paths: outside tests, every unwrap/expect/panic is an error; the rare
+// invariant-backed one carries an `#[allow]` with its reason.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod adopt;
 pub mod alert;
@@ -25,6 +32,7 @@ pub mod daemon;
 pub mod engine;
 pub mod event;
 pub mod fault;
+pub mod files;
 pub mod io;
 pub mod marks;
 pub mod packet;

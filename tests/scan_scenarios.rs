@@ -6,9 +6,10 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use statewall::alert::Severity;
+use statewall::config::{Facility, Format};
 use statewall::event::Event;
 use statewall::io::syslog::lines;
-use statewall::io::syslog::{format_line, Facility, Format, Header};
+use statewall::io::syslog::{format_line, Header};
 use statewall::packet::{Packet, PacketMeta, TcpFlags};
 use statewall::ratelimit::{ProbesConfig, RateLimiter};
 use statewall::respond::{

@@ -1,32 +1,8 @@
-//! One tracked connection: its entry flags, its protocol state, the direction of a packet
-//! relative to it, and the state it reports.
+//! One tracked connection: its entry flags, its protocol state, and the state it reports.
 
 use super::tcp::{TcpConn, TcpState};
+use super::Dir;
 use crate::time::Tick;
-
-/// Direction of a packet relative to the connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Dir {
-    /// From the endpoint that opened the connection.
-    Original = 0,
-    /// From the other endpoint.
-    Reply = 1,
-}
-
-impl Dir {
-    /// The other direction.
-    pub fn flip(self) -> Dir {
-        match self {
-            Dir::Original => Dir::Reply,
-            Dir::Reply => Dir::Original,
-        }
-    }
-
-    /// Index for per-direction arrays.
-    pub fn idx(self) -> usize {
-        self as usize
-    }
-}
 
 /// State of a tracked connection, as reported in decisions and listings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

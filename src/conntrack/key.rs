@@ -1,4 +1,5 @@
-//! Connection keys in canonical order.
+//! Connection keys in canonical order, and the direction of a packet relative to its
+//! connection.
 
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -105,6 +106,30 @@ impl<A: Addr> Key<A> {
         } else {
             (hi, lo)
         }
+    }
+}
+
+/// Direction of a packet relative to the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dir {
+    /// From the endpoint that opened the connection.
+    Original = 0,
+    /// From the other endpoint.
+    Reply = 1,
+}
+
+impl Dir {
+    /// The other direction.
+    pub fn flip(self) -> Dir {
+        match self {
+            Dir::Original => Dir::Reply,
+            Dir::Reply => Dir::Original,
+        }
+    }
+
+    /// Index for per-direction arrays.
+    pub fn idx(self) -> usize {
+        self as usize
     }
 }
 

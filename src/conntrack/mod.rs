@@ -2,7 +2,7 @@
 //! [`Conntrack::track`] for every decoded packet.
 //!
 //! ```text
-//! track(pkt) ─┬─ TCP ─────────── tcp::track      state machine + window check   (tcp/)
+//! track(pkt) ─┬─ TCP ─────────── segment::track  state machine + window check   (tcp/)
 //!             ├─ UDP, other ──── datagram::track unreplied → replied            (datagram.rs)
 //!             ├─ ICMP ────────── icmp::track     echo as a datagram flow; errors
 //!             │                                  related to a tracked flow     (icmp.rs)
@@ -24,6 +24,7 @@ mod datagram;
 mod entry;
 mod icmp;
 mod key;
+mod segment;
 mod settings;
 mod table;
 pub mod tcp;
@@ -34,8 +35,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::mapref::one::RefMut;
 
-pub use entry::{flags, Conn, ConnState, Dir, ProtoState};
-pub use key::{Addr, AnyKey, Key};
+pub use entry::{flags, Conn, ConnState, ProtoState};
+pub use key::{Addr, AnyKey, Dir, Key};
 pub use settings::{Limits, Timeouts};
 pub use table::{InsertError, Table, TableCounts};
 pub use tcp::{TcpConn, TcpState};
@@ -264,7 +265,7 @@ impl<A: Addr> Side<'_, A> {
     fn track(&self, pkt: &Packet<'_>) -> Track {
         let t = &self.ct.timeouts;
         match &pkt.transport {
-            Transport::Tcp(tcp) => tcp::track(self, tcp),
+            Transport::Tcp(tcp) => segment::track(self, tcp),
             Transport::Udp { sport, dport } => {
                 let timeouts = (t.udp_unreplied, t.udp_replied);
                 datagram::track(self, proto::UDP, (*sport, *dport), true, timeouts)

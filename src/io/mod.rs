@@ -4,7 +4,6 @@
 
 pub mod actions;
 pub mod ctnetlink;
-pub mod files;
 pub mod kernel_flows;
 pub mod netfilter;
 pub mod queue;

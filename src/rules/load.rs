@@ -106,7 +106,7 @@ impl Loader {
             }
             return;
         }
-        let text = match crate::io::files::read_regular(path, crate::io::files::MAX_FILE) {
+        let text = match crate::files::read_regular(path, crate::files::MAX_FILE) {
             Ok(t) => t,
             Err(e) => {
                 let what = if from.is_some() {

@@ -2,8 +2,8 @@
 //!
 //! States and transitions follow Linux `nf_conntrack_proto_tcp.c` (itself RFC 9293 seen from a
 //! middlebox): [`transitions`] holds the table, [`window`] the window check, and
-//! [`TcpConn::track`] drives them for one segment (checks first, then the transition).
-//! [`segment`] is where a segment meets the connection table.
+//! [`TcpConn::track`] drives them for one segment (checks first, then the transition). Where a
+//! segment meets the connection table is `conntrack/segment.rs`.
 //!
 //! Segments breaking the window's upper bounds are *invalid* and dropped; late retransmissions
 //! and overly delayed ACKs are *ignored* (passed, nothing learned), as Linux does. statewall is
@@ -12,13 +12,10 @@
 
 use std::fmt;
 
-mod segment;
 mod transitions;
 mod window;
 
 pub use transitions::check_flags;
-
-pub(super) use segment::track;
 
 use super::{Dir, Timeouts};
 use crate::packet::{Seq, TcpHeader};

@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Facility, Format};
 use crate::alert::{fields, Severity};
+use crate::config::{Facility, Format};
 use crate::time::Civil;
 
 /// What a line needs besides the event itself.
@@ -140,6 +140,7 @@ fn structured_data(pen: u32, body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Facility;
     use std::time::Duration;
 
     /// 2026-11-29T19:05:09.123456Z

@@ -12,8 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::format::{format_line, octet_frame, Header};
-use super::{Format, SyslogConfig, SyslogConfigError, Target};
 use crate::alert::Severity;
+use crate::config::{Format, SyslogConfig, SyslogConfigError, Target};
 
 /// Why the sender could not start.
 #[derive(Debug, thiserror::Error)]
@@ -319,7 +319,7 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::syslog::Facility;
+    use crate::config::Facility;
     use std::io::{BufRead, BufReader, Read};
     use std::net::TcpListener;
     use std::path::PathBuf;

@@ -1,10 +1,10 @@
-//! Where a TCP segment meets the table: the flag check, then the connection's state machine
-//! (and what the entry learns from it), or what the segment would open.
+//! TCP segments through the table: the flag check, then the connection's state machine
+//! ([`super::tcp`]) and what the entry learns from it, or what the segment would open.
 
 use dashmap::mapref::one::RefMut;
 
-use super::{check_flags, Step, TcpConn, TcpState};
-use crate::conntrack::{
+use super::tcp::{check_flags, Step, TcpConn, TcpState};
+use super::{
     flags, flow_of, Addr, Conn, ConnState, Dir, Key, Milestone, ProtoState, Side, Track, Tracked,
 };
 use crate::packet::TcpHeader;
@@ -12,7 +12,7 @@ use crate::proto;
 use crate::verdict::{DropReason, Pass, Verdict};
 
 /// Tracks one TCP segment.
-pub(in crate::conntrack) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
+pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
     let (key, from_lo) = side.key(proto::TCP, (tcp.sport, tcp.dport));
     if let Err(reason) = check_flags(tcp.flags) {
         // Invalid inside a connection; of no connection, a stealth probe (NULL, XMAS, ...).

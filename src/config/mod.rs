@@ -8,10 +8,12 @@ use thiserror::Error;
 
 use crate::conntrack::{Limits, Timeouts};
 use crate::engine::EngineConfig;
-use crate::io::syslog::SyslogConfig;
+mod syslog;
+
 use crate::marks::ConnMarks;
 use crate::ratelimit::ProbesConfig;
 use crate::scan::ScanConfig;
+pub use syslog::{Facility, Format, SyslogConfig, SyslogConfigError, Target};
 
 /// A configuration that cannot be used.
 #[derive(Debug, Error)]
@@ -296,13 +298,12 @@ impl Settings {
             message: e.to_string(),
         };
         // Read the file ourselves so a missing or unreadable file gets a plain message.
-        let text =
-            crate::io::files::read_regular(path, crate::io::files::MAX_FILE).map_err(|e| {
-                ConfigError::Load {
-                    path: shown.clone(),
-                    message: e.to_string(),
-                }
-            })?;
+        let text = crate::files::read_regular(path, crate::files::MAX_FILE).map_err(|e| {
+            ConfigError::Load {
+                path: shown.clone(),
+                message: e.to_string(),
+            }
+        })?;
         let env_source = config::Environment::with_prefix("STATEWALL")
             .prefix_separator("_")
             .separator("__")
