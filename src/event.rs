@@ -168,11 +168,12 @@ mod tests {
 
     #[test]
     fn a_logged_packet_keeps_the_header_fields() {
-        let mut bytes = Vec::new();
-        etherparse::PacketBuilder::ipv4([198, 51, 100, 2], [203, 0, 113, 2], 61)
-            .udp(5353, 53)
-            .write(&mut bytes, b"q")
-            .expect("write");
+        let bytes = crate::testing::Pair::V4
+            .ports(5353, 53)
+            .udp(crate::testing::Side::Client)
+            .data(b"q")
+            .ttl(61)
+            .build();
         let meta = PacketMeta {
             in_iface: Some("cli0"),
             ..PacketMeta::default()

@@ -1,18 +1,27 @@
 //! statewall: a stateful firewall and connection-tracking gateway for Linux.
 //!
-//! # Architecture
+//! # The packet's way
 //!
 //! ```text
-//!  kernel: iptables FORWARD -j NFQUEUE ──► io::queue worker ──► Engine::process(bytes, meta, now)
-//!                                                                   │
-//!        verdict (accept/drop) ◄────────────────────────────────────┤ Decision
-//!        io::rst raw sockets   ◄── actions (SendRst, Log, Alert) ───┘
+//! kernel ─ NFQUEUE ─► io::queue ─► engine::Engine::process(bytes, meta, now)
+//!                                   packet::Packet::decode        decoding, one borrowed view
+//!                                   block list                    scan-blocked sources
+//!                                   conntrack::Conntrack::track   per-protocol tracking
+//!                                   engine admission              rules::Policy for new flows
+//!                                   engine observers              scan::ScanDetector
+//!                                 ◄─ engine::Decision { verdict, state, action, events }
+//! io::queue ◄─ verdict::Verdict (Accept(Pass) | Drop(DropReason))
+//! io::actions ◄─ verdict::Action (SendRst, SendUnreachable) ─► respond (bytes) ─► io::rawsend
+//!             ◄─ event::Event (rule matches, scan alerts, blocks) ─► io::syslog, the journal
+//! engine::Engine::on_timer(now): expiry, time-driven scan alerts, block expiry (daemon timer)
 //! ```
 //!
-//! The [`engine`] is sans-IO: packet bytes and a timestamp go in, a [`engine::Decision`] comes
-//! out. It owns the connection-tracking table ([`conntrack`]), the compiled rules ([`rules`]),
-//! the scan detector ([`scan`]) and the counters. It never touches a socket, a file or the clock;
-//! everything that does lives in [`io`] and the daemon wiring, and stays thin.
+//! The core is sans-IO: [`packet`], [`verdict`], [`conntrack`], [`engine`], [`rules`],
+//! [`scan`], [`respond`], [`ratelimit`], [`block`] and [`event`] take bytes and a timestamp and
+//! return values; none touches a socket, a file or the clock. The edges do: [`io`] (queues,
+//! iptables, raw sockets, syslog, ctnetlink), [`daemon`], [`control`], [`replay`], with their
+//! settings in [`config`]. `testing` (in tests, and with the `testing` feature) builds packets for
+//! every test, bench and fuzz seed.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 // No panics on input paths: outside tests, every unwrap/expect/panic is an error; the rare

@@ -320,7 +320,7 @@ fn report(out: &mut impl Write, opts: ReplayOptions, r: &Reported<'_>) -> Result
 mod tests {
     use super::*;
     use crate::engine::EngineConfig;
-    use etherparse::PacketBuilder;
+    use crate::testing::{Pair, Side, ACK, FIN, RST, SYN};
     use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 
     fn capture(link: DataLink, frames: &[Vec<u8>]) -> Vec<u8> {
@@ -337,24 +337,19 @@ mod tests {
     }
 
     fn tcp(from_client: bool, flags: &str, seq: u32, ack: u32) -> Vec<u8> {
-        let (s, d, sp, dp) = if from_client {
-            ([198, 51, 100, 2], [203, 0, 113, 2], 40000, 80)
+        let side = if from_client {
+            Side::Client
         } else {
-            ([203, 0, 113, 2], [198, 51, 100, 2], 80, 40000)
+            Side::Server
         };
-        let mut b = PacketBuilder::ipv4(s, d, 64).tcp(sp, dp, seq, 1000);
-        for c in flags.chars() {
-            b = match c {
-                'S' => b.syn(),
-                'A' => b.ack(ack),
-                'F' => b.fin(),
-                'R' => b.rst(),
-                _ => b,
-            };
-        }
-        let mut out = Vec::new();
-        b.write(&mut out, &[]).expect("write");
-        out
+        let bits = flags.chars().fold(0, |f, c| match c {
+            'S' => f | SYN,
+            'A' => f | ACK,
+            'F' => f | FIN,
+            'R' => f | RST,
+            _ => f,
+        });
+        Pair::V4.tcp(side, bits, seq, ack).window(1000).build()
     }
 
     fn ethernet(ip: &[u8]) -> Vec<u8> {

@@ -23,7 +23,7 @@ pub struct TimerReport {
 
 impl Engine {
     /// Time-driven work; call it every 250 ms or so (the scan detector's "filtered" scans need
-    /// that resolution). At most every [`SWEEP_EVERY`] it also sweeps the table; expired
+    /// that resolution). At most once a second (`SWEEP_EVERY`) it also sweeps the table; expired
     /// connections are reported to the scan detector as closed. Then the scan detector's own
     /// timers run, and blocks expire.
     pub fn on_timer(&self, now: Timestamp) -> TimerReport {

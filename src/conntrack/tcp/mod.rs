@@ -1,7 +1,7 @@
 //! The TCP state machine as seen from the middle, with window tracking.
 //!
 //! States and transitions follow Linux `nf_conntrack_proto_tcp.c` (itself RFC 9293 seen from a
-//! middlebox): [`transitions`] holds the table, [`window`] the window check, and
+//! middlebox): `transitions` holds the table, `window` the window check, and
 //! [`TcpConn::track`] drives them for one segment (checks first, then the transition). Where a
 //! segment meets the connection table is `conntrack/segment.rs`.
 //!

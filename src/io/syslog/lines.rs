@@ -137,12 +137,8 @@ mod tests {
     }
 
     fn udp(payload: &[u8]) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        etherparse::PacketBuilder::ipv4([198, 51, 100, 2], [203, 0, 113, 2], 64)
-            .udp(5353, 53)
-            .write(&mut bytes, payload)
-            .expect("write");
-        bytes
+        let p = crate::testing::Pair::V4.ports(5353, 53);
+        p.udp(crate::testing::Side::Client).data(payload).build()
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! - the `[syslog]` section is [`crate::config::SyslogConfig`];
 //! - [`lines`]: the typed [`Event`](crate::event::Event)s rendered as `KEY=value` bodies, with
 //!   their severities;
-//! - [`format`]: a body framed as one RFC 3164 or RFC 5424 line (pure);
+//! - [`format`](mod@format): a body framed as one RFC 3164 or RFC 5424 line (pure);
 //! - [`sender`]: the thread that delivers lines, and the [`SyslogHandle`] that feeds it.
 //!
 //! [`SyslogHandle::send`] only puts the event on a bounded channel (dropping and counting it
