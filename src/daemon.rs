@@ -229,7 +229,11 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         queues.push((num, queue::open(num, opts)?));
     }
 
-    let plan = Plan::new(&settings.queue, &settings.netfilter);
+    let plan = Plan::new(
+        &settings.queue,
+        &settings.netfilter,
+        settings.offload_active(),
+    );
     if manage {
         if let Err(e) = plan.install() {
             tracing::error!(

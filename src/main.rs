@@ -362,7 +362,11 @@ fn cmd_print_rules(config: Option<&Path>) -> ExitCode {
         },
         None => Settings::default(),
     };
-    let plan = Plan::new(&settings.queue, &settings.netfilter);
+    let plan = Plan::new(
+        &settings.queue,
+        &settings.netfilter,
+        settings.offload_active(),
+    );
     for rule in &plan.install {
         println!("{rule}");
     }

@@ -78,6 +78,9 @@ pub struct QueueSection {
     /// When the queue is full or statewall is not running, let packets through
     /// (`--queue-bypass` / fail-open) instead of dropping them.
     pub fail_open: bool,
+    /// With several queues, pick a packet's queue by the CPU that handles it
+    /// (`--queue-cpu-fanout`) instead of by a hash of its addresses.
+    pub cpu_fanout: bool,
 }
 
 impl Default for QueueSection {
@@ -89,6 +92,7 @@ impl Default for QueueSection {
             gso: true,
             max_len: 4096,
             fail_open: false,
+            cpu_fanout: true,
         }
     }
 }
@@ -164,6 +168,22 @@ impl Default for HaSection {
             enable: false,
             takeover_window: 10,
         }
+    }
+}
+
+/// `[offload]`: the kernel fast path for flows statewall has validated (docs/performance.md).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OffloadSection {
+    /// Let the kernel forward the middle of validated flows (packets without SYN, FIN or RST
+    /// of connections the kernel calls ESTABLISHED) without queueing them to statewall. Needs
+    /// kernel connection tracking: off with `[netfilter] notrack = true`.
+    pub enable: bool,
+}
+
+impl Default for OffloadSection {
+    fn default() -> Self {
+        OffloadSection { enable: true }
     }
 }
 
@@ -279,6 +299,8 @@ pub struct Settings {
     pub syslog: SyslogConfig,
     /// `[ha]`: one gateway of a pair.
     pub ha: HaSection,
+    /// `[offload]`: the kernel fast path.
+    pub offload: OffloadSection,
 }
 
 impl Settings {
@@ -391,6 +413,12 @@ impl Settings {
             return bad("log.level", "not a log level or filter directive");
         }
         Ok(())
+    }
+
+    /// Whether the kernel fast path is in force: enabled, and the kernel tracks the diverted
+    /// traffic (with NOTRACK it has no connection to carry).
+    pub fn offload_active(&self) -> bool {
+        self.offload.enable && !self.netfilter.notrack
     }
 
     /// The engine part of the settings.

@@ -13,16 +13,32 @@
 //! -I FORWARD 1 -j STATEWALL                             # likewise INPUT / OUTPUT
 //! ```
 //!
-//! With kernel connection tracking (no `notrack`), one more rule per hook saves the ADMITTED bit
-//! that statewall's accept verdicts put on the packet mark into the connection mark (see
-//! [`crate::marks`]): in mangle POSTROUTING (forward, output) and security INPUT (input), after
-//! the filter table where the verdict was given.
+//! With kernel connection tracking (no `notrack`), statewall's two connection mark bits
+//! ([`crate::marks`], ADMITTED `A` and FASTPATH `F`, default 0x10000000 and 0x20000000) travel
+//! between the kernel's connection and the packets statewall judges:
 //!
 //! ```text
+//! # the kernel fast path ([offload] enable): the middle of flows statewall validated
+//! -A STATEWALL -p tcp --tcp-flags SYN,FIN,RST NONE -m connmark --mark F/F -m conntrack --ctstate ESTABLISHED -j ACCEPT
+//! -A STATEWALL ! -p tcp -m connmark --mark F/F -m conntrack --ctstate ESTABLISHED -j ACCEPT
+//! # what the kernel knows of the flow, into the packet mark statewall receives
+//! -A STATEWALL -j CONNMARK --restore-mark --nfmask A|F --ctmask A|F
+//! -A STATEWALL -j NFQUEUE ...
+//! # after the filter table (an accept verdict moves the packet on to the next hook): the
+//! # bits of statewall's verdict into the connection mark
 //! -t mangle -N STATEWALL
-//! -t mangle -A STATEWALL -m mark --mark 0x10000000/0x10000000 -j CONNMARK --save-mark --nfmask 0x10000000 --ctmask 0x10000000
+//! -t mangle -A STATEWALL -m mark --mark A/A -j CONNMARK --save-mark --nfmask A|F --ctmask A|F
 //! -t mangle -I POSTROUTING 1 -j STATEWALL               # security INPUT for the input hook
 //! ```
+//!
+//! The restore tells statewall, per packet, whether the kernel associated the packet with a
+//! connection statewall admitted (`A` set: the kernel's own TCP window check let it through)
+//! and whether that connection is on the fast path (`F`). The verdict of a packet of a tracked
+//! flow sets both bits (ADMITTED, and FASTPATH while the flow may bypass the queue); the save
+//! rule, which only sees packets carrying `A`, writes them back, so a flow leaves the fast path
+//! with the verdict that says so (its first FIN or RST, for one). Packets of the fast path never
+//! reach the restore, so they never carry `A` in their packet mark and the save rule leaves
+//! them alone. Every other mark bit stays as it is.
 //!
 //! The rules are data ([`Plan`]: a list of [`Rule`]s, each naming its family and table), so
 //! `statewall print-rules` shows exactly what the daemon installs, and more rules (in any
@@ -159,8 +175,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The rules for `queue` and `netfilter`.
-    pub fn new(queue: &QueueSection, netfilter: &NetfilterSection) -> Plan {
+    /// The rules for `queue` and `netfilter`; `offload`: the kernel fast path is on (ignored
+    /// with notrack, which leaves the kernel no connection to carry).
+    pub fn new(queue: &QueueSection, netfilter: &NetfilterSection, offload: bool) -> Plan {
         let mut hooks: Vec<Hook> = Vec::new();
         for h in &netfilter.hooks {
             if !hooks.contains(h) {
@@ -187,6 +204,9 @@ impl Plan {
             install.push(r(&[
                 "-A", CHAIN, "-m", "mark", "--mark", &mark, "-j", "RETURN",
             ]));
+            if !netfilter.notrack {
+                install.extend(mark_rules(family, netfilter, offload));
+            }
             let mut queue_rule = vec!["-A", CHAIN];
             queue_rule.extend(target.iter().map(String::as_str));
             install.push(r(&queue_rule));
@@ -422,12 +442,76 @@ fn restore(family: Family, input: &str, test: bool) -> Result<(), NetfilterError
     }
 }
 
-/// The rules that save the ADMITTED bit of the packet mark into the connection mark, after the
-/// filter table: mangle POSTROUTING for the forward and output hooks, security INPUT for the
-/// input hook. Only that bit is written, and only set (never cleared) by these rules.
+/// The filter-table rules before the queue: the fast path (with `offload`), then the restore
+/// of statewall's connection mark bits into the packet mark (see the module doc).
+fn mark_rules(family: Family, netfilter: &NetfilterSection, offload: bool) -> Vec<Rule> {
+    let marks = netfilter.marks();
+    let f = format!("0x{:x}", marks.fastpath());
+    let marked = format!("{f}/{f}");
+    let both = format!("0x{:x}", marks.mask());
+    let r = |args: &[&str]| Rule::new(family, "filter", args);
+    let mut rules = Vec::new();
+    if offload {
+        rules.push(r(&[
+            "-A",
+            CHAIN,
+            "-p",
+            "tcp",
+            "--tcp-flags",
+            "SYN,FIN,RST",
+            "NONE",
+            "-m",
+            "connmark",
+            "--mark",
+            &marked,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "ESTABLISHED",
+            "-j",
+            "ACCEPT",
+        ]));
+        rules.push(r(&[
+            "-A",
+            CHAIN,
+            "!",
+            "-p",
+            "tcp",
+            "-m",
+            "connmark",
+            "--mark",
+            &marked,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "ESTABLISHED",
+            "-j",
+            "ACCEPT",
+        ]));
+    }
+    rules.push(r(&[
+        "-A",
+        CHAIN,
+        "-j",
+        "CONNMARK",
+        "--restore-mark",
+        "--nfmask",
+        &both,
+        "--ctmask",
+        &both,
+    ]));
+    rules
+}
+
+/// The rules that save statewall's bits of the packet mark (ADMITTED, FASTPATH) into the
+/// connection mark, after the filter table: mangle POSTROUTING for the forward and output
+/// hooks, security INPUT for the input hook. Only packets carrying ADMITTED (restored from the
+/// connection, or set by the verdict) are saved, and only statewall's two bits are written.
 fn connmark_rules(family: Family, hooks: &[Hook], netfilter: &NetfilterSection) -> Vec<Rule> {
-    let bit = format!("0x{:x}", netfilter.marks().admitted());
+    let marks = netfilter.marks();
+    let bit = format!("0x{:x}", marks.admitted());
     let bits = format!("{bit}/{bit}");
+    let both = format!("0x{:x}", marks.mask());
     let save = [
         "-A",
         CHAIN,
@@ -439,9 +523,9 @@ fn connmark_rules(family: Family, hooks: &[Hook], netfilter: &NetfilterSection) 
         "CONNMARK",
         "--save-mark",
         "--nfmask",
-        &bit,
+        &both,
         "--ctmask",
-        &bit,
+        &both,
     ];
     let mut rules = Vec::new();
     let forward_or_output = hooks
@@ -471,7 +555,9 @@ fn nfqueue_target(q: &QueueSection) -> Vec<String> {
             "--queue-balance".to_string(),
             format!("{}:{}", q.first, last),
         ]);
-        t.push("--queue-cpu-fanout".to_string());
+        if q.cpu_fanout {
+            t.push("--queue-cpu-fanout".to_string());
+        }
     }
     if q.fail_open {
         t.push("--queue-bypass".to_string());
@@ -520,6 +606,14 @@ pub fn remove_all() -> Result<bool, NetfilterError> {
 mod tests {
     use super::*;
 
+    fn plan_with(q: QueueSection, n: NetfilterSection, offload: bool) -> Vec<String> {
+        Plan::new(&q, &n, offload)
+            .install
+            .iter()
+            .map(|r| r.to_string())
+            .collect()
+    }
+
     fn plan(count: u16, fail_open: bool, hooks: Vec<Hook>, notrack: bool) -> Vec<String> {
         let q = QueueSection {
             count,
@@ -531,11 +625,7 @@ mod tests {
             notrack,
             ..NetfilterSection::default()
         };
-        Plan::new(&q, &n)
-            .install
-            .iter()
-            .map(|r| r.to_string())
-            .collect()
+        plan_with(q, n, true)
     }
 
     #[test]
@@ -548,21 +638,64 @@ mod tests {
                 "iptables -w -A STATEWALL -i lo -j RETURN",
                 "iptables -w -A STATEWALL -o lo -j RETURN",
                 "iptables -w -A STATEWALL -m mark --mark 0x5717 -j RETURN",
+                "iptables -w -A STATEWALL -p tcp --tcp-flags SYN,FIN,RST NONE -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT",
+                "iptables -w -A STATEWALL ! -p tcp -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT",
+                "iptables -w -A STATEWALL -j CONNMARK --restore-mark --nfmask 0x30000000 --ctmask 0x30000000",
                 "iptables -w -A STATEWALL -j NFQUEUE --queue-num 0",
                 "iptables -w -I FORWARD 1 -j STATEWALL",
                 "iptables -w -t mangle -N STATEWALL",
-                "iptables -w -t mangle -A STATEWALL -m mark --mark 0x10000000/0x10000000 -j CONNMARK --save-mark --nfmask 0x10000000 --ctmask 0x10000000",
+                "iptables -w -t mangle -A STATEWALL -m mark --mark 0x10000000/0x10000000 -j CONNMARK --save-mark --nfmask 0x30000000 --ctmask 0x30000000",
                 "iptables -w -t mangle -I POSTROUTING 1 -j STATEWALL",
                 "ip6tables -w -N STATEWALL",
                 "ip6tables -w -A STATEWALL -i lo -j RETURN",
                 "ip6tables -w -A STATEWALL -o lo -j RETURN",
                 "ip6tables -w -A STATEWALL -m mark --mark 0x5717 -j RETURN",
+                "ip6tables -w -A STATEWALL -p tcp --tcp-flags SYN,FIN,RST NONE -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT",
+                "ip6tables -w -A STATEWALL ! -p tcp -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT",
+                "ip6tables -w -A STATEWALL -j CONNMARK --restore-mark --nfmask 0x30000000 --ctmask 0x30000000",
                 "ip6tables -w -A STATEWALL -j NFQUEUE --queue-num 0",
                 "ip6tables -w -I FORWARD 1 -j STATEWALL",
                 "ip6tables -w -t mangle -N STATEWALL",
-                "ip6tables -w -t mangle -A STATEWALL -m mark --mark 0x10000000/0x10000000 -j CONNMARK --save-mark --nfmask 0x10000000 --ctmask 0x10000000",
+                "ip6tables -w -t mangle -A STATEWALL -m mark --mark 0x10000000/0x10000000 -j CONNMARK --save-mark --nfmask 0x30000000 --ctmask 0x30000000",
                 "ip6tables -w -t mangle -I POSTROUTING 1 -j STATEWALL",
             ]
+        );
+    }
+
+    #[test]
+    fn fast_path_off_keeps_the_restore_and_follows_the_mask() {
+        let n = NetfilterSection {
+            connmark_mask: 0x0300_0000,
+            ..NetfilterSection::default()
+        };
+        let p = plan_with(QueueSection::default(), n.clone(), false);
+        assert!(!p.iter().any(|r| r.contains("-j ACCEPT")), "{p:?}");
+        assert!(p.contains(
+            &"iptables -w -A STATEWALL -j CONNMARK --restore-mark --nfmask 0x3000000 --ctmask 0x3000000"
+                .to_string()
+        ));
+        let p = plan_with(QueueSection::default(), n, true);
+        assert!(p.contains(
+            &"ip6tables -w -A STATEWALL ! -p tcp -m connmark --mark 0x2000000/0x2000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT"
+                .to_string()
+        ));
+        // The fast path and the restore come before the queue, in this order.
+        let at = |needle: &str| p.iter().position(|r| r.contains(needle)).expect(needle);
+        assert!(at("-p tcp --tcp-flags") < at("--restore-mark"));
+        assert!(at("--restore-mark") < at("NFQUEUE"));
+    }
+
+    #[test]
+    fn no_fast_path_without_kernel_tracking() {
+        let n = NetfilterSection {
+            notrack: true,
+            ..NetfilterSection::default()
+        };
+        let p = plan_with(QueueSection::default(), n, true);
+        assert!(
+            !p.iter()
+                .any(|r| r.contains("connmark") || r.contains("CONNMARK")),
+            "{p:?}"
         );
     }
 
@@ -579,9 +712,9 @@ mod tests {
             connmark_mask: 0x0300_0000,
             ..NetfilterSection::default()
         };
-        let p = Plan::new(&QueueSection::default(), &n);
+        let p = Plan::new(&QueueSection::default(), &n, true);
         assert!(p.install.iter().any(|r| r.to_string().contains(
-            "--mark 0x1000000/0x1000000 -j CONNMARK --save-mark --nfmask 0x1000000 --ctmask 0x1000000"
+            "--mark 0x1000000/0x1000000 -j CONNMARK --save-mark --nfmask 0x3000000 --ctmask 0x3000000"
         )));
     }
 
@@ -600,6 +733,13 @@ mod tests {
         ));
         assert!(p.contains(&"ip6tables -w -I INPUT 1 -j STATEWALL".to_string()));
         assert!(!p.iter().any(|r| r.contains("raw")));
+        let q = QueueSection {
+            count: 2,
+            cpu_fanout: false,
+            ..QueueSection::default()
+        };
+        let p = plan_with(q, NetfilterSection::default(), true);
+        assert!(p.contains(&"iptables -w -A STATEWALL -j NFQUEUE --queue-balance 0:1".to_string()));
     }
 
     #[test]
@@ -648,20 +788,24 @@ mod tests {
     fn install_replaces_an_earlier_run_in_one_transaction_per_table() {
         let q = QueueSection::default();
         let n = NetfilterSection::default();
-        let text = Plan::new(&q, &n).restore_input(Family::V4, SAVED);
+        let text = Plan::new(&q, &n, true).restore_input(Family::V4, SAVED);
         assert_eq!(
             text,
             "*filter\n:STATEWALL - [0:0]\n-D FORWARD -j STATEWALL\n-D FORWARD -s 10.0.0.0/8 -j STATEWALL\n\
              -A STATEWALL -i lo -j RETURN\n-A STATEWALL -o lo -j RETURN\n\
-             -A STATEWALL -m mark --mark 0x5717 -j RETURN\n-A STATEWALL -j NFQUEUE --queue-num 0\n\
+             -A STATEWALL -m mark --mark 0x5717 -j RETURN\n\
+             -A STATEWALL -p tcp --tcp-flags SYN,FIN,RST NONE -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT\n\
+             -A STATEWALL ! -p tcp -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT\n\
+             -A STATEWALL -j CONNMARK --restore-mark --nfmask 0x30000000 --ctmask 0x30000000\n\
+             -A STATEWALL -j NFQUEUE --queue-num 0\n\
              -I FORWARD 1 -j STATEWALL\nCOMMIT\n\
              *mangle\n:STATEWALL - [0:0]\n\
-             -A STATEWALL -m mark --mark 0x10000000/0x10000000 -j CONNMARK --save-mark --nfmask 0x10000000 --ctmask 0x10000000\n\
+             -A STATEWALL -m mark --mark 0x10000000/0x10000000 -j CONNMARK --save-mark --nfmask 0x30000000 --ctmask 0x30000000\n\
              -I POSTROUTING 1 -j STATEWALL\nCOMMIT\n\
              *raw\n:STATEWALL - [0:0]\n-D PREROUTING -j STATEWALL\n-X STATEWALL\nCOMMIT\n"
         );
         // Nothing there before: no deletions, no raw table touched.
-        let fresh = Plan::new(&q, &n).restore_input(Family::V6, "");
+        let fresh = Plan::new(&q, &n, true).restore_input(Family::V6, "");
         assert!(!fresh.contains("-D ") && !fresh.contains("*raw"), "{fresh}");
         assert!(
             fresh.ends_with("-I POSTROUTING 1 -j STATEWALL\nCOMMIT\n"),
