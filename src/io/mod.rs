@@ -1,11 +1,12 @@
 //! I/O at the edge: everything that touches the kernel or a socket lives here and stays thin
-//! (NFQUEUE workers, iptables rules, the kernel conntrack table over ctnetlink, raw sockets,
-//! syslog, execution of engine actions).
+//! (NFQUEUE workers, iptables rules, the kernel conntrack table over ctnetlink and the kernel
+//! side of the fast path, raw sockets, syslog, execution of engine actions).
 
 pub mod actions;
 pub mod ctnetlink;
 pub mod kernel_flows;
 pub mod netfilter;
+pub mod offload;
 pub mod queue;
 pub mod rawsend;
 pub mod syslog;
