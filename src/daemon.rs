@@ -226,7 +226,12 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     let first = settings.queue.first;
     let mut queues = Vec::new();
     for num in first..=first.saturating_add(settings.queue.count - 1) {
-        queues.push((num, queue::open(num, opts)?));
+        let mut q = queue::open(num, opts)?;
+        if settings.queue.recv_buffer > 0 {
+            let granted = queue::set_recv_buffer(&mut q, num, settings.queue.recv_buffer)?;
+            tracing::info!(queue = num, bytes = granted, "receive buffer set");
+        }
+        queues.push((num, q));
     }
 
     let plan = Plan::new(
@@ -322,6 +327,7 @@ fn serve(
             actions: Arc::clone(&actions),
             start,
             marks: (!settings.netfilter.notrack).then(|| settings.netfilter.marks()),
+            batching: queue::Batching::from(&settings.queue),
         };
         let tx = tx.clone();
         let spawned = thread::Builder::new()

@@ -81,6 +81,16 @@ pub struct QueueSection {
     /// With several queues, pick a packet's queue by the CPU that handles it
     /// (`--queue-cpu-fanout`) instead of by a hash of its addresses.
     pub cpu_fanout: bool,
+    /// Packets taken from the kernel per receive system call at most (`recvmmsg`).
+    pub recv_batch: usize,
+    /// Verdicts held before they are sent to the kernel together.
+    pub verdict_batch: usize,
+    /// Microseconds the oldest held verdict may wait for more (held verdicts are sent anyway
+    /// as soon as no packet is waiting).
+    pub verdict_delay_us: u64,
+    /// Receive buffer of each queue's socket, bytes (0: the system's default,
+    /// `net.core.rmem_default`).
+    pub recv_buffer: usize,
 }
 
 impl Default for QueueSection {
@@ -93,6 +103,10 @@ impl Default for QueueSection {
             max_len: 4096,
             fail_open: false,
             cpu_fanout: true,
+            recv_batch: 16,
+            verdict_batch: 32,
+            verdict_delay_us: 200,
+            recv_buffer: 0,
         }
     }
 }
@@ -367,6 +381,18 @@ impl Settings {
         }
         if q.max_len == 0 {
             return bad("queue.max_len", "must be at least 1");
+        }
+        if !(1..=nfq::RECV_BATCH_MAX).contains(&q.recv_batch) {
+            return bad("queue.recv_batch", "must be 1 to 64");
+        }
+        if !(1..=1024).contains(&q.verdict_batch) {
+            return bad("queue.verdict_batch", "must be 1 to 1024");
+        }
+        if q.verdict_delay_us > 100_000 {
+            return bad("queue.verdict_delay_us", "at most 100000 (0.1 s)");
+        }
+        if q.recv_buffer > 1 << 30 {
+            return bad("queue.recv_buffer", "at most 1 GiB");
         }
         if let Err(e) = ConnMarks::new(self.netfilter.connmark_mask, self.netfilter.mark) {
             return bad("netfilter.connmark_mask", &e.to_string());

@@ -80,7 +80,10 @@ impl OffloadSync {
     /// One pass over the kernel's fast-path flows: `keep(flow)` refreshes statewall's entry of
     /// a flow it still holds on the fast path and says so; every other flow loses the FASTPATH
     /// bit (ADMITTED stays: statewall did admit it).
-    pub fn pass(&mut self, mut keep: impl FnMut(&KernelFlow) -> bool) -> Result<SyncReport, CtError> {
+    pub fn pass(
+        &mut self,
+        mut keep: impl FnMut(&KernelFlow) -> bool,
+    ) -> Result<SyncReport, CtError> {
         let marks = self.marks;
         let mut attempts = 0;
         let mut report = loop {

@@ -7,15 +7,24 @@
 //! and answered with a drop, and a panic while performing the actions (answers, log lines) is
 //! caught and counted too, the verdict standing.
 //!
-//! Every turn of a worker's loop records a heartbeat ([`QueueCounters::heartbeat_ms`]); the
-//! daemon pings the systemd watchdog only while every worker beats, so a dead or stuck worker
-//! stops the pings. The kernel reports socket-buffer overflows (`ENOBUFS`, counted as
-//! `enobufs`): packets were lost before statewall could see them.
+//! System calls are batched ([`Batching`], `[queue] recv_batch`, `verdict_batch`,
+//! `verdict_delay_us`): one `recvmmsg` takes every packet already waiting (up to
+//! `recv_batch`), and verdicts are held and sent several per `sendto` — runs of accepts merged
+//! into one `NFQNL_MSG_VERDICT_BATCH` by the patched `nfq` — once `verdict_batch` are held,
+//! once the oldest has waited `verdict_delay_us`, or as soon as no packet is waiting (before a
+//! receive would block), so no packet waits for the next one. The per-packet work
+//! ([`Judge`]) allocates nothing.
+//!
+//! Every turn of a worker's loop records a heartbeat ([`QueueCounters::heartbeat_ms`]), and an
+//! idle worker wakes up from its receive every [`HEARTBEAT`] to beat; the daemon pings the
+//! systemd watchdog only while every worker beats, so a dead or stuck worker stops the pings.
+//! The kernel reports socket-buffer overflows (`ENOBUFS`, counted as `enobufs`): packets were
+//! lost before statewall could see them.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -94,6 +103,56 @@ pub fn open(num: u16, opts: QueueOptions) -> Result<nfq::Queue, QueueError> {
     Ok(q)
 }
 
+/// Sets the receive buffer of queue `num`'s socket to `bytes` (`SO_RCVBUFFORCE`, or
+/// `SO_RCVBUF` up to `net.core.rmem_max` without the capability); returns the size the kernel
+/// granted (it doubles the request for its bookkeeping).
+pub fn set_recv_buffer(q: &mut nfq::Queue, num: u16, bytes: usize) -> Result<usize, QueueError> {
+    q.set_recv_buffer_size(bytes)
+        .map_err(|source| QueueError::Configure {
+            queue: num,
+            what: "set the receive buffer",
+            source,
+        })
+}
+
+/// How an idle worker's receive waits at most before it beats.
+pub const HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// How a worker batches its system calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Batching {
+    /// Packets taken per receive system call at most (`recvmmsg`; 1: one `recv` each).
+    pub recv: usize,
+    /// Verdicts held before they are sent together (1: each at once).
+    pub verdicts: usize,
+    /// How long the oldest held verdict may wait for more.
+    pub delay: Duration,
+}
+
+impl From<&QueueSection> for Batching {
+    fn from(q: &QueueSection) -> Self {
+        Batching {
+            recv: q.recv_batch,
+            verdicts: q.verdict_batch,
+            delay: Duration::from_micros(q.verdict_delay_us),
+        }
+    }
+}
+
+impl Batching {
+    /// Applies the batching and the heartbeat timeout to `q`.
+    pub fn apply(&self, q: &mut nfq::Queue, num: u16) -> Result<(), QueueError> {
+        q.set_recv_batch(self.recv);
+        q.set_verdict_batch(self.verdicts, Some(self.delay));
+        q.set_recv_timeout(Some(HEARTBEAT))
+            .map_err(|source| QueueError::Configure {
+                queue: num,
+                what: "set the receive timeout",
+                source,
+            })
+    }
+}
+
 /// Counters of one queue worker.
 #[derive(Debug, Default)]
 pub struct QueueCounters {
@@ -112,10 +171,9 @@ pub struct QueueCounters {
     /// Panics caught: in the engine (the packet was dropped) or in action handling (the
     /// verdict stood).
     pub panics: AtomicU64,
-    /// Milliseconds since the daemon's start at the worker's last loop turn.
+    /// Milliseconds since the daemon's start at the worker's last loop turn (an idle worker
+    /// turns every [`HEARTBEAT`]).
     pub heartbeat_ms: AtomicU64,
-    /// The worker is blocked waiting for the kernel (an idle queue is alive).
-    pub waiting: AtomicBool,
 }
 
 impl QueueCounters {
@@ -140,12 +198,9 @@ impl QueueCounters {
         self.heartbeat_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// How long the worker has been silent at `now` (time since the daemon's start): zero
-    /// while it waits for the kernel, otherwise the time since its last beat.
+    /// How long the worker has been silent at `now` (time since the daemon's start): the time
+    /// since its last beat.
     pub fn silent_for(&self, now: Duration) -> Duration {
-        if self.waiting.load(Ordering::Relaxed) {
-            return Duration::ZERO;
-        }
         let last = Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed));
         now.saturating_sub(last)
     }
@@ -192,6 +247,8 @@ pub struct Worker {
     /// packets of tracked flows leave with the ADMITTED bit, which netfilter saves into their
     /// connection mark ([`crate::marks`]).
     pub marks: Option<ConnMarks>,
+    /// How system calls are batched.
+    pub batching: Batching,
 }
 
 /// Why a worker stopped.
@@ -211,33 +268,42 @@ const MAX_RECV_FAILURES: u32 = 100;
 
 impl Worker {
     /// Receives and judges packets until the socket fails persistently. Transient receive
-    /// errors (ENOBUFS, EINTR) are counted and the loop goes on.
+    /// errors (ENOBUFS, EINTR) are counted and the loop goes on; an expired receive timeout
+    /// (an idle queue) is a heartbeat.
     pub fn run(self, mut queue: nfq::Queue) -> WorkerFailed {
-        let mut names = IfNames::default();
+        if let Err(e) = self.batching.apply(&mut queue, self.num) {
+            tracing::warn!(error = %e, "batching not applied: one system call per packet");
+        }
+        let mut judge = Judge::new(
+            self.num,
+            self.engine,
+            self.counters,
+            self.actions,
+            self.start,
+            self.marks,
+        );
+        let counters = Arc::clone(&judge.counters);
         let mut failures = 0u32;
         let mut received = 0u64;
         loop {
-            self.counters.beat(self.start.elapsed());
+            counters.beat(judge.start.elapsed());
             let result = if received > 0 && fault::injected(Fault::RecvError) {
                 Err(std::io::Error::other("injected receive failure"))
             } else {
-                self.counters.waiting.store(true, Ordering::Relaxed);
-                let r = queue.recv();
-                self.counters.waiting.store(false, Ordering::Relaxed);
-                self.counters.beat(self.start.elapsed());
-                r
+                queue.recv()
             };
             let mut msg = match result {
                 Ok(m) => {
                     failures = 0;
                     m
                 }
+                Err(e) if nfq::is_timeout(&e) => continue,
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    bump(&self.counters.enobufs);
+                    bump(&counters.enobufs);
                     continue;
                 }
                 Err(e) => {
-                    bump(&self.counters.recv_errors);
+                    bump(&counters.recv_errors);
                     if e.kind() == ErrorKind::Interrupted {
                         continue;
                     }
@@ -255,60 +321,23 @@ impl Worker {
                 }
             };
             received += 1;
-            bump(&self.counters.packets);
-            let (indev, outdev) = (msg.get_indev(), msg.get_outdev());
-            names.learn(indev);
-            names.learn(outdev);
-            let meta = PacketMeta {
-                wire_len: Some(msg.get_original_len()),
-                in_iface: names.get(indev),
-                out_iface: names.get(outdev),
-            };
-            let now = Timestamp::from_duration(self.start.elapsed());
-            let payload = msg.get_payload();
-            // Accepted, and a packet of a tracked flow (the flow is admitted).
-            let (accept, admitted) = match catch_unwind(AssertUnwindSafe(|| {
-                self.engine.process(payload, &meta, now)
-            })) {
-                Ok(decision) => {
-                    let admitted = decision.state.is_some();
-                    let accept = decision.accepted();
-                    let work = decision.action.is_some() || !decision.events.is_empty();
-                    let performed = catch_unwind(AssertUnwindSafe(|| {
-                        if fault::injected(Fault::ActionPanic) && work {
-                            // The fault the e2e tests inject (feature `fault-injection` only):
-                            // this panic is the point, and the catch around it is under test.
-                            #[allow(clippy::panic)]
-                            {
-                                panic!("injected action panic");
-                            }
-                        }
-                        self.actions.handle(decision);
-                    }));
-                    if performed.is_err() {
-                        bump(&self.counters.panics);
-                        tracing::error!(queue = self.num, "action handling panicked; verdict kept");
-                    }
-                    (accept, admitted)
-                }
-                Err(_) => {
-                    bump(&self.counters.panics);
-                    tracing::error!(queue = self.num, "engine panicked; packet dropped");
-                    (false, false)
-                }
-            };
-            if accept {
-                bump(&self.counters.accepted);
-                if let Some(marks) = self.marks.filter(|_| admitted) {
-                    msg.set_nfmark(marks.admit(msg.get_nfmark()));
-                }
-                msg.set_verdict(nfq::Verdict::Accept);
-            } else {
-                bump(&self.counters.dropped);
-                msg.set_verdict(nfq::Verdict::Drop);
+            let outcome = judge.judge(&Queued {
+                payload: msg.get_payload(),
+                indev: msg.get_indev(),
+                outdev: msg.get_outdev(),
+                wire_len: msg.get_original_len(),
+                mark: msg.get_nfmark(),
+            });
+            if let Some(mark) = outcome.mark {
+                msg.set_nfmark(mark);
             }
-            if let Err(e) = queue.verdict(msg) {
-                bump(&self.counters.verdict_errors);
+            msg.set_verdict(if outcome.accept {
+                nfq::Verdict::Accept
+            } else {
+                nfq::Verdict::Drop
+            });
+            if let Err(e) = queue.queue_verdict(msg) {
+                bump(&counters.verdict_errors);
                 tracing::debug!(queue = self.num, error = %e, "verdict failed");
             }
             if fault::injected(Fault::Stall) {
@@ -316,10 +345,127 @@ impl Worker {
                     queue = self.num,
                     "injected stall: this worker stops for good"
                 );
+                // The held verdicts go out first: only this worker stops, not its packets.
+                let _ = queue.flush_verdicts();
                 loop {
                     std::thread::park();
                 }
             }
+        }
+    }
+}
+
+/// One queued packet, as a worker received it.
+#[derive(Clone, Copy, Debug)]
+pub struct Queued<'a> {
+    /// The packet from its IP header, up to the copy range.
+    pub payload: &'a [u8],
+    /// Input interface index (0: none).
+    pub indev: u32,
+    /// Output interface index (0: none).
+    pub outdev: u32,
+    /// The packet's length on the wire.
+    pub wire_len: usize,
+    /// Its packet mark (with statewall's bits restored from the connection mark).
+    pub mark: u32,
+}
+
+/// What becomes of a queued packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Accept (or drop).
+    pub accept: bool,
+    /// The packet mark to leave with, when it changes.
+    pub mark: Option<u32>,
+}
+
+/// The per-packet work of a worker, apart from the queue: the engine's decision, its actions
+/// (answers, log lines, blocks) and the verdict with its mark. Nothing a packet contains can
+/// stop it (panics are caught, counted and answered with a drop), and it allocates nothing for
+/// packets of known flows on known interfaces.
+pub struct Judge {
+    num: u16,
+    engine: Arc<Engine>,
+    counters: Arc<QueueCounters>,
+    actions: Arc<ActionHandler>,
+    start: Instant,
+    marks: Option<ConnMarks>,
+    names: IfNames,
+}
+
+impl Judge {
+    /// A judge for queue `num` (see [`Worker`] for the parts).
+    pub fn new(
+        num: u16,
+        engine: Arc<Engine>,
+        counters: Arc<QueueCounters>,
+        actions: Arc<ActionHandler>,
+        start: Instant,
+        marks: Option<ConnMarks>,
+    ) -> Judge {
+        Judge {
+            num,
+            engine,
+            counters,
+            actions,
+            start,
+            marks,
+            names: IfNames::default(),
+        }
+    }
+
+    /// Judges one packet.
+    pub fn judge(&mut self, p: &Queued<'_>) -> Outcome {
+        bump(&self.counters.packets);
+        self.names.learn(p.indev);
+        self.names.learn(p.outdev);
+        let meta = PacketMeta {
+            wire_len: Some(p.wire_len),
+            in_iface: self.names.get(p.indev),
+            out_iface: self.names.get(p.outdev),
+        };
+        let now = Timestamp::from_duration(self.start.elapsed());
+        // Accepted, and a packet of a tracked flow (the flow is admitted).
+        let (accept, admitted) = match catch_unwind(AssertUnwindSafe(|| {
+            self.engine.process(p.payload, &meta, now)
+        })) {
+            Ok(decision) => {
+                let admitted = decision.state.is_some();
+                let accept = decision.accepted();
+                let work = decision.action.is_some() || !decision.events.is_empty();
+                let performed = catch_unwind(AssertUnwindSafe(|| {
+                    if fault::injected(Fault::ActionPanic) && work {
+                        // The fault the e2e tests inject (feature `fault-injection` only):
+                        // this panic is the point, and the catch around it is under test.
+                        #[allow(clippy::panic)]
+                        {
+                            panic!("injected action panic");
+                        }
+                    }
+                    self.actions.handle(decision);
+                }));
+                if performed.is_err() {
+                    bump(&self.counters.panics);
+                    tracing::error!(queue = self.num, "action handling panicked; verdict kept");
+                }
+                (accept, admitted)
+            }
+            Err(_) => {
+                bump(&self.counters.panics);
+                tracing::error!(queue = self.num, "engine panicked; packet dropped");
+                (false, false)
+            }
+        };
+        if accept {
+            bump(&self.counters.accepted);
+            let mark = self
+                .marks
+                .filter(|_| admitted)
+                .map(|marks| marks.admit(p.mark));
+            Outcome { accept, mark }
+        } else {
+            bump(&self.counters.dropped);
+            Outcome { accept, mark: None }
         }
     }
 }
