@@ -4,8 +4,10 @@
 //! 1. load the rules (a broken file stops the start, nothing is touched);
 //! 2. detect a restart (see [`restart_detected`]) and open the pickup window;
 //! 3. open and bind every queue (so that no packet is queued to a queue nobody reads);
-//! 4. install the netfilter rules (removing leftovers of a killed run first);
-//! 5. start the workers and the timer, tell systemd `READY=1`.
+//! 4. open the control socket (a client that waits for the netfilter rules can talk to the
+//!    daemon the moment they appear; until the workers start it sees zero counters);
+//! 5. install the netfilter rules (removing leftovers of a killed run first);
+//! 6. start the workers and the timer, tell systemd `READY=1`.
 //!
 //! Then the main thread waits for events: SIGHUP reloads the rules, SIGTERM/SIGINT log a final
 //! stats line and return (workers blocked in `recv` end with the process). A worker that fails
@@ -234,6 +236,19 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         queues.push((num, q));
     }
 
+    // The control socket before the rules: whoever waits for the rules finds it listening.
+    let wiring = Wiring::new(&settings, &engine, &queues, start);
+    let control_server = match crate::control::serve(&settings.control, wiring.handler.clone()) {
+        Ok(server) => server,
+        Err(e) => {
+            tracing::error!(error = %e, "control socket unavailable; netfilter rules not touched");
+            let what = "open the control socket";
+            let source = std::io::Error::other(e.to_string());
+            return Err(DaemonError::Setup { what, source });
+        }
+    };
+    tracing::info!(socket = %control_server.path().display(), "control socket ready");
+
     let plan = Plan::new(
         &settings.queue,
         &settings.netfilter,
@@ -256,7 +271,8 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     } else {
         tracing::info!("netfilter.manage = false: no iptables rules touched (see print-rules)");
     }
-    let result = serve(&settings, &engine, queues, start, &marker);
+    let result = serve(&settings, &engine, queues, wiring, start, &marker);
+    drop(control_server);
     if manage {
         leave_rules(&settings);
     }
@@ -295,31 +311,71 @@ fn leave_rules(settings: &Settings) {
 
 type Counters = Vec<(u16, Arc<QueueCounters>)>;
 
+/// What the workers, the timer and the control socket share, made before any of them starts.
+struct Wiring {
+    /// Per-queue counters, in queue order.
+    counters: Counters,
+    /// Answers and event outputs.
+    actions: Arc<ActionHandler>,
+    /// The control socket's handler.
+    handler: Arc<DaemonControl>,
+}
+
+impl Wiring {
+    fn new(
+        settings: &Settings,
+        engine: &Arc<Engine>,
+        queues: &[(u16, nfq::Queue)],
+        start: Instant,
+    ) -> Wiring {
+        let syslog = match crate::io::syslog::Syslog::spawn(settings.syslog.clone()) {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                tracing::warn!(error = %e, "syslog output unavailable: alerts go to the log only");
+                None
+            }
+        };
+        let actions = Arc::new(ActionHandler::new(Some(settings.netfilter.mark), syslog));
+        let counters: Counters = queues
+            .iter()
+            .map(|(num, _)| (*num, Arc::new(QueueCounters::default())))
+            .collect();
+        let handler = Arc::new(DaemonControl::new(
+            settings.clone(),
+            Arc::clone(engine),
+            counters.clone(),
+            start,
+            Arc::clone(&actions),
+        ));
+        Wiring {
+            counters,
+            actions,
+            handler,
+        }
+    }
+}
+
 /// Starts workers and the timer, then handles events. Returns the queue counters and how the
 /// daemon ended.
 fn serve(
     settings: &Settings,
     engine: &Arc<Engine>,
     queues: Vec<(u16, nfq::Queue)>,
+    wiring: Wiring,
     start: Instant,
     marker: &Path,
 ) -> (Counters, Result<(), DaemonError>) {
     let (tx, rx) = mpsc::channel::<Event>();
-    let syslog = match crate::io::syslog::Syslog::spawn(settings.syslog.clone()) {
-        Ok(handle) => Some(handle),
-        Err(e) => {
-            tracing::warn!(error = %e, "syslog output unavailable: alerts go to the log only");
-            None
-        }
-    };
     if let Some(description) = engine.scan_description() {
         tracing::info!("scan detection: {description}");
     }
-    let actions = Arc::new(ActionHandler::new(Some(settings.netfilter.mark), syslog));
-    let mut counters: Counters = Vec::new();
-    for (num, q) in queues {
-        let c = Arc::new(QueueCounters::default());
-        counters.push((num, Arc::clone(&c)));
+    let Wiring {
+        counters,
+        actions,
+        handler,
+    } = wiring;
+    for ((num, q), (_, c)) in queues.into_iter().zip(&counters) {
+        let c = Arc::clone(c);
         let worker = Worker {
             num,
             engine: Arc::clone(engine),
@@ -373,23 +429,6 @@ fn serve(
         let what = "start the signal thread";
         return (counters, Err(DaemonError::Setup { what, source }));
     }
-
-    let handler = Arc::new(DaemonControl::new(
-        settings.clone(),
-        Arc::clone(engine),
-        counters.clone(),
-        start,
-        Arc::clone(&actions),
-    ));
-    let control_server = match crate::control::serve(&settings.control, handler.clone()) {
-        Ok(server) => server,
-        Err(e) => {
-            let what = "open the control socket";
-            let source = std::io::Error::other(e.to_string());
-            return (counters, Err(DaemonError::Setup { what, source }));
-        }
-    };
-    tracing::info!(socket = %control_server.path().display(), "control socket ready");
 
     let timer = Timer {
         engine: Arc::clone(engine),

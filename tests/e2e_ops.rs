@@ -159,8 +159,8 @@ fn every_exit_keeps_the_diversion_unless_configured_and_cleanup_removes_it() {
     assert_eq!(jumps(&lab), 2, "rules after SIGKILL");
     assert!(!passes(&lab));
 
-    // A setup error after the install (the control socket path is a regular file): exit 1,
-    // rules kept, the log says why and what happened to them.
+    // A setup error before the install (the control socket path is a regular file): exit 1,
+    // the earlier run's rules untouched (traffic still waits), the log says why.
     let _ = std::fs::remove_file(dir.join("control.sock"));
     std::fs::write(dir.join("control.sock"), "not a socket").expect("write");
     let mut d = Daemon::spawn(&lab, &keep, &[], &[], BIN);
@@ -168,10 +168,11 @@ fn every_exit_keeps_the_diversion_unless_configured_and_cleanup_removes_it() {
     let log = d.text();
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(
-        log.contains("not a socket") && log.contains("left in place"),
+        log.contains("not a socket") && log.contains("netfilter rules not touched"),
         "{log}"
     );
     assert_eq!(jumps(&lab), 2);
+    assert!(!passes(&lab), "traffic passed unjudged after a setup error");
     std::fs::remove_file(dir.join("control.sock")).expect("rm");
 
     // A worker that fails for good: exit 1, rules kept.
@@ -273,6 +274,55 @@ fn a_failed_install_leaves_nothing_half_done() {
             lab.gw_rules()
         );
     }
+}
+
+#[test]
+fn the_control_socket_answers_while_the_rules_are_installed() {
+    let lab = Lab::up();
+    let dir = lab.tmp.join("sw");
+    let cfg = config(&dir, "");
+    // An iptables-restore that asks the daemon for its status before committing the rules:
+    // a client waiting for the rules must find the control socket listening.
+    let fake = lab.tmp.join("bin");
+    std::fs::create_dir_all(&fake).expect("bin");
+    let asked = dir.join("status-during-install.txt");
+    std::fs::write(
+        fake.join("iptables-restore"),
+        format!(
+            "#!/bin/sh
+case \" $* \" in *\" --test \"*) ;; *) {BIN} status --config {} \
+             >> {} 2>&1; echo \"rc=$?\" >> {};; esac\nexec /usr/sbin/iptables-restore \"$@\"\n",
+            cfg.display(),
+            asked.display(),
+            asked.display()
+        ),
+    )
+    .expect("write fake");
+    std::fs::set_permissions(
+        fake.join("iptables-restore"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .expect("chmod");
+    let path = format!(
+        "{}:{}",
+        fake.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let d = Daemon::spawn(&lab, &cfg, &[("PATH", &path)], &[], BIN);
+    d.wait_log("statewall running", 10);
+    let log = d.text();
+    let ready = log.find("control socket ready").expect("socket logged");
+    let installed = log
+        .find("netfilter rules installed")
+        .expect("install logged");
+    assert!(ready < installed, "{log}");
+    let answer = std::fs::read_to_string(&asked).unwrap_or_default();
+    assert!(
+        answer.contains("rc=0"),
+        "status during the install:\n{answer}\n{log}"
+    );
+    assert!(answer.contains(", pid "), "{answer}");
+    let _ = d.stop();
 }
 
 /// Reads notifications from a NOTIFY_SOCKET until `until`; returns them in order.
