@@ -4,9 +4,14 @@
 Usage:
   pcaptool.py info FILE             print "linktype=N packets=M"
   pcaptool.py toeth IN OUT          rewrite to Ethernet (linktype 1) for replay:
-                                    - accepts Ethernet (1), raw IP (101, 12, 228, 229) and
-                                      Linux cooked (113, 276) captures, classic pcap only
+                                    - accepts Ethernet (1), raw IP (101, 12, 228, 229),
+                                      Linux cooked (113, 276) and BSD loopback (0, 108)
+                                      captures, classic pcap only
                                     - keeps only IPv4/IPv6 packets (drops ARP etc.)
+                                    - raises a TTL / hop limit below 2 to 64 and rewrites
+                                      the IPv4 header checksum, so that the replay gateway
+                                      forwards every packet (conntrack confirms an entry
+                                      only when its packet leaves the gateway)
                                     - pads every packet truncated by a snaplen with zeros up
                                       to the length its IP header announces, so the kernel
                                       accepts it (checksums over the padding are then wrong:
@@ -28,7 +33,7 @@ import socket
 import struct
 import sys
 
-ETH, RAW_A, RAW_B, IPV4, IPV6, SLL, SLL2 = 1, 101, 12, 228, 229, 113, 276
+ETH, RAW_A, RAW_B, IPV4, IPV6, SLL, SLL2, NULL, LOOP = 1, 101, 12, 228, 229, 113, 276, 0, 108
 
 
 def read_pcap(path):
@@ -93,6 +98,13 @@ def l3_of(linktype, buf):
             return None
         et = struct.unpack("!H", buf[0:2])[0]
         l3 = buf[20:]
+    elif linktype in (NULL, LOOP):
+        # 4-byte address family (host or network order): tell the family by the IP version
+        if len(buf) < 5:
+            return None
+        l3 = buf[4:]
+        v = l3[0] >> 4
+        et = 0x0800 if v == 4 else 0x86DD if v == 6 else None
     else:
         raise SystemExit(f"unsupported linktype {linktype}")
     if et not in (0x0800, 0x86DD) or not l3:
@@ -110,6 +122,30 @@ def pad_l3(et, l3):
     if want > len(l3):
         l3 = l3 + bytes(want - len(l3))
     return l3
+
+
+def ip_checksum(hdr):
+    s = 0
+    for i in range(0, len(hdr) - 1, 2):
+        s += (hdr[i] << 8) | hdr[i + 1]
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def forwardable(et, l3):
+    """TTL / hop limit at least 2 (the gateway forwards it), IPv4 header checksum right."""
+    b = bytearray(l3)
+    if et == 0x0800 and len(b) >= 20:
+        ihl = (b[0] & 0x0F) * 4
+        if b[8] < 2:
+            b[8] = 64
+        if 20 <= ihl <= len(b):
+            b[10:12] = b"\0\0"
+            b[10:12] = struct.pack("!H", ip_checksum(bytes(b[:ihl])))
+    elif et == 0x86DD and len(b) >= 40 and b[7] < 2:
+        b[7] = 64
+    return bytes(b)
 
 
 def cmd_info(path):
@@ -141,7 +177,7 @@ def cmd_toeth(src, dst, cidrs=None, c2s=None, s2c=None):
             dropped += 1
             continue
         et, l3 = r
-        l3 = pad_l3(et, l3)
+        l3 = forwardable(et, pad_l3(et, l3))
         a = src_addr(et, l3)
         client = a is not None and any(a.version == n.version and a in n for n in nets)
         smac, dmac = c2s if client or not nets else s2c
