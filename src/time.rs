@@ -63,9 +63,11 @@ impl Timestamp {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
 
-    /// The coarse tick (tenths of a second) stored in table entries.
+    /// The coarse tick (tenths of a second) stored in table entries. It wraps every 13.6
+    /// years; [`Tick`] compares wrap-safely.
     pub(crate) fn tick(self) -> Tick {
-        Tick(u32::try_from(self.0 / TICK_NANOS).unwrap_or(u32::MAX))
+        // Truncation is the wrap.
+        Tick((self.0 / TICK_NANOS) as u32)
     }
 }
 
@@ -84,20 +86,48 @@ impl fmt::Display for Timestamp {
 
 const TICK_NANOS: u64 = 100_000_000;
 
-/// A compact time (tenths of a second since the origin, 13 years of range) kept in each
-/// connection entry so that entries stay small.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A compact time (tenths of a second, wrapping every 13.6 years) kept in each connection
+/// entry so that entries stay small.
+///
+/// Ticks compare as serial numbers (RFC 1982, as the kernel compares jiffies): a tick is later
+/// than another when it is less than 2^31 tenths (6.8 years) ahead of it. A clock far from its
+/// origin (a long uptime, concatenated captures years apart) therefore keeps working; no span
+/// stored in an entry may be that long, so [`Tick::after_secs`] caps it at [`Tick::MAX_SECS`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Tick(pub(crate) u32);
 
 impl Tick {
-    /// This tick moved `secs` seconds later (saturating).
+    /// The longest span an entry may store: 2^30 tenths of a second (3.4 years).
+    pub(crate) const MAX_SECS: u32 = (1 << 30) / 10;
+
+    /// This tick moved `secs` seconds later (at most [`Tick::MAX_SECS`]).
     pub(crate) fn after_secs(self, secs: u32) -> Tick {
-        Tick(self.0.saturating_add(secs.saturating_mul(10)))
+        Tick(self.0.wrapping_add(secs.min(Self::MAX_SECS) * 10))
+    }
+
+    /// Tenths of a second from `now` until this tick, negative when past.
+    pub(crate) fn ticks_from(self, now: Tick) -> i32 {
+        // Two's complement: the serial-number distance.
+        self.0.wrapping_sub(now.0) as i32
+    }
+
+    /// Whether this tick is later than `other`.
+    pub(crate) fn is_after(self, other: Tick) -> bool {
+        self.ticks_from(other) > 0
+    }
+
+    /// The earlier of this tick and `other`.
+    pub(crate) fn earlier(self, other: Tick) -> Tick {
+        if self.is_after(other) {
+            other
+        } else {
+            self
+        }
     }
 
     /// Seconds from `now` until this tick (0 when past).
     pub(crate) fn secs_from(self, now: Tick) -> u32 {
-        self.0.saturating_sub(now.0) / 10
+        u32::try_from(self.ticks_from(now)).unwrap_or(0) / 10
     }
 }
 
@@ -171,6 +201,21 @@ mod tests {
         assert_eq!(Tick(12).after_secs(3), Tick(42));
         assert_eq!(Tick(42).secs_from(Tick(12)), 3);
         assert_eq!(Tick(2).secs_from(Tick(12)), 0);
+    }
+
+    #[test]
+    fn ticks_compare_across_the_wrap() {
+        // 13.6 years after the origin the tick wraps; comparisons and spans go on.
+        let near = Timestamp::from_secs(429_496_700).tick();
+        let later = near.after_secs(120);
+        assert!(later.0 < near.0, "wrapped");
+        assert!(later.is_after(near) && !near.is_after(later));
+        assert_eq!(later.secs_from(near), 120);
+        assert_eq!(near.secs_from(later), 0);
+        assert_eq!(near.earlier(later), near);
+        assert_eq!(later.earlier(near), near);
+        // Spans are capped well below the comparison's range.
+        assert!(near.after_secs(u32::MAX).is_after(near));
     }
 
     #[test]

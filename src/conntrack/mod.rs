@@ -128,6 +128,8 @@ pub enum Milestone {
 pub struct Opening {
     key: AnyKey,
     conn: Conn,
+    /// When the packet came.
+    now: Tick,
 }
 
 impl Opening {
@@ -197,8 +199,9 @@ impl Conntrack {
     pub fn open(&self, opening: Opening) -> Result<ConnState, DropReason> {
         if self.counts.entries() >= self.limits.max_entries {
             let scan = self.limits.early_drop_scan;
-            let evicted =
-                self.v4.early_drop(scan, &self.counts) || self.v6.early_drop(scan, &self.counts);
+            let now = opening.now;
+            let evicted = self.v4.early_drop(scan, now, &self.counts)
+                || self.v6.early_drop(scan, now, &self.counts);
             if !evicted {
                 return Err(DropReason::TableFull);
             }
@@ -311,6 +314,7 @@ impl<A: Addr> Side<'_, A> {
                 flags: orig | extra_flags,
                 proto,
             },
+            now: self.now,
         }
     }
 }

@@ -97,7 +97,7 @@ fn learn<A: Addr>(
         None
     };
     if conn.has(flags::PICKUP) {
-        conn.expires = conn.expires.min(side.now.after_secs(t.pickup));
+        conn.expires = conn.expires.earlier(side.now.after_secs(t.pickup));
     }
     if old != new {
         tracing::trace!(from = %old, to = %new, "tcp state");

@@ -66,11 +66,11 @@ impl<A: Addr> Table<A> {
         counts: &TableCounts,
     ) -> Option<RefMut<'_, Key<A>, Conn>> {
         let entry = self.map.get_mut(key)?;
-        if entry.expires > now {
+        if entry.expires.is_after(now) {
             return Some(entry);
         }
         drop(entry);
-        self.remove_if(key, |c| c.expires <= now, counts);
+        self.remove_if(key, |c| !c.expires.is_after(now), counts);
         None
     }
 
@@ -79,7 +79,7 @@ impl<A: Addr> Table<A> {
         self.map
             .get(key)
             .map(|e| *e.value())
-            .filter(|c| c.expires > now)
+            .filter(|c| c.expires.is_after(now))
     }
 
     /// Inserts a new connection opened by `originator`, enforcing the per-source limit. The
@@ -170,13 +170,13 @@ impl<A: Addr> Table<A> {
 
     /// Evicts the oldest not-established entry among the first `scan` entries examined.
     /// Returns whether one was evicted.
-    pub fn early_drop(&self, scan: usize, counts: &TableCounts) -> bool {
+    pub fn early_drop(&self, scan: usize, now: Tick, counts: &TableCounts) -> bool {
         let victim = self
             .map
             .iter()
             .take(scan)
             .filter(|e| e.value().early_droppable())
-            .min_by_key(|e| e.value().expires)
+            .min_by_key(|e| e.value().expires.ticks_from(now))
             .map(|e| *e.key());
         match victim {
             Some(key) => self
@@ -196,7 +196,7 @@ impl<A: Addr> Table<A> {
     ) -> usize {
         let mut expired = 0;
         self.map.retain(|key, conn| {
-            if conn.expires > now {
+            if conn.expires.is_after(now) {
                 return true;
             }
             expired += 1;
@@ -212,7 +212,7 @@ impl<A: Addr> Table<A> {
     /// Visits every live entry.
     pub fn for_each(&self, now: Tick, mut f: impl FnMut(&Key<A>, &Conn)) {
         for e in self.map.iter() {
-            if e.value().expires > now {
+            if e.value().expires.is_after(now) {
                 f(e.key(), e.value());
             }
         }
@@ -221,7 +221,7 @@ impl<A: Addr> Table<A> {
     /// Applies `f` to every live entry, allowing changes (used by a rule recheck on reload).
     pub fn for_each_mut(&self, now: Tick, mut f: impl FnMut(&Key<A>, &mut Conn)) {
         for mut e in self.map.iter_mut() {
-            if e.value().expires > now {
+            if e.value().expires.is_after(now) {
                 let (k, v) = e.pair_mut();
                 f(k, v);
             }
@@ -326,10 +326,13 @@ mod tests {
             .expect("room");
         t.insert(key(3), [198, 51, 100, 3], conn(20, 0), 10, &c)
             .expect("room");
-        assert!(t.early_drop(64, &c));
+        assert!(t.early_drop(64, Tick(0), &c));
         assert!(t.peek(&key(3), Tick(0)).is_none());
         assert!(t.peek(&key(1), Tick(0)).is_some());
-        assert!(t.early_drop(64, &c));
-        assert!(!t.early_drop(64, &c), "assured entries are never evicted");
+        assert!(t.early_drop(64, Tick(0), &c));
+        assert!(
+            !t.early_drop(64, Tick(0), &c),
+            "assured entries are never evicted"
+        );
     }
 }

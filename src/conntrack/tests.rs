@@ -259,3 +259,33 @@ fn listing_and_state_counts() {
     assert_eq!((listed[0].proto.as_str(), listed[0].sport), ("tcp", 40000));
     assert_eq!(ct.state_counts(now), vec![("SYN_SENT".to_string(), 2)]);
 }
+
+#[test]
+fn entries_keep_their_time_past_thirteen_years() {
+    // Entry times are compact ticks; a clock (or concatenated captures) more than 2^32 tenths
+    // of a second (13.6 years) past its origin must not make every entry expire at once.
+    const YEAR: u64 = 365 * 86_400;
+    for start in [13 * YEAR, 14 * YEAR, 40 * YEAR, 500 * YEAR] {
+        let ct = conntrack();
+        let p = Pair::V4.ports(5353, 53);
+        open(&ct, &p.udp(Side::Client).build(), start);
+        let t = judged(&ct, &p.udp(Side::Server).build(), start + 1);
+        assert_eq!(t.state, Some(ConnState::Replied), "at {start} s");
+        let tcp = Pair::V6;
+        open(&ct, &tcp.tcp(Side::Client, SYN, 100, 0).build(), start + 2);
+        let t = judged(
+            &ct,
+            &tcp.tcp(Side::Server, SYN | ACK, 900, 101).build(),
+            start + 3,
+        );
+        assert_eq!(
+            t.state,
+            Some(ConnState::Tcp(TcpState::SynRecv)),
+            "at {start} s"
+        );
+        // And they still expire on time: SYN_RECV after 60 s, the replied UDP flow after 120.
+        assert_eq!(ct.sweep(Timestamp::from_secs(start + 30), |_| {}), 0);
+        assert_eq!(ct.sweep(Timestamp::from_secs(start + 70), |_| {}), 1);
+        assert_eq!(ct.sweep(Timestamp::from_secs(start + 130), |_| {}), 1);
+    }
+}

@@ -100,7 +100,7 @@ impl Conntrack {
             };
             if revoke(&flow, next) {
                 conn.flags |= flags::REVOKED;
-                conn.expires = conn.expires.min(until);
+                conn.expires = conn.expires.earlier(until);
                 revoked += 1;
             }
         };

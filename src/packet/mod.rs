@@ -18,7 +18,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use etherparse::{LaxIpSlice, LenSource};
+use etherparse::LaxIpSlice;
 use thiserror::Error;
 
 use crate::proto;
@@ -222,7 +222,8 @@ impl<'a> Packet<'a> {
             Ok((_, Some(_))) | Err(_) => return Err(DecodeError::Ip),
         };
         let payload = ip.payload();
-        let (family, ttl, fields, header_len, declared_len, frag_offset) = match &ip {
+        let (family, ttl, fields, header_len, declared_len, frag_offset, zero_len_field) = match &ip
+        {
             LaxIpSlice::Ipv4(v4) => {
                 let h = v4.header();
                 let header_len = usize::from(h.ihl()) * 4;
@@ -239,6 +240,7 @@ impl<'a> Packet<'a> {
                     header_len,
                     usize::from(h.total_len()),
                     h.fragments_offset().value(),
+                    h.total_len() == 0,
                 )
             }
             LaxIpSlice::Ipv6(v6) => {
@@ -258,16 +260,17 @@ impl<'a> Packet<'a> {
                     40 + ext_len,
                     40 + usize::from(h.payload_length()),
                     frag_offset.unwrap_or(0),
+                    h.payload_length() == 0,
                 )
             }
         };
-        // Length of the packet on the wire: the caller's figure wins (GSO super-packets and
-        // jumbograms have a zero length field), then the header's, then the buffer's.
+        // Length of the packet: the IP header's, unless its length field is zero (GSO
+        // super-packets beyond 64 KiB, jumbograms), then the caller's figure, then the
+        // buffer's. The caller's figure is the frame's: Ethernet pads short frames to 60
+        // bytes, and that padding is no payload.
         let len = match meta.wire_len {
+            _ if !zero_len_field => declared_len.max(header_len),
             Some(n) if n >= header_len => n,
-            _ if declared_len > header_len || payload.len_source != LenSource::Slice => {
-                declared_len.max(header_len)
-            }
             _ => bytes.len(),
         };
         let l4_len = len.saturating_sub(header_len);
@@ -598,6 +601,29 @@ pub(crate) mod tests {
         };
         let p = Packet::decode(&full[..60], &meta).expect("decodes");
         assert_eq!(p.tcp().map(|t| t.payload_len), Some(64_000 - 40));
+    }
+
+    #[test]
+    fn ethernet_padding_is_not_payload() {
+        // A pure ACK padded to a 60-byte Ethernet frame: the frame's length (46 bytes from the
+        // IP header on) is not the packet's; the header's 40 is.
+        let mut padded = v4_tcp(TcpFlags::ACK, 1, 1, &[]);
+        padded.extend_from_slice(&[0u8; 6]);
+        let meta = PacketMeta {
+            wire_len: Some(46),
+            ..Default::default()
+        };
+        let p = Packet::decode(&padded, &meta).expect("decodes");
+        assert_eq!(p.tcp().map(|t| t.payload_len), Some(0));
+        // With data, the header's length still wins over the frame's.
+        let mut data = v4_tcp(TcpFlags::ACK, 1, 1, &[7u8; 3]);
+        data.extend_from_slice(&[0u8; 3]);
+        let meta = PacketMeta {
+            wire_len: Some(46),
+            ..Default::default()
+        };
+        let p = Packet::decode(&data, &meta).expect("decodes");
+        assert_eq!(p.tcp().map(|t| t.payload_len), Some(3));
     }
 
     #[test]

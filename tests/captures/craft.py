@@ -22,12 +22,13 @@ import json
 import os
 import sys
 
-from scapy.all import IP, IPv6, TCP, Raw, wrpcap  # noqa: E402  (Debian python3-scapy)
+from scapy.all import IP, IPv6, TCP, Ether, Raw, wrpcap  # noqa: E402  (Debian python3-scapy)
 
 CLI4, SRV4 = "198.51.100.2", "203.0.113.2"
 CLI6, SRV6 = "2001:db8:1::2", "2001:db8:2::2"
 T0 = 1700000000.0  # fixed capture start time
 LINKTYPE_RAW = 101
+LINKTYPE_ETHERNET = 1
 WIN = 65535
 SYN_OPTS = [("MSS", 1460)]
 
@@ -41,13 +42,23 @@ def DROP(reason):
 class Capture:
     """Builds one capture: a list of (packet, verdict, comment)."""
 
-    def __init__(self, name):
+    def __init__(self, name, ethernet=False):
         self.name = name
         self.rows = []
         self.ip_id = 1
+        # Ethernet frames are padded to the 60-byte minimum, as on the wire.
+        self.ethernet = ethernet
+        # Seconds added to the capture time of the packets that follow (see `wait`).
+        self.offset = 0.0
+        self.times = []
 
     def add(self, pkt, verdict, comment):
         self.rows.append((pkt, verdict, comment))
+        self.times.append(self.offset + len(self.times) * 0.01)
+
+    def wait(self, seconds):
+        """The packets added after this come `seconds` later."""
+        self.offset += seconds
 
     def tcp(self, src_is_client, sport, dport, flags, seq=0, ack=0, payload=b"",
             win=WIN, v6=False, opts=None, verdict=PASS, comment=""):
@@ -67,11 +78,16 @@ class Capture:
 
     def write(self, outdir):
         pkts = []
-        for i, (pkt, _v, _c) in enumerate(self.rows):
+        for (pkt, _v, _c), at in zip(self.rows, self.times):
             p = pkt.__class__(bytes(pkt))  # freeze checksums/lengths
-            p.time = T0 + i * 0.01
+            if self.ethernet:
+                frame = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02",
+                                    type=0x86DD if IPv6 in p else 0x0800) / p)
+                p = Ether(frame + bytes(max(0, 60 - len(frame))))
+            p.time = T0 + at
             pkts.append(p)
-        wrpcap(os.path.join(outdir, self.name), pkts, linktype=LINKTYPE_RAW)
+        linktype = LINKTYPE_ETHERNET if self.ethernet else LINKTYPE_RAW
+        wrpcap(os.path.join(outdir, self.name), pkts, linktype=linktype)
 
     def expected(self):
         drops = {str(i + 1): v for i, (_p, v, _c) in enumerate(self.rows) if v is not None}
@@ -251,7 +267,46 @@ def craft_retrans():
     return c
 
 
-ALL = [craft_probes, craft_window, craft_close, craft_simopen, craft_retrans]
+def craft_padding():
+    """Ethernet frames padded to 60 bytes: a pure ACK's padding is not data (the IP header's
+    length says where the packet ends)."""
+    c = Capture("crafted-padding.pcap", ethernet=True)
+    C, S = 40500, 80
+    handshake(c, C, S)                                                    # 1-3 (padded)
+    c.tcp(True, C, S, "PA", seq=1001, ack=5001, payload=b"q" * 10, comment="request, 10 bytes")
+    c.tcp(False, S, C, "A", seq=5001, ack=1011, comment="padded ACK")
+    # 6: the server's last data comes with its FIN
+    c.tcp(False, S, C, "FPA", seq=5001, ack=1011, payload=b"r" * 30,
+          comment="response, 30 bytes, with the server's FIN")
+    c.tcp(True, C, S, "A", seq=1011, ack=5032, comment="padded ACK of the response and FIN")
+    c.tcp(True, C, S, "FA", seq=1011, ack=5032, comment="client FIN/ACK (padded)")
+    # 9: the last ACK, padded: 6 bytes of padding are not data after the server's FIN
+    c.tcp(False, S, C, "A", seq=5032, ack=1012, comment="last ACK (padded): TIME_WAIT")
+    c.tcp(True, C, S, "S", seq=80000, opts=SYN_OPTS, v6=True, comment="IPv6 SYN")
+    c.tcp(False, S, C, "SA", seq=90000, ack=80001, opts=SYN_OPTS, v6=True, comment="IPv6 SYN/ACK")
+    c.tcp(True, C, S, "A", seq=80001, ack=90001, v6=True, comment="IPv6 ACK (padding-free)")
+    return c
+
+
+def craft_years():
+    """Two captures concatenated, 14 years apart: entry times must not saturate."""
+    c = Capture("crafted-years.pcap")
+    handshake(c, 40600, 80)                                               # 1-3
+    c.tcp(True, 40600, 80, "FA", seq=1001, ack=5001, comment="client FIN")
+    c.tcp(False, 80, 40600, "FA", seq=5001, ack=1002, comment="server FIN")
+    c.tcp(True, 40600, 80, "A", seq=1002, ack=5002, comment="last ACK")
+    c.wait(14 * 365.25 * 86400)
+    handshake(c, 40601, 80, cisn=2000, sisn=6000)                         # 7-9, 14 years on
+    c.tcp(True, 40601, 80, "PA", seq=2001, ack=6001, payload=b"late" * 5, comment="data")
+    c.tcp(False, 80, 40601, "A", seq=6001, ack=2021, comment="server ACKs it")
+    c.wait(130)
+    # 12: 130 s later the first connection of this second half would still be ESTABLISHED
+    c.tcp(True, 40601, 80, "PA", seq=2021, ack=6001, payload=b"more", comment="data 130 s later")
+    return c
+
+
+ALL = [craft_probes, craft_window, craft_close, craft_simopen, craft_retrans, craft_padding,
+       craft_years]
 
 
 def main():
