@@ -42,12 +42,15 @@ pub mod flags {
     pub const SEEN_REPLY: u8 = 1 << 1;
     /// The connection completed its handshake (never early-dropped).
     pub const ASSURED: u8 = 1 << 2;
-    /// Adopted mid-stream in pickup mode; timeout capped until a reply is seen.
+    /// Adopted mid-stream in pickup mode; timeout capped until the other end is seen.
     pub const PICKUP: u8 = 1 << 3;
     /// Counted against its originator's per-source limit.
     pub const COUNTED: u8 = 1 << 4;
     /// Closed by a rule recheck on reload: every further packet is dropped.
     pub const REVOKED: u8 = 1 << 5;
+    /// Adopted mid-stream by blind pickup (no handshake seen): a SYN on it is a new
+    /// connection.
+    pub const BLIND: u8 = 1 << 6;
 }
 
 /// One tracked connection.

@@ -137,6 +137,16 @@ impl Opening {
     pub fn state(&self) -> ConnState {
         self.conn.state()
     }
+
+    /// The same flow opened by the other end: a segment adopted mid-stream whose connection
+    /// its receiver opened (the originator is the one the rules allow).
+    pub fn reversed(mut self) -> Opening {
+        self.conn.flags ^= flags::ORIG_IS_LO;
+        if let ProtoState::Tcp(t) = &mut self.conn.proto {
+            t.reverse();
+        }
+        self
+    }
 }
 
 /// Totals of the table.

@@ -27,11 +27,21 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
             return Track::Judged(Tracked::drop(DropReason::Revoked, Some(conn.state())));
         }
         let dir = conn.dir(from_lo);
+        let blind = conn.has(flags::BLIND);
         let ProtoState::Tcp(tc) = &mut conn.proto else {
             return Track::Judged(Tracked::drop(DropReason::MalformedTcp, None));
         };
         let old = tc.state;
-        match tc.track(dir, tcp) {
+        // A SYN on a flow adopted blindly is a new connection, judged by the rules: the entry
+        // never saw a handshake, so the SYN is not a retransmission, and resynchronising on
+        // it would admit what the rules never judged.
+        let blind_syn = blind && tcp.flags.syn() && !tcp.flags.ack();
+        let step = if blind_syn {
+            Ok(Step::Reopen)
+        } else {
+            tc.track(dir, tcp)
+        };
+        match step {
             Ok(Step::Accept) => return Track::Judged(learn(side, &mut entry, dir, old)),
             Ok(Step::Ignore) => {
                 let state = Some(ConnState::Tcp(tc.state));
@@ -54,7 +64,7 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
     if f.ack() && !f.syn() && !f.rst() {
         // What a connection established before a restart carries: adoptable.
         let conn = ProtoState::Tcp(TcpConn::pickup(tcp));
-        let opening = side.opening(key, from_lo, flags::PICKUP, conn, t.pickup);
+        let opening = side.opening(key, from_lo, flags::PICKUP | flags::BLIND, conn, t.pickup);
         return Track::MidStream(opening);
     }
     Track::Stray(DropReason::NoConnection)
@@ -79,9 +89,10 @@ fn learn<A: Addr>(
         conn.flags |= flags::SEEN_REPLY;
     }
     conn.expires = side.now.after_secs(timeout);
+    let both_seen = matches!(&conn.proto, ProtoState::Tcp(tc) if tc.both_seen());
     let assured_now = !conn.has(flags::ASSURED)
         && ((old == TcpState::SynRecv && new == TcpState::Established)
-            || (conn.has(flags::PICKUP) && dir == Dir::Reply));
+            || (conn.has(flags::PICKUP) && both_seen));
     if assured_now {
         conn.flags |= flags::ASSURED;
         conn.flags &= !flags::PICKUP;

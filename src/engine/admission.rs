@@ -97,9 +97,48 @@ impl Engine {
         self.check_policy(pkt, meta, ports, icmp, now)
     }
 
-    /// A mid-stream TCP segment while pickup is on: its connection was established before a
-    /// restart, so it is adopted without the rules (it was allowed when it opened).
-    pub(super) fn adopt(&self, opening: Opening) -> Decision {
+    /// A mid-stream TCP segment while pickup is on: its connection may have been established
+    /// before a restart. Blind pickup never admits what the rules refuse: the flow is adopted
+    /// only when the rules allow it as the segment travels (its sender opened it) or the other
+    /// way round (its receiver did), and then in that orientation. Otherwise the segment is a
+    /// probe, dropped as `policy_drop`.
+    pub(super) fn adopt(
+        &self,
+        pkt: &Packet<'_>,
+        meta: &PacketMeta<'_>,
+        opening: Opening,
+        now: Timestamp,
+    ) -> Decision {
+        let ((sport, dport), _) = query_fields(pkt);
+        let forward = Query {
+            src: pkt.src,
+            dst: pkt.dst,
+            proto: pkt.proto,
+            sport,
+            dport,
+            icmp_type: None,
+            icmp_code: None,
+            in_iface: meta.in_iface,
+            out_iface: meta.out_iface,
+        };
+        let reverse = Query {
+            src: pkt.dst,
+            dst: pkt.src,
+            sport: dport,
+            dport: sport,
+            in_iface: meta.out_iface,
+            out_iface: meta.in_iface,
+            ..forward
+        };
+        let policy = self.policy.load();
+        let allows = |q: &Query<'_>| policy.evaluate(q, now).action == RuleAction::Allow;
+        let opening = if allows(&forward) {
+            opening
+        } else if allows(&reverse) {
+            opening.reversed()
+        } else {
+            return self.stray(pkt, DropReason::PolicyDrop, now);
+        };
         match self.conntrack.open(opening) {
             Ok(state) => Decision::accept(Pass::Opened, Some(state)),
             Err(reason) => Decision::drop(reason),

@@ -5,7 +5,7 @@
 //! ```text
 //! decode ─► block list ─► conntrack::track ─┬─ Judged ───────────── the flow's verdict
 //!                                            ├─ New ──── admission (rules) ─► open
-//!                                            ├─ MidStream ── adopt (pickup) or a probe
+//!                                            ├─ MidStream ── adopt (pickup, rules) or a probe
 //!                                            ├─ Stray ───────────── a probe: answered, dropped
 //!                                            └─ Stateless ── rules alone
 //!          then observers: the scan detector hears what happened (probes, answers, milestones)
@@ -174,7 +174,9 @@ impl Engine {
                 d
             }
             Track::New(opening) => self.admit(pkt, meta, opening, now),
-            Track::MidStream(opening) if self.pickup_active(now) => self.adopt(opening),
+            Track::MidStream(opening) if self.pickup_active(now) => {
+                self.adopt(pkt, meta, opening, now)
+            }
             Track::MidStream(_) => self.stray(pkt, DropReason::NoConnection, now),
             Track::Stray(reason) => self.stray(pkt, reason, now),
             Track::Stateless => self.stateless(pkt, meta, now),

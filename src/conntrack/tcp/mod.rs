@@ -185,6 +185,18 @@ impl TcpConn {
         }
     }
 
+    /// The same connection seen from the other end (a flow adopted mid-stream whose
+    /// originator is the segment's receiver).
+    pub(crate) fn reverse(&mut self) {
+        self.peers.swap(0, 1);
+        self.last_dir ^= 1;
+    }
+
+    /// Whether both ends have sent a segment the window check learned from.
+    pub(crate) fn both_seen(&self) -> bool {
+        self.peers.iter().all(|p| p.maxwin != 0)
+    }
+
     /// The next sequence number of each side: `(original, reply)`.
     pub fn next_seqs(&self) -> (Seq, Seq) {
         (self.peers[0].end, self.peers[1].end)

@@ -86,10 +86,12 @@ pub(super) fn transition(dir: Dir, class: Class, old: TcpState) -> Cell {
         (Dir::Reply, Class::Syn, _) => Invalid,
         // Standard open (reply) and simultaneous open (either side).
         (Dir::Reply, Class::SynAck, SynSent) | (_, Class::SynAck, SynSent2) => To(SynRecv),
-        // The client cannot send SYN then SYN/ACK.
-        (Dir::Original, Class::SynAck, SynSent) => Invalid,
+        // Late retransmitted SYN/ACK in a simultaneous open.
+        (Dir::Original, Class::SynAck, SynRecv) => To(SynRecv),
+        // The client cannot send SYN then SYN/ACK, nor a SYN/ACK in any other state.
+        (Dir::Original, Class::SynAck, _) => Invalid,
         // Retransmitted or late SYN/ACK, or one answering an ignored SYN.
-        (_, Class::SynAck, _) => Ignore,
+        (Dir::Reply, Class::SynAck, _) => Ignore,
         // No FIN before the handshake has an answer.
         (_, Class::Fin, SynSent | SynSent2) => Invalid,
         // Close started.

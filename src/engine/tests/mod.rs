@@ -1,7 +1,7 @@
 //! Engine scenarios: whole packets through [`Engine::process`], IPv4 and IPv6, built by the
 //! shared packet factory ([`crate::testing`]). By topic: `tcp` (connections and their
 //! lifetime), `datagrams` (UDP, ICMP, other protocols, fragments), `limits` (a full table, the
-//! per-source limit), `answers` (probes, rejects, rate limits, recheck), `events` (scan alerts,
+//! per-source limit), `pickup` (adopting flows after a restart), `answers` (probes, rejects, rate limits, recheck), `events` (scan alerts,
 //! blocks, rule log lines).
 
 use super::*;
@@ -12,6 +12,7 @@ mod answers;
 mod datagrams;
 mod events;
 mod limits;
+mod pickup;
 mod tcp;
 
 const C: Side = Side::Client;
