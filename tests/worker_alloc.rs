@@ -65,6 +65,8 @@ fn queued(payload: &[u8]) -> Queued<'_> {
         outdev: 1,
         wire_len: payload.len(),
         mark: 0,
+        hw_src: Some(&[2, 0, 0, 0, 0, 1]),
+        hw_protocol: 0x0800,
     }
 }
 

@@ -39,6 +39,9 @@ pub struct PacketMeta<'a> {
     pub in_iface: Option<&'a str>,
     /// Output interface name, when known.
     pub out_iface: Option<&'a str>,
+    /// The packet's Ethernet header as the kernel's LOG target prints it (`MAC=`):
+    /// destination, source, EtherType. Only log lines use it; `None` when unknown.
+    pub mac: Option<[u8; 14]>,
 }
 
 /// Why a packet could not be decoded. Each variant maps to a drop reason.
