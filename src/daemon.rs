@@ -335,7 +335,15 @@ impl Wiring {
                 None
             }
         };
-        let actions = Arc::new(ActionHandler::new(Some(settings.netfilter.mark), syslog));
+        let prefixes = crate::io::syslog::lines::Prefixes {
+            drop: settings.syslog.drop_prefix.clone(),
+            reject: settings.syslog.reject_prefix.clone(),
+        };
+        let actions = Arc::new(ActionHandler::new(
+            Some(settings.netfilter.mark),
+            syslog,
+            prefixes,
+        ));
         let counters: Counters = queues
             .iter()
             .map(|(num, _)| (*num, Arc::new(QueueCounters::default())))

@@ -1,9 +1,9 @@
 //! Events as data: what the engine reports besides verdicts, for the outputs to render.
 //!
 //! The engine returns [`Event`]s in its decisions and from its timers; nothing here is a
-//! formatted string. The outputs render them: [`crate::io::syslog::lines`] writes today's
-//! `KEY=value` syslog lines (the same for the journal), and further outputs (JSON events,
-//! metrics, iptables-LOG-style drop lines) render the same values.
+//! formatted string. The outputs render them: [`crate::io::syslog::lines`] writes the syslog
+//! lines (iptables LOG format for packets, `KEY=value` summaries for the rest; the same for
+//! the journal), and further outputs (JSON events, metrics) render the same values.
 //!
 //! A packet an event is about is kept as a [`LoggedPacket`]: a copy of the header fields a log
 //! line shows (addresses, lengths, TTL, TOS, IP ID, DF, flow label, the transport header,
@@ -20,7 +20,7 @@ use crate::block::BlockEvent;
 use crate::packet::{Family, IpFields, Packet, PacketMeta, Transport};
 use crate::rules::{RuleAction, RuleInfo};
 use crate::scan::ScanAlert;
-use crate::verdict::Flow;
+use crate::verdict::{DropReason, Flow};
 
 /// Something the outputs report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +31,29 @@ pub enum Event {
     Scan(ScanAlert),
     /// The block list changed: a source blocked, unblocked by an operator, or its block ran out.
     Block(BlockEvent),
+    /// A packet was dropped (or rejected) for a reason that is logged (`[syslog] drops`),
+    /// within the drop-line rate limits.
+    Drop(DropEvent),
+    /// Packet lines (drop, reject and rule lines) were suppressed by their rate limits.
+    Suppressed(Suppressed),
+}
+
+/// A dropped packet, for its log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DropEvent {
+    /// Why it was dropped (`policy_reject`: rejected, and answered within the answer limits).
+    pub reason: DropReason,
+    /// The packet.
+    pub packet: LoggedPacket,
+}
+
+/// Packet lines suppressed by the rate limits since the previous report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Suppressed {
+    /// Lines not written.
+    pub lines: u64,
+    /// Seconds the report covers (since the previous report or the first suppression).
+    pub seconds: u64,
 }
 
 /// A `log` rule decided a new connection.

@@ -459,6 +459,7 @@ impl Settings {
             },
             probes: self.probes.clone(),
             scan: self.scan.enabled.then(|| self.scan.clone()),
+            drop_log: self.syslog.drop_log(),
         }
     }
 }

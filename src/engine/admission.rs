@@ -177,16 +177,21 @@ impl Engine {
                 d
             }
         };
-        if let Some(rule) = outcome.rule.filter(|r| r.log) {
-            if self.rule_logs.try_take(now) {
-                d.events.push(Event::RuleMatch(RuleMatch {
-                    rule: Arc::new(rule.clone()),
-                    action: outcome.action,
-                    packet: LoggedPacket::of(pkt, meta),
-                }));
-            } else {
-                self.counters.logs_suppressed();
+        match outcome.rule.filter(|r| r.log) {
+            // A `log` rule's line reports the packet, dropped or not: never a second line.
+            Some(rule) => {
+                if self.rule_logs.try_take(now) {
+                    d.events.push(Event::RuleMatch(RuleMatch {
+                        rule: Arc::new(rule.clone()),
+                        action: outcome.action,
+                        packet: LoggedPacket::of(pkt, meta),
+                    }));
+                } else {
+                    self.counters.logs_suppressed();
+                    self.drop_log.suppress();
+                }
             }
+            None => self.log_drop(pkt, meta, &mut d, now),
         }
         d
     }

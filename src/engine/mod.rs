@@ -20,6 +20,7 @@
 //! atomics. Nothing here reads a clock, a file or a socket.
 
 mod admission;
+mod droplog;
 mod observe;
 mod probes;
 mod stats;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 pub use admission::Recheck;
+pub use droplog::{DropLogConfig, SUPPRESSED_EVERY};
 pub use stats::Stats;
 pub use timers::TimerReport;
 
@@ -104,6 +106,8 @@ pub struct EngineConfig {
     pub probes: ProbesConfig,
     /// Scan detection (`[scan]`); `None`: off.
     pub scan: Option<ScanConfig>,
+    /// Which drops get a line (`[syslog] drops`); by default none.
+    pub drop_log: DropLogConfig,
 }
 
 /// The connection-tracking engine.
@@ -118,6 +122,8 @@ pub struct Engine {
     answers: RateLimiter,
     /// Rate limit of rule `log` lines (a flood of new connections must not flood syslog).
     rule_logs: TokenBucket,
+    /// Drop lines: which reasons, their rate limits, the suppressed ones.
+    drop_log: droplog::DropLog,
     /// Scan detector, when enabled.
     scan: Option<ScanDetector>,
     /// Sources blocked after a scan (`[scan] block = true`).
@@ -138,6 +144,7 @@ impl Engine {
             pickup_until: AtomicU64::new(0),
             answers: RateLimiter::new(&config.probes),
             rule_logs: TokenBucket::new(Rate::per_sec(RULE_LOG_RATE), RULE_LOG_BURST),
+            drop_log: droplog::DropLog::new(&config.drop_log),
             scan: config
                 .scan
                 .clone()
@@ -152,7 +159,13 @@ impl Engine {
     /// Judges one packet.
     pub fn process(&self, bytes: &[u8], meta: &PacketMeta<'_>, now: Timestamp) -> Decision {
         let decision = match Packet::decode(bytes, meta) {
-            Ok(pkt) => self.judge(&pkt, meta, now),
+            Ok(pkt) => {
+                let mut d = self.judge(&pkt, meta, now);
+                if !d.reason().is_some_and(DropReason::is_policy) {
+                    self.log_drop(&pkt, meta, &mut d, now);
+                }
+                d
+            }
             Err(e) => Decision::drop(e.into()),
         };
         self.counters.count(decision.verdict);

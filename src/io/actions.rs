@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::engine::Decision;
 use crate::event::Event;
 use crate::io::rawsend::RawSender;
-use crate::io::syslog::{lines, SyslogHandle};
+use crate::io::syslog::lines::{self, Prefixes};
+use crate::io::syslog::SyslogHandle;
 use crate::proto;
 use crate::respond::{rst_packet, unreachable_packet, ReplyOptions};
 use crate::rules::RuleAction;
@@ -31,12 +32,19 @@ pub struct ActionHandler {
     pub send_errors: AtomicU64,
     /// Where alert and rule-log lines go (`[syslog]`); operational logs stay on stderr.
     syslog: Option<SyslogHandle>,
+    /// Prefixes of drop and reject lines.
+    prefixes: Prefixes,
 }
 
 impl ActionHandler {
-    /// A handler logging rule matches through `tracing` and sending answers from raw sockets
-    /// marked with `mark` (so an output-hook rule never queues them).
-    pub fn new(mark: Option<u32>, syslog: Option<SyslogHandle>) -> ActionHandler {
+    /// A handler logging rule matches through `tracing`, reporting events to `syslog` (packet
+    /// lines with `prefixes`), and sending answers from raw sockets marked with `mark` (so an
+    /// output-hook rule never queues them).
+    pub fn new(
+        mark: Option<u32>,
+        syslog: Option<SyslogHandle>,
+        prefixes: Prefixes,
+    ) -> ActionHandler {
         let sender = match RawSender::new(mark) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -49,6 +57,7 @@ impl ActionHandler {
             sent: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
             syslog,
+            prefixes,
         }
     }
 
@@ -97,7 +106,7 @@ impl ActionHandler {
     /// Reports one event: a structured `tracing` event for the journal, and its line for
     /// syslog (never blocks: the handle queues).
     pub fn report(&self, event: &Event) {
-        let body = lines::body(event);
+        let body = lines::render(event, &self.prefixes);
         match event {
             Event::RuleMatch(m) => {
                 let flow = m.packet.flow();
@@ -116,9 +125,10 @@ impl ActionHandler {
                     "rule matched"
                 );
             }
-            Event::Scan(_) | Event::Block(_) => {
+            Event::Scan(_) | Event::Block(_) | Event::Suppressed(_) => {
                 tracing::warn!(target: "statewall::alert", "{body}");
             }
+            Event::Drop(_) => tracing::info!(target: "statewall::alert", "{body}"),
         }
         if let Some(syslog) = &self.syslog {
             syslog.send(lines::severity(event), body);
