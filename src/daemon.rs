@@ -339,10 +339,18 @@ impl Wiring {
             drop: settings.syslog.drop_prefix.clone(),
             reject: settings.syslog.reject_prefix.clone(),
         };
+        // journald reads /dev/log (a link to its dev-log socket under systemd): lines sent
+        // there are in the journal already.
+        let local = matches!(
+            settings.syslog.validate(),
+            Ok(crate::config::Target::Unix(p))
+                if p == Path::new("/dev/log") || p == Path::new("/run/systemd/journal/dev-log")
+        );
         let actions = Arc::new(ActionHandler::new(
             Some(settings.netfilter.mark),
             syslog,
             prefixes,
+            local,
         ));
         let counters: Counters = queues
             .iter()

@@ -51,7 +51,12 @@ fn judge() -> (Judge, Arc<Engine>) {
         0,
         Arc::clone(&engine),
         Arc::new(QueueCounters::default()),
-        Arc::new(ActionHandler::new(Some(0x5717), None, Default::default())),
+        Arc::new(ActionHandler::new(
+            Some(0x5717),
+            None,
+            Default::default(),
+            false,
+        )),
         Instant::now(),
         Some(ConnMarks::default()),
     );
