@@ -121,7 +121,8 @@ impl DropLog {
 impl Engine {
     /// Adds the drop line of a dropped packet to `d`, if its reason is logged and the limits
     /// leave room. Called once per packet: by the admission for policy drops and rejects that
-    /// no `log` rule reports, by [`Engine::process`] for every other reason.
+    /// no `log` rule reports (and for mid-stream segments pickup refuses), by
+    /// [`Engine::process`] for every other reason.
     pub(super) fn log_drop(
         &self,
         pkt: &Packet<'_>,

@@ -169,3 +169,14 @@ fn the_global_limit_holds_for_many_sources() {
     assert_eq!(lines, 1000);
     assert_eq!(e.stats().logs_suppressed, 1400);
 }
+
+#[test]
+fn a_segment_pickup_refuses_gets_its_line() {
+    let e = logging();
+    let loaded = crate::rules::load_str("t.rules", "policy drop\n").expect("rules");
+    e.set_policy(Arc::new(loaded.policy));
+    e.set_pickup_until(Some(Timestamp::from_secs(60)));
+    let d = run(&e, &LABS[1].tcp(C, ACK, 1000, 2000).build(), 1);
+    assert_eq!(d.reason(), Some(DropReason::PolicyDrop));
+    assert_eq!(drops(&d).len(), 1, "{d:?}");
+}
