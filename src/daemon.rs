@@ -532,8 +532,11 @@ impl Timer {
         }
         let mut last_loss_check = Instant::now();
         let mut last_stats = Instant::now();
-        let mut losses =
-            health::LossWatch::new(health::Losses::read(&queue::kernel_stats(), &self.counters));
+        let kernel = queue::read_kernel_stats().unwrap_or_else(|e| {
+            tracing::warn!(path = queue::KERNEL_STATS, error = %e, "cannot read the kernel's queue counters: packets lost to a full queue will not be reported (socket buffer overflows still are, as enobufs)");
+            Vec::new()
+        });
+        let mut losses = health::LossWatch::new(health::Losses::read(&kernel, &self.counters));
         let mut silent: Option<u16> = None;
         loop {
             thread::sleep(tick);

@@ -458,7 +458,14 @@ impl Drop for User {
 #[test]
 fn runs_as_the_unit_runs_it_a_system_user_with_two_capabilities() {
     let mut lab = Lab::up();
-    e2e::require(&["setpriv", "systemd-sysusers", "userdel", "groupdel"]);
+    e2e::require(&[
+        "setpriv",
+        "unshare",
+        "systemd-sysusers",
+        "systemd-analyze",
+        "userdel",
+        "groupdel",
+    ]);
     let user = User::create(&lab.tmp);
     let (uid, gid) = (user.id("-u"), user.id("-g"));
     http_server(&mut lab, &[]);
@@ -489,7 +496,32 @@ fn runs_as_the_unit_runs_it_a_system_user_with_two_capabilities() {
         format!("--reuid={}", user.name),
         format!("--regid={}", user.name),
     );
-    let setpriv = [
+    // The unit's /proc (ProtectProc=invisible, ProcSubset=pid: a proc of its own, mounted
+    // as systemd mounts it) in a mount namespace of the daemon's own, then the user and the
+    // capabilities, then the unit's system call filter (tests/e2e/sandbox.py reads it from
+    // the unit file), in systemd's order. Copies where the user can read them.
+    let proc_subset = lab.tmp.join("proc-subset.sh");
+    std::fs::write(
+        &proc_subset,
+        "#!/bin/sh
+mount -t proc -o hidepid=invisible,subset=pid proc /proc && exec \"$@\"\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&proc_subset, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let sandbox = lab.tmp.join("sandbox.py");
+    std::fs::copy(e2e::script("sandbox.py"), &sandbox).expect("copy sandbox.py");
+    let unit = lab.tmp.join("statewall.service");
+    std::fs::copy(e2e::root().join("systemd/statewall.service"), &unit).expect("copy unit");
+    let (proc_subset, sandbox, unit) = (
+        proc_subset.display().to_string(),
+        sandbox.display().to_string(),
+        unit.display().to_string(),
+    );
+    let wrapper = [
+        "unshare",
+        "--mount",
+        "--propagation=private",
+        &proc_subset,
         "setpriv",
         &reuid,
         &regid,
@@ -498,11 +530,16 @@ fn runs_as_the_unit_runs_it_a_system_user_with_two_capabilities() {
         "--ambient-caps=-all,+net_admin,+net_raw",
         "--bounding-set=-all,+net_admin,+net_raw",
         "--no-new-privs",
+        "/usr/bin/python3",
+        &sandbox,
+        &unit,
+        "--",
     ];
-    let d = Daemon::spawn(&lab, &cfg, &[], &setpriv, &bin);
+    let d = Daemon::spawn(&lab, &cfg, &[], &wrapper, &bin);
     d.wait_log("statewall running", 10);
 
-    // The process: user statewall, exactly the two capabilities.
+    // The process: the user, exactly the two capabilities, no new privileges, a seccomp
+    // filter, the unit's /proc.
     let pid = d.child.id();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     let field = |k: &str| {
@@ -517,6 +554,21 @@ fn runs_as_the_unit_runs_it_a_system_user_with_two_capabilities() {
     for k in ["CapEff:", "CapAmb:", "CapBnd:"] {
         assert_eq!(u64::from_str_radix(&field(k), 16).expect(k), caps, "{k}");
     }
+    assert_eq!(
+        (field("NoNewPrivs:"), field("Seccomp:")),
+        ("1".into(), "2".into()),
+        "{status}"
+    );
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.contains(" /proc ") && l.contains("subset=pid")),
+        "{mounts}"
+    );
+    // The kernel's per-queue counters are root's (mode 0440): out of the user's reach, which
+    // the daemon says at start instead of going blind silently.
+    d.wait_log("cannot read the kernel's queue counters", 5);
     // iptables-restore ran as a child with the ambient capabilities.
     assert_eq!(jumps(&lab), 2, "{}", lab.gw_rules());
     // Queues work (allowed traffic passes), raw sockets work (a reject is answered with a

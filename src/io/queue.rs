@@ -577,11 +577,20 @@ pub struct KernelQueueStats {
     pub user_dropped: u64,
 }
 
-/// Reads the kernel's per-queue counters (network namespace of the caller).
+/// Where the kernel lists its queues for the caller's network namespace: mode 0440, owned by
+/// root, so a daemon running as its own user (the packaged unit) cannot read it, and a `/proc`
+/// mounted with `subset=pid` hides it.
+pub const KERNEL_STATS: &str = "/proc/net/netfilter/nfnetlink_queue";
+
+/// Reads the kernel's per-queue counters (network namespace of the caller); none when the
+/// file cannot be read (see [`read_kernel_stats`]).
 pub fn kernel_stats() -> Vec<KernelQueueStats> {
-    std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue")
-        .map(|t| parse_kernel_stats(&t))
-        .unwrap_or_default()
+    read_kernel_stats().unwrap_or_default()
+}
+
+/// Like [`kernel_stats`], with the error when [`KERNEL_STATS`] cannot be read.
+pub fn read_kernel_stats() -> std::io::Result<Vec<KernelQueueStats>> {
+    std::fs::read_to_string(KERNEL_STATS).map(|t| parse_kernel_stats(&t))
 }
 
 fn parse_kernel_stats(text: &str) -> Vec<KernelQueueStats> {
