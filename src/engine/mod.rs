@@ -27,7 +27,7 @@ mod stats;
 mod timers;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -128,8 +128,6 @@ pub struct Engine {
     scan: Option<ScanDetector>,
     /// Sources blocked after a scan (`[scan] block = true`).
     blocks: Option<Blocklist>,
-    /// Whether any block may be active (skips the blocklist lock on the hot path).
-    any_blocks: AtomicBool,
     /// When the table is swept next (ns).
     next_sweep: AtomicU64,
 }
@@ -150,7 +148,6 @@ impl Engine {
                 .clone()
                 .map(|c| ScanDetector::new(c, config.probes.respond)),
             blocks: config.scan.as_ref().and_then(ScanConfig::blocklist),
-            any_blocks: AtomicBool::new(false),
             next_sweep: AtomicU64::new(0),
             config,
         }
@@ -196,14 +193,11 @@ impl Engine {
         }
     }
 
-    /// Whether the packet comes from or goes to a blocked source.
+    /// Whether the packet comes from or goes to a blocked source (O(1): see [`Blocklist`]).
     fn blocked(&self, pkt: &Packet<'_>, now: Timestamp) -> bool {
-        if !self.any_blocks.load(Ordering::Relaxed) {
-            return false;
-        }
-        self.blocks
-            .as_ref()
-            .is_some_and(|b| b.is_blocked(pkt.src, now) || b.is_blocked(pkt.dst, now))
+        self.blocks.as_ref().is_some_and(|b| {
+            b.any() && (b.is_blocked(pkt.src, now) || b.is_blocked(pkt.dst, now))
+        })
     }
 
     /// Replaces the policy for new connections; tracked connections stay.
