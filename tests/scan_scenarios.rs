@@ -67,7 +67,7 @@ impl Gateway {
         probes.validate().unwrap();
         Gateway {
             scan: ScanDetector::new(scan, probes.respond),
-            limiter: RateLimiter::new(&probes),
+            limiter: RateLimiter::new(&probes, statewall::source::SourcePrefix::default()),
             respond: probes.respond,
             open: open.to_vec(),
             alerts: Vec::new(),

@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
             max_entries: 32,
             per_source: 8,
             early_drop_scan: 16,
+            ..Limits::default()
         },
         ..EngineConfig::default()
     });

@@ -13,6 +13,7 @@ mod syslog;
 use crate::marks::ConnMarks;
 use crate::ratelimit::ProbesConfig;
 use crate::scan::ScanConfig;
+use crate::source::SourcePrefix;
 pub use syslog::{Facility, Format, SyslogConfig, SyslogConfigError, Target};
 
 /// A configuration that cannot be used.
@@ -309,6 +310,9 @@ pub struct Settings {
     pub probes: ProbesConfig,
     /// `[scan]`: scan detection and automatic blocking.
     pub scan: ScanConfig,
+    /// `[sources]`: what one source is (IPv4 and IPv6 prefix lengths), for the per-source
+    /// connection limit, scan tracking, host blocks and the answer rate limits.
+    pub sources: SourcePrefix,
     /// `[syslog]`: where alerts go.
     pub syslog: SyslogConfig,
     /// `[ha]`: one gateway of a pair.
@@ -429,6 +433,9 @@ impl Settings {
         };
         self.probes.validate().map_err(|e| section(e.to_string()))?;
         self.scan.validate().map_err(|e| section(e.to_string()))?;
+        self.sources
+            .validate()
+            .map_err(|e| section(e.to_string()))?;
         self.syslog.validate().map_err(|e| section(e.to_string()))?;
         if self
             .log
@@ -456,6 +463,7 @@ impl Settings {
                 max_entries: c.max_entries,
                 per_source: c.per_source,
                 early_drop_scan: c.early_drop_scan,
+                sources: self.sources,
             },
             probes: self.probes.clone(),
             scan: self.scan.enabled.then(|| self.scan.clone()),

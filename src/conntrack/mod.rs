@@ -164,8 +164,8 @@ impl Conntrack {
     /// An empty table.
     pub fn new(timeouts: Timeouts, limits: Limits) -> Conntrack {
         Conntrack {
-            v4: Table::new(),
-            v6: Table::new(),
+            v4: Table::with_sources(limits.sources),
+            v6: Table::with_sources(limits.sources),
             counts: TableCounts::default(),
             timeouts,
             limits,

@@ -185,6 +185,7 @@ fn one_limit_for_both_families_and_early_drop_from_either() {
             max_entries: 2,
             per_source: 100,
             early_drop_scan: 16,
+            ..Limits::default()
         },
     );
     let [v4, v6] = Pair::BOTH;

@@ -133,14 +133,18 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// A new engine with the allow-all policy.
-    pub fn new(config: EngineConfig) -> Engine {
+    /// A new engine with the allow-all policy. One source is what `config.limits.sources`
+    /// says, for the per-source limit, the scan detector and the answer rate limits alike.
+    pub fn new(mut config: EngineConfig) -> Engine {
+        if let Some(scan) = &mut config.scan {
+            scan.sources = config.limits.sources;
+        }
         Engine {
             conntrack: Conntrack::new(config.timeouts.clone(), config.limits.clone()),
             counters: stats::Counters::default(),
             policy: ArcSwap::from_pointee(Policy::allow_all()),
             pickup_until: AtomicU64::new(0),
-            answers: RateLimiter::new(&config.probes),
+            answers: RateLimiter::new(&config.probes, config.limits.sources),
             rule_logs: TokenBucket::new(Rate::per_sec(RULE_LOG_RATE), RULE_LOG_BURST),
             drop_log: droplog::DropLog::new(&config.drop_log),
             scan: config
@@ -193,11 +197,13 @@ impl Engine {
         }
     }
 
-    /// Whether the packet comes from or goes to a blocked source (O(1): see [`Blocklist`]).
+    /// Whether the packet comes from a blocked source (O(1): see [`Blocklist`]). Only its
+    /// packets are dropped: traffic *to* it (connections from the protected side) is the
+    /// rules' business, and a block can never cut an address off from the others.
     fn blocked(&self, pkt: &Packet<'_>, now: Timestamp) -> bool {
-        self.blocks.as_ref().is_some_and(|b| {
-            b.any() && (b.is_blocked(pkt.src, now) || b.is_blocked(pkt.dst, now))
-        })
+        self.blocks
+            .as_ref()
+            .is_some_and(|b| b.any() && b.is_blocked(pkt.src, now))
     }
 
     /// Replaces the policy for new connections; tracked connections stay.

@@ -76,7 +76,8 @@ impl fmt::Display for AlertAction {
 /// A detected scan, summarised.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScanAlert {
-    /// The scanner's exact address.
+    /// The scanning source: its address, or the first address of its IPv6 /64 (what one
+    /// source is: `[sources]`, [`crate::source::SourcePrefix`]).
     pub scanner: IpAddr,
     /// The scanner's /24 or /64.
     pub group: IpNet,
