@@ -31,8 +31,8 @@
 //! # What blocks
 //! Everything above can be sent from a forged address, so it is reported and never blocked on.
 //! With `block = true`, a source is blocked only on proof that it is where its packets say:
-//! TCP handshakes it completed, to enough ports of one host or hosts on one port for an alert
-//! of `block_level` (`proof`). A block covers the source (`[sources]`), or its group.
+//! TCP handshakes it completed, to enough ports of one host for a port scan alert of
+//! `block_level` (`proof`). A block covers the source (`[sources]`), or its group.
 //!
 //! # Memory
 //! Records of normal connections are forgotten as soon as they complete, so busy clients cost
@@ -330,52 +330,37 @@ impl ScanDetector {
         else {
             return Vec::new();
         };
-        let mut alerts = Vec::new();
-        for shape in [Shape::Scan, Shape::Sweep] {
-            let n = match shape {
-                Shape::Scan => proven.ports,
-                Shape::Sweep => proven.hosts,
-            };
-            let counts = Counts {
-                n,
-                rejects: 0,
-                answered: n,
-            };
-            let level = self.s.level(shape, Technique::Syn, counts);
-            let (action, block) = self.s.action(level, src, true);
-            if block.is_none() || level <= source.proof.level {
-                continue;
-            }
-            source.proof.level = level;
-            let (targets, ports) = match shape {
-                Shape::Scan => (vec![flow.dst], source.proof.port_range(flow.dst)),
-                Shape::Sweep => (source.proof.hosts_on(flow.dport), (flow.dport, flow.dport)),
-            };
-            let ntargets = targets.len();
-            let mut targets = targets;
-            targets.truncate(MAX_LISTED_TARGETS);
-            alerts.push(ScanAlert {
-                scanner: src,
-                group: source_group(src),
-                scan_type: ScanType::new(shape, false),
-                technique: Technique::Syn,
-                targets,
-                ntargets,
-                proto: proto::TCP,
-                ports,
-                nports: match shape {
-                    Shape::Scan => n as usize,
-                    Shape::Sweep => 1,
-                },
-                probes: u64::from(n),
-                rejects: 0,
-                kinds: vec![ProbeKind::Syn],
-                level,
-                action,
-                block,
-            });
+        // Port scans only: many hosts on one port is what a busy client does (a browser on
+        // 443), and blocking on it would cut off the protected side's own users.
+        let n = proven.ports;
+        let counts = Counts {
+            n,
+            rejects: 0,
+            answered: n,
+        };
+        let level = self.s.level(Shape::Scan, Technique::Syn, counts);
+        let (action, block) = self.s.action(level, src, true);
+        if block.is_none() || level <= source.proof.level {
+            return Vec::new();
         }
-        alerts
+        source.proof.level = level;
+        vec![ScanAlert {
+            scanner: src,
+            group: source_group(src),
+            scan_type: ScanType::new(Shape::Scan, false),
+            technique: Technique::Syn,
+            targets: vec![flow.dst],
+            ntargets: 1,
+            proto: proto::TCP,
+            ports: source.proof.port_range(flow.dst),
+            nports: n as usize,
+            probes: u64::from(n),
+            rejects: 0,
+            kinds: vec![ProbeKind::Syn],
+            level,
+            action,
+            block,
+        }]
     }
 
     /// [`ScanInput::Closed`]: leaves a tombstone; a SYN/ACK-answered SYN that never completed

@@ -7,9 +7,12 @@
 //! them, but only proof blocks: TCP handshakes the source completed, which takes the target's
 //! initial sequence number from its SYN/ACK, sent to the real address (pf's overload tables
 //! count the same thing: `max-src-conn`, `max-src-conn-rate`). A source that completes
-//! handshakes to as many ports of one host, or hosts on one port, as an alert of the block
-//! level needs is a connect scanner beyond doubt; it is blocked with a port scan or sweep alert
-//! of technique `-sS` (nmap's `-sT` completes the same handshakes).
+//! handshakes to as many ports of one host as a port scan alert of the block level needs is a
+//! connect scanner; it is blocked with a port scan alert of technique `-sS` (nmap's `-sT`
+//! completes the same handshakes). Many hosts on one port is not proof of anything: a busy
+//! client (a browser on 443) does it all day. Known look-alike: a client opening many passive
+//! FTP data connections to one server (each to another port); list it in `allow_sources` or
+//! its ports in `allow_ports`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -31,8 +34,6 @@ pub(super) struct Proof {
 pub(super) struct Proven {
     /// Distinct ports of the target completed in the window.
     pub(super) ports: u32,
-    /// Distinct targets completed on the port in the window.
-    pub(super) hosts: u32,
 }
 
 impl Proof {
@@ -68,25 +69,10 @@ impl Proof {
             return None;
         }
         self.seen.insert((dst, port), now);
-        let count = |f: &dyn Fn(&(IpAddr, u16)) -> bool| {
-            u32::try_from(self.seen.keys().filter(|k| f(k)).count()).unwrap_or(u32::MAX)
-        };
+        let ports = self.seen.keys().filter(|(d, _)| *d == dst).count();
         Some(Proven {
-            ports: count(&|(d, _)| *d == dst),
-            hosts: count(&|(_, p)| *p == port),
+            ports: u32::try_from(ports).unwrap_or(u32::MAX),
         })
-    }
-
-    /// The targets completed on `port`, sorted.
-    pub(super) fn hosts_on(&self, port: u16) -> Vec<IpAddr> {
-        let mut hosts: Vec<IpAddr> = self
-            .seen
-            .keys()
-            .filter(|(_, p)| *p == port)
-            .map(|(d, _)| *d)
-            .collect();
-        hosts.sort_unstable();
-        hosts
     }
 
     /// The lowest and highest port completed on `dst`.

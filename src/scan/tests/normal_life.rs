@@ -148,3 +148,32 @@ fn allowlists() {
     .is_empty());
     assert_eq!(scan(&d, ProbeKind::Fin, [104], 10).len(), 1);
 }
+
+#[test]
+fn a_busy_client_is_never_blocked() {
+    // Blocking on, lowest level: 200 hosts on 443 and 1000 connections to one port, all
+    // completed within the window. Many hosts on one port is no proof of a scan.
+    let d = det(ScanConfig {
+        block: true,
+        block_level: 1,
+        ..Default::default()
+    });
+    let client = ip("10.0.0.5");
+    let mut alerts = Vec::new();
+    for i in 0..200u16 {
+        let server = IpAddr::from([192, 0, 2, (i % 250) as u8]);
+        let server = if i < 250 { server } else { ip(TARGET) };
+        let syn = probe_flow(ProbeKind::Syn, (client, 40000 + i), (server, 443));
+        alerts.extend(d.on_input(ms(u64::from(i)), syn));
+        alerts.extend(d.on_input(ms(u64::from(i) + 30), reply(client, server, 6, 443)));
+        alerts.extend(d.on_input(ms(u64::from(i) + 31), established(client, server, 443)));
+    }
+    for sport in 0..1000u16 {
+        let syn = probe_flow(ProbeKind::Syn, (client, 20000 + sport), (ip(TARGET), 8443));
+        alerts.extend(d.on_input(ms(500), syn));
+        alerts.extend(d.on_input(ms(530), reply(client, ip(TARGET), 6, 8443)));
+        alerts.extend(d.on_input(ms(531), established(client, ip(TARGET), 8443)));
+    }
+    alerts.extend(d.on_timer(ms(10_000)));
+    assert!(alerts.is_empty(), "{alerts:?}");
+}
