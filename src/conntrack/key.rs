@@ -17,6 +17,8 @@ pub trait Addr: Copy + Eq + Ord + Hash + Debug + Send + Sync + 'static {
     fn wrap(key: Key<Self>) -> AnyKey;
     /// The source this address belongs to (its first address), for per-source counts.
     fn source(self, p: &SourcePrefix) -> Self;
+    /// A key of either family as one of this family.
+    fn unwrap(key: AnyKey) -> Option<Key<Self>>;
 }
 
 /// A key of either family.
@@ -44,6 +46,12 @@ impl Addr for [u8; 4] {
     fn source(self, p: &SourcePrefix) -> Self {
         p.v4(self)
     }
+    fn unwrap(key: AnyKey) -> Option<Key<Self>> {
+        match key {
+            AnyKey::V4(k) => Some(k),
+            AnyKey::V6(_) => None,
+        }
+    }
 }
 
 impl Addr for [u8; 16] {
@@ -61,6 +69,12 @@ impl Addr for [u8; 16] {
     }
     fn source(self, p: &SourcePrefix) -> Self {
         p.v6(self)
+    }
+    fn unwrap(key: AnyKey) -> Option<Key<Self>> {
+        match key {
+            AnyKey::V6(k) => Some(k),
+            AnyKey::V4(_) => None,
+        }
     }
 }
 

@@ -90,9 +90,10 @@ fn what_track_says_of_each_kind_of_packet() {
             .payload(16)
             .fragment(4, false)
             .build();
+        // A later fragment whose first fragment never passed: no rule could judge it.
         assert_eq!(
             judged(&ct, &frag, 0).verdict,
-            Verdict::Accept(Pass::Fragment)
+            Verdict::Drop(DropReason::FragmentOrphan)
         );
         let gre = ip(p.client, p.server, 47, &[0; 8]).build();
         assert!(matches!(track(&ct, &gre, 0), Track::New(_)));

@@ -179,6 +179,16 @@ impl Engine {
         if self.blocked(pkt, now) {
             return Decision::drop(DropReason::Blocked);
         }
+        let d = self.track(pkt, meta, now);
+        if d.accepted() && pkt.frag.is_some() {
+            // A first fragment that passed lets its datagram's later fragments follow.
+            self.conntrack.first_fragment_passed(pkt, now);
+        }
+        d
+    }
+
+    /// Connection tracking, then admission or a probe answer.
+    fn track(&self, pkt: &Packet<'_>, meta: &PacketMeta<'_>, now: Timestamp) -> Decision {
         match self.conntrack.track(pkt, now) {
             Track::Judged(t) => {
                 let mut d = Decision::new(t.verdict, t.state);
@@ -235,6 +245,11 @@ impl Engine {
     /// Number of tracked entries.
     pub fn entries(&self) -> usize {
         self.conntrack.entries()
+    }
+
+    /// Datagrams whose later fragments may pass (see `conntrack::Fragments`).
+    pub fn fragment_datagrams(&self) -> usize {
+        self.conntrack.fragment_datagrams()
     }
 
     /// Live connections per state.

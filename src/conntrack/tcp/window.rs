@@ -107,6 +107,15 @@ impl TcpConn {
         !seq.before(lowest) && !seq.after(sender.maxend)
     }
 
+    /// A later fragment of a segment `dir`'s side sent passed: the segment reaches `end`.
+    pub fn extend_sent(&mut self, dir: Dir, end: Seq) {
+        let sender = &mut self.peers[dir as usize];
+        if end.after(sender.end) {
+            sender.end = end;
+            sender.flags |= pflag::UNACKED;
+        }
+    }
+
     /// The van Rooij window check (Linux `tcp_in_window`), learning from valid segments.
     pub(super) fn in_window(&mut self, dir: Dir, state: TcpState, seg: &TcpHeader) -> Window {
         let [orig, reply] = &mut self.peers;
