@@ -42,6 +42,8 @@ pub mod engine;
 pub mod event;
 pub mod fault;
 pub mod files;
+#[cfg(any(test, feature = "testing"))]
+pub mod fuzzing;
 pub mod io;
 pub mod marks;
 pub mod packet;

@@ -333,10 +333,6 @@ impl Settings {
         env: Option<std::collections::HashMap<String, String>>,
     ) -> Result<Settings, ConfigError> {
         let shown = path.display().to_string();
-        let load_err = |e: config::ConfigError| ConfigError::Load {
-            path: shown.clone(),
-            message: e.to_string(),
-        };
         // Read the file ourselves so a missing or unreadable file gets a plain message.
         let text = crate::files::read_regular(path, crate::files::MAX_FILE).map_err(|e| {
             ConfigError::Load {
@@ -344,6 +340,24 @@ impl Settings {
                 message: e.to_string(),
             }
         })?;
+        Self::from_text(&text, &shown, env)
+    }
+
+    /// Settings from TOML `text` (named `shown` in errors), without environment overrides,
+    /// validated.
+    pub fn from_toml(text: &str, shown: &str) -> Result<Settings, ConfigError> {
+        Self::from_text(text, shown, Some(std::collections::HashMap::new()))
+    }
+
+    fn from_text(
+        text: &str,
+        shown: &str,
+        env: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Settings, ConfigError> {
+        let load_err = |e: config::ConfigError| ConfigError::Load {
+            path: shown.to_string(),
+            message: e.to_string(),
+        };
         let env_source = config::Environment::with_prefix("STATEWALL")
             .prefix_separator("_")
             .separator("__")
@@ -352,13 +366,13 @@ impl Settings {
             .try_parsing(true)
             .source(env);
         let settings: Settings = config::Config::builder()
-            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .add_source(env_source)
             .build()
             .map_err(load_err)?
             .try_deserialize()
             .map_err(load_err)?;
-        settings.validate(&shown)?;
+        settings.validate(shown)?;
         Ok(settings)
     }
 
