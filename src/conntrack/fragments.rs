@@ -102,7 +102,11 @@ impl Fragments {
     /// TCP part to extend (if it is a TCP segment).
     pub(super) fn later(&self, id: &DatagramId, now: Tick) -> Option<Option<TcpPart>> {
         let inner = self.lock();
-        inner.map.get(id).filter(|a| a.until.is_after(now)).map(|a| a.tcp)
+        inner
+            .map
+            .get(id)
+            .filter(|a| a.until.is_after(now))
+            .map(|a| a.tcp)
     }
 
     /// Number of datagrams remembered.

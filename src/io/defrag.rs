@@ -29,11 +29,14 @@ fn present(module: &str, loaded: &dyn Fn(&str) -> bool, builtin: &str) -> bool {
             .any(|l| l.rsplit('/').next() == Some(&format!("{module}.ko")))
 }
 
-/// The kernel's reassembly from what `loaded` and `builtin` say.
+/// The kernel's reassembly from what `loaded` and `builtin` say. `nf_conntrack` selects both
+/// defragmentation modules (Kconfig, since Linux 5.1) and, having parameters, shows in
+/// `/sys/module` even when built in (the defragmentation modules then do not).
 pub fn reassembly_from(loaded: &dyn Fn(&str) -> bool, builtin: &str) -> Reassembly {
+    let conntrack = present("nf_conntrack", loaded, builtin);
     Reassembly {
-        ipv4: present("nf_defrag_ipv4", loaded, builtin),
-        ipv6: present("nf_defrag_ipv6", loaded, builtin),
+        ipv4: conntrack || present("nf_defrag_ipv4", loaded, builtin),
+        ipv6: conntrack || present("nf_defrag_ipv6", loaded, builtin),
     }
 }
 
@@ -97,6 +100,15 @@ mod tests {
         // A module whose name merely contains the other's is not it.
         let near = "kernel/net/ipv6/netfilter/xnf_defrag_ipv6.ko\n";
         assert!(!reassembly_from(&v4, near).ipv6);
+        // A kernel with conntrack built in shows only nf_conntrack (it has parameters).
+        let conntrack = |m: &str| m == "nf_conntrack";
+        assert_eq!(
+            reassembly_from(&conntrack, ""),
+            Reassembly {
+                ipv4: true,
+                ipv6: true
+            }
+        );
     }
 
     #[test]
