@@ -206,6 +206,7 @@ impl ScanDetector {
         }
         let source = shard.sources.entry(src).or_insert_with(|| Source::new(now));
         source.last_seen = now;
+        source.addr = flow.src;
         if is_new {
             let n = source.per_tech.entry(key.tech).or_default();
             if *n >= self.s.max_records_per_source {
@@ -345,7 +346,7 @@ impl ScanDetector {
         }
         source.proof.level = level;
         vec![ScanAlert {
-            scanner: src,
+            scanner: flow.src,
             group: source_group(src),
             scan_type: ScanType::new(Shape::Scan, false),
             technique: Technique::Syn,
@@ -427,7 +428,7 @@ impl ScanDetector {
             // Forgeable evidence: reported, never blocked on (`proof`).
             let (action, block) = self.s.action(level, src, false);
             alerts.push(ScanAlert {
-                scanner: src,
+                scanner: source.addr,
                 group: source_group(src),
                 scan_type: ScanType::new(shape, filtered),
                 technique: key.tech,

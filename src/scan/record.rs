@@ -201,6 +201,8 @@ pub(super) struct Source {
     pub(super) marks: HashMap<(Shape, Technique), Mark>,
     /// When it was last seen probing.
     pub(super) last_seen: Timestamp,
+    /// The address it last probed from (one of its source's: an IPv6 /64 has many).
+    pub(super) addr: IpAddr,
     /// Earliest time the timer has something to do for this source.
     pub(super) next_due: Timestamp,
     /// Completed handshakes: what may block it.
@@ -216,6 +218,7 @@ impl Source {
             tallies: Tallies::default(),
             marks: HashMap::new(),
             last_seen: now,
+            addr: IpAddr::from([0u8; 4]),
             next_due: now,
             proof: Proof::default(),
         }

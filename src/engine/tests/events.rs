@@ -177,7 +177,9 @@ fn a_scanner_rotating_through_its_ipv6_64_is_one_scanner() {
     }
     let scans = scan_lines(&events);
     assert!(!scans.is_empty(), "{events:?}");
-    assert!(scans[0].contains("SRC=2001:db8:1:2::"), "{}", scans[0]);
+    // The last address it probed from, and its /64.
+    assert!(scans[0].contains("SRC=2001:db8:1:2:"), "{}", scans[0]);
+    assert!(scans[0].contains("GROUP=2001:db8:1:2::/64"), "{}", scans[0]);
     // And its connect scan, from rotating addresses, blocks the whole /64.
     for port in 1..=40u16 {
         let src: IpAddr = format!("2001:db8:1:2::{port:x}").parse().expect("v6");
