@@ -31,8 +31,11 @@ use crate::scan::ScanConfig;
 use crate::time::Timestamp;
 use crate::verdict::Action;
 
+/// A target's body: it panics on a broken invariant, never on bad input.
+pub type Body = fn(&[u8]);
+
 /// The fuzz targets, by name.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Body); 5] = [
     ("decode", decode),
     ("engine", engine),
     ("control", control),
