@@ -271,6 +271,10 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     } else {
         tracing::info!("netfilter.manage = false: no iptables rules touched (see print-rules)");
     }
+    // After the rules: installing them loads nf_conntrack, which pulls nf_defrag in.
+    if let Some(w) = crate::io::defrag::warning(crate::io::defrag::kernel_reassembly(), manage) {
+        tracing::warn!("{w}");
+    }
     let result = serve(&settings, &engine, queues, wiring, start, &marker);
     drop(control_server);
     if manage {

@@ -103,6 +103,9 @@ drop_reasons! {
     MalformedIcmp => "malformed_icmp",
     /// Tiny or overlapping fragment (RFC 1858).
     MalformedFragment => "malformed_fragment",
+    /// A later fragment whose datagram's first fragment did not pass (dropped, never seen, or
+    /// overtaken): it carries no ports for any rule to judge.
+    FragmentOrphan => "fragment_orphan",
     /// TCP segment with no flags (nmap -sN).
     TcpNull => "tcp_null",
     /// FIN+PSH+URG without ACK (nmap -sX).
@@ -147,7 +150,7 @@ drop_reasons! {
     PolicyReject => "policy_reject",
     /// Connection closed by a rule recheck on reload.
     Revoked => "revoked",
-    /// From or to a source blocked by the scan detector.
+    /// From a source blocked by the scan detector.
     Blocked => "blocked",
     /// Connection table full, nothing evictable.
     TableFull => "table_full",

@@ -6,7 +6,7 @@
 //!             ├─ UDP, other ──── datagram::track unreplied → replied            (datagram.rs)
 //!             ├─ ICMP ────────── icmp::track     echo as a datagram flow; errors
 //!             │                                  related to a tracked flow     (icmp.rs)
-//!             └─ fragment ────── passes untracked
+//!             └─ later fragment ─ passes when its first fragment did      (fragments.rs)
 //!        ──► Track: Judged (verdict of a flow) | New / MidStream (the engine decides, then
 //!            open()) | Stray (TCP segment of no connection) | Stateless (ICMP that opens nothing)
 //! ```
@@ -22,6 +22,7 @@
 
 mod datagram;
 mod entry;
+mod fragments;
 mod icmp;
 mod key;
 mod segment;
@@ -36,6 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dashmap::mapref::one::RefMut;
 
 pub use entry::{flags, Conn, ConnState, ProtoState};
+pub use fragments::{Fragments, FRAGMENT_TTL, MAX_DATAGRAMS};
 pub use key::{Addr, AnyKey, Dir, Key};
 pub use settings::{Limits, Timeouts};
 pub use table::{InsertError, Table, TableCounts};
@@ -58,6 +60,8 @@ pub struct Conntrack {
     early_drops: AtomicU64,
     /// Entries removed by [`Conntrack::sweep`].
     expired: AtomicU64,
+    /// Datagrams whose first fragment passed (`fragments`).
+    fragments: Fragments,
 }
 
 /// What tracking says about a packet.
@@ -164,13 +168,14 @@ impl Conntrack {
     /// An empty table.
     pub fn new(timeouts: Timeouts, limits: Limits) -> Conntrack {
         Conntrack {
-            v4: Table::new(),
-            v6: Table::new(),
+            v4: Table::with_sources(limits.sources),
+            v6: Table::with_sources(limits.sources),
             counts: TableCounts::default(),
             timeouts,
             limits,
             early_drops: AtomicU64::new(0),
             expired: AtomicU64::new(0),
+            fragments: Fragments::default(),
         }
     }
 
@@ -229,6 +234,46 @@ impl Conntrack {
         })
     }
 
+    /// The first fragment of a datagram passed at `now`: its later fragments may follow
+    /// (`fragments`). Call it for every passed packet that is a first fragment.
+    pub fn first_fragment_passed(&self, pkt: &Packet<'_>, now: Timestamp) {
+        let Some(frag) = pkt.frag.filter(|f| f.is_first() && f.more) else {
+            return;
+        };
+        let tcp = match (&pkt.transport, pkt.src, pkt.dst) {
+            (Transport::Tcp(t), IpAddr::V4(s), IpAddr::V4(d)) => {
+                let (key, from_lo) = Key::new(proto::TCP, s.octets(), t.sport, d.octets(), t.dport);
+                Some((AnyKey::V4(key), from_lo, t))
+            }
+            (Transport::Tcp(t), IpAddr::V6(s), IpAddr::V6(d)) => {
+                let (key, from_lo) = Key::new(proto::TCP, s.octets(), t.sport, d.octets(), t.dport);
+                Some((AnyKey::V6(key), from_lo, t))
+            }
+            _ => None,
+        };
+        let transport_len = pkt.len.saturating_sub(pkt.header_len);
+        let tcp = tcp.map(|(key, from_lo, t)| fragments::TcpPart {
+            key,
+            from_lo,
+            seq: t.seq,
+            header: u32::try_from(transport_len)
+                .unwrap_or(u32::MAX)
+                .saturating_sub(t.payload_len),
+        });
+        let id = fragments::DatagramId {
+            src: pkt.src,
+            dst: pkt.dst,
+            proto: pkt.proto,
+            id: frag.id,
+        };
+        self.fragments.admit(id, tcp, now.tick());
+    }
+
+    /// Datagrams whose later fragments may pass (at most [`MAX_DATAGRAMS`]).
+    pub fn fragment_datagrams(&self) -> usize {
+        self.fragments.len()
+    }
+
     /// Number of tracked entries (both families).
     pub fn entries(&self) -> usize {
         self.counts.entries()
@@ -284,12 +329,44 @@ impl<A: Addr> Side<'_, A> {
                 datagram::track(self, proto::UDP, (*sport, *dport), true, timeouts)
             }
             Transport::Icmp(icmp) => icmp::track(self, pkt.proto, icmp),
-            Transport::Fragment => Track::Judged(Tracked::pass(Pass::Fragment, None)),
+            Transport::Fragment => Track::Judged(self.later_fragment(pkt)),
             Transport::Other => {
                 let timeouts = (t.generic_unreplied, t.generic_replied);
                 datagram::track(self, pkt.proto, (0, 0), true, timeouts)
             }
         }
+    }
+
+    /// A later fragment: passes only when its datagram's first fragment did; a TCP segment's
+    /// fragment extends the sender's end.
+    fn later_fragment(&self, pkt: &Packet<'_>) -> Tracked {
+        let Some(frag) = pkt.frag else {
+            return Tracked::drop(DropReason::FragmentOrphan, None);
+        };
+        let id = fragments::DatagramId {
+            src: pkt.src,
+            dst: pkt.dst,
+            proto: pkt.proto,
+            id: frag.id,
+        };
+        let Some(tcp) = self.ct.fragments.later(&id, self.now) else {
+            return Tracked::drop(DropReason::FragmentOrphan, None);
+        };
+        let mut state = None;
+        if let Some((tcp, key)) = tcp.and_then(|t| A::unwrap(t.key).map(|k| (t, k))) {
+            if let Some(mut conn) = self.live(&key) {
+                let dir = conn.dir(tcp.from_lo);
+                let data_end = frag.data_end(pkt.len.saturating_sub(pkt.header_len));
+                let payload = u32::try_from(data_end)
+                    .unwrap_or(u32::MAX)
+                    .saturating_sub(tcp.header);
+                if let ProtoState::Tcp(t) = &mut conn.proto {
+                    t.extend_sent(dir, tcp.seq + payload);
+                }
+                state = Some(conn.state());
+            }
+        }
+        Tracked::pass(Pass::Fragment, state)
     }
 
     /// The key of this packet's flow, and whether the packet comes from its low endpoint.

@@ -8,6 +8,7 @@ use dashmap::mapref::one::RefMut;
 use dashmap::DashMap;
 
 use super::{flags, Addr, Conn, Key};
+use crate::source::SourcePrefix;
 use crate::time::Tick;
 
 /// Keyed hasher: random keys per process, so remote hosts cannot aim their flows at one bucket.
@@ -38,8 +39,11 @@ impl TableCounts {
 /// One family's connections.
 pub struct Table<A: Addr> {
     map: DashMap<Key<A>, Conn, Hasher>,
-    /// Open connections per originating address (entries with [`flags::COUNTED`]).
+    /// Open connections per originating source (entries with [`flags::COUNTED`]), keyed by
+    /// the source's first address (an IPv6 /64 by default: see [`SourcePrefix`]).
     per_source: DashMap<A, u32, Hasher>,
+    /// What one source is.
+    sources: SourcePrefix,
 }
 
 impl<A: Addr> Default for Table<A> {
@@ -49,11 +53,17 @@ impl<A: Addr> Default for Table<A> {
 }
 
 impl<A: Addr> Table<A> {
-    /// An empty table.
+    /// An empty table, one source being what [`SourcePrefix::default`] says.
     pub fn new() -> Self {
+        Self::with_sources(SourcePrefix::default())
+    }
+
+    /// An empty table counting connections per source as `sources` says.
+    pub fn with_sources(sources: SourcePrefix) -> Self {
         Table {
             map: DashMap::with_hasher(Hasher::new()),
             per_source: DashMap::with_hasher(Hasher::new()),
+            sources,
         }
     }
 
@@ -148,7 +158,10 @@ impl<A: Addr> Table<A> {
     }
 
     fn count(&self, src: A, limit: usize) -> bool {
-        let mut n = self.per_source.entry(src).or_insert(0);
+        let mut n = self
+            .per_source
+            .entry(src.source(&self.sources))
+            .or_insert(0);
         if usize::try_from(*n).unwrap_or(usize::MAX) >= limit {
             return false;
         }
@@ -157,15 +170,18 @@ impl<A: Addr> Table<A> {
     }
 
     fn uncount(&self, src: A) {
-        self.per_source.remove_if_mut(&src, |_, n| {
-            *n = n.saturating_sub(1);
-            *n == 0
-        });
+        self.per_source
+            .remove_if_mut(&src.source(&self.sources), |_, n| {
+                *n = n.saturating_sub(1);
+                *n == 0
+            });
     }
 
-    /// Open connections counted against `src`.
+    /// Open connections counted against `src`'s source.
     pub fn source_count(&self, src: A) -> u32 {
-        self.per_source.get(&src).map_or(0, |n| *n)
+        self.per_source
+            .get(&src.source(&self.sources))
+            .map_or(0, |n| *n)
     }
 
     /// Evicts the oldest not-established entry among the first `scan` entries examined.

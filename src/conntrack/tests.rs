@@ -90,9 +90,10 @@ fn what_track_says_of_each_kind_of_packet() {
             .payload(16)
             .fragment(4, false)
             .build();
+        // A later fragment whose first fragment never passed: no rule could judge it.
         assert_eq!(
             judged(&ct, &frag, 0).verdict,
-            Verdict::Accept(Pass::Fragment)
+            Verdict::Drop(DropReason::FragmentOrphan)
         );
         let gre = ip(p.client, p.server, 47, &[0; 8]).build();
         assert!(matches!(track(&ct, &gre, 0), Track::New(_)));
@@ -185,6 +186,7 @@ fn one_limit_for_both_families_and_early_drop_from_either() {
             max_entries: 2,
             per_source: 100,
             early_drop_scan: 16,
+            ..Limits::default()
         },
     );
     let [v4, v6] = Pair::BOTH;

@@ -211,23 +211,33 @@ impl Engine {
     /// Closes tracked connections that `policy` would not allow today (reload with
     /// `[reload] mode = "recheck"`): every further packet of theirs is dropped (`revoked`) until
     /// the entry expires, at the latest after the CLOSE timeout. Connections whose rule says
-    /// `reject` get a RST toward each end.
+    /// `reject` get a RST toward each end, within the answer rate limits (global, and per
+    /// receiving source) like every answer statewall sends.
+    ///
+    /// Each flow is judged as the packet that opened it was ([`Policy::evaluate_tracked`]: no
+    /// `limit` token spent): ports, and for an ICMP echo flow the echo request's type and
+    /// code. Interfaces are not stored with a flow: a rule naming one does not match here.
     pub fn recheck(&self, policy: &Policy, now: Timestamp) -> Recheck {
         let mut actions = Vec::new();
         let revoked = self.conntrack.revoke(now, |flow, next| {
-            let icmp = matches!(flow.proto, proto::ICMP | proto::ICMPV6);
+            // ICMP flows are echoes (nothing else opens one), opened by the request.
+            let echo = match flow.proto {
+                proto::ICMP => Some(8),
+                proto::ICMPV6 => Some(128),
+                _ => None,
+            };
             let q = Query {
                 src: flow.src,
                 dst: flow.dst,
                 proto: flow.proto,
-                sport: if icmp { 0 } else { flow.sport },
-                dport: if icmp { 0 } else { flow.dport },
-                icmp_type: None,
-                icmp_code: None,
+                sport: if echo.is_some() { 0 } else { flow.sport },
+                dport: if echo.is_some() { 0 } else { flow.dport },
+                icmp_type: echo,
+                icmp_code: echo.map(|_| 0),
                 in_iface: None,
                 out_iface: None,
             };
-            let action = policy.evaluate(&q, now).action;
+            let action = policy.evaluate_tracked(&q).action;
             if action == RuleAction::Allow {
                 return false;
             }
@@ -245,8 +255,12 @@ impl Engine {
                     })
                 };
                 let (orig, reply) = ((flow.src, flow.sport), (flow.dst, flow.dport));
-                actions.push(rst(reply, orig, reply_next));
-                actions.push(rst(orig, reply, orig_next));
+                if self.take_answer(orig.0, now) {
+                    actions.push(rst(reply, orig, reply_next));
+                }
+                if self.take_answer(reply.0, now) {
+                    actions.push(rst(orig, reply, orig_next));
+                }
             }
             true
         });

@@ -27,7 +27,7 @@ mod stats;
 mod timers;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -128,21 +128,23 @@ pub struct Engine {
     scan: Option<ScanDetector>,
     /// Sources blocked after a scan (`[scan] block = true`).
     blocks: Option<Blocklist>,
-    /// Whether any block may be active (skips the blocklist lock on the hot path).
-    any_blocks: AtomicBool,
     /// When the table is swept next (ns).
     next_sweep: AtomicU64,
 }
 
 impl Engine {
-    /// A new engine with the allow-all policy.
-    pub fn new(config: EngineConfig) -> Engine {
+    /// A new engine with the allow-all policy. One source is what `config.limits.sources`
+    /// says, for the per-source limit, the scan detector and the answer rate limits alike.
+    pub fn new(mut config: EngineConfig) -> Engine {
+        if let Some(scan) = &mut config.scan {
+            scan.sources = config.limits.sources;
+        }
         Engine {
             conntrack: Conntrack::new(config.timeouts.clone(), config.limits.clone()),
             counters: stats::Counters::default(),
             policy: ArcSwap::from_pointee(Policy::allow_all()),
             pickup_until: AtomicU64::new(0),
-            answers: RateLimiter::new(&config.probes),
+            answers: RateLimiter::new(&config.probes, config.limits.sources),
             rule_logs: TokenBucket::new(Rate::per_sec(RULE_LOG_RATE), RULE_LOG_BURST),
             drop_log: droplog::DropLog::new(&config.drop_log),
             scan: config
@@ -150,7 +152,6 @@ impl Engine {
                 .clone()
                 .map(|c| ScanDetector::new(c, config.probes.respond)),
             blocks: config.scan.as_ref().and_then(ScanConfig::blocklist),
-            any_blocks: AtomicBool::new(false),
             next_sweep: AtomicU64::new(0),
             config,
         }
@@ -178,6 +179,16 @@ impl Engine {
         if self.blocked(pkt, now) {
             return Decision::drop(DropReason::Blocked);
         }
+        let d = self.track(pkt, meta, now);
+        if d.accepted() && pkt.frag.is_some() {
+            // A first fragment that passed lets its datagram's later fragments follow.
+            self.conntrack.first_fragment_passed(pkt, now);
+        }
+        d
+    }
+
+    /// Connection tracking, then admission or a probe answer.
+    fn track(&self, pkt: &Packet<'_>, meta: &PacketMeta<'_>, now: Timestamp) -> Decision {
         match self.conntrack.track(pkt, now) {
             Track::Judged(t) => {
                 let mut d = Decision::new(t.verdict, t.state);
@@ -196,14 +207,13 @@ impl Engine {
         }
     }
 
-    /// Whether the packet comes from or goes to a blocked source.
+    /// Whether the packet comes from a blocked source (O(1): see [`Blocklist`]). Only its
+    /// packets are dropped: traffic *to* it (connections from the protected side) is the
+    /// rules' business, and a block can never cut an address off from the others.
     fn blocked(&self, pkt: &Packet<'_>, now: Timestamp) -> bool {
-        if !self.any_blocks.load(Ordering::Relaxed) {
-            return false;
-        }
         self.blocks
             .as_ref()
-            .is_some_and(|b| b.is_blocked(pkt.src, now) || b.is_blocked(pkt.dst, now))
+            .is_some_and(|b| b.any() && b.is_blocked(pkt.src, now))
     }
 
     /// Replaces the policy for new connections; tracked connections stay.
@@ -235,6 +245,11 @@ impl Engine {
     /// Number of tracked entries.
     pub fn entries(&self) -> usize {
         self.conntrack.entries()
+    }
+
+    /// Datagrams whose later fragments may pass (see `conntrack::Fragments`).
+    pub fn fragment_datagrams(&self) -> usize {
+        self.conntrack.fragment_datagrams()
     }
 
     /// Live connections per state.

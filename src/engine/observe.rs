@@ -1,8 +1,6 @@
 //! The observers: what the scan detector hears of the packet's way ([`ScanInput`]), and what
 //! becomes of its alerts (events, and a block when the alert says so).
 
-use std::sync::atomic::Ordering;
-
 use super::Engine;
 use crate::conntrack::Milestone;
 use crate::event::Event;
@@ -51,7 +49,6 @@ impl Engine {
                 });
             out.push(Event::Scan(alert));
             if let Some(ev) = block {
-                self.any_blocks.store(true, Ordering::SeqCst);
                 out.push(Event::Block(ev));
             }
         }

@@ -45,13 +45,6 @@ impl Engine {
             report
                 .events
                 .extend(blocks.expire(now).into_iter().map(Event::Block));
-            if blocks.list(now).is_empty() {
-                self.any_blocks.store(false, Ordering::SeqCst);
-                // A block added meanwhile must not be lost: look again after clearing.
-                if !blocks.list(now).is_empty() {
-                    self.any_blocks.store(true, Ordering::SeqCst);
-                }
-            }
         }
         report
     }

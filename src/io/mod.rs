@@ -4,6 +4,7 @@
 
 pub mod actions;
 pub mod ctnetlink;
+pub mod defrag;
 pub mod kernel_flows;
 pub mod netfilter;
 pub mod offload;

@@ -170,6 +170,19 @@ impl Policy {
     /// Judge the first packet of a new connection: the first rule (in file order) that matches
     /// and whose `limit`, if any, admits it at `now`; else the default policy.
     pub fn evaluate(&self, q: &Query<'_>, now: Timestamp) -> Outcome<'_> {
+        self.first_match(q, |l| l.admit(now))
+    }
+
+    /// Judge a connection already tracked, as a recheck on reload does: the first rule that
+    /// matches, its `limit` ignored and untouched (`limit` paces new connections; one that
+    /// is open was within it, and a recheck must not spend the tokens new ones need).
+    pub fn evaluate_tracked(&self, q: &Query<'_>) -> Outcome<'_> {
+        self.first_match(q, |_| true)
+    }
+
+    /// The first rule that matches `q` and whose `limit`, if any, `admit` lets through; else
+    /// the default policy.
+    fn first_match(&self, q: &Query<'_>, admit: impl Fn(&RateLimit) -> bool) -> Outcome<'_> {
         let mut floor: u32 = 0;
         loop {
             let mut best = u32::MAX;
@@ -189,7 +202,7 @@ impl Policy {
                 return self.default_outcome();
             };
             match &rule.limit {
-                Some(l) if !l.admit(now) => floor = best + 1,
+                Some(l) if !admit(l) => floor = best + 1,
                 _ => {
                     return Outcome {
                         action: rule.info.action,

@@ -89,6 +89,33 @@ pub(super) enum Window {
 }
 
 impl TcpConn {
+    /// Whether `dir`'s side may have sent a segment starting at `seq`: what an ICMP error
+    /// quoting such a segment must show (pf's check in `pf_test_state_icmp`). The segment
+    /// starts at most at the highest sequence number the receiver allowed, and at least the
+    /// largest window the receiver advertised below the sender's end (a segment in flight or
+    /// retransmitted). A side that has sent nothing has nothing to be quoted.
+    pub fn may_have_sent(&self, dir: Dir, seq: Seq) -> bool {
+        let [orig, reply] = &self.peers;
+        let (sender, receiver) = match dir {
+            Dir::Original => (orig, reply),
+            Dir::Reply => (reply, orig),
+        };
+        if sender.maxwin == 0 {
+            return false;
+        }
+        let lowest = sender.end - receiver.maxwin.max(1);
+        !seq.before(lowest) && !seq.after(sender.maxend)
+    }
+
+    /// A later fragment of a segment `dir`'s side sent passed: the segment reaches `end`.
+    pub fn extend_sent(&mut self, dir: Dir, end: Seq) {
+        let sender = &mut self.peers[dir as usize];
+        if end.after(sender.end) {
+            sender.end = end;
+            sender.flags |= pflag::UNACKED;
+        }
+    }
+
     /// The van Rooij window check (Linux `tcp_in_window`), learning from valid segments.
     pub(super) fn in_window(&mut self, dir: Dir, state: TcpState, seg: &TcpHeader) -> Window {
         let [orig, reply] = &mut self.peers;
