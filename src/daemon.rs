@@ -33,10 +33,12 @@ use thiserror::Error;
 
 mod control;
 pub mod health;
+mod logging;
 
 pub use control::DaemonControl;
+pub use logging::init_logging;
 
-use crate::config::{LogSection, OnStop, Settings};
+use crate::config::{OnStop, Settings};
 use crate::engine::{Engine, Stats};
 use crate::io::actions::ActionHandler;
 use crate::io::netfilter::{self, NetfilterError, Plan};
@@ -78,18 +80,6 @@ pub enum DaemonError {
     /// A queue worker's thread ended by a panic outside the packet path's guards.
     #[error("queue {0}: worker thread died (panic)")]
     WorkerDied(u16),
-}
-
-/// Installs the `tracing` subscriber: stderr, level from `[log] level`, `RUST_LOG` overrides.
-pub fn init_logging(log: &LogSection) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
 }
 
 /// The runtime directory: where the control socket lives (`/run/statewall` by default, the
