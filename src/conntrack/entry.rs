@@ -30,8 +30,9 @@ impl std::fmt::Display for ConnState {
 pub enum ProtoState {
     /// TCP: state machine and windows.
     Tcp(TcpConn),
-    /// UDP, ICMP echo and other protocols: only the entry flags matter.
-    Datagram,
+    /// UDP, ICMP echo and other protocols: when the flow opened (a flow still busy two
+    /// seconds later, both ways, is a stream: assured).
+    Datagram(Tick),
 }
 
 /// Entry flags.
@@ -40,7 +41,8 @@ pub mod flags {
     pub const ORIG_IS_LO: u8 = 1 << 0;
     /// A packet from the reply direction has been seen.
     pub const SEEN_REPLY: u8 = 1 << 1;
-    /// The connection completed its handshake (never early-dropped).
+    /// The connection completed its handshake, or a datagram flow became a stream: evicted
+    /// early only once it closes (TCP).
     pub const ASSURED: u8 = 1 << 2;
     /// Adopted mid-stream in pickup mode; timeout capped until the other end is seen.
     pub const PICKUP: u8 = 1 << 3;
@@ -83,14 +85,31 @@ impl Conn {
     pub fn state(&self) -> ConnState {
         match &self.proto {
             ProtoState::Tcp(t) => ConnState::Tcp(t.state),
-            ProtoState::Datagram if self.has(flags::SEEN_REPLY) => ConnState::Replied,
-            ProtoState::Datagram => ConnState::Unreplied,
+            ProtoState::Datagram(_) if self.has(flags::SEEN_REPLY) => ConnState::Replied,
+            ProtoState::Datagram(_) => ConnState::Unreplied,
         }
     }
 
-    /// Whether the entry may be evicted early when the table is full.
+    /// Whether the entry may be evicted early when the table is full: an unassured flow, or a
+    /// TCP connection closing or closed (Linux's `tcp_can_early_drop`: FIN_WAIT, CLOSE_WAIT,
+    /// LAST_ACK, TIME_WAIT, CLOSE), whatever it was before.
     pub fn early_droppable(&self) -> bool {
-        !self.has(flags::ASSURED)
+        !self.has(flags::ASSURED) || self.closing()
+    }
+
+    /// Whether this is a TCP connection that is closing or closed.
+    pub fn closing(&self) -> bool {
+        match &self.proto {
+            ProtoState::Tcp(t) => matches!(
+                t.state,
+                TcpState::FinWait
+                    | TcpState::CloseWait
+                    | TcpState::LastAck
+                    | TcpState::TimeWait
+                    | TcpState::Close
+            ),
+            ProtoState::Datagram(_) => false,
+        }
     }
 
     /// Whether the entry counts against its originator's per-source limit (TIME_WAIT and
@@ -98,7 +117,7 @@ impl Conn {
     pub fn should_count(&self) -> bool {
         match &self.proto {
             ProtoState::Tcp(t) => !matches!(t.state, TcpState::TimeWait | TcpState::Close),
-            ProtoState::Datagram => true,
+            ProtoState::Datagram(_) => true,
         }
     }
 }

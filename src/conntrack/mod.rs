@@ -208,25 +208,23 @@ impl Conntrack {
         }
     }
 
-    /// Opens the flow of a [`Track::New`] or [`Track::MidStream`] packet, evicting an
-    /// unassured entry first when the table is full (the oldest of a few, as Linux does).
+    /// Opens the flow of a [`Track::New`] or [`Track::MidStream`] packet, evicting an entry
+    /// first when the table is full (`early_drop`: the oldest unassured or closing
+    /// one).
     /// Returns the state it opened in.
     pub fn open(&self, opening: Opening) -> Result<ConnState, DropReason> {
         if self.counts.entries() >= self.limits.max_entries {
-            let scan = self.limits.early_drop_scan;
-            let now = opening.now;
-            let evicted = self.v4.early_drop(scan, now, &self.counts)
-                || self.v6.early_drop(scan, now, &self.counts);
-            if !evicted {
+            if !self.early_drop(opening.now) {
                 return Err(DropReason::TableFull);
             }
             self.early_drops.fetch_add(1, Ordering::Relaxed);
         }
         let state = opening.state();
         let limit = self.limits.per_source_limit();
+        let cap = (opening.now, self.limits.max_entries);
         let inserted = match opening.key {
-            AnyKey::V4(key) => insert(&self.v4, key, opening.conn, limit, &self.counts),
-            AnyKey::V6(key) => insert(&self.v6, key, opening.conn, limit, &self.counts),
+            AnyKey::V4(key) => insert(&self.v4, key, opening.conn, limit, cap, &self.counts),
+            AnyKey::V6(key) => insert(&self.v6, key, opening.conn, limit, cap, &self.counts),
         };
         inserted.map(|()| state).map_err(|e| match e {
             InsertError::TableFull => DropReason::TableFull,
@@ -274,6 +272,33 @@ impl Conntrack {
         self.fragments.len()
     }
 
+    /// Makes room for one entry, as Linux's early drop and its full-table garbage collection
+    /// do: evicts the entry of either family that became evictable first (unassured flows, TCP
+    /// connections closing or closed: [`Conn::early_droppable`]) and still is, looking at up
+    /// to `early_drop_scan` candidates, then, for candidates the bounded queues lost, the
+    /// evictable entry expiring first among `early_drop_scan` entries of each table.
+    fn early_drop(&self, now: Tick) -> bool {
+        let scan = self.limits.early_drop_scan;
+        for _ in 0..scan {
+            let v4_first = match (self.v4.oldest_candidate(), self.v6.oldest_candidate()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(a), Some(b)) => !a.is_after(b),
+            };
+            let evicted = if v4_first {
+                self.v4.evict_oldest(now, &self.counts)
+            } else {
+                self.v6.evict_oldest(now, &self.counts)
+            };
+            if evicted == Some(true) {
+                return true;
+            }
+        }
+        self.v4.evict_scanned(scan, now, &self.counts)
+            || self.v6.evict_scanned(scan, now, &self.counts)
+    }
+
     /// Number of tracked entries (both families).
     pub fn entries(&self) -> usize {
         self.counts.entries()
@@ -299,6 +324,7 @@ fn insert<A: Addr>(
     key: Key<A>,
     conn: Conn,
     limit: usize,
+    (now, cap): (Tick, usize),
     counts: &TableCounts,
 ) -> Result<(), InsertError> {
     let origin = if conn.has(flags::ORIG_IS_LO) {
@@ -306,7 +332,11 @@ fn insert<A: Addr>(
     } else {
         key.hi
     };
-    table.insert(key, origin, conn, limit, counts)
+    table.insert(key, origin, conn, limit, counts)?;
+    if conn.early_droppable() {
+        table.note_candidate(key, now, cap);
+    }
+    Ok(())
 }
 
 /// One packet's view of the table: its family's table and its addresses in that family.

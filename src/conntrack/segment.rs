@@ -83,7 +83,7 @@ fn learn<A: Addr>(
     let t = &side.ct.timeouts;
     let (new, timeout) = match &conn.proto {
         ProtoState::Tcp(tc) => (tc.state, tc.timeout(t)),
-        ProtoState::Datagram => return Tracked::drop(DropReason::MalformedTcp, None),
+        ProtoState::Datagram(_) => return Tracked::drop(DropReason::MalformedTcp, None),
     };
     if dir == Dir::Reply {
         conn.flags |= flags::SEEN_REPLY;
@@ -114,6 +114,12 @@ fn learn<A: Addr>(
         tracing::trace!(from = %old, to = %new, "tcp state");
         side.table
             .recount(&key, conn, side.ct.limits.per_source_limit());
+        // An assured connection that starts closing becomes evictable.
+        let was_open = matches!(old, TcpState::SynRecv | TcpState::Established);
+        if was_open && conn.has(flags::ASSURED) && conn.closing() {
+            side.table
+                .note_candidate(key, side.now, side.ct.limits.max_entries);
+        }
     }
     Tracked {
         verdict: Verdict::Accept(Pass::Tracked),

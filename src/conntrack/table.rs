@@ -1,7 +1,9 @@
 //! The connection table of one address family: a sharded hash map (dashmap, keyed hasher), a
 //! per-source count of open connections, expiry and early drop.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use dashmap::mapref::entry::Entry;
 use dashmap::mapref::one::RefMut;
@@ -44,6 +46,10 @@ pub struct Table<A: Addr> {
     per_source: DashMap<A, u32, Hasher>,
     /// What one source is.
     sources: SourcePrefix,
+    /// Early drop's clock hand: the keys of entries that became evictable (opened unassured,
+    /// or a TCP connection that started closing), with when, oldest first. Bounded; a key
+    /// whose entry is gone, was replaced or is no longer evictable is skipped when it comes up.
+    candidates: Mutex<VecDeque<(Key<A>, Tick)>>,
 }
 
 impl<A: Addr> Default for Table<A> {
@@ -64,6 +70,7 @@ impl<A: Addr> Table<A> {
             map: DashMap::with_hasher(Hasher::new()),
             per_source: DashMap::with_hasher(Hasher::new()),
             sources,
+            candidates: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -184,19 +191,68 @@ impl<A: Addr> Table<A> {
             .map_or(0, |n| *n)
     }
 
-    /// Evicts the oldest not-established entry among the first `scan` entries examined.
-    /// Returns whether one was evicted.
-    pub fn early_drop(&self, scan: usize, now: Tick, counts: &TableCounts) -> bool {
+    /// Remembers that the entry under `key` became evictable at `now` (see
+    /// [`Conn::early_droppable`]); at most `cap` keys are kept, the oldest forgotten first.
+    pub fn note_candidate(&self, key: Key<A>, now: Tick, cap: usize) {
+        let mut q = self.queue();
+        while q.len() >= cap.max(1) {
+            q.pop_front();
+        }
+        q.push_back((key, now));
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<(Key<A>, Tick)>> {
+        self.candidates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Forgets the remembered candidates whose entries are gone or no longer evictable (an
+    /// idle connection established long ago). Filters outside the queue's lock; candidates
+    /// remembered meanwhile are newer and stay behind the survivors.
+    pub fn prune_candidates(&self) {
+        let old = std::mem::take(&mut *self.queue());
+        if old.is_empty() {
+            return;
+        }
+        let kept: VecDeque<_> = old
+            .into_iter()
+            .filter(|(k, _)| self.map.get(k).is_some_and(|c| c.early_droppable()))
+            .collect();
+        let mut q = self.queue();
+        let newer = std::mem::replace(&mut *q, kept);
+        q.extend(newer);
+    }
+
+    /// When the oldest remembered candidate became evictable.
+    pub fn oldest_candidate(&self) -> Option<Tick> {
+        self.queue().front().map(|(_, t)| *t)
+    }
+
+    /// Takes the oldest remembered candidate off the queue and evicts its entry if it still is
+    /// evictable (or expired). `None`: the queue is empty; `Some(evicted)` otherwise.
+    pub fn evict_oldest(&self, now: Tick, counts: &TableCounts) -> Option<bool> {
+        let (key, _) = self.queue().pop_front()?;
+        Some(
+            self.remove_if(&key, |c| evictable(c, now), counts)
+                .is_some(),
+        )
+    }
+
+    /// Evicts the evictable entry that expires first among the first `scan` entries of the
+    /// table (the fallback for candidates the bounded queue lost). Returns whether one was
+    /// evicted.
+    pub fn evict_scanned(&self, scan: usize, now: Tick, counts: &TableCounts) -> bool {
         let victim = self
             .map
             .iter()
             .take(scan)
-            .filter(|e| e.value().early_droppable())
+            .filter(|e| evictable(e.value(), now))
             .min_by_key(|e| e.value().expires.ticks_from(now))
             .map(|e| *e.key());
         match victim {
             Some(key) => self
-                .remove_if(&key, Conn::early_droppable, counts)
+                .remove_if(&key, |c| evictable(c, now), counts)
                 .is_some(),
             None => false,
         }
@@ -255,6 +311,11 @@ impl<A: Addr> Table<A> {
     }
 }
 
+/// Whether early drop may take `conn` at `now`: evictable by its state, or expired.
+fn evictable(conn: &Conn, now: Tick) -> bool {
+    !conn.expires.is_after(now) || conn.early_droppable()
+}
+
 /// The address of the endpoint that opened `conn`.
 fn originator<A: Addr>(key: &Key<A>, conn: &Conn) -> A {
     if conn.has(flags::ORIG_IS_LO) {
@@ -273,7 +334,7 @@ mod tests {
         Conn {
             expires: Tick(expires),
             flags: f | flags::ORIG_IS_LO,
-            proto: ProtoState::Datagram,
+            proto: ProtoState::Datagram(Tick(0)),
         }
     }
 
@@ -333,22 +394,30 @@ mod tests {
     }
 
     #[test]
-    fn early_drop_takes_the_oldest_unassured() {
+    fn candidates_are_evicted_oldest_first_while_still_evictable() {
         let t = Table::new();
         let c = TableCounts::default();
-        t.insert(key(1), [198, 51, 100, 1], conn(10, flags::ASSURED), 10, &c)
-            .expect("room");
-        t.insert(key(2), [198, 51, 100, 2], conn(30, 0), 10, &c)
-            .expect("room");
-        t.insert(key(3), [198, 51, 100, 3], conn(20, 0), 10, &c)
-            .expect("room");
-        assert!(t.early_drop(64, Tick(0), &c));
-        assert!(t.peek(&key(3), Tick(0)).is_none());
-        assert!(t.peek(&key(1), Tick(0)).is_some());
-        assert!(t.early_drop(64, Tick(0), &c));
-        assert!(
-            !t.early_drop(64, Tick(0), &c),
-            "assured entries are never evicted"
-        );
+        for n in 1..=3 {
+            t.insert(key(n), [198, 51, 100, n], conn(100, 0), 10, &c)
+                .expect("room");
+            t.note_candidate(key(n), Tick(u32::from(n)), 10);
+        }
+        // The first became assured since: skipped (and forgotten).
+        t.map.get_mut(&key(1)).expect("present").flags |= flags::ASSURED;
+        assert_eq!(t.oldest_candidate(), Some(Tick(1)));
+        assert_eq!(t.evict_oldest(Tick(5), &c), Some(false));
+        assert_eq!(t.evict_oldest(Tick(5), &c), Some(true));
+        assert!(t.peek(&key(2), Tick(5)).is_none());
+        assert!(t.peek(&key(1), Tick(5)).is_some());
+        assert_eq!(t.oldest_candidate(), Some(Tick(3)));
+        // The queue is bounded: the oldest are forgotten, the scan still finds them.
+        t.note_candidate(key(9), Tick(6), 1);
+        assert_eq!(t.oldest_candidate(), Some(Tick(6)));
+        assert_eq!(t.evict_oldest(Tick(7), &c), Some(false), "gone");
+        assert_eq!(t.evict_oldest(Tick(7), &c), None);
+        assert!(t.evict_scanned(64, Tick(7), &c));
+        assert!(t.peek(&key(3), Tick(7)).is_none());
+        assert!(!t.evict_scanned(64, Tick(7), &c), "assured entries stay");
+        assert_eq!(c.entries(), 1);
     }
 }

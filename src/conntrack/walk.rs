@@ -50,6 +50,9 @@ impl Conntrack {
             .sweep(tick, &self.counts, |k, c| on_expire(flow_of(k, c)));
         let n = v4 + v6;
         self.expired.fetch_add(n as u64, Ordering::Relaxed);
+        // Early drop's queues forget the entries that are gone or assured since.
+        self.v4.prune_candidates();
+        self.v6.prune_candidates();
         n
     }
 
@@ -96,7 +99,7 @@ impl Conntrack {
             }
             let next = match &conn.proto {
                 ProtoState::Tcp(t) => Some(t.next_seqs()),
-                ProtoState::Datagram => None,
+                ProtoState::Datagram(_) => None,
             };
             if revoke(&flow, next) {
                 conn.flags |= flags::REVOKED;

@@ -114,6 +114,13 @@ pub enum Step {
 mod cflag {
     /// Simultaneous open seen.
     pub const SIMOPEN: u8 = 1 << 0;
+    /// The last ignored SYN offered window scaling (Linux `last_flags`).
+    pub const LAST_WSCALE: u8 = 1 << 1;
+    /// The last ignored SYN offered SACK (Linux `last_flags`).
+    pub const LAST_SACK: u8 = 1 << 2;
+    /// The last ignored SYN's window scale (Linux `last_wscale`, at most 14) is kept in the
+    /// high four bits.
+    pub const WSCALE_SHIFT: u8 = 4;
 }
 
 /// TCP part of a connection entry.
@@ -224,13 +231,20 @@ impl TcpConn {
         if class == Class::Syn && matches!(old, TcpState::TimeWait | TcpState::Close) {
             return Ok(Step::Reopen);
         }
-        self.check_closed(dir, class, seg)?;
+        // SYNs and SYN/ACKs are judged by the table (a SYN reusing the tuple of a half-closed
+        // connection is ignored, the SYN/ACK answering it resynchronises), not as data.
+        if !matches!(class, Class::Syn | Class::SynAck) {
+            self.check_closed(dir, class, seg)?;
+        }
         let mut new = match transition(dir, class, old) {
             Cell::To(s) => s,
             Cell::Invalid => return Err(invalid_reason(dir, class)),
             Cell::Ignore => {
                 if !self.resync(dir, class, seg) {
                     self.note_last(dir, class, seg);
+                    if class == Class::Syn && dir == Dir::Original {
+                        self.note_syn_options(seg);
+                    }
                     return Ok(Step::Ignore);
                 }
                 TcpState::SynRecv
@@ -296,17 +310,39 @@ impl TcpConn {
         if !acks_ignored_syn {
             return false;
         }
-        // The ignored SYN's window is not kept (entries stay small): the window grows from
-        // the next segments, as the check's lower bound only needs it to be non-zero.
+        // The ignored SYN's window scale and SACK-permitted are kept (Linux's `last_wscale`,
+        // `last_flags`); its window is not (entries stay small): the window grows from the
+        // next segments, as the check's lower bound only needs it to be non-zero.
+        let mut flags = 0;
+        if self.misc & cflag::LAST_WSCALE != 0 {
+            flags |= pflag::WSCALE;
+        }
+        if self.misc & cflag::LAST_SACK != 0 {
+            flags |= pflag::SACK_PERM;
+        }
         self.peers[last_dir.idx()] = Peer {
             end: self.last_end,
             maxend: self.last_end,
             maxwin: 1,
+            scale: self.misc >> cflag::WSCALE_SHIFT,
+            flags,
             ..Peer::default()
         };
         self.peers[dir.idx()] = Peer::default();
         self.state = TcpState::SynSent;
         true
+    }
+
+    /// Keeps the options of an ignored SYN for a resynchronisation on its SYN/ACK.
+    fn note_syn_options(&mut self, seg: &TcpHeader) {
+        let mut misc = self.misc & cflag::SIMOPEN;
+        if let Some(shift) = seg.options.wscale {
+            misc |= cflag::LAST_WSCALE | (shift.min(14) << cflag::WSCALE_SHIFT);
+        }
+        if seg.options.sack_permitted {
+            misc |= cflag::LAST_SACK;
+        }
+        self.misc = misc;
     }
 
     fn note_last(&mut self, dir: Dir, class: Class, seg: &TcpHeader) {

@@ -81,6 +81,20 @@ pub(super) fn seg_end(seg: &TcpHeader) -> Seq {
     seg.seq + seg.payload_len + u32::from(seg.flags.syn()) + u32::from(seg.flags.fin())
 }
 
+/// A segment of a connection picked up mid-stream (window scale unknown) that broke a bound:
+/// passed, and the ends widened to what it shows.
+fn liberal_learn(sender: &mut Peer, receiver: &mut Peer, end: Seq, sack: Seq) -> Window {
+    sender.maxwin = sender.maxwin.max(end - sender.end);
+    if end.after(sender.end) {
+        sender.end = end;
+        sender.maxend = end + sender.maxwin;
+    }
+    if sack.after(receiver.end) {
+        receiver.end = sack;
+    }
+    Window::Accept
+}
+
 /// Outcome of the window check.
 pub(super) enum Window {
     Accept,
@@ -165,11 +179,18 @@ impl TcpConn {
             }
         } else if f.syn()
             && end.after(sender.end)
-            && ((state == TcpState::SynSent && dir == Dir::Original)
-                || (state == TcpState::SynRecv && dir == Dir::Reply))
+            && matches!(state, TcpState::SynSent | TcpState::SynRecv)
         {
-            // RFC 9293: a reinitialised TCP may reuse the tuple with a higher ISN.
+            // RFC 9293: a reinitialised TCP may reuse the tuple with a higher ISN; its
+            // retransmitted SYN (or SYN/ACK) may differ in sequence number and options.
             sender.init_from_syn(seg, end);
+            if dir == Dir::Reply && !(sender.has(pflag::WSCALE) && receiver.has(pflag::WSCALE)) {
+                sender.scale = 0;
+                receiver.scale = 0;
+            }
+            if dir == Dir::Reply && !f.ack() {
+                return Window::Accept;
+            }
         }
 
         if !f.ack() || (f.rst() && ack == Seq(0)) {
@@ -177,46 +198,56 @@ impl TcpConn {
             ack = receiver.end;
             sack = ack;
         }
-        if seq == end && !f.rst() {
-            // No data: only the ACK is checked (keepalives with seq = next - 1 land here).
+        if f.rst() && seq == Seq(0) && state == TcpState::SynSent {
+            // A RST answering the SYN.
             seq = sender.end;
             end = seq;
         }
 
         let liberal = sender.has(pflag::LIBERAL);
-        if !seq.before(sender.maxend + 1) && !liberal {
-            return Window::Invalid(DropReason::SeqAboveWindow);
+        let max_ack_window = sender.maxwin.max(MAX_ACK_WINDOW);
+        let ack_ok = sack.after(receiver.end - max_ack_window - 1);
+        if !seq.before(sender.maxend + 1) {
+            // I fails: the segment starts beyond what the receiver allowed.
+            let overshot = (end - sender.maxend).wrapping_add(1);
+            let in_recv_win = receiver.maxwin != 0 && end.after(sender.end - receiver.maxwin - 1);
+            if in_recv_win && ack_ok && overshot <= receiver.maxwin && sack.before(receiver.end + 1)
+            {
+                // Linux's work-around for TCPs that send more than the receiver's window
+                // allows: passed without learning, except that the sender's end moves, so the
+                // receiver's ACK of these bytes is valid.
+                if !liberal {
+                    sender.end = end;
+                    sender.flags |= pflag::UNACKED;
+                    return Window::Ignore;
+                }
+            } else if !liberal {
+                return Window::Invalid(DropReason::SeqAboveWindow);
+            }
+            return liberal_learn(sender, receiver, end, sack);
         }
-        if !end.after(sender.end - receiver.maxwin - 1) {
-            // Already acknowledged data retransmitted.
+        if !sack.before(receiver.end + 1) {
+            // III fails: it acknowledges data never sent.
+            if !liberal {
+                return Window::Invalid(DropReason::AckUnsentData);
+            }
+            return liberal_learn(sender, receiver, end, sack);
+        }
+        if receiver.maxwin != 0 && !end.after(sender.end - receiver.maxwin - 1) {
+            // II fails: already acknowledged data retransmitted.
             return Window::Ignore;
         }
-        if !sack.before(receiver.end + 1) && !liberal {
-            return Window::Invalid(DropReason::AckUnsentData);
-        }
-        let max_ack_window = sender.maxwin.max(MAX_ACK_WINDOW);
-        if !sack.after(receiver.end - max_ack_window - 1) {
-            // An overly delayed ACK: a segment sent before later ACKs, reordered behind them.
-            // Nothing is learned from its ACK, but new data it carries passed the sequence
-            // checks and the receiver will acknowledge it: remember where it ends.
+        if !ack_ok {
+            // IV fails: an overly delayed ACK, a segment sent before later ACKs and reordered
+            // behind them. Nothing is learned from its ACK; but new data it carries passed the
+            // sequence checks and the receiver will acknowledge it: its end is remembered
+            // (Linux ignores it whole, and then calls that ACK invalid).
             if end.after(sender.end) && !f.rst() {
                 sender.end = end;
                 sender.flags |= pflag::UNACKED;
                 return Window::Accept;
             }
             return Window::Ignore;
-        }
-        if liberal && (!seq.before(sender.maxend + 1) || sack.after(receiver.end)) {
-            // Picked-up connection with an unknown window scale: pass, widen, learn the ends.
-            sender.maxwin = sender.maxwin.max(end - sender.end);
-            if end.after(sender.end) {
-                sender.end = end;
-                sender.maxend = end + sender.maxwin;
-            }
-            if sack.after(receiver.end) {
-                receiver.end = sack;
-            }
-            return Window::Accept;
         }
 
         let win = if f.syn() { win } else { win << sender.scale };

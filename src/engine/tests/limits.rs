@@ -25,9 +25,14 @@ fn full_table_evicts_unestablished_then_refuses() {
     accept(&e, &echo(p, C, true), 1);
     assert_eq!(e.stats().early_drops, 1);
     assert_eq!(e.entries(), 2);
-    // Make the echo flow assured too: nothing left to evict.
+    // An echo flow is never assured: a new UDP flow evicts it.
     accept(&e, &echo(p, S, false), 1);
-    dropped(&e, &udp(p, C, 1), 2, DropReason::TableFull);
+    accept(&e, &udp(p, C, 1), 2);
+    assert_eq!(e.stats().early_drops, 2);
+    // A UDP stream is assured: nothing left to evict.
+    accept(&e, &udp(p, S, 1), 3);
+    accept(&e, &udp(p, C, 1), 5);
+    dropped(&e, &echo(p, C, true), 5, DropReason::TableFull);
 }
 
 #[test]
