@@ -132,13 +132,37 @@ impl Blocklist {
         reason: &str,
         now: Timestamp,
     ) -> Option<BlockEvent> {
+        self.insert(src, net, reason, None, now)
+    }
+
+    /// An operator's block (`statewall block`): `net` for exactly `ttl`, replacing an active
+    /// block of the same network (so a repeated ban sets the new duration). `None` when `net`
+    /// is allowlisted as a whole.
+    pub fn block_for(
+        &self,
+        net: IpNet,
+        reason: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Option<BlockEvent> {
+        self.insert(net.addr(), net, reason, Some(ttl), now)
+    }
+
+    fn insert(
+        &self,
+        src: IpAddr,
+        net: IpNet,
+        reason: &str,
+        fixed_ttl: Option<Duration>,
+        now: Timestamp,
+    ) -> Option<BlockEvent> {
         let net = net.trunc();
         if !net.contains(&src) || self.allow.iter().any(|a| a.contains(&net)) {
             return None;
         }
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         let previous = match inner.entries.get(&net) {
-            Some(e) if e.is_active(now) => return None,
+            Some(e) if e.is_active(now) && fixed_ttl.is_none() => return None,
             Some(e) if now < e.forget_at(self.ttl_max) => e.level,
             _ => 0,
         };
@@ -146,7 +170,7 @@ impl Blocklist {
             self.make_room(&mut inner, now);
         }
         let level = previous.saturating_add(1);
-        let ttl = self.ttl_for(level);
+        let ttl = fixed_ttl.unwrap_or_else(|| self.ttl_for(level));
         let entry = Entry {
             src,
             reason: reason.to_owned(),

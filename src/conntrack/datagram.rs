@@ -17,11 +17,12 @@ pub(super) fn track<A: Addr>(
 ) -> Track {
     let (key, from_lo) = side.key(proto, ports);
     if let Some(mut entry) = side.live(&key) {
-        let conn = entry.value_mut();
+        let (k, conn) = entry.pair_mut();
         if conn.has(flags::REVOKED) {
             return Track::Judged(Tracked::drop(DropReason::Revoked, Some(conn.state())));
         }
         let dir = conn.dir(from_lo);
+        side.account(k, conn, dir);
         let first_reply = dir == Dir::Reply && !conn.has(flags::SEEN_REPLY);
         if dir == Dir::Reply {
             conn.flags |= flags::SEEN_REPLY | flags::ASSURED;
@@ -35,7 +36,7 @@ pub(super) fn track<A: Addr>(
         return Track::Judged(Tracked {
             verdict: Verdict::Accept(Pass::Tracked),
             state: Some(conn.state()),
-            milestone: first_reply.then(|| Milestone::Replied(flow_of(&key, conn))),
+            milestone: first_reply.then(|| Milestone::Replied(flow_of(k, conn))),
         });
     }
     if !may_open {

@@ -18,7 +18,7 @@ fn track(ct: &Conntrack, bytes: &[u8], secs: u64) -> Track {
 /// Tracks a packet that opens a flow, and opens it.
 fn open(ct: &Conntrack, bytes: &[u8], secs: u64) -> ConnState {
     match track(ct, bytes, secs) {
-        Track::New(o) => ct.open(o).expect("room"),
+        Track::New(o) => ct.open(o).expect("room").state,
         other => panic!("does not open: {other:?}"),
     }
 }
@@ -213,8 +213,14 @@ fn sweep_reports_each_flow_originator_first() {
     let p = Pair::V6.ports(5353, 53);
     open(&ct, &p.udp(Side::Client).build(), 0);
     let mut closed = Vec::new();
-    assert_eq!(ct.sweep(Timestamp::from_secs(10), |f| closed.push(f)), 0);
-    assert_eq!(ct.sweep(Timestamp::from_secs(31), |f| closed.push(f)), 1);
+    assert_eq!(
+        ct.sweep(Timestamp::from_secs(10), |r, _| closed.push(r.flow)),
+        0
+    );
+    assert_eq!(
+        ct.sweep(Timestamp::from_secs(31), |r, _| closed.push(r.flow)),
+        1
+    );
     assert_eq!(closed, vec![flow(p, proto::UDP)]);
     assert_eq!((ct.entries(), ct.totals().expired), (0, 1));
 }
@@ -230,8 +236,8 @@ fn revoke_closes_what_the_judge_refuses_and_hands_it_the_next_sequence_numbers()
     let mut seen = Vec::new();
     let now = Timestamp::from_secs(1);
     let revoked = ct.revoke(now, |f, next| {
-        seen.push((f.proto, next));
-        f.proto == proto::TCP
+        seen.push((f.flow.proto, next));
+        f.flow.proto == proto::TCP
     });
     assert_eq!(revoked, 1);
     seen.sort_by_key(|(proto, _)| *proto);
@@ -244,7 +250,11 @@ fn revoke_closes_what_the_judge_refuses_and_hands_it_the_next_sequence_numbers()
     // Revoked entries are not judged again (only the UDP flow is revoked now), and both go
     // within the CLOSE timeout (10 s), long before the UDP flow's own 30 s.
     assert_eq!(ct.revoke(now, |_, _| true), 1);
-    assert_eq!(ct.sweep(Timestamp::from_secs(12), |_| {}), 2);
+    let mut revoked_before = Vec::new();
+    let swept = ct.sweep(Timestamp::from_secs(12), |_, revoked| {
+        revoked_before.push(revoked)
+    });
+    assert_eq!((swept, revoked_before), (2, vec![true, true]));
 }
 
 #[test]
@@ -284,8 +294,8 @@ fn entries_keep_their_time_past_thirteen_years() {
             "at {start} s"
         );
         // And they still expire on time: SYN_RECV after 60 s, the replied UDP flow after 120.
-        assert_eq!(ct.sweep(Timestamp::from_secs(start + 30), |_| {}), 0);
-        assert_eq!(ct.sweep(Timestamp::from_secs(start + 70), |_| {}), 1);
-        assert_eq!(ct.sweep(Timestamp::from_secs(start + 130), |_| {}), 1);
+        assert_eq!(ct.sweep(Timestamp::from_secs(start + 30), |_, _| {}), 0);
+        assert_eq!(ct.sweep(Timestamp::from_secs(start + 70), |_, _| {}), 1);
+        assert_eq!(ct.sweep(Timestamp::from_secs(start + 130), |_, _| {}), 1);
     }
 }

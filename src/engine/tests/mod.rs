@@ -14,6 +14,7 @@ mod datagrams;
 mod drops;
 mod events;
 mod limits;
+mod operator;
 mod pickup;
 mod tcp;
 
