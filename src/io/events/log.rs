@@ -186,7 +186,12 @@ mod tests {
         // logrotate: rename, then SIGHUP.
         std::fs::rename(&path, &rotated).expect("rotate");
         log.reopen();
-        std::thread::sleep(Duration::from_millis(200));
+        // The writer opens the path again (creating it) before it writes anything more.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !path.exists() {
+            assert!(std::time::Instant::now() < deadline, "not reopened");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         hub.publish(&event(3));
         let lines = wait_for_lines(&path, 1);
         assert_eq!(lines.len(), 1, "{lines:?}");
