@@ -316,5 +316,17 @@ fn metrics_events_kill_block_and_unblock_in_the_lab() {
         "{:?}",
         query(&lab, "statewall_rule_hits_total")
     );
+    // The figures, for the record (`--nocapture`).
+    for q in [
+        "up{job=\"statewall\"}",
+        "statewall_drops_total{reason=\"no_connection\"}",
+        "statewall_drops_total{reason=\"blocked\"}",
+        "statewall_conntrack_entries",
+        "statewall_conntrack_entries_limit",
+        "sum(statewall_rule_hits_total)",
+        "statewall_events_published_total",
+    ] {
+        eprintln!("prometheus: {q} = {:?}", sample(&lab, q));
+    }
     drop(sw);
 }
