@@ -169,15 +169,40 @@ impl Blocklist {
         reason: &str,
         now: Timestamp,
     ) -> Option<BlockEvent> {
+        self.insert(src, net, reason, None, now)
+    }
+
+    /// An operator's block (`statewall block`): `net` for exactly `ttl`, replacing an active
+    /// block of the same network (so a repeated ban sets the new duration). `None` when `net`
+    /// is allowlisted as a whole.
+    pub fn block_for(
+        &self,
+        net: IpNet,
+        reason: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Option<BlockEvent> {
+        self.insert(net.addr(), net, reason, Some(ttl), now)
+    }
+
+    fn insert(
+        &self,
+        src: IpAddr,
+        net: IpNet,
+        reason: &str,
+        fixed_ttl: Option<Duration>,
+        now: Timestamp,
+    ) -> Option<BlockEvent> {
         let net = net.trunc();
         if !net.contains(&src) || self.allow.iter().any(|a| a.contains(&net)) {
             return None;
         }
         let mut st = self.state();
         let previous = match st.offences.get(&net) {
-            Some(o) if o.active && now < o.expires => return None,
+            Some(o) if o.active && now < o.expires && fixed_ttl.is_none() => return None,
             Some(o) if o.active => {
-                // Over, but the timer has not retired it yet: do it now.
+                // Over but not retired yet by the timer, or an operator's block replacing
+                // an active one: retire it now (its level counts).
                 let o = o.clone();
                 self.retire(&mut st, net, &o, now);
                 o.level
@@ -193,7 +218,7 @@ impl Blocklist {
             st.by_forget.remove(&(forget, net));
         }
         let level = previous.saturating_add(1);
-        let ttl = self.ttl_for(level);
+        let ttl = fixed_ttl.unwrap_or_else(|| self.ttl_for(level));
         let expires = now.saturating_add(ttl);
         st.offences.insert(
             net,

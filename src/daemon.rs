@@ -5,7 +5,8 @@
 //! 2. detect a restart (see [`restart_detected`]) and open the pickup window;
 //! 3. open and bind every queue (so that no packet is queued to a queue nobody reads);
 //! 4. open the control socket (a client that waits for the netfilter rules can talk to the
-//!    daemon the moment they appear; until the workers start it sees zero counters);
+//!    daemon the moment they appear; until the workers start it sees zero counters), then the
+//!    JSON event log and the metrics listener when configured;
 //! 5. install the netfilter rules (removing leftovers of a killed run first);
 //! 6. start the workers and the timer, tell systemd `READY=1`.
 //!
@@ -41,6 +42,8 @@ pub use logging::init_logging;
 use crate::config::{OnStop, Settings};
 use crate::engine::{Engine, Stats};
 use crate::io::actions::ActionHandler;
+use crate::io::events::{log::EventLog, EventHub};
+use crate::io::metrics::{MetricsServer, MetricsSource};
 use crate::io::netfilter::{self, NetfilterError, Plan};
 use crate::io::queue::{self, KernelQueueStats, QueueCounters, QueueError, QueueStats, Worker};
 use crate::rules::Policy;
@@ -238,6 +241,13 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         }
     };
     tracing::info!(socket = %control_server.path().display(), "control socket ready");
+    let outputs = match Outputs::start(&settings, &wiring) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "netfilter rules not touched");
+            return Err(e);
+        }
+    };
 
     let plan = Plan::new(
         &settings.queue,
@@ -265,7 +275,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     if let Some(w) = crate::io::defrag::warning(crate::io::defrag::kernel_reassembly(), manage) {
         tracing::warn!("{w}");
     }
-    let result = serve(&settings, &engine, queues, wiring, start, &marker);
+    let result = serve(&settings, &engine, queues, wiring, &outputs, start, &marker);
     drop(control_server);
     if manage {
         leave_rules(&settings);
@@ -313,6 +323,8 @@ struct Wiring {
     actions: Arc<ActionHandler>,
     /// The control socket's handler.
     handler: Arc<DaemonControl>,
+    /// The event stream.
+    hub: Arc<EventHub>,
 }
 
 impl Wiring {
@@ -340,12 +352,14 @@ impl Wiring {
             Ok(crate::config::Target::Unix(p))
                 if p == Path::new("/dev/log") || p == Path::new("/run/systemd/journal/dev-log")
         );
-        let actions = Arc::new(ActionHandler::new(
-            Some(settings.netfilter.mark),
-            syslog,
-            prefixes,
-            local,
-        ));
+        // While anyone reads the stream (a client of `statewall events`, the event log), the
+        // engine builds connection and drop events.
+        let hub = Arc::new(EventHub::new({
+            let engine = Arc::clone(engine);
+            move |interest| engine.set_interest(interest)
+        }));
+        let actions = ActionHandler::new(Some(settings.netfilter.mark), syslog, prefixes, local);
+        let actions = Arc::new(actions.with_events(Arc::clone(&hub)));
         let counters: Counters = queues
             .iter()
             .map(|(num, _)| (*num, Arc::new(QueueCounters::default())))
@@ -356,12 +370,57 @@ impl Wiring {
             counters.clone(),
             start,
             Arc::clone(&actions),
+            Arc::clone(&hub),
         ));
         Wiring {
             counters,
             actions,
             handler,
+            hub,
         }
+    }
+}
+
+/// The optional outputs beside the control socket: the JSON event log and the metrics
+/// listener, started before the netfilter rules (a configured one that cannot start stops
+/// the start, nothing touched).
+struct Outputs {
+    event_log: Option<EventLog>,
+    _metrics: Option<MetricsServer>,
+}
+
+impl Outputs {
+    fn start(settings: &Settings, wiring: &Wiring) -> Result<Outputs, DaemonError> {
+        let event_log = match &settings.events.log {
+            Some(path) => {
+                let log = EventLog::spawn(path, &wiring.hub, settings.events.log_queue).map_err(
+                    |source| DaemonError::Setup {
+                        what: "open the event log",
+                        source,
+                    },
+                )?;
+                tracing::info!(path = %path.display(), "event log open");
+                Some(log)
+            }
+            None => None,
+        };
+        let metrics = match settings.metrics.listen {
+            Some(addr) => {
+                let source: Arc<dyn MetricsSource> = wiring.handler.clone();
+                let server =
+                    MetricsServer::spawn(addr, source).map_err(|source| DaemonError::Setup {
+                        what: "listen for metrics",
+                        source,
+                    })?;
+                tracing::info!(listen = %server.addr(), "metrics listener ready (/metrics)");
+                Some(server)
+            }
+            None => None,
+        };
+        Ok(Outputs {
+            event_log,
+            _metrics: metrics,
+        })
     }
 }
 
@@ -372,6 +431,7 @@ fn serve(
     engine: &Arc<Engine>,
     queues: Vec<(u16, nfq::Queue)>,
     wiring: Wiring,
+    outputs: &Outputs,
     start: Instant,
     marker: &Path,
 ) -> (Counters, Result<(), DaemonError>) {
@@ -383,6 +443,7 @@ fn serve(
         counters,
         actions,
         handler,
+        hub: _,
     } = wiring;
     for ((num, q), (_, c)) in queues.into_iter().zip(&counters) {
         let c = Arc::clone(c);
@@ -475,6 +536,10 @@ fn serve(
         match rx.recv() {
             Ok(Event::Reload) => {
                 let _ = sd_notify::notify(false, &[NotifyState::Reloading]);
+                if let Some(log) = &outputs.event_log {
+                    // logrotate's postrotate: write to a new file at the configured path.
+                    log.reopen();
+                }
                 if let Err(f) = handler.do_reload() {
                     tracing::error!("reload failed: {}", f.message);
                 }

@@ -172,9 +172,11 @@ fn sink_action(a: Action) {
     }
 }
 
-/// Formats an event as syslog lines, both formats and framed.
+/// Formats an event as syslog lines, both formats and framed (the events syslog carries).
 fn sink_event(e: &crate::event::Event) {
-    let body = lines::body(e);
+    let Some(body) = lines::body(e) else {
+        return;
+    };
     for format in [Format::Rfc3164, Format::Rfc5424] {
         let h = Header {
             format,

@@ -329,8 +329,8 @@ fn auto_block_and_syslog_line() {
         )
         .unwrap();
     assert_eq!(
-        lines::body(&Event::Block(event)),
-        "BLOCK SRC=198.51.100.2 GROUP=198.51.100.2/32 ttl=600 level=1 reason=portscan"
+        lines::body(&Event::Block(event)).as_deref(),
+        Some("BLOCK SRC=198.51.100.2 GROUP=198.51.100.2/32 ttl=600 level=1 reason=portscan")
     );
     assert!(blocklist.is_blocked(ip(SCANNER), Timestamp::from_secs(2)));
     assert!(!blocklist.is_blocked(ip("198.51.100.3"), Timestamp::from_secs(2)));

@@ -8,11 +8,13 @@ use thiserror::Error;
 
 use crate::conntrack::{Limits, Timeouts};
 use crate::engine::EngineConfig;
+mod observe;
 mod syslog;
 
 use crate::marks::ConnMarks;
 use crate::ratelimit::ProbesConfig;
 use crate::scan::ScanConfig;
+pub use observe::{EventsSection, MetricsSection};
 use crate::source::SourcePrefix;
 pub use syslog::{Facility, Format, SyslogConfig, SyslogConfigError, Target};
 
@@ -319,6 +321,10 @@ pub struct Settings {
     pub ha: HaSection,
     /// `[offload]`: the kernel fast path.
     pub offload: OffloadSection,
+    /// `[metrics]`: the Prometheus listener.
+    pub metrics: MetricsSection,
+    /// `[events]`: the JSON event log.
+    pub events: EventsSection,
 }
 
 impl Settings {
@@ -451,6 +457,7 @@ impl Settings {
             .validate()
             .map_err(|e| section(e.to_string()))?;
         self.syslog.validate().map_err(|e| section(e.to_string()))?;
+        self.events.validate().map_err(section)?;
         if self
             .log
             .level

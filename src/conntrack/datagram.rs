@@ -24,11 +24,12 @@ pub(super) fn track<A: Addr>(
 ) -> Track {
     let (key, from_lo) = side.key(proto, ports);
     if let Some(mut entry) = side.live(&key) {
-        let conn = entry.value_mut();
+        let (k, conn) = entry.pair_mut();
         if conn.has(flags::REVOKED) {
             return Track::Judged(Tracked::drop(DropReason::Revoked, Some(conn.state())));
         }
         let dir = conn.dir(from_lo);
+        side.account(k, conn, dir);
         // As in Linux, the first reply itself does not make a stream: a packet after it does.
         let replied_before = conn.has(flags::SEEN_REPLY);
         let first_reply = dir == Dir::Reply && !replied_before;
@@ -48,7 +49,7 @@ pub(super) fn track<A: Addr>(
         return Track::Judged(Tracked {
             verdict: Verdict::Accept(Pass::Tracked),
             state: Some(conn.state()),
-            milestone: first_reply.then(|| Milestone::Replied(flow_of(&key, conn))),
+            milestone: first_reply.then(|| Milestone::Replied(flow_of(k, conn))),
         });
     }
     if !may_open {

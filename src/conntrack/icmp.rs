@@ -79,7 +79,7 @@ fn could_send(conn: &Conn, dir: Dir, e: &Embedded) -> bool {
             let echo = matches!(e.icmp_type, Some(0 | 8 | 128 | 129));
             echo && e.echo_request == (dir == Dir::Original) && side_has_sent
         }
-        (ProtoState::Datagram, _) => side_has_sent,
+        (ProtoState::Datagram(_), _) => side_has_sent,
         // A TCP entry under a non-TCP key cannot happen; never relate it.
         (ProtoState::Tcp(_), _) => false,
     }

@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::mapref::one::RefMut;
 
-pub use entry::{flags, Conn, ConnState, ProtoState};
+pub use entry::{flags, Conn, ConnState, Counts, ProtoState, RuleTag, Tally};
 pub use fragments::{Fragments, FRAGMENT_TTL, MAX_DATAGRAMS};
 pub use key::{Addr, AnyKey, Dir, Key};
 pub use settings::{Limits, Timeouts};
@@ -151,6 +151,55 @@ impl Opening {
         }
         self
     }
+
+    /// Records the rule that admits the flow.
+    pub fn admitted_by(&mut self, rule: RuleTag) {
+        self.conn.rule = rule;
+    }
+
+    /// The flow, originator first.
+    pub fn flow(&self) -> Flow {
+        match &self.key {
+            AnyKey::V4(k) => flow_of(k, &self.conn),
+            AnyKey::V6(k) => flow_of(k, &self.conn),
+        }
+    }
+}
+
+/// A connection as it was when it left the table (or was revoked): what a "destroy" event
+/// reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnRecord {
+    /// The flow, originator first.
+    pub flow: Flow,
+    /// Its last state.
+    pub state: ConnState,
+    /// The rule that admitted it.
+    pub rule: RuleTag,
+    /// Its packets and bytes per direction.
+    pub counts: Counts,
+}
+
+impl ConnRecord {
+    fn of<A: Addr>(key: &Key<A>, conn: &Conn, counts: Counts) -> ConnRecord {
+        ConnRecord {
+            flow: flow_of(key, conn),
+            state: conn.state(),
+            rule: conn.rule,
+            counts,
+        }
+    }
+}
+
+/// A flow [`Conntrack::open`] opened, and the entries that made room for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opened {
+    /// The state it opened in.
+    pub state: ConnState,
+    /// An unassured entry evicted because the table was full.
+    pub evicted: Option<ConnRecord>,
+    /// The entry it replaced on its tuple (a closed connection reopened by a new SYN).
+    pub replaced: Option<ConnRecord>,
 }
 
 /// Totals of the table.
@@ -182,12 +231,12 @@ impl Conntrack {
     /// Tracks one decoded packet: the one entry, whatever its protocol.
     pub fn track(&self, pkt: &Packet<'_>, now: Timestamp) -> Track {
         match (pkt.src, pkt.dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                self.side(&self.v4, s.octets(), d.octets(), now).track(pkt)
-            }
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                self.side(&self.v6, s.octets(), d.octets(), now).track(pkt)
-            }
+            (IpAddr::V4(s), IpAddr::V4(d)) => self
+                .side(&self.v4, s.octets(), d.octets(), now, pkt.len)
+                .track(pkt),
+            (IpAddr::V6(s), IpAddr::V6(d)) => self
+                .side(&self.v6, s.octets(), d.octets(), now, pkt.len)
+                .track(pkt),
             _ => Track::Judged(Tracked::drop(DropReason::MalformedIp, None)),
         }
     }
@@ -198,6 +247,7 @@ impl Conntrack {
         src: A,
         dst: A,
         now: Timestamp,
+        len: usize,
     ) -> Side<'c, A> {
         Side {
             ct: self,
@@ -205,16 +255,18 @@ impl Conntrack {
             src,
             dst,
             now: now.tick(),
+            len: u32::try_from(len).unwrap_or(u32::MAX),
         }
     }
 
     /// Opens the flow of a [`Track::New`] or [`Track::MidStream`] packet, evicting an entry
-    /// first when the table is full (`early_drop`: the oldest unassured or closing
-    /// one).
-    /// Returns the state it opened in.
-    pub fn open(&self, opening: Opening) -> Result<ConnState, DropReason> {
+    /// first when the table is full (`early_drop`: the oldest unassured or closing one).
+    /// Returns the state it opened in and the entries that left for it.
+    pub fn open(&self, opening: Opening) -> Result<Opened, DropReason> {
+        let mut evicted = None;
         if self.counts.entries() >= self.limits.max_entries {
-            if !self.early_drop(opening.now) {
+            evicted = self.early_drop(opening.now);
+            if evicted.is_none() {
                 return Err(DropReason::TableFull);
             }
             self.early_drops.fetch_add(1, Ordering::Relaxed);
@@ -223,13 +275,21 @@ impl Conntrack {
         let limit = self.limits.per_source_limit();
         let cap = (opening.now, self.limits.max_entries);
         let inserted = match opening.key {
-            AnyKey::V4(key) => insert(&self.v4, key, opening.conn, limit, cap, &self.counts),
-            AnyKey::V6(key) => insert(&self.v6, key, opening.conn, limit, cap, &self.counts),
+            AnyKey::V4(key) => insert(&self.v4, key, opening.conn, limit, cap, &self.counts)
+                .map(|old| old.map(|(c, n)| ConnRecord::of(&key, &c, n))),
+            AnyKey::V6(key) => insert(&self.v6, key, opening.conn, limit, cap, &self.counts)
+                .map(|old| old.map(|(c, n)| ConnRecord::of(&key, &c, n))),
         };
-        inserted.map(|()| state).map_err(|e| match e {
-            InsertError::TableFull => DropReason::TableFull,
-            InsertError::SourceLimit => DropReason::SourceLimit,
-        })
+        inserted
+            .map(|replaced| Opened {
+                state,
+                evicted,
+                replaced,
+            })
+            .map_err(|e| match e {
+                InsertError::TableFull => DropReason::TableFull,
+                InsertError::SourceLimit => DropReason::SourceLimit,
+            })
     }
 
     /// The first fragment of a datagram passed at `now`: its later fragments may follow
@@ -276,8 +336,9 @@ impl Conntrack {
     /// do: evicts the entry of either family that became evictable first (unassured flows, TCP
     /// connections closing or closed: [`Conn::early_droppable`]) and still is, looking at up
     /// to `early_drop_scan` candidates, then, for candidates the bounded queues lost, the
-    /// evictable entry expiring first among `early_drop_scan` entries of each table.
-    fn early_drop(&self, now: Tick) -> bool {
+    /// evictable entry expiring first among `early_drop_scan` entries of each table. Returns
+    /// the entry evicted.
+    fn early_drop(&self, now: Tick) -> Option<ConnRecord> {
         let scan = self.limits.early_drop_scan;
         for _ in 0..scan {
             let v4_first = match (self.v4.oldest_candidate(), self.v6.oldest_candidate()) {
@@ -287,16 +348,26 @@ impl Conntrack {
                 (Some(a), Some(b)) => !a.is_after(b),
             };
             let evicted = if v4_first {
-                self.v4.evict_oldest(now, &self.counts)
+                self.v4
+                    .evict_oldest(now, &self.counts)
+                    .map(|e| e.map(|(k, c, n)| ConnRecord::of(&k, &c, n)))
             } else {
-                self.v6.evict_oldest(now, &self.counts)
+                self.v6
+                    .evict_oldest(now, &self.counts)
+                    .map(|e| e.map(|(k, c, n)| ConnRecord::of(&k, &c, n)))
             };
-            if evicted == Some(true) {
-                return true;
+            if let Some(Some(r)) = evicted {
+                return Some(r);
             }
         }
-        self.v4.evict_scanned(scan, now, &self.counts)
-            || self.v6.evict_scanned(scan, now, &self.counts)
+        self.v4
+            .evict_scanned(scan, now, &self.counts)
+            .map(|(k, c, n)| ConnRecord::of(&k, &c, n))
+            .or_else(|| {
+                self.v6
+                    .evict_scanned(scan, now, &self.counts)
+                    .map(|(k, c, n)| ConnRecord::of(&k, &c, n))
+            })
     }
 
     /// Number of tracked entries (both families).
@@ -313,6 +384,11 @@ impl Conntrack {
         }
     }
 
+    /// Entries per family: (IPv4, IPv6). Locks each shard in turn (for the metrics).
+    pub fn family_entries(&self) -> (u64, u64) {
+        (self.v4.len() as u64, self.v6.len() as u64)
+    }
+
     /// The timeouts in force.
     pub fn timeouts(&self) -> &Timeouts {
         &self.timeouts
@@ -326,17 +402,17 @@ fn insert<A: Addr>(
     limit: usize,
     (now, cap): (Tick, usize),
     counts: &TableCounts,
-) -> Result<(), InsertError> {
+) -> Result<Option<(Conn, Counts)>, InsertError> {
     let origin = if conn.has(flags::ORIG_IS_LO) {
         key.lo
     } else {
         key.hi
     };
-    table.insert(key, origin, conn, limit, counts)?;
+    let replaced = table.insert(key, origin, conn, limit, counts)?;
     if conn.early_droppable() {
         table.note_candidate(key, now, cap);
     }
-    Ok(())
+    Ok(replaced)
 }
 
 /// One packet's view of the table: its family's table and its addresses in that family.
@@ -346,6 +422,8 @@ struct Side<'c, A: Addr> {
     src: A,
     dst: A,
     now: Tick,
+    /// The packet's IP length, for the counters.
+    len: u32,
 }
 
 impl<A: Addr> Side<'_, A> {
@@ -414,6 +492,11 @@ impl<A: Addr> Side<'_, A> {
         self.table.peek(key, self.now)
     }
 
+    /// Counts the packet on the entry `conn` under `key` (held), in direction `dir`.
+    fn account(&self, key: &Key<A>, conn: &mut Conn, dir: Dir) {
+        self.table.account(key, conn, dir, self.len);
+    }
+
     /// A flow to open under `key`, first seen from its low endpoint or not.
     fn opening(
         &self,
@@ -424,12 +507,16 @@ impl<A: Addr> Side<'_, A> {
         timeout: u32,
     ) -> Opening {
         let orig = if from_lo { flags::ORIG_IS_LO } else { 0 };
+        let mut tally = Tally::default();
+        tally.add(Dir::Original, self.len);
         Opening {
             key: A::wrap(key),
             conn: Conn {
                 expires: self.now.after_secs(timeout),
                 flags: orig | extra_flags,
+                rule: RuleTag::default(),
                 proto,
+                tally,
             },
             now: self.now,
         }

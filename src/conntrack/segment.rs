@@ -42,9 +42,15 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
             tc.track(dir, tcp)
         };
         match step {
-            Ok(Step::Accept) => return Track::Judged(learn(side, &mut entry, dir, old)),
+            Ok(Step::Accept) => {
+                let (k, conn) = entry.pair_mut();
+                side.account(k, conn, dir);
+                return Track::Judged(learn(side, &mut entry, dir, old));
+            }
             Ok(Step::Ignore) => {
                 let state = Some(ConnState::Tcp(tc.state));
+                let (k, conn) = entry.pair_mut();
+                side.account(k, conn, dir);
                 return Track::Judged(Tracked::pass(Pass::Ignored, state));
             }
             Err(reason) => {

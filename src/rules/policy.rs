@@ -143,6 +143,8 @@ pub struct Policy {
     default: RuleAction,
     probes: Option<ProbeMode>,
     source: Option<PathBuf>,
+    /// Hits per rule (index = [`RuleInfo::id`]), then one for the default policy.
+    hits: Vec<AtomicU64>,
 }
 
 impl Policy {
@@ -153,13 +155,35 @@ impl Policy {
         source: Option<PathBuf>,
     ) -> Policy {
         let index = Index::build(rules.iter().map(|r| &r.m));
+        let hits = (0..=rules.len()).map(|_| AtomicU64::new(0)).collect();
         Policy {
             rules,
             index,
             default,
             probes,
             source,
+            hits,
         }
+    }
+
+    /// Counts a hit of the outcome's rule (or of the default policy): the engine calls it
+    /// once for each connection or stateless packet the rules decided. Recheck evaluations
+    /// are not hits.
+    pub fn count_hit(&self, outcome: &Outcome<'_>) {
+        let i = outcome.rule.map_or(self.rules.len(), |r| r.id);
+        if let Some(h) = self.hits.get(i) {
+            h.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Hits of rule `id` since this rule set was loaded.
+    pub fn hits(&self, id: usize) -> u64 {
+        self.hits.get(id).map_or(0, |h| h.load(Ordering::Relaxed))
+    }
+
+    /// Decisions of the default policy (no rule matched) since this rule set was loaded.
+    pub fn default_hits(&self) -> u64 {
+        self.hits(self.rules.len())
     }
 
     /// No rules and `policy allow`: what runs when no rule file is configured.

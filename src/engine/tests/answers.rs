@@ -2,6 +2,8 @@
 //! connections, the rate limits, the `[probes]` mode and the rule file's `probes` line, and
 //! the RSTs of a recheck on reload.
 
+use std::net::IpAddr;
+
 use super::*;
 use crate::packet::Seq;
 use crate::ratelimit::ProbesConfig;

@@ -1,6 +1,8 @@
 //! Events through the engine: scan alerts and the blocks they trigger, none for normal life,
 //! and rule `log` lines within their rate limit.
 
+use std::net::IpAddr;
+
 use super::*;
 use crate::block::BlockEvent;
 use crate::scan::ScanConfig;

@@ -1,6 +1,8 @@
 //! The table's limits through the engine: a full table evicts, then refuses; the per-source
 //! limit.
 
+use std::net::IpAddr;
+
 use super::*;
 
 #[test]
