@@ -7,7 +7,9 @@
 //! those flows: their tuple, state, window scales and SACK permission come from the kernel,
 //! their windows are learned from the next segments (the kernel does the same with an entry
 //! conntrackd injected). Nothing else is adopted: a mid-stream segment of a flow the kernel does
-//! not hold with the mark belongs to no connection.
+//! not hold with the mark belongs to no connection. An adopted flow's first packet is checked
+//! against the rules in force, in the flow's own orientation and with that packet's interfaces
+//! (which the kernel table does not record): a flow they refuse is closed, never adopted.
 //!
 //! This module is data only; [`crate::io::kernel_flows`] reads the kernel table into it and the
 //! engine adopts from it.
@@ -61,10 +63,10 @@ pub enum Adoption {
     Refreshed,
     /// statewall tracks the flow already (its own entry stays as it is).
     Known,
-    /// The rules in force refuse the flow: not adopted.
-    Refused,
     /// The table has no room (table or per-source limit).
     NoRoom,
+    /// Not a flow statewall can track (a TCP flow without its TCP state, mixed families).
+    Unsupported,
 }
 
 /// Totals of one adoption pass (a dump of the kernel table).
@@ -78,8 +80,6 @@ pub struct AdoptionReport {
     pub refreshed: u64,
     /// Already tracked by statewall.
     pub known: u64,
-    /// Refused by the rules.
-    pub refused: u64,
     /// No room in the table.
     pub no_room: u64,
     /// Entries statewall cannot adopt (a protocol state it does not track).
@@ -93,8 +93,8 @@ impl AdoptionReport {
             Adoption::Adopted => self.adopted += 1,
             Adoption::Refreshed => self.refreshed += 1,
             Adoption::Known => self.known += 1,
-            Adoption::Refused => self.refused += 1,
             Adoption::NoRoom => self.no_room += 1,
+            Adoption::Unsupported => self.skipped += 1,
         }
     }
 }
@@ -103,12 +103,11 @@ impl std::fmt::Display for AdoptionReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "seen={} adopted={} refreshed={} known={} refused={} no_room={} skipped={}",
+            "seen={} adopted={} refreshed={} known={} no_room={} skipped={}",
             self.seen,
             self.adopted,
             self.refreshed,
             self.known,
-            self.refused,
             self.no_room,
             self.skipped
         )

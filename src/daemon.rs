@@ -591,7 +591,7 @@ pub fn stats_line(stats: &Stats, queues: &Counters, kernel: &[KernelQueueStats])
     let q: Vec<QueueStats> = queues.iter().map(|(n, c)| c.snapshot(*n)).collect();
     let sum = |f: fn(&QueueStats) -> u64| q.iter().map(f).sum::<u64>();
     let mut line = format!(
-        "packets={} accepted={} dropped={} entries={} new={} ignored={} expired={} early_drops={} answered={} answers_limited={} logs_suppressed={}",
+        "packets={} accepted={} dropped={} entries={} new={} ignored={} expired={} early_drops={} answered={} answers_limited={} logs_suppressed={} adopted={}",
         stats.packets,
         stats.accepted,
         stats.dropped,
@@ -603,6 +603,7 @@ pub fn stats_line(stats: &Stats, queues: &Counters, kernel: &[KernelQueueStats])
         stats.answered,
         stats.answers_limited,
         stats.logs_suppressed,
+        stats.adopted,
     );
     let _ = write!(
         line,

@@ -2,7 +2,7 @@
 //! *unreplied* until a packet comes back, then *replied* (and assured: never evicted early).
 //! Each state has its timeout.
 
-use super::{flags, flow_of, Addr, Dir, Milestone, ProtoState, Side, Track, Tracked};
+use super::{flags, flow_of, kernel, Addr, Dir, Milestone, ProtoState, Side, Track, Tracked};
 use crate::verdict::{DropReason, Pass, Verdict};
 
 /// Tracks one datagram of protocol `proto` with these "ports" (UDP ports, the echo id twice,
@@ -32,11 +32,13 @@ pub(super) fn track<A: Addr>(
             unreplied
         };
         conn.expires = side.now.after_secs(timeout);
-        return Track::Judged(Tracked {
+        let tracked = Tracked {
             verdict: Verdict::Accept(Pass::Tracked),
             state: Some(conn.state()),
             milestone: first_reply.then(|| Milestone::Replied(flow_of(&key, conn))),
-        });
+            adopted: None,
+        };
+        return Track::Judged(kernel::claim(&key, conn, tracked));
     }
     if !may_open {
         return Track::Judged(Tracked::drop(DropReason::IcmpUnexpectedReply, None));

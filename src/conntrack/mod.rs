@@ -23,6 +23,7 @@
 mod datagram;
 mod entry;
 mod icmp;
+mod kernel;
 mod key;
 mod segment;
 mod settings;
@@ -89,6 +90,9 @@ pub struct Tracked {
     pub state: Option<ConnState>,
     /// A step in the flow's life the scan detector wants to know about.
     pub milestone: Option<Milestone>,
+    /// The flow (originator first) when this is the first packet of a flow adopted from the
+    /// kernel table: the engine checks it against the rules in force.
+    pub adopted: Option<Flow>,
 }
 
 impl Tracked {
@@ -97,6 +101,7 @@ impl Tracked {
             verdict: Verdict::Accept(pass),
             state,
             milestone: None,
+            adopted: None,
         }
     }
 
@@ -105,6 +110,7 @@ impl Tracked {
             verdict: Verdict::Drop(reason),
             state,
             milestone: None,
+            adopted: None,
         }
     }
 }

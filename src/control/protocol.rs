@@ -712,6 +712,7 @@ mod tests {
             keys,
             [
                 "accepted",
+                "adopted",
                 "answered",
                 "answers_limited",
                 "dropped",

@@ -410,6 +410,7 @@ entries            3
 answered           0
 answers_limited    0
 logs_suppressed    4
+adopted            0
 
 drops
   policy_drop  10

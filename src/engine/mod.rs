@@ -20,6 +20,7 @@
 //! atomics. Nothing here reads a clock, a file or a socket.
 
 mod admission;
+mod adopt;
 mod droplog;
 mod observe;
 mod probes;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 pub use admission::Recheck;
+pub use adopt::Role;
 pub use droplog::{DropLogConfig, SUPPRESSED_EVERY};
 pub use stats::Stats;
 pub use timers::TimerReport;
@@ -118,6 +120,9 @@ pub struct Engine {
     policy: ArcSwap<Policy>,
     /// Pickup mode: adopt mid-stream TCP flows until this time (ns), 0 = off.
     pickup_until: AtomicU64,
+    /// Unknown mid-stream segments are dropped silently until this time (ns): the takeover
+    /// window; `u64::MAX` on a standby, 0 = never ([`Role`]).
+    takeover_until: AtomicU64,
     /// Rate limits of RST / ICMP answers: statewall must never be a reflector.
     answers: RateLimiter,
     /// Rate limit of rule `log` lines (a flood of new connections must not flood syslog).
@@ -142,6 +147,7 @@ impl Engine {
             counters: stats::Counters::default(),
             policy: ArcSwap::from_pointee(Policy::allow_all()),
             pickup_until: AtomicU64::new(0),
+            takeover_until: AtomicU64::new(0),
             answers: RateLimiter::new(&config.probes),
             rule_logs: TokenBucket::new(Rate::per_sec(RULE_LOG_RATE), RULE_LOG_BURST),
             drop_log: droplog::DropLog::new(&config.drop_log),
@@ -180,6 +186,11 @@ impl Engine {
         }
         match self.conntrack.track(pkt, now) {
             Track::Judged(t) => {
+                if let Some(flow) = t.adopted {
+                    if !self.adoption_allowed(pkt, meta, &flow, now) {
+                        return self.refuse_adopted(&flow, now);
+                    }
+                }
                 let mut d = Decision::new(t.verdict, t.state);
                 if let Some(m) = t.milestone {
                     self.observe_milestone(m, now, &mut d.events);
@@ -189,6 +200,11 @@ impl Engine {
             Track::New(opening) => self.admit(pkt, meta, opening, now),
             Track::MidStream(opening) if self.pickup_active(now) => {
                 self.adopt(pkt, meta, opening, now)
+            }
+            Track::MidStream(_) | Track::Stray(DropReason::NoConnection)
+                if self.takeover_active(now) =>
+            {
+                Decision::drop(DropReason::TakeoverUnknown)
             }
             Track::MidStream(_) => self.stray(pkt, DropReason::NoConnection, now),
             Track::Stray(reason) => self.stray(pkt, reason, now),
