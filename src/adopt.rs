@@ -104,12 +104,7 @@ impl std::fmt::Display for AdoptionReport {
         write!(
             f,
             "seen={} adopted={} refreshed={} known={} no_room={} skipped={}",
-            self.seen,
-            self.adopted,
-            self.refreshed,
-            self.known,
-            self.no_room,
-            self.skipped
+            self.seen, self.adopted, self.refreshed, self.known, self.no_room, self.skipped
         )
     }
 }

@@ -2,12 +2,15 @@
 //!
 //! Start-up order matters for traffic that is already flowing:
 //! 1. load the rules (a broken file stops the start, nothing is touched);
-//! 2. detect a restart (see [`restart_detected`]) and open the pickup window;
+//! 2. detect a restart (see [`restart_detected`]);
 //! 3. open and bind every queue (so that no packet is queued to a queue nobody reads);
-//! 4. open the control socket (a client that waits for the netfilter rules can talk to the
+//! 4. flows established before this process: adopted from the kernel table after a restart,
+//!    or watched there as the standby of a pair ([`ha`]); blind pickup only without kernel
+//!    tracking (a pair gateway that cannot read the kernel table stops here, nothing touched);
+//! 5. open the control socket (a client that waits for the netfilter rules can talk to the
 //!    daemon the moment they appear; until the workers start it sees zero counters);
-//! 5. install the netfilter rules (removing leftovers of a killed run first);
-//! 6. start the workers and the timer, tell systemd `READY=1`.
+//! 6. install the netfilter rules (removing leftovers of a killed run first);
+//! 7. start the workers and the timer, tell systemd `READY=1`.
 //!
 //! Then the main thread waits for events: SIGHUP reloads the rules, SIGTERM/SIGINT log a final
 //! stats line and return (workers blocked in `recv` end with the process). A worker that fails
@@ -32,6 +35,7 @@ use signal_hook::iterator::Signals;
 use thiserror::Error;
 
 mod control;
+pub mod ha;
 pub mod health;
 
 pub use control::DaemonControl;
@@ -72,6 +76,9 @@ pub enum DaemonError {
         /// Why.
         source: std::io::Error,
     },
+    /// The kernel conntrack table cannot be read (a gateway of a pair needs it).
+    #[error("kernel conntrack table: {0}")]
+    Kernel(#[from] crate::io::ctnetlink::CtError),
     /// A queue worker failed for good.
     #[error(transparent)]
     Worker(#[from] queue::WorkerFailed),
@@ -213,15 +220,6 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     let marker = dir.join(MARKER);
     let leftover = manage && netfilter::leftover_exists();
     let restart = restart_detected(marker.exists(), leftover);
-    let grace = settings.conntrack.pickup_grace;
-    if restart && grace > 0 {
-        engine.set_pickup_until(Some(now() + Duration::from_secs(grace)));
-        tracing::info!(
-            grace_s = grace,
-            leftover_chain = leftover,
-            "restart detected: adopting established TCP connections"
-        );
-    }
 
     // Queues first: a rule pointing to a queue nobody reads drops (or, fail-open, passes) all.
     let opts = queue::QueueOptions::from(&settings.queue);
@@ -236,8 +234,23 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         queues.push((num, q));
     }
 
+    // Flows established before this process: adopted from the kernel table (restart, pair
+    // standby), or picked up blindly where the kernel does not track them. Before the workers
+    // start, so that their first packets find the flows.
+    let adopter = ha::start(&settings, &engine, restart, start)?;
+    let grace = settings.conntrack.pickup_grace;
+    if adopter.is_none() && restart && grace > 0 {
+        engine.set_pickup_until(Some(now() + Duration::from_secs(grace)));
+        tracing::info!(
+            grace_s = grace,
+            leftover_chain = leftover,
+            "restart detected: adopting established TCP connections (blind pickup: the kernel \
+             does not track them)"
+        );
+    }
+
     // The control socket before the rules: whoever waits for the rules finds it listening.
-    let wiring = Wiring::new(&settings, &engine, &queues, start);
+    let wiring = Wiring::new(&settings, &engine, &queues, start, adopter);
     let control_server = match crate::control::serve(&settings.control, wiring.handler.clone()) {
         Ok(server) => server,
         Err(e) => {
@@ -327,6 +340,7 @@ impl Wiring {
         engine: &Arc<Engine>,
         queues: &[(u16, nfq::Queue)],
         start: Instant,
+        adopter: Option<Arc<ha::Adopter>>,
     ) -> Wiring {
         let syslog = match crate::io::syslog::Syslog::spawn(settings.syslog.clone()) {
             Ok(handle) => Some(handle),
@@ -356,13 +370,16 @@ impl Wiring {
             .iter()
             .map(|(num, _)| (*num, Arc::new(QueueCounters::default())))
             .collect();
-        let handler = Arc::new(DaemonControl::new(
-            settings.clone(),
-            Arc::clone(engine),
-            counters.clone(),
-            start,
-            Arc::clone(&actions),
-        ));
+        let handler = Arc::new(
+            DaemonControl::new(
+                settings.clone(),
+                Arc::clone(engine),
+                counters.clone(),
+                start,
+                Arc::clone(&actions),
+            )
+            .with_adopter(adopter),
+        );
         Wiring {
             counters,
             actions,
@@ -591,7 +608,7 @@ pub fn stats_line(stats: &Stats, queues: &Counters, kernel: &[KernelQueueStats])
     let q: Vec<QueueStats> = queues.iter().map(|(n, c)| c.snapshot(*n)).collect();
     let sum = |f: fn(&QueueStats) -> u64| q.iter().map(f).sum::<u64>();
     let mut line = format!(
-        "packets={} accepted={} dropped={} entries={} new={} ignored={} expired={} early_drops={} answered={} answers_limited={} logs_suppressed={} adopted={}",
+        "packets={} accepted={} dropped={} entries={} new={} ignored={} expired={} early_drops={} answered={} answers_limited={} logs_suppressed={}",
         stats.packets,
         stats.accepted,
         stats.dropped,
@@ -603,7 +620,6 @@ pub fn stats_line(stats: &Stats, queues: &Counters, kernel: &[KernelQueueStats])
         stats.answered,
         stats.answers_limited,
         stats.logs_suppressed,
-        stats.adopted,
     );
     let _ = write!(
         line,

@@ -122,6 +122,12 @@ enum Command {
         /// The blocked address.
         addr: std::net::IpAddr,
     },
+    /// Gateway pair: this gateway now holds the addresses (keepalived's MASTER notification).
+    /// Adopts what the kernel table holds with statewall's mark and opens the takeover window.
+    Takeover(ClientArgs),
+    /// Gateway pair: this gateway lost the addresses (BACKUP, FAULT, STOP). Every flow follows
+    /// the kernel table again; unknown mid-stream segments are dropped silently.
+    Standby(ClientArgs),
 }
 
 /// How client commands find the daemon.
@@ -180,6 +186,8 @@ fn main() -> ExitCode {
         Command::Unblock { client, addr } => {
             client.call(|path, json| control::cli_unblock(path, addr, json))
         }
+        Command::Takeover(c) => c.call(control::cli_takeover),
+        Command::Standby(c) => c.call(control::cli_standby),
         Command::Conns {
             client,
             src,

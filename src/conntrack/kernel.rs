@@ -27,8 +27,12 @@ impl Conntrack {
     /// timeout is the kernel's remaining one, at most statewall's for the state.
     pub fn adopt(&self, flow: &KernelFlow, now: Timestamp) -> Adoption {
         match (flow.orig.0, flow.resp.0) {
-            (IpAddr::V4(o), IpAddr::V4(r)) => self.adopt_in(&self.v4, flow, o.octets(), r.octets(), now),
-            (IpAddr::V6(o), IpAddr::V6(r)) => self.adopt_in(&self.v6, flow, o.octets(), r.octets(), now),
+            (IpAddr::V4(o), IpAddr::V4(r)) => {
+                self.adopt_in(&self.v4, flow, o.octets(), r.octets(), now)
+            }
+            (IpAddr::V6(o), IpAddr::V6(r)) => {
+                self.adopt_in(&self.v6, flow, o.octets(), r.octets(), now)
+            }
             _ => Adoption::Unsupported,
         }
     }
@@ -70,15 +74,21 @@ impl Conntrack {
         conn.expires = self.expiry(flow, &conn, tick);
         if self.counts.entries() >= self.limits.max_entries {
             let scan = self.limits.early_drop_scan;
-            let evicted =
-                self.v4.early_drop(scan, tick, &self.counts) || self.v6.early_drop(scan, tick, &self.counts);
+            let evicted = self.v4.early_drop(scan, tick, &self.counts)
+                || self.v6.early_drop(scan, tick, &self.counts);
             if !evicted {
                 return Adoption::NoRoom;
             }
             self.early_drops
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        match insert(table, key, conn, self.limits.per_source_limit(), &self.counts) {
+        match insert(
+            table,
+            key,
+            conn,
+            self.limits.per_source_limit(),
+            &self.counts,
+        ) {
             Ok(()) => Adoption::Adopted,
             Err(_) => Adoption::NoRoom,
         }
@@ -104,8 +114,12 @@ impl Conntrack {
     /// whether it was removed.
     pub fn forget(&self, flow: &KernelFlow) -> bool {
         match (flow.orig.0, flow.resp.0) {
-            (IpAddr::V4(o), IpAddr::V4(r)) => self.forget_in(&self.v4, flow, o.octets(), r.octets()),
-            (IpAddr::V6(o), IpAddr::V6(r)) => self.forget_in(&self.v6, flow, o.octets(), r.octets()),
+            (IpAddr::V4(o), IpAddr::V4(r)) => {
+                self.forget_in(&self.v4, flow, o.octets(), r.octets())
+            }
+            (IpAddr::V6(o), IpAddr::V6(r)) => {
+                self.forget_in(&self.v6, flow, o.octets(), r.octets())
+            }
             _ => false,
         }
     }
@@ -140,8 +154,12 @@ impl Conntrack {
     /// further packet is dropped as `revoked` until the entry expires.
     pub fn revoke_flow(&self, flow: &Flow, now: Timestamp) -> bool {
         match (flow.src, flow.dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => self.revoke_in(&self.v4, flow, s.octets(), d.octets(), now),
-            (IpAddr::V6(s), IpAddr::V6(d)) => self.revoke_in(&self.v6, flow, s.octets(), d.octets(), now),
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                self.revoke_in(&self.v4, flow, s.octets(), d.octets(), now)
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                self.revoke_in(&self.v6, flow, s.octets(), d.octets(), now)
+            }
             _ => false,
         }
     }
@@ -161,7 +179,9 @@ impl Conntrack {
         };
         let conn = entry.value_mut();
         conn.flags |= flags::REVOKED;
-        conn.expires = conn.expires.earlier(tick.after_secs(self.timeouts.close.max(1)));
+        conn.expires = conn
+            .expires
+            .earlier(tick.after_secs(self.timeouts.close.max(1)));
         true
     }
 }

@@ -18,8 +18,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::protocol::{
-    BlockEntry, ConnEntry, ConnFilter, ReloadReport, Request, Response, StatsReport, Status,
-    UnblockReport,
+    BlockEntry, ConnEntry, ConnFilter, HaReport, ReloadReport, Request, Response, StatsReport,
+    Status, UnblockReport,
 };
 use super::{group_name, render, ControlError};
 
@@ -126,6 +126,8 @@ fn command_name(req: &Request) -> &'static str {
         Request::Reload => "reload",
         Request::Blocks => "blocks",
         Request::Unblock { .. } => "unblock",
+        Request::Takeover => "takeover",
+        Request::Standby => "standby",
     }
 }
 
@@ -154,6 +156,9 @@ fn render_ok(req: &Request, data: Value) -> Result<(String, String), String> {
             render::unblock(&decode::<UnblockReport>(data)?),
             String::new(),
         ),
+        Request::Takeover | Request::Standby => {
+            (render::ha(&decode::<HaReport>(data)?), String::new())
+        }
     })
 }
 
@@ -248,6 +253,16 @@ pub fn cli_blocks(socket: &Path, json: bool) -> i32 {
 /// `statewall unblock ADDR [--json]`: 0 also when the address was not blocked (it says so).
 pub fn cli_unblock(socket: &Path, addr: IpAddr, json: bool) -> i32 {
     cli_stdio(socket, &Request::Unblock { addr }, json)
+}
+
+/// `statewall takeover [--json]` (keepalived's MASTER notification runs it).
+pub fn cli_takeover(socket: &Path, json: bool) -> i32 {
+    cli_stdio(socket, &Request::Takeover, json)
+}
+
+/// `statewall standby [--json]` (keepalived's BACKUP, FAULT and STOP notifications run it).
+pub fn cli_standby(socket: &Path, json: bool) -> i32 {
+    cli_stdio(socket, &Request::Standby, json)
 }
 
 #[cfg(test)]

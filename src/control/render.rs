@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 
 use crate::time::Civil;
 
-use super::protocol::{BlockEntry, ConnEntry, ReloadReport, StatsReport, Status, UnblockReport};
+use super::protocol::{
+    BlockEntry, ConnEntry, HaReport, ReloadReport, StatsReport, Status, UnblockReport,
+};
 
 /// Column alignment.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -110,7 +112,10 @@ pub fn status(s: &Status) -> String {
                 format!("{} of {} ({pct:.1}%)", s.entries, s.max_entries),
             ],
             vec!["blocked".into(), plural(s.blocked, "source", "sources")],
-        ],
+        ]
+        .into_iter()
+        .chain((!s.role.is_empty()).then(|| vec!["role".into(), s.role.clone()]))
+        .collect::<Vec<_>>(),
         &[Align::Left, Align::Left],
     ));
     if !s.queues.is_empty() {
@@ -270,6 +275,36 @@ pub fn blocks(list: &[BlockEntry]) -> String {
             Align::Left,
         ],
     )
+}
+
+/// `statewall takeover` / `statewall standby`.
+pub fn ha(r: &HaReport) -> String {
+    let mut out = format!(
+        "role: {}
+",
+        r.role
+    );
+    if r.seen > 0 || r.adopted > 0 {
+        let _ = writeln!(
+            out,
+            "kernel table: {} with the ADMITTED mark: {} adopted, {} refreshed, {} known, {} \
+             without room, {} skipped",
+            plural(r.seen, "flow", "flows"),
+            r.adopted,
+            r.refreshed,
+            r.known,
+            r.no_room,
+            r.skipped
+        );
+    }
+    if r.following > 0 {
+        let _ = writeln!(
+            out,
+            "{} follow the kernel table (learned anew from their next packets)",
+            plural(r.following, "flow", "flows")
+        );
+    }
+    out
 }
 
 /// `statewall unblock`.

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use super::peer::Peer;
 use super::protocol::{
-    BlockEntry, ConnEntry, ConnFilter, ReloadFailure, ReloadReport, Request, Response, StatsReport,
-    Status, UnblockReport, MAX_REQUEST, SERVER_TIMEOUT, VERSION,
+    BlockEntry, ConnEntry, ConnFilter, HaReport, ReloadFailure, ReloadReport, Request, Response,
+    StatsReport, Status, UnblockReport, MAX_REQUEST, SERVER_TIMEOUT, VERSION,
 };
 use super::{resolve_group, ControlError};
 use crate::conntrack::ConnInfo;
@@ -61,6 +61,14 @@ pub trait ControlHandler: Send + Sync + 'static {
     /// Lifts the block on `addr`: `Ok(true)` when one was lifted, `Ok(false)` when `addr` was
     /// not blocked.
     fn unblock(&self, addr: IpAddr) -> Result<bool, String>;
+    /// This gateway of a pair took over the addresses.
+    fn takeover(&self) -> Result<HaReport, String> {
+        Err("this daemon is not one of a pair".into())
+    }
+    /// This gateway of a pair lost the addresses.
+    fn standby(&self) -> Result<HaReport, String> {
+        Err("this daemon is not one of a pair".into())
+    }
 }
 
 /// Answers one request of `peer` through `handler` (no I/O). A panicking handler becomes an
@@ -86,6 +94,14 @@ pub fn dispatch(handler: &dyn ControlHandler, req: &Request, peer: &Peer) -> Res
                 addr: *addr,
                 unblocked,
             }),
+            Err(e) => Response::error(e),
+        },
+        Request::Takeover => match handler.takeover() {
+            Ok(report) => Response::data(&report),
+            Err(e) => Response::error(e),
+        },
+        Request::Standby => match handler.standby() {
+            Ok(report) => Response::data(&report),
             Err(e) => Response::error(e),
         },
     }));

@@ -9,9 +9,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::config::{ReloadMode, Settings};
 use crate::conntrack::ConnInfo;
 use crate::control::{
-    BlockEntry, ConnFilter, ControlHandler, QueueStatus, ReloadFailure, ReloadReport, StatsReport,
-    Status,
+    BlockEntry, ConnFilter, ControlHandler, HaReport, QueueStatus, ReloadFailure, ReloadReport,
+    StatsReport, Status,
 };
+use crate::daemon::ha::Adopter;
 use crate::daemon::{load_policy, DaemonError};
 use crate::engine::Engine;
 use crate::io::actions::ActionHandler;
@@ -30,6 +31,8 @@ pub struct DaemonControl {
     loaded_at: Mutex<Option<u64>>,
     /// Serialises reloads (SIGHUP and the socket).
     reload_lock: Mutex<()>,
+    /// Adoption from the kernel table (`takeover`, `standby`); none with `notrack`.
+    adopter: Option<Arc<Adopter>>,
 }
 
 fn unix_now() -> Option<u64> {
@@ -56,7 +59,14 @@ impl DaemonControl {
             actions,
             loaded_at: Mutex::new(unix_now()),
             reload_lock: Mutex::new(()),
+            adopter: None,
         }
+    }
+
+    /// The handler answers `takeover` and `standby` through `adopter`.
+    pub fn with_adopter(mut self, adopter: Option<Arc<Adopter>>) -> DaemonControl {
+        self.adopter = adopter;
+        self
     }
 
     fn now(&self) -> Timestamp {
@@ -131,6 +141,7 @@ impl ControlHandler for DaemonControl {
                 })
                 .collect(),
             drops: stats.drops.into_iter().collect(),
+            role: self.engine.role(self.now()).to_string(),
         }
     }
 
@@ -169,5 +180,27 @@ impl ControlHandler for DaemonControl {
             self.actions.report(event);
         }
         Ok(lifted)
+    }
+
+    fn takeover(&self) -> Result<HaReport, String> {
+        match &self.adopter {
+            Some(a) => a.take_over(),
+            None => Err(
+                "kernel connection tracking is off ([netfilter] notrack): nothing to \
+                         adopt from"
+                    .into(),
+            ),
+        }
+    }
+
+    fn standby(&self) -> Result<HaReport, String> {
+        match &self.adopter {
+            Some(a) => Ok(a.stand_by()),
+            None => Err(
+                "kernel connection tracking is off ([netfilter] notrack): a standby \
+                         could not adopt anything"
+                    .into(),
+            ),
+        }
     }
 }

@@ -78,7 +78,8 @@ impl Engine {
     /// This gateway handles traffic from now on; until `until` (the takeover window) unknown
     /// mid-stream segments are still dropped silently.
     pub fn take_over(&self, until: Timestamp) {
-        self.takeover_until.store(until.as_nanos(), Ordering::Relaxed);
+        self.takeover_until
+            .store(until.as_nanos(), Ordering::Relaxed);
     }
 
     /// The role at `now`.

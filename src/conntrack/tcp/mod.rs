@@ -207,7 +207,11 @@ impl TcpConn {
     pub fn adopted(k: &KernelTcp) -> TcpConn {
         let known = k.window_scale.iter().chain(&k.sack_perm).any(|b| *b);
         let peer = |d: usize| {
-            let mut flags = if known { 0 } else { pflag::LIBERAL | pflag::SACK_PERM };
+            let mut flags = if known {
+                0
+            } else {
+                pflag::LIBERAL | pflag::SACK_PERM
+            };
             if k.window_scale[d] {
                 flags |= pflag::WSCALE;
             }

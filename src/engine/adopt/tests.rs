@@ -87,7 +87,9 @@ fn an_adopted_flow_passes_both_ways_and_its_windows_are_learned() {
             Adoption::Adopted
         );
         // Mid-stream, at whatever sequence numbers the connection has reached.
-        let c = p.tcp(Side::Client, ACK | PSH, 1_000_000, 5_000_000).window(500);
+        let c = p
+            .tcp(Side::Client, ACK | PSH, 1_000_000, 5_000_000)
+            .window(500);
         assert_eq!(verdict(&e, &c.payload(100).build(), 2), ACCEPT);
         let s = p.tcp(Side::Server, ACK, 5_000_000, 1_000_100).window(500);
         assert_eq!(verdict(&e, &s.payload(1000).build(), 2), ACCEPT);
@@ -174,14 +176,21 @@ fn the_rules_judge_the_first_packet_of_an_adopted_flow() {
     assert_eq!(verdict(&e, &c.build(), 2), ACCEPT);
     with_rules(&e, "policy drop\n");
     let c = ok.tcp(Side::Client, ACK, 1_010, 2_000).payload(10);
-    assert_eq!(verdict(&e, &c.build(), 2), ACCEPT, "judged once, as any flow");
+    assert_eq!(
+        verdict(&e, &c.build(), 2),
+        ACCEPT,
+        "judged once, as any flow"
+    );
 }
 
 #[test]
 fn the_first_packet_is_judged_in_the_flows_orientation_with_its_interfaces() {
     let p = Pair::V4;
     let e = engine();
-    with_rules(&e, "policy drop\nallow in lan0 out wan0 tcp to 203.0.113.2 port 80\n");
+    with_rules(
+        &e,
+        "policy drop\nallow in lan0 out wan0 tcp to 203.0.113.2 port 80\n",
+    );
     e.adopt_kernel(&kernel_tcp(p, TcpState::Established, true), at(1));
     // The server speaks first after a failover: in wan0, out lan0 — the client's flow seen
     // from the client is in lan0, out wan0, which the rule allows.
@@ -320,7 +329,9 @@ fn standing_by_forgets_the_windows_and_judges_the_next_packet_again() {
     // A connection statewall follows from its handshake.
     let steps = [
         p.tcp(Side::Client, SYN, 100, 0).wscale(2).sack_permitted(),
-        p.tcp(Side::Server, SYN | ACK, 500, 101).wscale(2).sack_permitted(),
+        p.tcp(Side::Server, SYN | ACK, 500, 101)
+            .wscale(2)
+            .sack_permitted(),
         p.tcp(Side::Client, ACK, 101, 501),
     ];
     for s in &steps {
@@ -330,12 +341,24 @@ fn standing_by_forgets_the_windows_and_judges_the_next_packet_again() {
     assert_eq!(e.stand_by(at(2)), 1);
     let later = p.tcp(Side::Client, ACK, 101 + 10_000_000, 501 + 20_000_000);
     assert_eq!(verdict(&e, &later.payload(100).build(), 3), ACCEPT);
-    let back = p.tcp(Side::Server, ACK, 501 + 20_000_000, 101 + 10_000_100).window(1000);
+    let back = p
+        .tcp(Side::Server, ACK, 501 + 20_000_000, 101 + 10_000_100)
+        .window(1000);
     assert_eq!(verdict(&e, &back.build(), 3), ACCEPT);
     // The scale (2) survived: the server's window of 1000 is 4000 bytes, not 1000.
-    let inside = p.tcp(Side::Server, ACK, 501 + 20_000_000 + 2_000, 101 + 10_000_100);
+    let inside = p.tcp(
+        Side::Server,
+        ACK,
+        501 + 20_000_000 + 2_000,
+        101 + 10_000_100,
+    );
     assert_eq!(verdict(&e, &inside.payload(10).build(), 3), ACCEPT);
-    let over = p.tcp(Side::Server, ACK, 501 + 20_000_000 + 5_000, 101 + 10_000_100);
+    let over = p.tcp(
+        Side::Server,
+        ACK,
+        501 + 20_000_000 + 5_000,
+        101 + 10_000_100,
+    );
     assert_eq!(
         verdict(&e, &over.payload(10).build(), 3),
         Verdict::Drop(DropReason::SeqAboveWindow)
@@ -373,7 +396,10 @@ fn adoption_respects_the_table_limit() {
     // Assured entries are not evicted for another.
     assert_eq!(e.adopt_kernel(&b, at(1)), Adoption::NoRoom);
     let mixed = KernelFlow {
-        resp: (IpAddr::from([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]), 80),
+        resp: (
+            IpAddr::from([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
+            80,
+        ),
         ..a
     };
     assert_eq!(e.adopt_kernel(&mixed, at(1)), Adoption::Unsupported);
