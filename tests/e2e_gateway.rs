@@ -329,8 +329,8 @@ fn restart_during_a_transfer_keeps_the_connection() {
     std::thread::sleep(Duration::from_millis(1500));
     let first = sw.stop();
     // The gap: the diversion stays (fail closed) with nobody reading the queue, so the kernel
-    // drops what it would queue and TCP retransmits; the new run adopts the connection
-    // mid-stream.
+    // drops what it would queue and TCP retransmits; the new run adopts the connection from
+    // the kernel table, which holds it with the ADMITTED mark.
     std::thread::sleep(Duration::from_millis(300));
     let sw = Statewall::start(&lab, &dir, QUIET);
     assert!(
@@ -343,6 +343,7 @@ fn restart_during_a_transfer_keeps_the_connection() {
         assert!(Instant::now() < deadline, "download did not finish");
         std::thread::sleep(Duration::from_millis(100));
     }
+    let sw_log = sw.log_text();
     let second = sw.stop();
     let rsts = cap.stop();
     let rc = std::fs::read_to_string(lab.tmp.join("download.rc")).unwrap_or_default();
@@ -362,7 +363,11 @@ fn restart_during_a_transfer_keeps_the_connection() {
     first.assert_no_drops();
     second.assert_no_drops();
     assert!(
-        second.get("new") >= 1,
+        sw_log.contains("adopted the flows the kernel table holds") && !sw_log.contains("blind"),
+        "{sw_log}"
+    );
+    assert!(
+        second.get("adopted") >= 1,
         "adopted connection: {}",
         second.line
     );

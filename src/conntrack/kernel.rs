@@ -5,11 +5,89 @@
 
 use std::net::IpAddr;
 
-use super::{flags, flow_of, insert, Addr, Conn, Conntrack, Key, ProtoState, TcpConn, Tracked};
-use crate::adopt::{Adoption, KernelFlow};
+use super::{
+    flags, flow_of, insert, Addr, Conn, Conntrack, KernelTcp, Key, ProtoState, TcpConn, Tracked,
+};
 use crate::proto;
 use crate::time::{Tick, Timestamp};
 use crate::verdict::Flow;
+
+/// One flow of the kernel table with the ADMITTED bit, as statewall's hook sees it: under NAT
+/// the originator is the original tuple's source and the responder the reply tuple's source
+/// (statewall's chain in the filter table sees packets after DNAT and before SNAT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelFlow {
+    /// IP protocol number.
+    pub proto: u8,
+    /// The endpoint that sent the first packet: address and port (the echo identifier for
+    /// ICMP echo, 0 for protocols without ports).
+    pub orig: (IpAddr, u16),
+    /// The other endpoint.
+    pub resp: (IpAddr, u16),
+    /// TCP: what the kernel's TCP tracker knows.
+    pub tcp: Option<KernelTcp>,
+    /// Packets were seen both ways.
+    pub seen_reply: bool,
+    /// The kernel assured the flow (TCP handshake done, or a UDP stream).
+    pub assured: bool,
+    /// Seconds until the kernel's entry expires, when it says.
+    pub timeout: Option<u32>,
+}
+
+/// What adopting one flow did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Adoption {
+    /// A new entry.
+    Adopted,
+    /// An entry adopted earlier and not used since was brought up to date.
+    Refreshed,
+    /// statewall tracks the flow already (its own entry stays as it is).
+    Known,
+    /// The table has no room (table or per-source limit).
+    NoRoom,
+    /// Not a flow statewall can track (a TCP flow without its TCP state, mixed families).
+    Unsupported,
+}
+
+/// Totals of one adoption pass (a dump of the kernel table).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AdoptionReport {
+    /// Entries the kernel reported with the ADMITTED bit.
+    pub seen: u64,
+    /// New entries.
+    pub adopted: u64,
+    /// Earlier adoptions brought up to date.
+    pub refreshed: u64,
+    /// Already tracked by statewall.
+    pub known: u64,
+    /// No room in the table.
+    pub no_room: u64,
+    /// Entries statewall cannot adopt (a protocol state it does not track).
+    pub skipped: u64,
+}
+
+impl AdoptionReport {
+    /// Counts one outcome.
+    pub fn count(&mut self, a: Adoption) {
+        match a {
+            Adoption::Adopted => self.adopted += 1,
+            Adoption::Refreshed => self.refreshed += 1,
+            Adoption::Known => self.known += 1,
+            Adoption::NoRoom => self.no_room += 1,
+            Adoption::Unsupported => self.skipped += 1,
+        }
+    }
+}
+
+impl std::fmt::Display for AdoptionReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "seen={} adopted={} refreshed={} known={} no_room={} skipped={}",
+            self.seen, self.adopted, self.refreshed, self.known, self.no_room, self.skipped
+        )
+    }
+}
 
 /// A packet used an entry: if it was adopted from the kernel and not used since, it is the
 /// flow's own now, and the engine checks this first packet against the rules.

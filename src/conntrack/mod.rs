@@ -37,10 +37,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dashmap::mapref::one::RefMut;
 
 pub use entry::{flags, Conn, ConnState, ProtoState};
+pub use kernel::{Adoption, AdoptionReport, KernelFlow};
 pub use key::{Addr, AnyKey, Dir, Key};
 pub use settings::{Limits, Timeouts};
 pub use table::{InsertError, Table, TableCounts};
-pub use tcp::{TcpConn, TcpState};
+pub use tcp::{KernelTcp, TcpConn, TcpState};
 pub use walk::{ConnInfo, StateCounts};
 
 use crate::packet::{Packet, Transport};

@@ -279,11 +279,7 @@ pub fn blocks(list: &[BlockEntry]) -> String {
 
 /// `statewall takeover` / `statewall standby`.
 pub fn ha(r: &HaReport) -> String {
-    let mut out = format!(
-        "role: {}
-",
-        r.role
-    );
+    let mut out = format!("role: {}\n", r.role);
     if r.seen > 0 || r.adopted > 0 {
         let _ = writeln!(
             out,
@@ -300,7 +296,7 @@ pub fn ha(r: &HaReport) -> String {
     if r.following > 0 {
         let _ = writeln!(
             out,
-            "{} follow the kernel table (learned anew from their next packets)",
+            "following the kernel table: {} (learned anew from their next packets)",
             plural(r.following, "flow", "flows")
         );
     }
@@ -368,6 +364,7 @@ mod tests {
             drops: [("no_connection".to_string(), 990), ("tcp_xmas".into(), 10)]
                 .into_iter()
                 .collect(),
+            role: "taking over (7 s left)".into(),
         }
     }
 
@@ -380,6 +377,7 @@ statewall 0.1.0, pid 4242, up 1d 2h 3m 4s
 rules        /etc/statewall/gateway.rules (42 rules, loaded 2026-11-24T19:54:02Z)
 connections  1234 of 262144 (0.5%)
 blocked      1 source
+role         taking over (7 s left)
 
 queue  packets  accepted  dropped  errors
     0  1000000    999000     1000       0
@@ -409,6 +407,35 @@ blocked      0 sources
 
 drops: no drops
 "
+        );
+    }
+
+    #[test]
+    fn ha_reports() {
+        let took = HaReport {
+            role: "taking over (10 s left)".into(),
+            seen: 203,
+            adopted: 3,
+            refreshed: 0,
+            known: 198,
+            no_room: 0,
+            skipped: 2,
+            following: 0,
+        };
+        assert_eq!(
+            ha(&took),
+            "role: taking over (10 s left)\n\
+             kernel table: 203 flows with the ADMITTED mark: 3 adopted, 0 refreshed, 198 known, 0 \
+             without room, 2 skipped\n"
+        );
+        let standby = HaReport {
+            role: "standby".into(),
+            following: 1,
+            ..HaReport::default()
+        };
+        assert_eq!(
+            ha(&standby),
+            "role: standby\nfollowing the kernel table: 1 flow (learned anew from their next packets)\n"
         );
     }
 

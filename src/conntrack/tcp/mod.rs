@@ -18,11 +18,24 @@ mod window;
 pub use transitions::check_flags;
 
 use super::{Dir, Timeouts};
-use crate::adopt::KernelTcp;
 use crate::packet::{Seq, TcpHeader};
 use crate::verdict::DropReason;
 use transitions::{invalid_reason, transition, Cell, Class};
 use window::{pflag, seg_end, Peer, Window};
+
+/// What the kernel's TCP tracker knows of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelTcp {
+    /// The state.
+    pub state: TcpState,
+    /// Window scale shift per direction (`[original, reply]`); 0 unless both sides offered
+    /// window scaling.
+    pub scale: [u8; 2],
+    /// Whether each direction offered window scaling in its SYN.
+    pub window_scale: [bool; 2],
+    /// Whether each direction offered SACK in its SYN.
+    pub sack_perm: [bool; 2],
+}
 
 /// TCP connection states (Linux conntrack names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
