@@ -608,7 +608,7 @@ pub fn stats_line(stats: &Stats, queues: &Counters, kernel: &[KernelQueueStats])
     let q: Vec<QueueStats> = queues.iter().map(|(n, c)| c.snapshot(*n)).collect();
     let sum = |f: fn(&QueueStats) -> u64| q.iter().map(f).sum::<u64>();
     let mut line = format!(
-        "packets={} accepted={} dropped={} entries={} new={} ignored={} expired={} early_drops={} answered={} answers_limited={} logs_suppressed={}",
+        "packets={} accepted={} dropped={} entries={} new={} ignored={} expired={} early_drops={} answered={} answers_limited={} logs_suppressed={} adopted={}",
         stats.packets,
         stats.accepted,
         stats.dropped,
@@ -620,6 +620,7 @@ pub fn stats_line(stats: &Stats, queues: &Counters, kernel: &[KernelQueueStats])
         stats.answered,
         stats.answers_limited,
         stats.logs_suppressed,
+        stats.adopted,
     );
     let _ = write!(
         line,
@@ -669,6 +670,7 @@ mod tests {
             accepted: 7,
             dropped: 3,
             entries: 2,
+            adopted: 6,
             drops: vec![("no_connection".into(), 2), ("tcp_null".into(), 1)],
             ..Stats::default()
         };
@@ -694,6 +696,7 @@ mod tests {
         assert_eq!(kv["kernel_queue_dropped"], "4");
         assert_eq!(kv["kernel_user_dropped"], "5");
         assert_eq!(kv["queue0"], "10");
+        assert_eq!(kv["adopted"], "6");
         assert_eq!(kv["logs_suppressed"], "0");
     }
 

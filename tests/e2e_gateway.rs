@@ -12,7 +12,10 @@ mod e2e;
 
 use std::time::{Duration, Instant};
 
-use e2e::{cleanup, http_server, script, url, Lab, Statewall, CLI_V4, CLI_V6, SRV_V4, SRV_V6};
+use e2e::{
+    cleanup, ctl, http_server, output_text, script, url, Lab, Statewall, CLI_V4, CLI_V6, SRV_V4,
+    SRV_V6,
+};
 
 /// Quiet statewall: no periodic stats lines.
 const QUIET: &str = "[log]\nstats_interval = 0\n";
@@ -340,7 +343,12 @@ fn restart_during_a_transfer_keeps_the_connection() {
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     while !lab.tmp.join("download.rc").exists() {
-        assert!(Instant::now() < deadline, "download did not finish");
+        assert!(
+            Instant::now() < deadline,
+            "download did not finish; statewall after the restart: {}\n{}",
+            output_text(&ctl(&dir.join("control.sock"), &["stats"])),
+            sw.log_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let sw_log = sw.log_text();
@@ -363,7 +371,8 @@ fn restart_during_a_transfer_keeps_the_connection() {
     first.assert_no_drops();
     second.assert_no_drops();
     assert!(
-        sw_log.contains("adopted the flows the kernel table holds") && !sw_log.contains("blind"),
+        sw_log.contains("adopted the flows the kernel table holds")
+            && !sw_log.contains("(blind pickup"),
         "{sw_log}"
     );
     assert!(
