@@ -221,7 +221,7 @@ impl TcpConn {
         let known = k.window_scale.iter().chain(&k.sack_perm).any(|b| *b);
         let peer = |d: usize| {
             let mut flags = if known {
-                0
+                pflag::LAGGING
             } else {
                 pflag::LIBERAL | pflag::SACK_PERM
             };
@@ -264,7 +264,8 @@ impl TcpConn {
         for p in &mut self.peers {
             *p = Peer {
                 scale: p.scale,
-                flags: p.flags & (pflag::WSCALE | pflag::SACK_PERM | pflag::LIBERAL),
+                flags: (p.flags & (pflag::WSCALE | pflag::SACK_PERM | pflag::LIBERAL))
+                    | pflag::LAGGING,
                 ..Peer::default()
             };
         }

@@ -323,6 +323,44 @@ fn the_takeover_window_closes() {
 }
 
 #[test]
+fn an_ack_of_data_sent_before_the_adoption_passes_once() {
+    // A download through a restarted gateway: the server's first segment seen is a
+    // retransmission of old data; the client had received more before the restart, and its ACK
+    // acknowledges it. That ACK is not "unsent data": it moves the server's end up.
+    for p in Pair::BOTH {
+        let e = engine();
+        e.adopt_kernel(&kernel_tcp(p, TcpState::Established, true), at(1));
+        let old = p.tcp(Side::Server, ACK, 5_000_000, 1_000_000).window(500);
+        assert_eq!(verdict(&e, &old.payload(1000).build(), 2), ACCEPT);
+        let ack = p.tcp(Side::Client, ACK, 1_000_000, 5_030_000).window(500);
+        assert_eq!(verdict(&e, &ack.build(), 2), ACCEPT);
+        let next = p.tcp(Side::Server, ACK, 5_030_000, 1_000_000);
+        assert_eq!(verdict(&e, &next.payload(1000).build(), 2), ACCEPT);
+        // Once only, and from then on acknowledging unsent data is invalid again.
+        let ahead = p.tcp(Side::Client, ACK, 1_000_000, 5_031_000 + 100_000);
+        assert_eq!(
+            verdict(&e, &ahead.build(), 2),
+            Verdict::Drop(DropReason::AckUnsentData)
+        );
+    }
+}
+
+#[test]
+fn an_ack_beyond_the_senders_window_is_still_unsent_data() {
+    let p = Pair::V4;
+    let e = engine();
+    e.adopt_kernel(&kernel_tcp(p, TcpState::Established, true), at(1));
+    let old = p.tcp(Side::Server, ACK, 5_000_000, 1_000_000).window(500);
+    assert_eq!(verdict(&e, &old.payload(1000).build(), 2), ACCEPT);
+    // The client's window is 500 << 7 = 64000 bytes: the server cannot have sent 10 MB more.
+    let far = p.tcp(Side::Client, ACK, 1_000_000, 15_000_000).window(500);
+    assert_eq!(
+        verdict(&e, &far.build(), 2),
+        Verdict::Drop(DropReason::AckUnsentData)
+    );
+}
+
+#[test]
 fn standing_by_forgets_the_windows_and_judges_the_next_packet_again() {
     let p = Pair::V4;
     let e = engine();
