@@ -2,13 +2,16 @@
 //!
 //! Start-up order matters for traffic that is already flowing:
 //! 1. load the rules (a broken file stops the start, nothing is touched);
-//! 2. detect a restart (see [`restart_detected`]) and open the pickup window;
+//! 2. detect a restart (see [`restart_detected`]);
 //! 3. open and bind every queue (so that no packet is queued to a queue nobody reads);
-//! 4. open the control socket (a client that waits for the netfilter rules can talk to the
+//! 4. flows established before this process: adopted from the kernel table after a restart,
+//!    or watched there as the standby of a pair ([`ha`]); blind pickup only without kernel
+//!    tracking (a pair gateway that cannot read the kernel table stops here, nothing touched);
+//! 5. open the control socket (a client that waits for the netfilter rules can talk to the
 //!    daemon the moment they appear; until the workers start it sees zero counters), then the
 //!    JSON event log and the metrics listener when configured;
-//! 5. install the netfilter rules (removing leftovers of a killed run first);
-//! 6. start the workers and the timer, tell systemd `READY=1`.
+//! 6. install the netfilter rules (removing leftovers of a killed run first);
+//! 7. start the workers and the timer, tell systemd `READY=1`.
 //!
 //! Then the main thread waits for events: SIGHUP reloads the rules, SIGTERM/SIGINT log a final
 //! stats line and return (workers blocked in `recv` end with the process). A worker that fails
@@ -33,6 +36,7 @@ use signal_hook::iterator::Signals;
 use thiserror::Error;
 
 mod control;
+pub mod ha;
 pub mod health;
 mod logging;
 
@@ -77,6 +81,9 @@ pub enum DaemonError {
         /// Why.
         source: std::io::Error,
     },
+    /// The kernel conntrack table cannot be read (a gateway of a pair needs it).
+    #[error("kernel conntrack table: {0}")]
+    Kernel(#[from] crate::io::ctnetlink::CtError),
     /// A queue worker failed for good.
     #[error(transparent)]
     Worker(#[from] queue::WorkerFailed),
@@ -206,15 +213,6 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     let marker = dir.join(MARKER);
     let leftover = manage && netfilter::leftover_exists();
     let restart = restart_detected(marker.exists(), leftover);
-    let grace = settings.conntrack.pickup_grace;
-    if restart && grace > 0 {
-        engine.set_pickup_until(Some(now() + Duration::from_secs(grace)));
-        tracing::info!(
-            grace_s = grace,
-            leftover_chain = leftover,
-            "restart detected: adopting established TCP connections"
-        );
-    }
 
     // Queues first: a rule pointing to a queue nobody reads drops (or, fail-open, passes) all.
     let opts = queue::QueueOptions::from(&settings.queue);
@@ -229,8 +227,23 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         queues.push((num, q));
     }
 
+    // Flows established before this process: adopted from the kernel table (restart, pair
+    // standby), or picked up blindly where the kernel does not track them. Before the workers
+    // start, so that their first packets find the flows.
+    let adopter = ha::start(&settings, &engine, restart, start)?;
+    let grace = settings.conntrack.pickup_grace;
+    if adopter.is_none() && restart && grace > 0 {
+        engine.set_pickup_until(Some(now() + Duration::from_secs(grace)));
+        tracing::info!(
+            grace_s = grace,
+            leftover_chain = leftover,
+            "restart detected: adopting established TCP connections (blind pickup: the kernel \
+             does not track them)"
+        );
+    }
+
     // The control socket before the rules: whoever waits for the rules finds it listening.
-    let wiring = Wiring::new(&settings, &engine, &queues, start);
+    let wiring = Wiring::new(&settings, &engine, &queues, start, adopter);
     let control_server = match crate::control::serve(&settings.control, wiring.handler.clone()) {
         Ok(server) => server,
         Err(e) => {
@@ -333,6 +346,7 @@ impl Wiring {
         engine: &Arc<Engine>,
         queues: &[(u16, nfq::Queue)],
         start: Instant,
+        adopter: Option<Arc<ha::Adopter>>,
     ) -> Wiring {
         let syslog = match crate::io::syslog::Syslog::spawn(settings.syslog.clone()) {
             Ok(handle) => Some(handle),
@@ -364,14 +378,17 @@ impl Wiring {
             .iter()
             .map(|(num, _)| (*num, Arc::new(QueueCounters::default())))
             .collect();
-        let handler = Arc::new(DaemonControl::new(
-            settings.clone(),
-            Arc::clone(engine),
-            counters.clone(),
-            start,
-            Arc::clone(&actions),
-            Arc::clone(&hub),
-        ));
+        let handler = Arc::new(
+            DaemonControl::new(
+                settings.clone(),
+                Arc::clone(engine),
+                counters.clone(),
+                start,
+                Arc::clone(&actions),
+                Arc::clone(&hub),
+            )
+            .with_adopter(adopter),
+        );
         Wiring {
             counters,
             actions,
@@ -650,7 +667,7 @@ pub fn stats_line(stats: &Stats, queues: &Counters, kernel: &[KernelQueueStats])
     let q: Vec<QueueStats> = queues.iter().map(|(n, c)| c.snapshot(*n)).collect();
     let sum = |f: fn(&QueueStats) -> u64| q.iter().map(f).sum::<u64>();
     let mut line = format!(
-        "packets={} accepted={} dropped={} entries={} new={} ignored={} expired={} early_drops={} answered={} answers_limited={} logs_suppressed={}",
+        "packets={} accepted={} dropped={} entries={} new={} ignored={} expired={} early_drops={} answered={} answers_limited={} logs_suppressed={} adopted={}",
         stats.packets,
         stats.accepted,
         stats.dropped,
@@ -662,6 +679,7 @@ pub fn stats_line(stats: &Stats, queues: &Counters, kernel: &[KernelQueueStats])
         stats.answered,
         stats.answers_limited,
         stats.logs_suppressed,
+        stats.adopted,
     );
     let _ = write!(
         line,
@@ -711,6 +729,7 @@ mod tests {
             accepted: 7,
             dropped: 3,
             entries: 2,
+            adopted: 6,
             drops: vec![("no_connection".into(), 2), ("tcp_null".into(), 1)],
             ..Stats::default()
         };
@@ -736,6 +755,7 @@ mod tests {
         assert_eq!(kv["kernel_queue_dropped"], "4");
         assert_eq!(kv["kernel_user_dropped"], "5");
         assert_eq!(kv["queue0"], "10");
+        assert_eq!(kv["adopted"], "6");
         assert_eq!(kv["logs_suppressed"], "0");
     }
 

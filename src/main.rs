@@ -141,6 +141,12 @@ enum Command {
         /// The blocked address.
         addr: std::net::IpAddr,
     },
+    /// Gateway pair: this gateway now holds the addresses (keepalived's MASTER notification).
+    /// Adopts what the kernel table holds with statewall's mark and opens the takeover window.
+    Takeover(ClientArgs),
+    /// Gateway pair: this gateway lost the addresses (BACKUP, FAULT, STOP). Every flow follows
+    /// the kernel table again; unknown mid-stream segments are dropped silently.
+    Standby(ClientArgs),
 }
 
 /// The connection filter of `conns` and `kill`.
@@ -265,6 +271,8 @@ fn main() -> ExitCode {
         Command::Unblock { client, addr } => {
             client.call(|path, json| control::cli_unblock(path, addr, json))
         }
+        Command::Takeover(c) => c.call(control::cli_takeover),
+        Command::Standby(c) => c.call(control::cli_standby),
         Command::Conns { client, filter } => match filter.parse("conns") {
             Ok(f) => client.call(|path, json| control::cli_conns(path, &f, json)),
             Err(code) => code,

@@ -150,7 +150,13 @@ drop_reasons! {
     PolicyReject => "policy_reject",
     /// Connection closed by a rule recheck on reload.
     Revoked => "revoked",
-    /// From a source blocked by the scan detector.
+    /// The first packet of a flow adopted from the kernel table (restart, failover), which the
+    /// rules in force refuse: the flow is closed.
+    AdoptRefused => "adopt_refused",
+    /// A mid-stream segment (or a RST, a SYN/ACK) of no known flow on a standby or during a
+    /// takeover: its flow's replication may be late. Dropped silently, never answered.
+    TakeoverUnknown => "takeover_unknown",
+    /// From a blocked source (an operator's block, or the scan detector's).
     Blocked => "blocked",
     /// Connection table full, nothing evictable.
     TableFull => "table_full",

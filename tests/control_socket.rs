@@ -125,6 +125,7 @@ impl ControlHandler for Fake {
                 errors: 0,
             }],
             drops: [("no_connection".to_string(), 1)].into_iter().collect(),
+            role: "active".into(),
         }
     }
 

@@ -14,8 +14,8 @@ mod syslog;
 use crate::marks::ConnMarks;
 use crate::ratelimit::ProbesConfig;
 use crate::scan::ScanConfig;
-pub use observe::{EventsSection, MetricsSection};
 use crate::source::SourcePrefix;
+pub use observe::{EventsSection, MetricsSection};
 pub use syslog::{Facility, Format, SyslogConfig, SyslogConfigError, Target};
 
 /// A configuration that cannot be used.

@@ -5,7 +5,7 @@
 //! assured (not evicted early when the table is full). A query answered once (DNS, a spoofed
 //! source's answer) stays evictable. ICMP echo is never assured.
 
-use super::{flags, flow_of, Addr, Dir, Milestone, ProtoState, Side, Track, Tracked};
+use super::{flags, flow_of, kernel, Addr, Dir, Milestone, ProtoState, Side, Track, Tracked};
 use crate::proto;
 use crate::verdict::{DropReason, Pass, Verdict};
 
@@ -46,11 +46,13 @@ pub(super) fn track<A: Addr>(
             conn.flags |= flags::ASSURED;
         }
         conn.expires = side.now.after_secs(timeout);
-        return Track::Judged(Tracked {
+        let tracked = Tracked {
             verdict: Verdict::Accept(Pass::Tracked),
             state: Some(conn.state()),
             milestone: first_reply.then(|| Milestone::Replied(flow_of(k, conn))),
-        });
+            adopted: None,
+        };
+        return Track::Judged(kernel::claim(k, conn, tracked));
     }
     if !may_open {
         return Track::Judged(Tracked::drop(DropReason::IcmpUnexpectedReply, None));

@@ -54,6 +54,10 @@ pub mod flags {
     /// Adopted mid-stream by blind pickup (no handshake seen): a SYN on it is a new
     /// connection.
     pub const BLIND: u8 = 1 << 6;
+    /// Adopted from the kernel's conntrack table (a restart, a standby) and used by no packet
+    /// since: it follows the kernel's updates and goes with the kernel's entry, and its first
+    /// packet is checked against the rules ([`crate::adopt`]).
+    pub const KERNEL: u8 = 1 << 7;
 }
 
 /// The rule that admitted a connection: its position in the rule set of generation

@@ -24,6 +24,7 @@ mod datagram;
 mod entry;
 mod fragments;
 mod icmp;
+mod kernel;
 mod key;
 mod segment;
 mod settings;
@@ -38,10 +39,11 @@ use dashmap::mapref::one::RefMut;
 
 pub use entry::{flags, Conn, ConnState, Counts, ProtoState, RuleTag, Tally};
 pub use fragments::{Fragments, FRAGMENT_TTL, MAX_DATAGRAMS};
+pub use kernel::{Adoption, AdoptionReport, KernelFlow};
 pub use key::{Addr, AnyKey, Dir, Key};
 pub use settings::{Limits, Timeouts};
 pub use table::{InsertError, Table, TableCounts};
-pub use tcp::{TcpConn, TcpState};
+pub use tcp::{KernelTcp, TcpConn, TcpState};
 pub use walk::{ConnInfo, StateCounts};
 
 use crate::packet::{Packet, Transport};
@@ -93,6 +95,9 @@ pub struct Tracked {
     pub state: Option<ConnState>,
     /// A step in the flow's life the scan detector wants to know about.
     pub milestone: Option<Milestone>,
+    /// The flow (originator first) when this is the first packet of a flow adopted from the
+    /// kernel table: the engine checks it against the rules in force.
+    pub adopted: Option<Flow>,
 }
 
 impl Tracked {
@@ -101,6 +106,7 @@ impl Tracked {
             verdict: Verdict::Accept(pass),
             state,
             milestone: None,
+            adopted: None,
         }
     }
 
@@ -109,6 +115,7 @@ impl Tracked {
             verdict: Verdict::Drop(reason),
             state,
             milestone: None,
+            adopted: None,
         }
     }
 }

@@ -5,7 +5,8 @@ use dashmap::mapref::one::RefMut;
 
 use super::tcp::{check_flags, Step, TcpConn, TcpState};
 use super::{
-    flags, flow_of, Addr, Conn, ConnState, Dir, Key, Milestone, ProtoState, Side, Track, Tracked,
+    flags, flow_of, kernel, Addr, Conn, ConnState, Dir, Key, Milestone, ProtoState, Side, Track,
+    Tracked,
 };
 use crate::packet::TcpHeader;
 use crate::proto;
@@ -45,13 +46,15 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
             Ok(Step::Accept) => {
                 let (k, conn) = entry.pair_mut();
                 side.account(k, conn, dir);
-                return Track::Judged(learn(side, &mut entry, dir, old));
+                let tracked = learn(side, &mut entry, dir, old);
+                return Track::Judged(kernel::claim(&key, entry.value_mut(), tracked));
             }
             Ok(Step::Ignore) => {
                 let state = Some(ConnState::Tcp(tc.state));
                 let (k, conn) = entry.pair_mut();
                 side.account(k, conn, dir);
-                return Track::Judged(Tracked::pass(Pass::Ignored, state));
+                let tracked = Tracked::pass(Pass::Ignored, state);
+                return Track::Judged(kernel::claim(&key, conn, tracked));
             }
             Err(reason) => {
                 return Track::Judged(Tracked::drop(reason, Some(ConnState::Tcp(old))));
@@ -131,5 +134,6 @@ fn learn<A: Addr>(
         verdict: Verdict::Accept(Pass::Tracked),
         state: Some(ConnState::Tcp(new)),
         milestone,
+        adopted: None,
     }
 }

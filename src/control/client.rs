@@ -18,8 +18,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::protocol::{
-    AddrMatch, BlockEntry, BlockReport, ConnEntry, ConnFilter, KillReport, ReloadReport, Request,
-    Response, RuleEntry, StatsReport, Status, UnblockReport,
+    AddrMatch, BlockEntry, BlockReport, ConnEntry, ConnFilter, HaReport, KillReport, ReloadReport,
+    Request, Response, RuleEntry, StatsReport, Status, UnblockReport,
 };
 use super::{group_name, render, ControlError};
 
@@ -130,6 +130,8 @@ fn command_name(req: &Request) -> &'static str {
         Request::Block { .. } => "block",
         Request::Rules => "rules",
         Request::Events => "events",
+        Request::Takeover => "takeover",
+        Request::Standby => "standby",
     }
 }
 
@@ -166,6 +168,9 @@ fn render_ok(req: &Request, data: Value, verbose: bool) -> Result<(String, Strin
         ),
         // Streams are read by `cli_events`; a one-shot answer has nothing to show.
         Request::Events => (String::new(), String::new()),
+        Request::Takeover | Request::Standby => {
+            (render::ha(&decode::<HaReport>(data)?), String::new())
+        }
     })
 }
 
@@ -367,6 +372,16 @@ pub fn events_to(socket: &Path, json: bool, out: &mut dyn Write, err: &mut dyn W
         }
     }
     0
+}
+
+/// `statewall takeover [--json]` (keepalived's MASTER notification runs it).
+pub fn cli_takeover(socket: &Path, json: bool) -> i32 {
+    cli_stdio(socket, &Request::Takeover, json)
+}
+
+/// `statewall standby [--json]` (keepalived's BACKUP, FAULT and STOP notifications run it).
+pub fn cli_standby(socket: &Path, json: bool) -> i32 {
+    cli_stdio(socket, &Request::Standby, json)
 }
 
 #[cfg(test)]

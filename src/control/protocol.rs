@@ -12,7 +12,7 @@
 //! ```
 //!
 //! The `data` of each command has a type here ([`Status`], [`StatsReport`], [`ConnEntry`] list,
-//! [`ReloadReport`], [`BlockEntry`] list, [`UnblockReport`]). The wire types are owned by this
+//! [`ReloadReport`], [`BlockEntry`] list, [`UnblockReport`], [`HaReport`]). The wire types are owned by this
 //! module, not the engine, so an engine refactoring cannot silently change what scripts parse;
 //! the one exception is the engine's counters ([`Stats`], inside [`StatsReport`]), sent as
 //! they are defined so that no counter can be lost on the way, their names pinned by a test.
@@ -75,6 +75,11 @@ pub enum Request {
     /// Stream events as they happen: the response line, then one JSON event per line until
     /// the client hangs up.
     Events,
+    /// This gateway of a pair now holds the addresses (keepalived's MASTER notification):
+    /// adopt what the kernel table holds, open the takeover window.
+    Takeover,
+    /// This gateway of a pair lost the addresses: every flow follows the kernel table again.
+    Standby,
 }
 
 /// Duration of a `block` without `--ttl`.
@@ -505,6 +510,10 @@ pub struct Status {
     pub queues: Vec<QueueStatus>,
     /// Drops per reason (reasons with a zero count omitted).
     pub drops: BTreeMap<String, u64>,
+    /// The role in a pair: `standby`, `taking over (N s left)` or `active` (a single gateway
+    /// is `active`, or `taking over` for a while after a restart).
+    #[serde(default)]
+    pub role: String,
 }
 
 /// `stats`: the engine's counters ([`Stats`], every field at the top level, `drops` an object
@@ -673,6 +682,28 @@ pub struct BlockEntry {
     pub ttl_secs: u64,
     /// Seconds left.
     pub remaining_secs: u64,
+}
+
+/// `takeover` / `standby` result: the role now, and what the kernel table gave.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HaReport {
+    /// The role now (as in [`Status`]).
+    pub role: String,
+    /// Kernel entries with the ADMITTED bit seen by the adoption pass (takeover).
+    pub seen: u64,
+    /// Flows adopted (new entries).
+    pub adopted: u64,
+    /// Earlier adoptions brought up to date.
+    pub refreshed: u64,
+    /// Flows statewall tracked already.
+    pub known: u64,
+    /// Flows the table had no room for.
+    pub no_room: u64,
+    /// Kernel entries statewall cannot adopt (handshakes in progress, unknown states).
+    pub skipped: u64,
+    /// Flows that follow the kernel table again (standby).
+    pub following: u64,
 }
 
 /// `unblock` result.
@@ -877,6 +908,7 @@ mod tests {
             keys,
             [
                 "accepted",
+                "adopted",
                 "answered",
                 "answers_limited",
                 "dropped",

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use crate::time::Civil;
 
 use super::protocol::{
-    BlockEntry, BlockReport, ConnEntry, KillReport, ReloadReport, RuleEntry, StatsReport, Status,
-    UnblockReport,
+    BlockEntry, BlockReport, ConnEntry, HaReport, KillReport, ReloadReport, RuleEntry, StatsReport,
+    Status, UnblockReport,
 };
 
 /// Column alignment.
@@ -113,7 +113,10 @@ pub fn status(s: &Status) -> String {
                 format!("{} of {} ({pct:.1}%)", s.entries, s.max_entries),
             ],
             vec!["blocked".into(), plural(s.blocked, "source", "sources")],
-        ],
+        ]
+        .into_iter()
+        .chain((!s.role.is_empty()).then(|| vec!["role".into(), s.role.clone()]))
+        .collect::<Vec<_>>(),
         &[Align::Left, Align::Left],
     ));
     if !s.queues.is_empty() {
@@ -338,6 +341,32 @@ pub fn blocks(list: &[BlockEntry]) -> String {
     )
 }
 
+/// `statewall takeover` / `statewall standby`.
+pub fn ha(r: &HaReport) -> String {
+    let mut out = format!("role: {}\n", r.role);
+    if r.seen > 0 || r.adopted > 0 {
+        let _ = writeln!(
+            out,
+            "kernel table: {} with the ADMITTED mark: {} adopted, {} refreshed, {} known, {} \
+             without room, {} skipped",
+            plural(r.seen, "flow", "flows"),
+            r.adopted,
+            r.refreshed,
+            r.known,
+            r.no_room,
+            r.skipped
+        );
+    }
+    if r.following > 0 {
+        let _ = writeln!(
+            out,
+            "following the kernel table: {} (learned anew from their next packets)",
+            plural(r.following, "flow", "flows")
+        );
+    }
+    out
+}
+
 /// `statewall unblock`.
 pub fn unblock(r: &UnblockReport) -> String {
     if r.unblocked {
@@ -490,6 +519,7 @@ mod tests {
             drops: [("no_connection".to_string(), 990), ("tcp_xmas".into(), 10)]
                 .into_iter()
                 .collect(),
+            role: "taking over (7 s left)".into(),
         }
     }
 
@@ -502,6 +532,7 @@ statewall 0.1.0, pid 4242, up 1d 2h 3m 4s
 rules        /etc/statewall/gateway.rules (42 rules, loaded 2026-11-24T19:54:02Z)
 connections  1234 of 262144 (0.5%)
 blocked      1 source
+role         taking over (7 s left)
 
 queue  packets  accepted  dropped  errors
     0  1000000    999000     1000       0
@@ -531,6 +562,35 @@ blocked      0 sources
 
 drops: no drops
 "
+        );
+    }
+
+    #[test]
+    fn ha_reports() {
+        let took = HaReport {
+            role: "taking over (10 s left)".into(),
+            seen: 203,
+            adopted: 3,
+            refreshed: 0,
+            known: 198,
+            no_room: 0,
+            skipped: 2,
+            following: 0,
+        };
+        assert_eq!(
+            ha(&took),
+            "role: taking over (10 s left)\n\
+             kernel table: 203 flows with the ADMITTED mark: 3 adopted, 0 refreshed, 198 known, 0 \
+             without room, 2 skipped\n"
+        );
+        let standby = HaReport {
+            role: "standby".into(),
+            following: 1,
+            ..HaReport::default()
+        };
+        assert_eq!(
+            ha(&standby),
+            "role: standby\nfollowing the kernel table: 1 flow (learned anew from their next packets)\n"
         );
     }
 
@@ -567,6 +627,7 @@ entries            3
 answered           0
 answers_limited    0
 logs_suppressed    4
+adopted            0
 
 drops
   policy_drop  10

@@ -28,9 +28,9 @@ use ipnet::IpNet;
 
 use super::peer::Peer;
 use super::protocol::{
-    BlockEntry, BlockReport, ConnEntry, ConnFilter, KillReport, ReloadFailure, ReloadReport,
-    Request, Response, RuleEntry, StatsReport, Status, UnblockReport, DEFAULT_BLOCK_SECS,
-    MAX_REQUEST, SERVER_TIMEOUT, VERSION,
+    BlockEntry, BlockReport, ConnEntry, ConnFilter, HaReport, KillReport, ReloadFailure,
+    ReloadReport, Request, Response, RuleEntry, StatsReport, Status, UnblockReport,
+    DEFAULT_BLOCK_SECS, MAX_REQUEST, SERVER_TIMEOUT, VERSION,
 };
 use super::{resolve_group, ControlError};
 
@@ -74,6 +74,14 @@ pub trait ControlHandler: Send + Sync + 'static {
     fn rules(&self) -> Vec<RuleEntry>;
     /// A new reader of the event stream.
     fn events(&self) -> Result<Box<dyn EventFeed>, String>;
+    /// This gateway of a pair took over the addresses.
+    fn takeover(&self) -> Result<HaReport, String> {
+        Err("this daemon is not one of a pair".into())
+    }
+    /// This gateway of a pair lost the addresses.
+    fn standby(&self) -> Result<HaReport, String> {
+        Err("this daemon is not one of a pair".into())
+    }
 }
 
 /// One reader's side of the event stream: what `statewall events` receives.
@@ -136,6 +144,14 @@ pub fn dispatch(handler: &dyn ControlHandler, req: &Request, peer: &Peer) -> Res
         Request::Rules => Response::data(&handler.rules()),
         // Streamed by the connection's thread (see `stream_events`); not a one-shot answer.
         Request::Events => Response::error("events are a stream: connect and read the lines"),
+        Request::Takeover => match handler.takeover() {
+            Ok(report) => Response::data(&report),
+            Err(e) => Response::error(e),
+        },
+        Request::Standby => match handler.standby() {
+            Ok(report) => Response::data(&report),
+            Err(e) => Response::error(e),
+        },
     }));
     answer.unwrap_or_else(|_| {
         tracing::error!(?req, "control handler panicked");

@@ -14,9 +14,10 @@ use crate::conntrack::RuleTag;
 use crate::control::protocol::{BlockReport, KillReport, RuleEntry};
 use crate::control::server::EventFeed;
 use crate::control::{
-    BlockEntry, ConnEntry, ConnFilter, ControlHandler, QueueStatus, ReloadFailure, ReloadReport,
-    StatsReport, Status,
+    BlockEntry, ConnEntry, ConnFilter, ControlHandler, HaReport, QueueStatus, ReloadFailure,
+    ReloadReport, StatsReport, Status,
 };
+use crate::daemon::ha::Adopter;
 use crate::daemon::{load_policy, DaemonError};
 use crate::engine::Engine;
 use crate::io::actions::ActionHandler;
@@ -45,6 +46,8 @@ pub struct DaemonControl {
     reloads_ok: AtomicU64,
     /// Reloads that failed (the running rules stayed).
     reloads_failed: AtomicU64,
+    /// Adoption from the kernel table (`takeover`, `standby`); none with `notrack`.
+    adopter: Option<Arc<Adopter>>,
 }
 
 fn unix_now() -> Option<u64> {
@@ -75,7 +78,14 @@ impl DaemonControl {
             hub,
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            adopter: None,
         }
+    }
+
+    /// The handler answers `takeover` and `standby` through `adopter`.
+    pub fn with_adopter(mut self, adopter: Option<Arc<Adopter>>) -> DaemonControl {
+        self.adopter = adopter;
+        self
     }
 
     fn now(&self) -> Timestamp {
@@ -153,6 +163,7 @@ impl ControlHandler for DaemonControl {
                 })
                 .collect(),
             drops: stats.drops.into_iter().collect(),
+            role: self.engine.role(self.now()).to_string(),
         }
     }
 
@@ -259,6 +270,28 @@ impl ControlHandler for DaemonControl {
 
     fn events(&self) -> Result<Box<dyn EventFeed>, String> {
         Ok(Box::new(Feed(self.hub.subscribe(EVENTS_PER_READER))))
+    }
+
+    fn takeover(&self) -> Result<HaReport, String> {
+        match &self.adopter {
+            Some(a) => a.take_over(),
+            None => Err(
+                "kernel connection tracking is off ([netfilter] notrack): nothing to \
+                         adopt from"
+                    .into(),
+            ),
+        }
+    }
+
+    fn standby(&self) -> Result<HaReport, String> {
+        match &self.adopter {
+            Some(a) => Ok(a.stand_by()),
+            None => Err(
+                "kernel connection tracking is off ([netfilter] notrack): a standby \
+                         could not adopt anything"
+                    .into(),
+            ),
+        }
     }
 }
 

@@ -25,6 +25,7 @@
 //! atomics. Nothing here reads a clock, a file or a socket.
 
 mod admission;
+mod adopt;
 mod droplog;
 mod observe;
 mod operator;
@@ -39,6 +40,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::ArcSwap;
 
 pub use admission::Recheck;
+pub use adopt::Role;
 pub use droplog::{DropLogConfig, SUPPRESSED_EVERY};
 pub use operator::{BlockError, Kill};
 pub use stats::Stats;
@@ -140,6 +142,9 @@ pub struct Engine {
     interest: AtomicU8,
     /// Pickup mode: adopt mid-stream TCP flows until this time (ns), 0 = off.
     pickup_until: AtomicU64,
+    /// Unknown mid-stream segments are dropped silently until this time (ns): the takeover
+    /// window; `u64::MAX` on a standby, 0 = never ([`Role`]).
+    takeover_until: AtomicU64,
     /// Rate limits of RST / ICMP answers: statewall must never be a reflector.
     answers: RateLimiter,
     /// Rate limit of rule `log` lines (a flood of new connections must not flood syslog).
@@ -174,6 +179,7 @@ impl Engine {
             earlier_rules: Mutex::new(VecDeque::new()),
             interest: AtomicU8::new(0),
             pickup_until: AtomicU64::new(0),
+            takeover_until: AtomicU64::new(0),
             answers: RateLimiter::new(&config.probes, config.limits.sources),
             rule_logs: TokenBucket::new(Rate::per_sec(RULE_LOG_RATE), RULE_LOG_BURST),
             drop_log: droplog::DropLog::new(&config.drop_log),
@@ -250,6 +256,11 @@ impl Engine {
     fn track(&self, pkt: &Packet<'_>, meta: &PacketMeta<'_>, now: Timestamp) -> Decision {
         match self.conntrack.track(pkt, now) {
             Track::Judged(t) => {
+                if let Some(flow) = t.adopted {
+                    if !self.adoption_allowed(pkt, meta, &flow) {
+                        return self.refuse_adopted(&flow, now);
+                    }
+                }
                 let mut d = Decision::new(t.verdict, t.state);
                 if let Some(m) = t.milestone {
                     self.observe_milestone(m, now, &mut d.events);
@@ -259,6 +270,11 @@ impl Engine {
             Track::New(opening) => self.admit(pkt, meta, opening, now),
             Track::MidStream(opening) if self.pickup_active(now) => {
                 self.adopt(pkt, meta, opening, now)
+            }
+            Track::MidStream(_) | Track::Stray(DropReason::NoConnection)
+                if self.takeover_active(now) =>
+            {
+                Decision::drop(DropReason::TakeoverUnknown)
             }
             Track::MidStream(_) => self.stray(pkt, DropReason::NoConnection, now),
             Track::Stray(reason) => self.stray(pkt, reason, now),

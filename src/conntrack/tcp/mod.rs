@@ -23,6 +23,20 @@ use crate::verdict::DropReason;
 use transitions::{invalid_reason, transition, Cell, Class};
 use window::{pflag, seg_end, Peer, Window};
 
+/// What the kernel's TCP tracker knows of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelTcp {
+    /// The state.
+    pub state: TcpState,
+    /// Window scale shift per direction (`[original, reply]`); 0 unless both sides offered
+    /// window scaling.
+    pub scale: [u8; 2],
+    /// Whether each direction offered window scaling in its SYN.
+    pub window_scale: [bool; 2],
+    /// Whether each direction offered SACK in its SYN.
+    pub sack_perm: [bool; 2],
+}
+
 /// TCP connection states (Linux conntrack names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
@@ -204,6 +218,69 @@ impl TcpConn {
         self.peers.iter().all(|p| p.maxwin != 0)
     }
 
+    /// A connection adopted from the kernel table in the state the kernel knows ([`crate::adopt`]).
+    /// Both windows are learned from the next segments, as the kernel learns them for an entry
+    /// conntrackd injected. The window scales are the kernel's when its entry knows the
+    /// handshake's options; without them (an entry replicated by conntrackd, which does not
+    /// carry the TCP flags) the scale is unknown and window violations are ignored rather than
+    /// dropped, as for a connection picked up mid-stream.
+    pub fn adopted(k: &KernelTcp) -> TcpConn {
+        let known = k.window_scale.iter().chain(&k.sack_perm).any(|b| *b);
+        let peer = |d: usize| {
+            let mut flags = if known {
+                pflag::LAGGING
+            } else {
+                pflag::LIBERAL | pflag::SACK_PERM
+            };
+            if k.window_scale[d] {
+                flags |= pflag::WSCALE;
+            }
+            if k.sack_perm[d] {
+                flags |= pflag::SACK_PERM;
+            }
+            Peer {
+                scale: if known { k.scale[d].min(14) } else { 0 },
+                flags,
+                ..Peer::default()
+            }
+        };
+        TcpConn {
+            state: k.state,
+            last_dir: Dir::Original as u8,
+            last_class: Class::Ack as u8,
+            misc: 0,
+            last_end: Seq(0),
+            peers: [peer(0), peer(1)],
+        }
+    }
+
+    /// Brings a connection adopted earlier (and not used since) up to the kernel's news: its
+    /// state, and its window scales when the kernel knows them.
+    pub fn refresh(&mut self, k: &KernelTcp) {
+        if k.window_scale.iter().chain(&k.sack_perm).any(|b| *b) {
+            *self = TcpConn::adopted(k);
+        } else {
+            self.state = k.state;
+        }
+    }
+
+    /// Forgets both windows (this gateway stops seeing the connection's segments: the peer
+    /// gateway does); they are learned again from the next segments. The state, the window
+    /// scales and the options stay.
+    pub fn forget_windows(&mut self) {
+        for p in &mut self.peers {
+            *p = Peer {
+                scale: p.scale,
+                flags: (p.flags & (pflag::WSCALE | pflag::SACK_PERM | pflag::LIBERAL))
+                    | pflag::LAGGING,
+                ..Peer::default()
+            };
+        }
+        self.last_dir = Dir::Original as u8;
+        self.last_class = Class::Ack as u8;
+        self.last_end = Seq(0);
+    }
+
     /// The next sequence number of each side: `(original, reply)`.
     pub fn next_seqs(&self) -> (Seq, Seq) {
         (self.peers[0].end, self.peers[1].end)
@@ -357,6 +434,12 @@ impl TcpConn {
         let s = self.peers[dir.idx()];
         let r = self.peers[dir.flip().idx()];
         let handshake = matches!(old, TcpState::SynSent | TcpState::SynSent2);
+        if !handshake && s.maxwin == 0 {
+            // The sender's window is unknown (a connection adopted from the kernel table, whose
+            // first segment from this side is a RST): pass it without closing, the endpoint
+            // checks the sequence number itself (RFC 5961).
+            return Ok(Step::Ignore);
+        }
         let exact = if handshake && s.maxwin == 0 {
             // Answering the SYN: acceptable when it acknowledges the SYN (RFC 9293 §3.10.7.3).
             seg.flags.ack() && seg.ack == r.end

@@ -34,6 +34,10 @@ pub(super) mod pflag {
     /// Window violations are ignored rather than invalid (connection picked up mid-stream,
     /// window scale unknown).
     pub const LIBERAL: u8 = 1 << 5;
+    /// `end` was learned after an adoption and may lag behind what this side had sent before
+    /// (its first segment seen was a retransmission): an ACK of the other side beyond `end`,
+    /// by at most that side's window, moves `end` up once instead of being invalid.
+    pub const LAGGING: u8 = 1 << 6;
 }
 
 /// What one side has sent, as far as the other side's window goes.
@@ -206,6 +210,15 @@ impl TcpConn {
 
         let liberal = sender.has(pflag::LIBERAL);
         let max_ack_window = sender.maxwin.max(MAX_ACK_WINDOW);
+        if !sack.before(receiver.end + 1) && receiver.has(pflag::LAGGING) {
+            // An adopted connection whose receiver was first seen retransmitting: the ACK
+            // acknowledges data that passed before the adoption. Within the sender's window,
+            // that is where the receiver's data ends.
+            if (sack - receiver.end) <= max_ack_window {
+                receiver.end = sack;
+            }
+            receiver.flags &= !pflag::LAGGING;
+        }
         let ack_ok = sack.after(receiver.end - max_ack_window - 1);
         if !seq.before(sender.maxend + 1) {
             // I fails: the segment starts beyond what the receiver allowed.
