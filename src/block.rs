@@ -1,6 +1,7 @@
-//! Auto-block list: sources (one source, or its whole group) whose packets are dropped for a
+//! Block list: sources (one source, or its whole group) whose packets are dropped for a
 //! while after an alert that proved them hostile (see `crate::scan`: only evidence a spoofer
-//! cannot produce blocks).
+//! cannot produce blocks), and networks an operator blocked (`statewall block`, fail2ban or
+//! CrowdSec actions), which are blocked both ways: what they send and traffic to them.
 //!
 //! Pure: time is passed in, nothing is printed; every change comes back as a [`BlockEvent`]
 //! (rendered for syslog by [`crate::io::syslog::lines`]). A block lasts `ttl`; a source
@@ -84,6 +85,8 @@ struct Active {
     expires: Timestamp,
     /// The blocked net contains allowlisted addresses: check the allowlist on a hit.
     spares_some: bool,
+    /// An operator's block: traffic to the net is dropped too, not only what it sends.
+    both_ways: bool,
 }
 
 /// An offence: an active block, or a past one still remembered.
@@ -124,6 +127,8 @@ pub struct Blocklist {
     active: DashMap<IpNet, Active, ahash::RandomState>,
     /// Number of active blocks (0: every lookup answers at once).
     count: AtomicUsize,
+    /// Number of active blocks that also drop traffic to their net (operators' blocks).
+    count_both_ways: AtomicUsize,
     /// Prefix lengths with an active block: IPv4 lengths 0..=32 in word 0, IPv6 lengths
     /// 0..=128 in words 1..=3.
     lengths: [AtomicU64; 4],
@@ -147,6 +152,7 @@ impl Blocklist {
             allow,
             active: DashMap::with_hasher(ahash::RandomState::new()),
             count: AtomicUsize::new(0),
+            count_both_ways: AtomicUsize::new(0),
             lengths: Default::default(),
             state: Mutex::new(State::default()),
         }
@@ -172,7 +178,8 @@ impl Blocklist {
         self.insert(src, net, reason, None, now)
     }
 
-    /// An operator's block (`statewall block`): `net` for exactly `ttl`, replacing an active
+    /// An operator's block (`statewall block`): `net` for exactly `ttl`, in both directions
+    /// (what it sends and traffic to it, see [`Blocklist::is_blocked_to`]), replacing an active
     /// block of the same network (so a repeated ban sets the new duration). `None` when `net`
     /// is allowlisted as a whole.
     pub fn block_for(
@@ -232,7 +239,7 @@ impl Blocklist {
             },
         );
         st.by_end.insert((expires, net));
-        self.activate(&mut st, net, expires);
+        self.activate(&mut st, net, expires, fixed_ttl.is_some());
         Some(BlockEvent::Block {
             src,
             net,
@@ -251,7 +258,7 @@ impl Blocklist {
     }
 
     /// Makes the per-packet lookup see `net` blocked until `expires`.
-    fn activate(&self, st: &mut State, net: IpNet, expires: Timestamp) {
+    fn activate(&self, st: &mut State, net: IpNet, expires: Timestamp, both_ways: bool) {
         let spares_some = self
             .allow
             .iter()
@@ -261,8 +268,12 @@ impl Blocklist {
             Active {
                 expires,
                 spares_some,
+                both_ways,
             },
         );
+        if both_ways {
+            self.count_both_ways.fetch_add(1, Ordering::SeqCst);
+        }
         let key = (net.addr().is_ipv4(), net.prefix_len());
         let n = st.per_prefix.entry(key).or_insert(0);
         *n += 1;
@@ -275,10 +286,13 @@ impl Blocklist {
 
     /// Removes `net` from the per-packet lookup.
     fn deactivate(&self, st: &mut State, net: IpNet) {
-        if self.active.remove(&net).is_none() {
+        let Some((_, gone)) = self.active.remove(&net) else {
             return;
-        }
+        };
         self.count.fetch_sub(1, Ordering::SeqCst);
+        if gone.both_ways {
+            self.count_both_ways.fetch_sub(1, Ordering::SeqCst);
+        }
         let key = (net.addr().is_ipv4(), net.prefix_len());
         if let Some(n) = st.per_prefix.get_mut(&key) {
             *n = n.saturating_sub(1);
@@ -327,9 +341,17 @@ impl Blocklist {
     /// Is `ip` blocked at `now`? Allowlisted addresses never are. O(prefix lengths in use),
     /// no lock that a change holds.
     pub fn is_blocked(&self, ip: IpAddr, now: Timestamp) -> bool {
-        if self.count.load(Ordering::Relaxed) == 0 {
-            return false;
-        }
+        self.count.load(Ordering::Relaxed) > 0 && self.lookup(ip, now, false)
+    }
+
+    /// Is traffic *to* `ip` blocked at `now`? Only operators' blocks ([`Blocklist::block_for`])
+    /// drop it: a scan's block drops what the scanner sends, never others' traffic to it.
+    pub fn is_blocked_to(&self, ip: IpAddr, now: Timestamp) -> bool {
+        self.count_both_ways.load(Ordering::Relaxed) > 0 && self.lookup(ip, now, true)
+    }
+
+    /// Looks `ip` up in every prefix length in use; `both_ways`: only operators' blocks count.
+    fn lookup(&self, ip: IpAddr, now: Timestamp, both_ways: bool) -> bool {
         let (v4, words) = match ip {
             IpAddr::V4(_) => (true, 0..1),
             IpAddr::V6(_) => (false, 1..4),
@@ -346,7 +368,10 @@ impl Blocklist {
                 };
                 let hit = self.active.get(&net.trunc()).map(|a| *a.value());
                 if let Some(a) = hit {
-                    if now < a.expires && !(a.spares_some && self.is_allowed(ip)) {
+                    if now < a.expires
+                        && (a.both_ways || !both_ways)
+                        && !(a.spares_some && self.is_allowed(ip))
+                    {
                         return true;
                     }
                 }
@@ -483,6 +508,34 @@ mod tests {
 
     fn at(secs: u64) -> Timestamp {
         Timestamp::from_secs(secs)
+    }
+
+    #[test]
+    fn operator_blocks_drop_both_ways_scan_blocks_only_what_the_source_sends() {
+        let b = list(&[]);
+        let scanner = ip("198.51.100.2");
+        let banned = ip("198.51.100.7");
+        b.block(scanner, IpNet::from(scanner), "portscan", at(1))
+            .unwrap();
+        assert!(b.is_blocked(scanner, at(2)));
+        assert!(
+            !b.is_blocked_to(scanner, at(2)),
+            "others may still reach it"
+        );
+        b.block_for(IpNet::from(banned), "manual", TTL, at(1))
+            .unwrap();
+        assert!(b.is_blocked(banned, at(2)));
+        assert!(b.is_blocked_to(banned, at(2)));
+        // An operator's block over the scan's makes it both ways; lifting it ends both.
+        b.block_for(IpNet::from(scanner), "manual", TTL, at(3))
+            .unwrap();
+        assert!(b.is_blocked_to(scanner, at(4)));
+        assert_eq!(b.unblock(banned, at(5)).len(), 1);
+        assert!(!b.is_blocked_to(banned, at(6)));
+        assert!(!b.is_blocked(banned, at(6)));
+        assert_eq!(b.unblock(scanner, at(7)).len(), 1);
+        assert!(!b.is_blocked_to(scanner, at(8)));
+        assert_eq!(b.count_both_ways.load(Ordering::Relaxed), 0);
     }
 
     #[test]

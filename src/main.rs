@@ -101,7 +101,7 @@ enum Command {
         #[command(flatten)]
         filter: FilterArgs,
     },
-    /// Block an address or network (the packets it sends, new and existing connections), e.g.
+    /// Block an address or network (both directions, new and existing connections), e.g.
     /// from a fail2ban or CrowdSec action.
     Block {
         #[command(flatten)]

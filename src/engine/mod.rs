@@ -286,7 +286,8 @@ impl Engine {
     /// packets are dropped: traffic *to* it (connections from the protected side) is the
     /// rules' business, and a block can never cut an address off from the others.
     fn blocked(&self, pkt: &Packet<'_>, now: Timestamp) -> bool {
-        self.blocks.any() && self.blocks.is_blocked(pkt.src, now)
+        self.blocks.any()
+            && (self.blocks.is_blocked(pkt.src, now) || self.blocks.is_blocked_to(pkt.dst, now))
     }
 
     /// Replaces the policy for new connections; tracked connections stay (and keep naming

@@ -118,9 +118,9 @@ impl Engine {
     }
 
     /// Blocks `net` for `ttl` (an operator's block: what fail2ban or CrowdSec actions call):
-    /// the packets it sends, of new connections and of connections already tracked, are
-    /// dropped (reason `blocked`) until the block ends or is lifted (traffic to it is the
-    /// rules' business, as for the scan detector's blocks). Returns the block event.
+    /// its packets, in both directions and of connections already tracked, are dropped
+    /// (reason `blocked`) until the block ends or is lifted. (A scan's automatic block drops
+    /// only what the scanner sends.) Returns the block event.
     pub fn block(
         &self,
         net: IpNet,
