@@ -33,6 +33,7 @@ use thiserror::Error;
 
 mod control;
 pub mod health;
+pub mod offload;
 
 pub use control::DaemonControl;
 
@@ -201,7 +202,9 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     let start = Instant::now();
     let now = || Timestamp::from_duration(start.elapsed());
     let policy = load_policy(&settings)?;
-    let engine = Arc::new(Engine::new(settings.engine()));
+    let (offload_sync, engine_config) = offload::open(&settings);
+    let fastpath = engine_config.offload.enable;
+    let engine = Arc::new(Engine::new(engine_config));
     engine.set_policy(policy);
 
     let manage = settings.netfilter.manage;
@@ -249,11 +252,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     };
     tracing::info!(socket = %control_server.path().display(), "control socket ready");
 
-    let plan = Plan::new(
-        &settings.queue,
-        &settings.netfilter,
-        settings.offload_active(),
-    );
+    let plan = Plan::new(&settings.queue, &settings.netfilter, fastpath);
     if manage {
         if let Err(e) = plan.install() {
             tracing::error!(
@@ -270,6 +269,13 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         );
     } else {
         tracing::info!("netfilter.manage = false: no iptables rules touched (see print-rules)");
+    }
+    if let Some(sync) = offload_sync {
+        let every = Duration::from_secs(settings.offload.refresh);
+        if let Err(source) = offload::spawn(sync, Arc::clone(&engine), start, every) {
+            let what = "start the fast-path thread";
+            return Err(DaemonError::Setup { what, source });
+        }
     }
     let result = serve(&settings, &engine, queues, wiring, start, &marker);
     drop(control_server);

@@ -59,6 +59,7 @@ fn conn(proto: &str, src: &str, sport: u16, dst: &str, dport: u16, state: &str) 
         state: state.into(),
         expires_in: 300,
         assured: state == "ESTABLISHED",
+        offloaded: false,
     }
 }
 

@@ -32,10 +32,17 @@ pub(super) fn track<A: Addr>(
             unreplied
         };
         conn.expires = side.now.after_secs(timeout);
+        let offload = &side.ct.offload;
+        if offload.enable && offload.datagrams && conn.has(flags::SEEN_REPLY) {
+            // Answered once: the kernel may carry the rest (a one-way stream after its first
+            // reply included).
+            conn.flags |= flags::OFFLOADED;
+        }
         return Track::Judged(Tracked {
             verdict: Verdict::Accept(Pass::Tracked),
             state: Some(conn.state()),
             milestone: first_reply.then(|| Milestone::Replied(flow_of(&key, conn))),
+            offloaded: conn.has(flags::OFFLOADED),
         });
     }
     if !may_open {

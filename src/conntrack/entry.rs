@@ -51,6 +51,10 @@ pub mod flags {
     /// Adopted mid-stream by blind pickup (no handshake seen): a SYN on it is a new
     /// connection.
     pub const BLIND: u8 = 1 << 6;
+    /// On the kernel fast path: validated, its accepted packets carry the FASTPATH bit, and
+    /// the kernel forwards its middle without statewall ([`crate::marks`],
+    /// [`super::Offload`]).
+    pub const OFFLOADED: u8 = 1 << 7;
 }
 
 /// One tracked connection.

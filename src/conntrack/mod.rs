@@ -24,6 +24,7 @@ mod datagram;
 mod entry;
 mod icmp;
 mod key;
+mod offload;
 mod segment;
 mod settings;
 mod table;
@@ -37,7 +38,7 @@ use dashmap::mapref::one::RefMut;
 
 pub use entry::{flags, Conn, ConnState, ProtoState};
 pub use key::{Addr, AnyKey, Dir, Key};
-pub use settings::{Limits, Timeouts};
+pub use settings::{Limits, Offload, Timeouts};
 pub use table::{InsertError, Table, TableCounts};
 pub use tcp::{TcpConn, TcpState};
 pub use walk::{ConnInfo, StateCounts};
@@ -54,6 +55,8 @@ pub struct Conntrack {
     counts: TableCounts,
     timeouts: Timeouts,
     limits: Limits,
+    /// When validated flows go to the kernel fast path.
+    offload: Offload,
     /// Entries evicted because the table was full.
     early_drops: AtomicU64,
     /// Entries removed by [`Conntrack::sweep`].
@@ -89,6 +92,9 @@ pub struct Tracked {
     pub state: Option<ConnState>,
     /// A step in the flow's life the scan detector wants to know about.
     pub milestone: Option<Milestone>,
+    /// The flow is on the kernel fast path after this packet (its accept verdict carries the
+    /// FASTPATH bit).
+    pub offloaded: bool,
 }
 
 impl Tracked {
@@ -97,6 +103,7 @@ impl Tracked {
             verdict: Verdict::Accept(pass),
             state,
             milestone: None,
+            offloaded: false,
         }
     }
 
@@ -105,6 +112,7 @@ impl Tracked {
             verdict: Verdict::Drop(reason),
             state,
             milestone: None,
+            offloaded: false,
         }
     }
 }
@@ -169,20 +177,36 @@ impl Conntrack {
             counts: TableCounts::default(),
             timeouts,
             limits,
+            offload: Offload::OFF,
             early_drops: AtomicU64::new(0),
             expired: AtomicU64::new(0),
         }
     }
 
+    /// The same table, offloading validated flows to the kernel fast path as `offload` says.
+    pub fn with_offload(mut self, offload: Offload) -> Conntrack {
+        self.offload = offload;
+        self
+    }
+
     /// Tracks one decoded packet: the one entry, whatever its protocol.
     pub fn track(&self, pkt: &Packet<'_>, now: Timestamp) -> Track {
+        self.track_via(pkt, false, now)
+    }
+
+    /// Tracks one decoded packet that the kernel associated with a flow on the fast path
+    /// (`fastpath`: the FASTPATH bit came with it from its connection mark): the kernel may
+    /// have carried packets of that flow statewall never saw, so a TCP connection statewall
+    /// holds on the fast path learns its windows anew from this packet
+    /// ([`TcpConn::resume`]) and leaves the fast path until validated again.
+    pub fn track_via(&self, pkt: &Packet<'_>, fastpath: bool, now: Timestamp) -> Track {
         match (pkt.src, pkt.dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                self.side(&self.v4, s.octets(), d.octets(), now).track(pkt)
-            }
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                self.side(&self.v6, s.octets(), d.octets(), now).track(pkt)
-            }
+            (IpAddr::V4(s), IpAddr::V4(d)) => self
+                .side(&self.v4, s.octets(), d.octets(), fastpath, now)
+                .track(pkt),
+            (IpAddr::V6(s), IpAddr::V6(d)) => self
+                .side(&self.v6, s.octets(), d.octets(), fastpath, now)
+                .track(pkt),
             _ => Track::Judged(Tracked::drop(DropReason::MalformedIp, None)),
         }
     }
@@ -192,6 +216,7 @@ impl Conntrack {
         table: &'c Table<A>,
         src: A,
         dst: A,
+        fastpath: bool,
         now: Timestamp,
     ) -> Side<'c, A> {
         Side {
@@ -199,6 +224,7 @@ impl Conntrack {
             table,
             src,
             dst,
+            fastpath,
             now: now.tick(),
         }
     }
@@ -270,6 +296,8 @@ struct Side<'c, A: Addr> {
     table: &'c Table<A>,
     src: A,
     dst: A,
+    /// The packet came with the FASTPATH bit of its connection ([`Conntrack::track_via`]).
+    fastpath: bool,
     now: Tick,
 }
 

@@ -28,9 +28,20 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
         }
         let dir = conn.dir(from_lo);
         let blind = conn.has(flags::BLIND);
+        // Back from the kernel fast path (the kernel took the flow off it when it queued this
+        // segment): the windows are learned anew from this segment, which the kernel's window
+        // check let through.
+        let resumed = side.fastpath && conn.has(flags::OFFLOADED);
+        if resumed {
+            conn.flags &= !flags::OFFLOADED;
+        }
+        let offloaded = conn.has(flags::OFFLOADED);
         let ProtoState::Tcp(tc) = &mut conn.proto else {
             return Track::Judged(Tracked::drop(DropReason::MalformedTcp, None));
         };
+        if resumed {
+            tc.resume(dir, tcp);
+        }
         let old = tc.state;
         // A SYN on a flow adopted blindly is a new connection, judged by the rules: the entry
         // never saw a handshake, so the SYN is not a retransmission, and resynchronising on
@@ -45,7 +56,10 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
             Ok(Step::Accept) => return Track::Judged(learn(side, &mut entry, dir, old)),
             Ok(Step::Ignore) => {
                 let state = Some(ConnState::Tcp(tc.state));
-                return Track::Judged(Tracked::pass(Pass::Ignored, state));
+                return Track::Judged(Tracked {
+                    offloaded,
+                    ..Tracked::pass(Pass::Ignored, state)
+                });
             }
             Err(reason) => {
                 return Track::Judged(Tracked::drop(reason, Some(ConnState::Tcp(old))));
@@ -115,9 +129,23 @@ fn learn<A: Addr>(
         side.table
             .recount(&key, conn, side.ct.limits.per_source_limit());
     }
+    let offload = &side.ct.offload;
+    let validated = offload.enable
+        && conn.has(flags::ASSURED)
+        && match &conn.proto {
+            ProtoState::Tcp(tc) => tc.validated(offload.tcp_segments),
+            ProtoState::Datagram => false,
+        };
+    if validated {
+        conn.flags |= flags::OFFLOADED;
+    } else {
+        // Its handshake is not done, or its teardown began: every packet to statewall again.
+        conn.flags &= !flags::OFFLOADED;
+    }
     Tracked {
         verdict: Verdict::Accept(Pass::Tracked),
         state: Some(ConnState::Tcp(new)),
         milestone,
+        offloaded: conn.has(flags::OFFLOADED),
     }
 }

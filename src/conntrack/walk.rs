@@ -35,6 +35,8 @@ pub struct ConnInfo {
     pub expires_in: u32,
     /// Handshake completed / both directions seen.
     pub assured: bool,
+    /// On the kernel fast path: the kernel forwards its middle ([`super::Offload`]).
+    pub offloaded: bool,
 }
 
 impl Conntrack {
@@ -99,7 +101,9 @@ impl Conntrack {
                 ProtoState::Datagram => None,
             };
             if revoke(&flow, next) {
+                // Off the fast path too: the kernel must hand its packets back to be dropped.
                 conn.flags |= flags::REVOKED;
+                conn.flags &= !flags::OFFLOADED;
                 conn.expires = conn.expires.earlier(until);
                 revoked += 1;
             }
@@ -121,5 +125,6 @@ fn info<A: Addr>(key: &Key<A>, conn: &Conn, now: Tick) -> ConnInfo {
         state: conn.state().to_string(),
         expires_in: conn.expires.secs_from(now),
         assured: conn.has(flags::ASSURED),
+        offloaded: conn.has(flags::OFFLOADED),
     }
 }

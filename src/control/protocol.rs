@@ -454,6 +454,10 @@ pub struct ConnEntry {
     pub expires_in: u32,
     /// Handshake completed / both directions seen.
     pub assured: bool,
+    /// On the kernel fast path (`[OFFLOAD]`, as `conntrack -L` marks flows the kernel
+    /// offloads).
+    #[serde(default)]
+    pub offloaded: bool,
 }
 
 impl From<ConnInfo> for ConnEntry {
@@ -467,6 +471,7 @@ impl From<ConnInfo> for ConnEntry {
             state: c.state,
             expires_in: c.expires_in,
             assured: c.assured,
+            offloaded: c.offloaded,
         }
     }
 }
@@ -536,6 +541,7 @@ mod tests {
             state: state.into(),
             expires_in: 100,
             assured: true,
+            offloaded: false,
         }
     }
 

@@ -185,6 +185,7 @@ pub fn conns(list: &[ConnEntry]) -> String {
                 format!("dport={}", c.dport),
                 format!("expires={}", c.expires_in),
                 if c.assured { "[ASSURED]" } else { "" }.to_string(),
+                if c.offloaded { "[OFFLOAD]" } else { "" }.to_string(),
             ]
         })
         .collect();
@@ -433,6 +434,7 @@ states
                 state: state.into(),
                 expires_in: exp,
                 assured,
+                offloaded: proto == "udp" && assured,
             }
         };
         let list = [
@@ -457,6 +459,16 @@ states
                 false,
             ),
             c(
+                "udp",
+                "REPLIED",
+                "198.51.100.2",
+                "203.0.113.2",
+                40001,
+                5201,
+                118,
+                true,
+            ),
+            c(
                 "tcp",
                 "SYN_SENT",
                 "2001:db8::1",
@@ -470,9 +482,10 @@ states
         assert_eq!(
             conns(&list),
             "\
-tcp  ESTABLISHED  src=198.51.100.2  dst=203.0.113.2    sport=40000  dport=80   expires=431999  [ASSURED]
-udp  UNREPLIED    src=10.0.0.7      dst=192.0.2.53     sport=5353   dport=53   expires=29
-tcp  SYN_SENT     src=2001:db8::1   dst=2001:db8:1::2  sport=51000  dport=443  expires=119
+tcp  ESTABLISHED  src=198.51.100.2  dst=203.0.113.2    sport=40000  dport=80    expires=431999  [ASSURED]
+udp  UNREPLIED    src=10.0.0.7      dst=192.0.2.53     sport=5353   dport=53    expires=29
+udp  REPLIED      src=198.51.100.2  dst=203.0.113.2    sport=40001  dport=5201  expires=118     [ASSURED]  [OFFLOAD]
+tcp  SYN_SENT     src=2001:db8::1   dst=2001:db8:1::2  sport=51000  dport=443   expires=119
 "
         );
         assert_eq!(conns(&[]), "");

@@ -627,6 +627,7 @@ mod tests {
                 state: "REPLIED".into(),
                 expires_in: 30,
                 assured: true,
+                offloaded: false,
             };
             vec![c(3000), c(1000), c(2000)]
         }

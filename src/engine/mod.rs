@@ -21,6 +21,7 @@
 
 mod admission;
 mod observe;
+mod offload;
 mod probes;
 mod stats;
 mod timers;
@@ -36,7 +37,9 @@ pub use stats::Stats;
 pub use timers::TimerReport;
 
 use crate::block::{BlockEntry, Blocklist};
-use crate::conntrack::{ConnInfo, ConnState, Conntrack, Limits, StateCounts, Timeouts, Track};
+use crate::conntrack::{
+    ConnInfo, ConnState, Conntrack, Limits, Offload, StateCounts, Timeouts, Track,
+};
 use crate::event::Event;
 use crate::packet::{Packet, PacketMeta};
 use crate::ratelimit::{ProbesConfig, Rate, RateLimiter, TokenBucket};
@@ -57,6 +60,9 @@ pub struct Decision {
     /// What the outputs report (rule matches, scan alerts, blocks); empty for most packets, and
     /// then nothing was allocated.
     pub events: Vec<Event>,
+    /// The packet's flow is on the kernel fast path: an accepted packet leaves with the
+    /// FASTPATH bit, and the kernel forwards the flow's middle from then on.
+    pub fastpath: bool,
 }
 
 impl Decision {
@@ -66,6 +72,7 @@ impl Decision {
             state,
             action: None,
             events: Vec::new(),
+            fastpath: false,
         }
     }
 
@@ -104,6 +111,8 @@ pub struct EngineConfig {
     pub probes: ProbesConfig,
     /// Scan detection (`[scan]`); `None`: off.
     pub scan: Option<ScanConfig>,
+    /// The kernel fast path (`[offload]`); off by default.
+    pub offload: Offload,
 }
 
 /// The connection-tracking engine.
@@ -126,13 +135,17 @@ pub struct Engine {
     any_blocks: AtomicBool,
     /// When the table is swept next (ns).
     next_sweep: AtomicU64,
+    /// Flows left the fast path other than by their own packets (a block, a recheck): the
+    /// kernel must hand them back now ([`Engine::take_offload_release`]).
+    offload_release: AtomicBool,
 }
 
 impl Engine {
     /// A new engine with the allow-all policy.
     pub fn new(config: EngineConfig) -> Engine {
         Engine {
-            conntrack: Conntrack::new(config.timeouts.clone(), config.limits.clone()),
+            conntrack: Conntrack::new(config.timeouts.clone(), config.limits.clone())
+                .with_offload(config.offload),
             counters: stats::Counters::default(),
             policy: ArcSwap::from_pointee(Policy::allow_all()),
             pickup_until: AtomicU64::new(0),
@@ -145,6 +158,7 @@ impl Engine {
             blocks: config.scan.as_ref().and_then(ScanConfig::blocklist),
             any_blocks: AtomicBool::new(false),
             next_sweep: AtomicU64::new(0),
+            offload_release: AtomicBool::new(false),
             config,
         }
     }
@@ -165,9 +179,10 @@ impl Engine {
         if self.blocked(pkt, now) {
             return Decision::drop(DropReason::Blocked);
         }
-        match self.conntrack.track(pkt, now) {
+        match self.conntrack.track_via(pkt, meta.fastpath, now) {
             Track::Judged(t) => {
                 let mut d = Decision::new(t.verdict, t.state);
+                d.fastpath = t.offloaded && t.verdict.is_accept();
                 if let Some(m) = t.milestone {
                     self.observe_milestone(m, now, &mut d.events);
                 }

@@ -52,6 +52,8 @@ impl Engine {
             out.push(Event::Scan(alert));
             if let Some(ev) = block {
                 self.any_blocks.store(true, Ordering::SeqCst);
+                // The blocked source's flows on the fast path must come back to be dropped.
+                self.offload_release.store(true, Ordering::SeqCst);
                 out.push(Event::Block(ev));
             }
         }

@@ -39,6 +39,10 @@ pub struct PacketMeta<'a> {
     pub in_iface: Option<&'a str>,
     /// Output interface name, when known.
     pub out_iface: Option<&'a str>,
+    /// The packet came with the FASTPATH bit restored from its connection mark: the kernel had
+    /// its flow on the fast path and may have forwarded packets of it that statewall never saw
+    /// ([`crate::marks`]).
+    pub fastpath: bool,
 }
 
 /// Why a packet could not be decoded. Each variant maps to a drop reason.

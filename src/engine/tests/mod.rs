@@ -12,6 +12,7 @@ mod answers;
 mod datagrams;
 mod events;
 mod limits;
+mod offload;
 mod pickup;
 mod tcp;
 
