@@ -252,6 +252,7 @@ impl TcpConn {
             }
             receiver.end = acked;
             receiver.maxend = acked;
+            receiver.flags |= pflag::RESUMED;
         }
         self.misc &= cflag::SIMOPEN;
         self.note_last(dir, Class::of(seg.flags), seg);

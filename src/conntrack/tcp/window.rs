@@ -34,6 +34,11 @@ pub(super) mod pflag {
     /// Window violations are ignored rather than invalid (connection picked up mid-stream,
     /// window scale unknown).
     pub const LIBERAL: u8 = 1 << 5;
+    /// This side's `end` is only a lower bound, what the other side acknowledged when the
+    /// connection came back from the kernel fast path (it may have sent more that statewall
+    /// never saw): an ACK beyond it, within the window the other side advertised, moves it
+    /// forward, until this side sends a segment itself.
+    pub const RESUMED: u8 = 1 << 6;
 }
 
 /// What one side has sent, as far as the other side's window goes.
@@ -123,7 +128,9 @@ impl TcpConn {
                     return Window::Accept;
                 }
             } else {
-                // First segment from this side of a connection picked up mid-stream.
+                // First segment from this side of a connection picked up mid-stream (or back
+                // from the fast path).
+                sender.flags &= !pflag::RESUMED;
                 sender.end = end;
                 let swin = win << sender.scale;
                 sender.maxwin = swin.max(1);
@@ -156,6 +163,13 @@ impl TcpConn {
             end = seq;
         }
 
+        if receiver.has(pflag::RESUMED) && sack.after(receiver.end) && !sack.after(receiver.maxend)
+        {
+            // Back from the fast path: the receiver sent data statewall did not see (the kernel
+            // forwarded it). It fit in the window this side advertised (`receiver.maxend`, from
+            // this side's segments since the resume), so an ACK beyond that is still unsent data.
+            receiver.end = sack;
+        }
         let liberal = sender.has(pflag::LIBERAL);
         if !seq.before(sender.maxend + 1) && !liberal {
             return Window::Invalid(DropReason::SeqAboveWindow);

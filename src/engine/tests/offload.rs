@@ -259,3 +259,34 @@ fn a_block_takes_the_blocked_source_off_the_fast_path_at_once() {
     assert!(e.take_offload_release());
     assert!(!e.keep_offloaded(&flow, Timestamp::from_secs(2)));
 }
+
+#[test]
+fn acks_of_data_the_kernel_forwarded_before_the_teardown_pass() {
+    for p in LABS {
+        let e = offloading();
+        let (c, s) = offload_tcp(&e, p);
+        // The kernel carried 5000 bytes of the server's; the client's FIN acknowledges 2000,
+        // then its next ACK the rest, before the server speaks again.
+        let d = back(&e, &p.tcp(C, FIN | ACK, c, s + 2000).build(), 9);
+        assert!(d.accepted(), "{:?}", d.reason());
+        // The server cannot have sent beyond the window the client advertised (64000).
+        dropped(
+            &e,
+            &p.tcp(C, ACK, c + 1, s + 2000 + 64_001).build(),
+            9,
+            DropReason::AckUnsentData,
+        );
+        accept(&e, &p.tcp(C, ACK, c + 1, s + 5000).build(), 9);
+        // Beyond what the kernel let through is still unsent data once the server has spoken.
+        let d = accept(&e, &p.tcp(S, FIN | ACK, s + 5000, c + 1).build(), 9);
+        assert_eq!(d.state, Some(ConnState::Tcp(TcpState::LastAck)));
+        dropped(
+            &e,
+            &p.tcp(C, ACK, c + 1, s + 90_000).build(),
+            9,
+            DropReason::AckUnsentData,
+        );
+        let d = accept(&e, &p.tcp(C, ACK, c + 1, s + 5001).build(), 9);
+        assert_eq!(d.state, Some(ConnState::Tcp(TcpState::TimeWait)));
+    }
+}
