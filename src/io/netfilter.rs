@@ -24,7 +24,7 @@
 //! # what the kernel knows of the flow, into the packet mark statewall receives
 //! -A STATEWALL -j CONNMARK --restore-mark --nfmask A|F --ctmask A|F
 //! # a packet of a fast-path flow that reaches the queue takes the flow off the fast path
-//! -A STATEWALL -m connmark --mark F/F -j CONNMARK --set-xmark 0x0/F
+//! -A STATEWALL -m connmark --mark F/F -m conntrack --ctstate ESTABLISHED -j CONNMARK --set-xmark 0x0/F
 //! -A STATEWALL -j NFQUEUE ...
 //! # after the filter table (an accept verdict moves the packet on to the next hook): the
 //! # bits of statewall's verdict into the connection mark
@@ -47,7 +47,8 @@
 //! after the restore gave it `F` in its packet mark: the packets behind it (data after a RST,
 //! the rest of a close) go to the queue too, in order, instead of overtaking it on the fast
 //! path while statewall judges it; statewall's verdict puts the flow back on the fast path if
-//! it still may be there.
+//! it still may be there. An ICMP error related to such a flow (`RELATED`, the flow's mark
+//! restored) leaves it on the fast path: it is judged as an error, not as a packet of the flow.
 //!
 //! The rules are data ([`Plan`]: a list of [`Rule`]s, each naming its family and table), so
 //! `statewall print-rules` shows exactly what the daemon installs, and more rules (in any
@@ -518,6 +519,10 @@ fn mark_rules(family: Family, netfilter: &NetfilterSection, offload: bool) -> Ve
             "connmark",
             "--mark",
             &marked,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "ESTABLISHED",
             "-j",
             "CONNMARK",
             "--set-xmark",
@@ -665,7 +670,7 @@ mod tests {
                 "iptables -w -A STATEWALL -p tcp --tcp-flags SYN,FIN,RST NONE -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT",
                 "iptables -w -A STATEWALL ! -p tcp -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT",
                 "iptables -w -A STATEWALL -j CONNMARK --restore-mark --nfmask 0x30000000 --ctmask 0x30000000",
-                "iptables -w -A STATEWALL -m connmark --mark 0x20000000/0x20000000 -j CONNMARK --set-xmark 0x0/0x20000000",
+                "iptables -w -A STATEWALL -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j CONNMARK --set-xmark 0x0/0x20000000",
                 "iptables -w -A STATEWALL -j NFQUEUE --queue-num 0",
                 "iptables -w -I FORWARD 1 -j STATEWALL",
                 "iptables -w -t mangle -N STATEWALL",
@@ -678,7 +683,7 @@ mod tests {
                 "ip6tables -w -A STATEWALL -p tcp --tcp-flags SYN,FIN,RST NONE -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT",
                 "ip6tables -w -A STATEWALL ! -p tcp -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT",
                 "ip6tables -w -A STATEWALL -j CONNMARK --restore-mark --nfmask 0x30000000 --ctmask 0x30000000",
-                "ip6tables -w -A STATEWALL -m connmark --mark 0x20000000/0x20000000 -j CONNMARK --set-xmark 0x0/0x20000000",
+                "ip6tables -w -A STATEWALL -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j CONNMARK --set-xmark 0x0/0x20000000",
                 "ip6tables -w -A STATEWALL -j NFQUEUE --queue-num 0",
                 "ip6tables -w -I FORWARD 1 -j STATEWALL",
                 "ip6tables -w -t mangle -N STATEWALL",
@@ -824,7 +829,7 @@ mod tests {
              -A STATEWALL -p tcp --tcp-flags SYN,FIN,RST NONE -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT\n\
              -A STATEWALL ! -p tcp -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT\n\
              -A STATEWALL -j CONNMARK --restore-mark --nfmask 0x30000000 --ctmask 0x30000000\n\
-             -A STATEWALL -m connmark --mark 0x20000000/0x20000000 -j CONNMARK --set-xmark 0x0/0x20000000\n\
+             -A STATEWALL -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j CONNMARK --set-xmark 0x0/0x20000000\n\
              -A STATEWALL -j NFQUEUE --queue-num 0\n\
              -I FORWARD 1 -j STATEWALL\nCOMMIT\n\
              *mangle\n:STATEWALL - [0:0]\n\
