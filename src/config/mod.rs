@@ -207,7 +207,7 @@ impl Default for OffloadSection {
     fn default() -> Self {
         OffloadSection {
             enable: true,
-            tcp_segments: 2,
+            tcp_segments: 7,
             datagrams: true,
             refresh: 10,
         }
