@@ -88,6 +88,7 @@ const META: PacketMeta<'static> = PacketMeta {
     in_iface: None,
     out_iface: None,
     fastpath: false,
+    mac: None,
 };
 
 fn isn(i: usize) -> (u32, u32) {

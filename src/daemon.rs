@@ -341,7 +341,23 @@ impl Wiring {
                 None
             }
         };
-        let actions = Arc::new(ActionHandler::new(Some(settings.netfilter.mark), syslog));
+        let prefixes = crate::io::syslog::lines::Prefixes {
+            drop: settings.syslog.drop_prefix.clone(),
+            reject: settings.syslog.reject_prefix.clone(),
+        };
+        // journald reads /dev/log (a link to its dev-log socket under systemd): lines sent
+        // there are in the journal already.
+        let local = matches!(
+            settings.syslog.validate(),
+            Ok(crate::config::Target::Unix(p))
+                if p == Path::new("/dev/log") || p == Path::new("/run/systemd/journal/dev-log")
+        );
+        let actions = Arc::new(ActionHandler::new(
+            Some(settings.netfilter.mark),
+            syslog,
+            prefixes,
+            local,
+        ));
         let counters: Counters = queues
             .iter()
             .map(|(num, _)| (*num, Arc::new(QueueCounters::default())))
@@ -522,8 +538,11 @@ impl Timer {
         }
         let mut last_loss_check = Instant::now();
         let mut last_stats = Instant::now();
-        let mut losses =
-            health::LossWatch::new(health::Losses::read(&queue::kernel_stats(), &self.counters));
+        let kernel = queue::read_kernel_stats().unwrap_or_else(|e| {
+            tracing::warn!(path = queue::KERNEL_STATS, error = %e, "cannot read the kernel's queue counters: packets lost to a full queue will not be reported (socket buffer overflows still are, as enobufs)");
+            Vec::new()
+        });
+        let mut losses = health::LossWatch::new(health::Losses::read(&kernel, &self.counters));
         let mut silent: Option<u16> = None;
         loop {
             thread::sleep(tick);

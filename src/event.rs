@@ -1,13 +1,16 @@
 //! Events as data: what the engine reports besides verdicts, for the outputs to render.
 //!
 //! The engine returns [`Event`]s in its decisions and from its timers; nothing here is a
-//! formatted string. The outputs render them: [`crate::io::syslog::lines`] writes today's
-//! `KEY=value` syslog lines (the same for the journal), and further outputs (JSON events,
-//! metrics, iptables-LOG-style drop lines) render the same values.
+//! formatted string. The outputs render them: [`crate::io::syslog::lines`] writes the syslog
+//! lines (iptables LOG format for packets, `KEY=value` summaries for the rest; the same for
+//! the journal), and further outputs (JSON events, metrics) render the same values.
 //!
 //! A packet an event is about is kept as a [`LoggedPacket`]: a copy of the header fields a log
 //! line shows (addresses, lengths, TTL, TOS, IP ID, DF, flow label, the transport header,
-//! interfaces), so any line format can be rendered from it without the packet's bytes.
+//! interfaces, the Ethernet header when known) and of the header bytes themselves
+//! ([`HeaderBytes`]), so that any line format can be rendered from it after the packet's
+//! buffer is gone. Only packets that are logged are copied: the engine builds a
+//! [`LoggedPacket`] after the rate limits said yes.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -17,7 +20,7 @@ use crate::block::BlockEvent;
 use crate::packet::{Family, IpFields, Packet, PacketMeta, Transport};
 use crate::rules::{RuleAction, RuleInfo};
 use crate::scan::ScanAlert;
-use crate::verdict::Flow;
+use crate::verdict::{DropReason, Flow};
 
 /// Something the outputs report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +31,29 @@ pub enum Event {
     Scan(ScanAlert),
     /// The block list changed: a source blocked, unblocked by an operator, or its block ran out.
     Block(BlockEvent),
+    /// A packet was dropped (or rejected) for a reason that is logged (`[syslog] drops`),
+    /// within the drop-line rate limits.
+    Drop(DropEvent),
+    /// Packet lines (drop, reject and rule lines) were suppressed by their rate limits.
+    Suppressed(Suppressed),
+}
+
+/// A dropped packet, for its log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DropEvent {
+    /// Why it was dropped (`policy_reject`: rejected, and answered within the answer limits).
+    pub reason: DropReason,
+    /// The packet.
+    pub packet: LoggedPacket,
+}
+
+/// Packet lines suppressed by the rate limits since the previous report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Suppressed {
+    /// Lines not written.
+    pub lines: u64,
+    /// Seconds the report covers (since the previous report or the first suppression).
+    pub seconds: u64,
 }
 
 /// A `log` rule decided a new connection.
@@ -64,6 +90,51 @@ pub struct LoggedPacket {
     pub ip: IpFields,
     /// The transport header (TCP flags, sequence numbers and window; ICMP type and code; ...).
     pub transport: Transport,
+    /// The Ethernet header (destination, source, EtherType), when the I/O layer knew it.
+    pub mac: Option<[u8; 14]>,
+    /// The first bytes of the packet from its IP header on: what a kernel-style log line
+    /// decodes (IP flags and fragment offset, TCP reserved bits and urgent pointer, ICMP
+    /// identifiers, the packet quoted by an ICMP error, IPv6 extension headers).
+    pub head: HeaderBytes,
+}
+
+/// A copy of the first [`HeaderBytes::MAX`] bytes of a packet, kept inline (no allocation).
+/// The IPv4 header with options, a TCP header, or an ICMP error with the header it quotes fit.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HeaderBytes {
+    len: u8,
+    bytes: [u8; HeaderBytes::MAX],
+}
+
+impl HeaderBytes {
+    /// Bytes kept at most.
+    pub const MAX: usize = 160;
+
+    /// The first bytes of `packet`.
+    pub fn new(packet: &[u8]) -> HeaderBytes {
+        let n = packet.len().min(Self::MAX);
+        let mut bytes = [0; Self::MAX];
+        bytes[..n].copy_from_slice(&packet[..n]);
+        HeaderBytes {
+            len: n as u8,
+            bytes,
+        }
+    }
+
+    /// The bytes kept.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl fmt::Debug for HeaderBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HeaderBytes(")?;
+        for b in self.as_slice() {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, ")")
+    }
 }
 
 impl LoggedPacket {
@@ -80,6 +151,8 @@ impl LoggedPacket {
             ttl: pkt.ttl,
             ip: pkt.ip,
             transport: pkt.transport,
+            mac: meta.mac,
+            head: HeaderBytes::new(pkt.bytes),
         }
     }
 
@@ -185,5 +258,21 @@ mod tests {
         assert_eq!((logged.len, logged.ttl), (29, 61));
         assert_eq!(logged.ports(), (5353, 53));
         assert_eq!(logged.flow().dport, 53);
+        assert_eq!(logged.head.as_slice(), &bytes[..]);
+        assert_eq!(logged.mac, None);
+    }
+
+    #[test]
+    fn header_bytes_keep_at_most_their_maximum() {
+        let long = [7u8; 400];
+        assert_eq!(
+            HeaderBytes::new(&long).as_slice(),
+            &long[..HeaderBytes::MAX]
+        );
+        assert_eq!(HeaderBytes::new(&[]).as_slice(), &[] as &[u8]);
+        assert_eq!(
+            format!("{:?}", HeaderBytes::new(&[1, 0xab])),
+            "HeaderBytes(01ab)"
+        );
     }
 }

@@ -155,6 +155,21 @@ drop_reasons! {
     SourceLimit => "source_limit",
 }
 
+impl DropReason {
+    /// A rule or the default policy decided it (`policy_drop`, `policy_reject`).
+    pub fn is_policy(self) -> bool {
+        matches!(self, DropReason::PolicyDrop | DropReason::PolicyReject)
+    }
+}
+
+impl<'de> Deserialize<'de> for DropReason {
+    /// From its name (`"no_connection"`), as configuration files write it.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for DropReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

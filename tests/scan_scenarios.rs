@@ -198,7 +198,7 @@ fn nmap_syn_scan_is_answered_completely_and_reported_with_escalation() {
     );
     let last = gw.alerts.last().unwrap();
     assert_eq!(last.rejects, 300);
-    assert!(last.body().starts_with("SCAN type=portscan nmap=-sS SRC=198.51.100.2 GROUP=198.51.100.0/24 DST=203.0.113.2 PROTO=TCP"));
+    assert!(last.body().starts_with("SCAN type=portscan nmap=-sS SRC=198.51.100.2 GROUP=198.51.100.0/24 DST=203.0.113.2 targets=203.0.113.2 PROTO=TCP"));
 }
 
 /// Each stealth scan is recognised by its nmap name, and all its probes are answered.

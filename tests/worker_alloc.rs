@@ -51,7 +51,12 @@ fn judge() -> (Judge, Arc<Engine>) {
         0,
         Arc::clone(&engine),
         Arc::new(QueueCounters::default()),
-        Arc::new(ActionHandler::new(Some(0x5717), None)),
+        Arc::new(ActionHandler::new(
+            Some(0x5717),
+            None,
+            Default::default(),
+            false,
+        )),
         Instant::now(),
         Some(ConnMarks::default()),
     );
@@ -65,6 +70,8 @@ fn queued(payload: &[u8]) -> Queued<'_> {
         outdev: 1,
         wire_len: payload.len(),
         mark: 0,
+        hw_src: Some(&[2, 0, 0, 0, 0, 1]),
+        hw_protocol: 0x0800,
     }
 }
 

@@ -483,6 +483,7 @@ impl Settings {
                 tcp_segments: self.offload.tcp_segments,
                 datagrams: self.offload.datagrams,
             },
+            drop_log: self.syslog.drop_log(),
         }
     }
 }

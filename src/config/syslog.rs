@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::engine::DropLogConfig;
+use crate::ratelimit::Rate;
+use crate::verdict::DropReason;
+
 /// Line format (`[syslog] format`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -51,8 +55,22 @@ pub enum Facility {
     Local7 = 23,
 }
 
+/// The drop reasons logged by default: policy drops and rejects, and every out-of-state
+/// probe (an ACK or RST of no connection, and the stealth shapes nmap sends).
+pub const DEFAULT_DROPS: [DropReason; 9] = [
+    DropReason::PolicyDrop,
+    DropReason::PolicyReject,
+    DropReason::NoConnection,
+    DropReason::TcpNull,
+    DropReason::TcpXmas,
+    DropReason::TcpFinNoAck,
+    DropReason::TcpSynFin,
+    DropReason::TcpSynRst,
+    DropReason::TcpBadFlags,
+];
+
 /// The `[syslog]` section.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyslogConfig {
     /// `"unix:/dev/log"` (default), `"udp://HOST:PORT"` or `"tcp://HOST:PORT"`.
@@ -68,6 +86,34 @@ pub struct SyslogConfig {
     pub pen: u32,
     /// Events held while the target is slow or down (default 1024); more are dropped, counted.
     pub queue: usize,
+    /// Drop reasons whose packets get a drop (or reject) line (default [`DEFAULT_DROPS`]).
+    pub drops: Vec<DropReason>,
+    /// Text before `IN=` in drop lines, like `--log-prefix` (default `"DROP "`).
+    pub drop_prefix: String,
+    /// Text before `IN=` in reject lines (`policy_reject`; default `"REJECT "`).
+    pub reject_prefix: String,
+    /// Drop lines per second, all sources together (default `"200/s"`).
+    pub drop_rate: Rate,
+    /// Burst of drop lines, all sources together (default 1000).
+    pub drop_burst: u32,
+    /// Drop lines per second from one source group, /24 or /64 (default `"20/s"`).
+    pub drop_source_rate: Rate,
+    /// Burst of drop lines from one source group (default 400).
+    pub drop_source_burst: u32,
+}
+
+impl SyslogConfig {
+    /// The engine's side of the drop lines: which reasons, which limits.
+    pub fn drop_log(&self) -> DropLogConfig {
+        DropLogConfig {
+            reasons: self.drops.clone(),
+            rate: self.drop_rate,
+            burst: self.drop_burst,
+            source_rate: self.drop_source_rate,
+            source_burst: self.drop_source_burst,
+            ..DropLogConfig::default()
+        }
+    }
 }
 
 impl Default for SyslogConfig {
@@ -79,6 +125,13 @@ impl Default for SyslogConfig {
             tag: "statewall".to_owned(),
             pen: 32473,
             queue: 1024,
+            drops: DEFAULT_DROPS.to_vec(),
+            drop_prefix: "DROP ".to_owned(),
+            reject_prefix: "REJECT ".to_owned(),
+            drop_rate: Rate::per_sec(200.0),
+            drop_burst: 1000,
+            drop_source_rate: Rate::per_sec(20.0),
+            drop_source_burst: 400,
         }
     }
 }
@@ -128,6 +181,46 @@ impl SyslogConfig {
         }
         if self.queue == 0 {
             return Err(err("queue", "must be at least 1"));
+        }
+        for (key, prefix) in [
+            ("drop_prefix", &self.drop_prefix),
+            ("reject_prefix", &self.reject_prefix),
+        ] {
+            if prefix.len() > 64 || prefix.contains("IN=") || prefix.chars().any(char::is_control) {
+                return Err(err(
+                    key,
+                    "must be at most 64 bytes, without control characters or \"IN=\"",
+                ));
+            }
+        }
+        for (key, rate) in [
+            ("drop_rate", self.drop_rate),
+            ("drop_source_rate", self.drop_source_rate),
+        ] {
+            if rate.as_per_sec() <= 0.0 {
+                return Err(err(
+                    key,
+                    "must be greater than 0 (drops = [] logs no drops)",
+                ));
+            }
+        }
+        for (key, burst) in [
+            ("drop_burst", self.drop_burst),
+            ("drop_source_burst", self.drop_source_burst),
+        ] {
+            if burst == 0 {
+                return Err(err(key, "must be at least 1"));
+            }
+        }
+        if let Some(r) = self
+            .drops
+            .iter()
+            .find(|r| r.name().starts_with("malformed_"))
+        {
+            return Err(SyslogConfigError {
+                key: "drops",
+                problem: format!("{r}: a packet that does not decode has no fields to log"),
+            });
         }
         parse_target(&self.target).map_err(|problem| SyslogConfigError {
             key: "target",
@@ -223,5 +316,59 @@ mod tests {
             ..Default::default()
         })
         .starts_with("syslog.pen:"));
+    }
+
+    #[test]
+    fn drop_line_keys() {
+        let cfg = parse(
+            "[syslog]\ndrops = [\"no_connection\", \"blocked\"]\ndrop_prefix = \"sw: \"\n\
+             drop_source_rate = \"5/s\"\ndrop_source_burst = 100\n",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let log = cfg.drop_log();
+        assert_eq!(
+            log.reasons,
+            vec![DropReason::NoConnection, DropReason::Blocked]
+        );
+        assert_eq!(
+            (log.source_rate, log.source_burst),
+            (Rate::per_sec(5.0), 100)
+        );
+        assert_eq!((log.rate, log.burst), (Rate::per_sec(200.0), 1000));
+        assert_eq!(cfg.drop_prefix, "sw: ");
+        // Unknown reasons are refused by name; the default is the documented list.
+        let err = parse("[syslog]\ndrops = [\"no_such\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no_such"), "{err}");
+        assert_eq!(SyslogConfig::default().drop_log().reasons, DEFAULT_DROPS);
+        let check = |cfg: SyslogConfig| cfg.validate().unwrap_err().to_string();
+        let err = check(SyslogConfig {
+            drops: vec![DropReason::MalformedTcp],
+            ..Default::default()
+        });
+        assert!(err.starts_with("syslog.drops: malformed_tcp"), "{err}");
+        for prefix in ["x IN=", "a\nb", &"p".repeat(65)] {
+            let err = check(SyslogConfig {
+                reject_prefix: prefix.into(),
+                ..Default::default()
+            });
+            assert!(err.starts_with("syslog.reject_prefix:"), "{err}");
+        }
+        let err = check(SyslogConfig {
+            drop_burst: 0,
+            ..Default::default()
+        });
+        assert!(err.starts_with("syslog.drop_burst:"), "{err}");
+        let err = check(SyslogConfig {
+            drop_rate: Rate::per_sec(0.0),
+            ..Default::default()
+        });
+        assert!(err.starts_with("syslog.drop_rate:"), "{err}");
+        // [] is fine: no drop lines at all.
+        let cfg = parse("[syslog]\ndrops = []\n").unwrap();
+        cfg.validate().unwrap();
+        assert!(cfg.drop_log().reasons.is_empty());
     }
 }

@@ -227,19 +227,21 @@ pub fn serve(
         warn_if_group_cannot_reach(&dir, gid, cfg.group.as_deref().unwrap_or_default());
     }
 
-    // Bind under a short temporary name with the final mode (through the umask: nothing is
-    // changed by name afterwards, so no symlink can be followed), give it the group if the
-    // process's own group is not already the right one, then rename into place.
-    let tmp = dir.join(format!(".statewall-{}.sock", std::process::id()));
-    remove_stale(&tmp)?;
+    // Bind in a private directory of our own (mode 0700: nobody else can reach the socket
+    // or put a symlink in its place there), give the socket its mode and group there, then
+    // rename it into place: it appears under its name with its final permissions.
     let mode = if gid.is_some() {
         MODE_GROUP
     } else {
         MODE_ROOT_ONLY
     };
-    let bound = bind_with_mode(&tmp, mode)
+    let private = PrivateDir::create(&dir)?;
+    let tmp = private.path.join("s");
+    let bound = UnixListener::bind(&tmp)
         .map_err(|e| ControlError::io("cannot bind", &path, e))
         .and_then(|listener| {
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| ControlError::io("cannot set the mode of", &path, e))?;
             set_group(&tmp, gid).map_err(|e| ControlError::Group {
                 group: cfg.group.clone().unwrap_or_default(),
                 source: e,
@@ -260,13 +262,8 @@ pub fn serve(
                 .map_err(|e| ControlError::io("cannot set up", &path, e))?;
             Ok((listener, accept_side, (meta.dev(), meta.ino())))
         });
-    let (listener, accept_side, identity) = match bound {
-        Ok(b) => b,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
+    drop(private);
+    let (listener, accept_side, identity) = bound?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let thread = std::thread::Builder::new()
@@ -289,16 +286,32 @@ pub fn serve(
     })
 }
 
-/// Binds a listening socket at `path` whose file has mode `mode`: the umask is set for the
-/// duration of the `bind(2)` (the socket file is created with `0777 & !umask`). The umask is
-/// process-wide; the daemon's other threads create no files.
-fn bind_with_mode(path: &Path, mode: u32) -> io::Result<UnixListener> {
-    use rustix::fs::Mode;
-    let mask = Mode::from_bits_truncate(0o777 & !mode);
-    let old = rustix::process::umask(mask);
-    let bound = UnixListener::bind(path);
-    rustix::process::umask(old);
-    bound
+/// A directory only this process's user can enter, in which the socket is bound before it is
+/// renamed into place; removed (with anything left in it) when dropped.
+struct PrivateDir {
+    path: PathBuf,
+}
+
+impl PrivateDir {
+    /// Creates `DIR/.statewall-PID.d` with mode 0700 (a leftover of a dead process with the
+    /// same pid is removed first).
+    fn create(dir: &Path) -> Result<PrivateDir, ControlError> {
+        let path = dir.join(format!(".statewall-{}.d", std::process::id()));
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| ControlError::io("cannot create directory", &path, e))?;
+        Ok(PrivateDir { path })
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
 
 /// Gives the socket file at `path` the group `gid` without following a symlink, and only when

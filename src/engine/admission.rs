@@ -101,7 +101,7 @@ impl Engine {
     /// before a restart. Blind pickup never admits what the rules refuse: the flow is adopted
     /// only when the rules allow it as the segment travels (its sender opened it) or the other
     /// way round (its receiver did), and then in that orientation. Otherwise the segment is a
-    /// probe, dropped as `policy_drop`.
+    /// probe, dropped as `policy_drop` (with its drop line).
     pub(super) fn adopt(
         &self,
         pkt: &Packet<'_>,
@@ -137,7 +137,9 @@ impl Engine {
         } else if allows(&reverse) {
             opening.reversed()
         } else {
-            return self.stray(pkt, DropReason::PolicyDrop, now);
+            let mut d = self.stray(pkt, DropReason::PolicyDrop, now);
+            self.log_drop(pkt, meta, &mut d, now);
+            return d;
         };
         match self.conntrack.open(opening) {
             Ok(state) => Decision::accept(Pass::Opened, Some(state)),
@@ -177,16 +179,21 @@ impl Engine {
                 d
             }
         };
-        if let Some(rule) = outcome.rule.filter(|r| r.log) {
-            if self.rule_logs.try_take(now) {
-                d.events.push(Event::RuleMatch(RuleMatch {
-                    rule: Arc::new(rule.clone()),
-                    action: outcome.action,
-                    packet: LoggedPacket::of(pkt, meta),
-                }));
-            } else {
-                self.counters.logs_suppressed();
+        match outcome.rule.filter(|r| r.log) {
+            // A `log` rule's line reports the packet, dropped or not: never a second line.
+            Some(rule) => {
+                if self.rule_logs.try_take(now) {
+                    d.events.push(Event::RuleMatch(RuleMatch {
+                        rule: Arc::new(rule.clone()),
+                        action: outcome.action,
+                        packet: LoggedPacket::of(pkt, meta),
+                    }));
+                } else {
+                    self.counters.logs_suppressed();
+                    self.drop_log.suppress();
+                }
             }
+            None => self.log_drop(pkt, meta, &mut d, now),
         }
         d
     }

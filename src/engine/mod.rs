@@ -20,6 +20,7 @@
 //! atomics. Nothing here reads a clock, a file or a socket.
 
 mod admission;
+mod droplog;
 mod observe;
 mod offload;
 mod probes;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 pub use admission::Recheck;
+pub use droplog::{DropLogConfig, SUPPRESSED_EVERY};
 pub use stats::Stats;
 pub use timers::TimerReport;
 
@@ -113,6 +115,8 @@ pub struct EngineConfig {
     pub scan: Option<ScanConfig>,
     /// The kernel fast path (`[offload]`); off by default.
     pub offload: Offload,
+    /// Which drops get a line (`[syslog] drops`); by default none.
+    pub drop_log: DropLogConfig,
 }
 
 /// The connection-tracking engine.
@@ -127,6 +131,8 @@ pub struct Engine {
     answers: RateLimiter,
     /// Rate limit of rule `log` lines (a flood of new connections must not flood syslog).
     rule_logs: TokenBucket,
+    /// Drop lines: which reasons, their rate limits, the suppressed ones.
+    drop_log: droplog::DropLog,
     /// Scan detector, when enabled.
     scan: Option<ScanDetector>,
     /// Sources blocked after a scan (`[scan] block = true`).
@@ -151,6 +157,7 @@ impl Engine {
             pickup_until: AtomicU64::new(0),
             answers: RateLimiter::new(&config.probes),
             rule_logs: TokenBucket::new(Rate::per_sec(RULE_LOG_RATE), RULE_LOG_BURST),
+            drop_log: droplog::DropLog::new(&config.drop_log),
             scan: config
                 .scan
                 .clone()
@@ -166,7 +173,13 @@ impl Engine {
     /// Judges one packet.
     pub fn process(&self, bytes: &[u8], meta: &PacketMeta<'_>, now: Timestamp) -> Decision {
         let decision = match Packet::decode(bytes, meta) {
-            Ok(pkt) => self.judge(&pkt, meta, now),
+            Ok(pkt) => {
+                let mut d = self.judge(&pkt, meta, now);
+                if !d.reason().is_some_and(DropReason::is_policy) {
+                    self.log_drop(&pkt, meta, &mut d, now);
+                }
+                d
+            }
             Err(e) => Decision::drop(e.into()),
         };
         self.counters.count(decision.verdict);

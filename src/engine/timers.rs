@@ -15,7 +15,8 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TimerReport {
     /// Events for the outputs: scan alerts that needed time to pass (filtered and half-open
-    /// scans, and those of connections that just expired), blocks, expired blocks.
+    /// scans, and those of connections that just expired), blocks, expired blocks, the report
+    /// of suppressed packet lines.
     pub events: Vec<Event>,
     /// Entries that expired (0 when the table was not due for a sweep).
     pub expired: usize,
@@ -36,6 +37,9 @@ impl Engine {
         if let Some(scan) = &self.scan {
             let alerts = scan.on_timer(now);
             self.raise(alerts, now, &mut report.events);
+        }
+        if let Some(s) = self.drop_log.report(now) {
+            report.events.push(Event::Suppressed(s));
         }
         if let Some(blocks) = &self.blocks {
             report

@@ -3,13 +3,21 @@
 //!
 //! Every action goes through [`ActionHandler::perform`] and every event through
 //! [`ActionHandler::report`], one `match` each: a new variant is one new arm here.
+//!
+//! **Each event reaches the journal once.** With the syslog target on the local socket
+//! (`unix:/dev/log`, the default), journald (or the local syslog daemon) receives the line
+//! there, with its severity; the `tracing` copy on stderr, which systemd also puts in the
+//! journal, is then logged at debug level only. With a remote target, or no syslog output at
+//! all, the stderr copy is logged at the event's level (warn for alerts, info otherwise).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::alert::Severity;
 use crate::engine::Decision;
 use crate::event::Event;
 use crate::io::rawsend::RawSender;
-use crate::io::syslog::{lines, SyslogHandle};
+use crate::io::syslog::lines::{self, Prefixes};
+use crate::io::syslog::SyslogHandle;
 use crate::proto;
 use crate::respond::{rst_packet, unreachable_packet, ReplyOptions};
 use crate::rules::RuleAction;
@@ -31,12 +39,24 @@ pub struct ActionHandler {
     pub send_errors: AtomicU64,
     /// Where alert and rule-log lines go (`[syslog]`); operational logs stay on stderr.
     syslog: Option<SyslogHandle>,
+    /// Prefixes of drop and reject lines.
+    prefixes: Prefixes,
+    /// Whether the stderr (`tracing`) copy of each event is the journal's: false when syslog
+    /// goes to the local socket, which the journal reads already.
+    journal_copy: bool,
 }
 
 impl ActionHandler {
-    /// A handler logging rule matches through `tracing` and sending answers from raw sockets
-    /// marked with `mark` (so an output-hook rule never queues them).
-    pub fn new(mark: Option<u32>, syslog: Option<SyslogHandle>) -> ActionHandler {
+    /// A handler sending answers from raw sockets marked with `mark` (so an output-hook rule
+    /// never queues them) and reporting events to `syslog` (packet lines with `prefixes`) and
+    /// to stderr; `local_syslog`: the syslog target is the local socket, which the journal
+    /// reads (the stderr copy is then at debug level).
+    pub fn new(
+        mark: Option<u32>,
+        syslog: Option<SyslogHandle>,
+        prefixes: Prefixes,
+        local_syslog: bool,
+    ) -> ActionHandler {
         let sender = match RawSender::new(mark) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -48,7 +68,9 @@ impl ActionHandler {
             sender,
             sent: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
+            journal_copy: syslog.is_none() || !local_syslog,
             syslog,
+            prefixes,
         }
     }
 
@@ -94,34 +116,44 @@ impl ActionHandler {
         }
     }
 
-    /// Reports one event: a structured `tracing` event for the journal, and its line for
-    /// syslog (never blocks: the handle queues).
+    /// Reports one event: its line for syslog (never blocks: the handle queues), and a
+    /// `tracing` event for stderr / the journal (at debug level when syslog reaches the
+    /// journal already).
     pub fn report(&self, event: &Event) {
-        let body = lines::body(event);
-        match event {
-            Event::RuleMatch(m) => {
-                let flow = m.packet.flow();
-                tracing::info!(
-                    target: "statewall::rule",
-                    rule = m.rule.id,
-                    file = %m.rule.file,
-                    line = m.rule.line,
-                    label = m.rule.label.as_deref().unwrap_or(""),
-                    action = action_name(m.action),
-                    proto = %proto::Name(flow.proto),
-                    src = %flow.src,
-                    sport = flow.sport,
-                    dst = %flow.dst,
-                    dport = flow.dport,
-                    "rule matched"
-                );
-            }
-            Event::Scan(_) | Event::Block(_) => {
-                tracing::warn!(target: "statewall::alert", "{body}");
-            }
+        let body = lines::render(event, &self.prefixes);
+        let severity = lines::severity(event);
+        if self.journal_copy {
+            self.trace(event, severity, &body);
+        } else {
+            tracing::debug!(target: "statewall::alert", "{body}");
         }
         if let Some(syslog) = &self.syslog {
-            syslog.send(lines::severity(event), body);
+            syslog.send(severity, body);
+        }
+    }
+
+    /// The stderr copy of an event: rule matches with their fields, the rest as their line.
+    fn trace(&self, event: &Event, severity: Severity, body: &str) {
+        if let Event::RuleMatch(m) = event {
+            let flow = m.packet.flow();
+            tracing::info!(
+                target: "statewall::rule",
+                rule = m.rule.id,
+                file = %m.rule.file,
+                line = m.rule.line,
+                label = m.rule.label.as_deref().unwrap_or(""),
+                action = action_name(m.action),
+                proto = %proto::Name(flow.proto),
+                src = %flow.src,
+                sport = flow.sport,
+                dst = %flow.dst,
+                dport = flow.dport,
+                "rule matched"
+            );
+        } else if severity <= Severity::Warning {
+            tracing::warn!(target: "statewall::alert", "{body}");
+        } else {
+            tracing::info!(target: "statewall::alert", "{body}");
         }
     }
 }

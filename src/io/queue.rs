@@ -328,6 +328,8 @@ impl Worker {
                 outdev: msg.get_outdev(),
                 wire_len: msg.get_original_len(),
                 mark: msg.get_nfmark(),
+                hw_src: msg.get_hw_addr(),
+                hw_protocol: msg.get_hw_protocol(),
             });
             if let Some(mark) = outcome.mark {
                 msg.set_nfmark(mark);
@@ -369,6 +371,10 @@ pub struct Queued<'a> {
     pub wire_len: usize,
     /// Its packet mark (with statewall's bits restored from the connection mark).
     pub mark: u32,
+    /// The link-layer source address (`NFQA_HWADDR`), when the kernel gave one.
+    pub hw_src: Option<&'a [u8]>,
+    /// The link-layer protocol (the EtherType).
+    pub hw_protocol: u16,
 }
 
 /// What becomes of a queued packet.
@@ -425,6 +431,7 @@ impl Judge {
             in_iface: self.names.get(p.indev),
             out_iface: self.names.get(p.outdev),
             fastpath: self.marks.is_some_and(|m| m.is_fastpath(p.mark)),
+            mac: ethernet_header(self.names.mac(p.indev), p.hw_src, p.hw_protocol),
         };
         let now = Timestamp::from_duration(self.start.elapsed());
         // Accepted; a packet of its own tracked flow (the flow is admitted; an ICMP error
@@ -477,11 +484,32 @@ impl Judge {
     }
 }
 
-/// Interface index → name, from `/sys/class/net/*/ifindex`, re-read when an unknown index
-/// shows up (at most once a second, so a stream of unknown indexes costs nothing).
+/// The Ethernet header of a received packet as the kernel's LOG target prints it
+/// (destination, source, EtherType): NFQUEUE gives the source address (`NFQA_HWADDR`) and the
+/// EtherType; the destination of a packet the gateway routes or receives is its input
+/// interface's own address (a packet sent to another address never reaches the FORWARD or
+/// INPUT hook as unicast). `None` when any part is unknown (not Ethernet, no input interface).
+pub fn ethernet_header(
+    in_mac: Option<[u8; 6]>,
+    hw_src: Option<&[u8]>,
+    ethertype: u16,
+) -> Option<[u8; 14]> {
+    let dst = in_mac?;
+    let src = hw_src.filter(|a| a.len() == 6)?;
+    let mut h = [0u8; 14];
+    h[..6].copy_from_slice(&dst);
+    h[6..12].copy_from_slice(src);
+    h[12..].copy_from_slice(&ethertype.to_be_bytes());
+    Some(h)
+}
+
+/// Interface index → name and Ethernet address, from `/sys/class/net/*/{ifindex,address}`,
+/// re-read when an unknown index shows up (at most once a second, so a stream of unknown
+/// indexes costs nothing).
 #[derive(Debug, Default)]
 pub struct IfNames {
     names: HashMap<u32, Box<str>>,
+    macs: HashMap<u32, [u8; 6]>,
     last_scan: Option<Instant>,
 }
 
@@ -496,7 +524,7 @@ impl IfNames {
         if self.last_scan.is_some_and(|t| t.elapsed() < RESCAN_EVERY) {
             return;
         }
-        self.names = scan_sys_class_net();
+        (self.names, self.macs) = scan_sys_class_net();
         self.last_scan = Some(Instant::now());
     }
 
@@ -504,12 +532,19 @@ impl IfNames {
     pub fn get(&self, index: u32) -> Option<&str> {
         self.names.get(&index).map(|n| &**n)
     }
+
+    /// The Ethernet address of `index`, if known and 6 bytes long.
+    pub fn mac(&self, index: u32) -> Option<[u8; 6]> {
+        self.macs.get(&index).copied()
+    }
 }
 
-fn scan_sys_class_net() -> HashMap<u32, Box<str>> {
-    let mut names = HashMap::new();
+type Scanned = (HashMap<u32, Box<str>>, HashMap<u32, [u8; 6]>);
+
+fn scan_sys_class_net() -> Scanned {
+    let (mut names, mut macs) = (HashMap::new(), HashMap::new());
     let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
-        return names;
+        return (names, macs);
     };
     for entry in dir.flatten() {
         let Ok(text) = std::fs::read_to_string(entry.path().join("ifindex")) else {
@@ -517,9 +552,23 @@ fn scan_sys_class_net() -> HashMap<u32, Box<str>> {
         };
         if let (Ok(index), Some(name)) = (text.trim().parse(), entry.file_name().to_str()) {
             names.insert(index, name.into());
+            let address = std::fs::read_to_string(entry.path().join("address"));
+            if let Some(mac) = address.ok().and_then(|a| parse_mac(a.trim())) {
+                macs.insert(index, mac);
+            }
         }
     }
-    names
+    (names, macs)
+}
+
+/// `02:00:5e:10:00:01` → its 6 bytes; anything else (longer link addresses, garbage) → `None`.
+fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
 }
 
 /// One line of `/proc/net/netfilter/nfnetlink_queue`: the kernel's view of a queue.
@@ -535,11 +584,20 @@ pub struct KernelQueueStats {
     pub user_dropped: u64,
 }
 
-/// Reads the kernel's per-queue counters (network namespace of the caller).
+/// Where the kernel lists its queues for the caller's network namespace: mode 0440, owned by
+/// root, so a daemon running as its own user (the packaged unit) cannot read it, and a `/proc`
+/// mounted with `subset=pid` hides it.
+pub const KERNEL_STATS: &str = "/proc/net/netfilter/nfnetlink_queue";
+
+/// Reads the kernel's per-queue counters (network namespace of the caller); none when the
+/// file cannot be read (see [`read_kernel_stats`]).
 pub fn kernel_stats() -> Vec<KernelQueueStats> {
-    std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue")
-        .map(|t| parse_kernel_stats(&t))
-        .unwrap_or_default()
+    read_kernel_stats().unwrap_or_default()
+}
+
+/// Like [`kernel_stats`], with the error when [`KERNEL_STATS`] cannot be read.
+pub fn read_kernel_stats() -> std::io::Result<Vec<KernelQueueStats>> {
+    std::fs::read_to_string(KERNEL_STATS).map(|t| parse_kernel_stats(&t))
 }
 
 fn parse_kernel_stats(text: &str) -> Vec<KernelQueueStats> {
@@ -584,6 +642,31 @@ mod tests {
         );
         assert_eq!(s[1].queue, 1);
         assert!(parse_kernel_stats("garbage\n").is_empty());
+    }
+
+    #[test]
+    fn ethernet_headers_from_the_queue() {
+        assert_eq!(
+            parse_mac("02:00:5e:10:00:0a"),
+            Some([2, 0, 0x5e, 0x10, 0, 10])
+        );
+        assert_eq!(parse_mac("02:00:5e:10:00"), None);
+        assert_eq!(parse_mac("02:00:5e:10:00:0a:01"), None);
+        assert_eq!(parse_mac("zz:00:5e:10:00:0a"), None);
+        let h = ethernet_header(Some([2, 0, 0, 0, 0, 1]), Some(&[2, 0, 0, 0, 0, 2]), 0x86dd);
+        assert_eq!(h, Some([2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xdd]));
+        assert_eq!(
+            ethernet_header(None, Some(&[2, 0, 0, 0, 0, 2]), 0x0800),
+            None
+        );
+        assert_eq!(
+            ethernet_header(Some([2, 0, 0, 0, 0, 1]), Some(&[1; 8]), 0x0800),
+            None
+        );
+        assert_eq!(
+            ethernet_header(Some([2, 0, 0, 0, 0, 1]), None, 0x0800),
+            None
+        );
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct PacketMeta<'a> {
     /// its flow on the fast path and may have forwarded packets of it that statewall never saw
     /// ([`crate::marks`]).
     pub fastpath: bool,
+    /// The packet's Ethernet header as the kernel's LOG target prints it (`MAC=`):
+    /// destination, source, EtherType. Only log lines use it; `None` when unknown.
+    pub mac: Option<[u8; 14]>,
 }
 
 /// Why a packet could not be decoded. Each variant maps to a drop reason.

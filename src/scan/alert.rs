@@ -113,20 +113,28 @@ pub(super) const MAX_LISTED_TARGETS: usize = 8;
 
 impl ScanAlert {
     /// The syslog line, iptables-LOG-like key=value pairs:
-    /// `SCAN type=portscan nmap=-sF SRC=… GROUP=… DST=… PROTO=TCP ports=22-1024 nports=37
-    /// probes=41 rejects=37 level=2 action=rst` (plus `hosts=` and `flags=`).
+    /// `SCAN type=portscan nmap=-sF SRC=… GROUP=… DST=… targets=… PROTO=TCP ports=22-1024
+    /// nports=37 hosts=1 probes=41 rejects=37 flags=… level=2 action=rst`. `DST=` is one
+    /// address (the first probed host, so that parsers typing `DST` as an address read it);
+    /// `targets=` lists the probed hosts (at most eight, then `...`).
     pub fn body(&self) -> String {
-        let mut dst: Vec<String> = self.targets.iter().map(IpAddr::to_string).collect();
+        let mut targets: Vec<String> = self.targets.iter().map(IpAddr::to_string).collect();
         if self.ntargets > self.targets.len() {
-            dst.push("...".to_owned());
+            targets.push("...".to_owned());
         }
+        let first = self
+            .targets
+            .first()
+            .map(IpAddr::to_string)
+            .unwrap_or_default();
         let kinds: Vec<&str> = self.kinds.iter().map(|k| k.name()).collect();
         KvLine::new("SCAN")
             .kv("type", self.scan_type)
             .kv("nmap", self.technique.nmap())
             .kv("SRC", self.scanner)
             .kv("GROUP", self.group)
-            .kv("DST", dst.join(","))
+            .kv("DST", first)
+            .kv("targets", targets.join(","))
             .kv("PROTO", proto::LogName(self.proto))
             .kv("ports", format_args!("{}-{}", self.ports.0, self.ports.1))
             .kv("nports", self.nports)
@@ -169,8 +177,8 @@ mod tests {
         assert_eq!(
             alert.body(),
             "SCAN type=filtered_portsweep nmap=-sU SRC=2001:db8:1::2 GROUP=2001:db8:1::/64 \
-             DST=2001:db8::1,2001:db8::2,2001:db8::3,2001:db8::4,2001:db8::5,2001:db8::6,\
-             2001:db8::7,2001:db8::8,... PROTO=UDP ports=53-53 nports=1 hosts=9 probes=12 \
+             DST=2001:db8::1 targets=2001:db8::1,2001:db8::2,2001:db8::3,2001:db8::4,\
+             2001:db8::5,2001:db8::6,2001:db8::7,2001:db8::8,... PROTO=UDP ports=53-53 nports=1 hosts=9 probes=12 \
              rejects=0 flags=udp,udp_dropped level=1 action=block"
         );
     }

@@ -1,8 +1,9 @@
 //! Engine scenarios: whole packets through [`Engine::process`], IPv4 and IPv6, built by the
 //! shared packet factory ([`crate::testing`]). By topic: `tcp` (connections and their
 //! lifetime), `datagrams` (UDP, ICMP, other protocols, fragments), `limits` (a full table, the
-//! per-source limit), `pickup` (adopting flows after a restart), `answers` (probes, rejects, rate limits, recheck), `events` (scan alerts,
-//! blocks, rule log lines).
+//! per-source limit), `pickup` (adopting flows after a restart), `answers` (probes, rejects,
+//! rate limits, recheck), `events` (scan alerts, blocks, rule log lines), `drops` (drop lines
+//! and their limits).
 
 use super::*;
 use crate::conntrack::TcpState;
@@ -10,6 +11,7 @@ use crate::testing::{icmp, Pair, Side};
 
 mod answers;
 mod datagrams;
+mod drops;
 mod events;
 mod limits;
 mod offload;

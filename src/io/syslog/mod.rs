@@ -2,8 +2,9 @@
 //! counting), from a background thread so that the packet path never waits.
 //!
 //! - the `[syslog]` section is [`crate::config::SyslogConfig`];
-//! - [`lines`]: the typed [`Event`](crate::event::Event)s rendered as `KEY=value` bodies, with
-//!   their severities;
+//! - [`lines`]: the typed [`Event`](crate::event::Event)s rendered as line bodies, with their
+//!   severities: packets in the kernel's `-j LOG` format ([`iptables`]), summaries as
+//!   `KEY=value` pairs;
 //! - [`format`](mod@format): a body framed as one RFC 3164 or RFC 5424 line (pure);
 //! - [`sender`]: the thread that delivers lines, and the [`SyslogHandle`] that feeds it.
 //!
@@ -16,6 +17,7 @@
 //! written just before the collector restarted, is gone. Timestamps are UTC.
 
 pub mod format;
+pub mod iptables;
 pub mod lines;
 pub mod sender;
 

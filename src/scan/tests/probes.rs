@@ -45,7 +45,7 @@ fn alert_body_is_key_value() {
     assert_eq!(
         alerts[0].body(),
         "SCAN type=portscan nmap=-sF SRC=198.51.100.2 GROUP=198.51.100.0/24 DST=203.0.113.2 \
-         PROTO=TCP ports=22-1024 nports=5 hosts=1 probes=5 rejects=3 flags=fin level=1 action=rst"
+         targets=203.0.113.2 PROTO=TCP ports=22-1024 nports=5 hosts=1 probes=5 rejects=3 flags=fin level=1 action=rst"
     );
 }
 
@@ -150,7 +150,8 @@ fn port_sweep_of_dropped_syns() {
     );
     assert_eq!(a.targets.len(), MAX_LISTED_TARGETS);
     assert!(
-        a.body().contains("DST=203.0.113.1,203.0.113.2,"),
+        a.body()
+            .contains("DST=203.0.113.1 targets=203.0.113.1,203.0.113.2,"),
         "{}",
         a.body()
     );
