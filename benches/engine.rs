@@ -87,6 +87,7 @@ const META: PacketMeta<'static> = PacketMeta {
     wire_len: None,
     in_iface: None,
     out_iface: None,
+    fastpath: false,
     mac: None,
 };
 

@@ -39,6 +39,7 @@ mod control;
 pub mod ha;
 pub mod health;
 mod logging;
+pub mod offload;
 
 pub use control::DaemonControl;
 pub use logging::init_logging;
@@ -201,7 +202,9 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     let start = Instant::now();
     let now = || Timestamp::from_duration(start.elapsed());
     let policy = load_policy(&settings)?;
-    let engine = Arc::new(Engine::new(settings.engine()));
+    let (offload_sync, engine_config) = offload::open(&settings);
+    let fastpath = engine_config.offload.enable;
+    let engine = Arc::new(Engine::new(engine_config));
     engine.set_policy(policy);
 
     let manage = settings.netfilter.manage;
@@ -262,11 +265,7 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         }
     };
 
-    let plan = Plan::new(
-        &settings.queue,
-        &settings.netfilter,
-        settings.offload_active(),
-    );
+    let plan = Plan::new(&settings.queue, &settings.netfilter, fastpath);
     if manage {
         if let Err(e) = plan.install() {
             tracing::error!(
@@ -287,6 +286,13 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     // After the rules: installing them loads nf_conntrack, which pulls nf_defrag in.
     if let Some(w) = crate::io::defrag::warning(crate::io::defrag::kernel_reassembly(), manage) {
         tracing::warn!("{w}");
+    }
+    if let Some(sync) = offload_sync {
+        let every = Duration::from_secs(settings.offload.refresh);
+        if let Err(source) = offload::spawn(sync, Arc::clone(&engine), start, every) {
+            let what = "start the fast-path thread";
+            return Err(DaemonError::Setup { what, source });
+        }
     }
     let result = serve(&settings, &engine, queues, wiring, &outputs, start, &marker);
     drop(control_server);

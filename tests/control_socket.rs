@@ -65,6 +65,7 @@ fn conn(proto: &str, src: &str, sport: u16, dst: &str, dport: u16, state: &str) 
         assured: state == "ESTABLISHED",
         counts: Default::default(),
         rule: Default::default(),
+        offloaded: false,
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::conntrack::{Limits, Timeouts};
+use crate::conntrack::{Limits, Offload, Timeouts};
 use crate::engine::EngineConfig;
 mod observe;
 mod syslog;
@@ -196,11 +196,24 @@ pub struct OffloadSection {
     /// of connections the kernel calls ESTABLISHED) without queueing them to statewall. Needs
     /// kernel connection tracking: off with `[netfilter] notrack = true`.
     pub enable: bool,
+    /// TCP: segments each direction must have sent after the handshake before the flow is
+    /// offloaded (1 to 7).
+    pub tcp_segments: u8,
+    /// UDP, ICMP echo and other protocols: offloaded once replied.
+    pub datagrams: bool,
+    /// Seconds between two passes over the kernel's fast-path flows (their entries refreshed,
+    /// flows statewall no longer holds handed back); a block or a recheck runs one at once.
+    pub refresh: u64,
 }
 
 impl Default for OffloadSection {
     fn default() -> Self {
-        OffloadSection { enable: true }
+        OffloadSection {
+            enable: true,
+            tcp_segments: 7,
+            datagrams: true,
+            refresh: 10,
+        }
     }
 }
 
@@ -406,6 +419,12 @@ impl Settings {
         if q.max_len == 0 {
             return bad("queue.max_len", "must be at least 1");
         }
+        if !(1..=Offload::MAX_TCP_SEGMENTS).contains(&self.offload.tcp_segments) {
+            return bad("offload.tcp_segments", "must be 1 to 7");
+        }
+        if !(1..=60).contains(&self.offload.refresh) {
+            return bad("offload.refresh", "must be 1 to 60 seconds");
+        }
         if !(1..=nfq::RECV_BATCH_MAX).contains(&q.recv_batch) {
             return bad("queue.recv_batch", "must be 1 to 64");
         }
@@ -488,6 +507,11 @@ impl Settings {
             },
             probes: self.probes.clone(),
             scan: self.scan.enabled.then(|| self.scan.clone()),
+            offload: Offload {
+                enable: self.offload_active(),
+                tcp_segments: self.offload.tcp_segments,
+                datagrams: self.offload.datagrams,
+            },
             drop_log: self.syslog.drop_log(),
         }
     }

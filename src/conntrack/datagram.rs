@@ -46,11 +46,18 @@ pub(super) fn track<A: Addr>(
             conn.flags |= flags::ASSURED;
         }
         conn.expires = side.now.after_secs(timeout);
+        let offload = &side.ct.offload;
+        if offload.enable && offload.datagrams && conn.has(flags::SEEN_REPLY) {
+            // Answered once: the kernel may carry the rest (a one-way stream after its first
+            // reply included).
+            conn.flags |= flags::OFFLOADED;
+        }
         let tracked = Tracked {
             verdict: Verdict::Accept(Pass::Tracked),
             state: Some(conn.state()),
             milestone: first_reply.then(|| Milestone::Replied(flow_of(k, conn))),
             adopted: None,
+            offloaded: conn.has(flags::OFFLOADED),
         };
         return Track::Judged(kernel::claim(k, conn, tracked));
     }

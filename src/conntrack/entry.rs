@@ -44,8 +44,11 @@ pub mod flags {
     /// The connection completed its handshake, or a datagram flow became a stream: evicted
     /// early only once it closes (TCP).
     pub const ASSURED: u8 = 1 << 2;
-    /// Adopted mid-stream in pickup mode; timeout capped until the other end is seen.
-    pub const PICKUP: u8 = 1 << 3;
+    /// On the kernel fast path: validated, its accepted packets carry the FASTPATH bit, and
+    /// the kernel forwards its middle without statewall ([`crate::marks`],
+    /// [`super::Offload`]). (Bit 3 said "picked up, not yet assured", which is
+    /// [`BLIND`] without [`ASSURED`]: see [`super::Conn::picking_up`].)
+    pub const OFFLOADED: u8 = 1 << 3;
     /// Counted against its originator's per-source limit.
     pub const COUNTED: u8 = 1 << 4;
     /// Closed by a rule recheck on reload or killed by an operator: every further packet is
@@ -158,6 +161,12 @@ impl Conn {
     /// Whether a flag is set.
     pub fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
+    }
+
+    /// Adopted mid-stream by blind pickup and not assured yet (the other end not seen): its
+    /// timeout stays capped at the pickup timeout.
+    pub fn picking_up(&self) -> bool {
+        self.has(flags::BLIND) && !self.has(flags::ASSURED)
     }
 
     /// Reported state.

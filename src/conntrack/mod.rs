@@ -26,6 +26,7 @@ mod fragments;
 mod icmp;
 mod kernel;
 mod key;
+mod offload;
 mod segment;
 mod settings;
 mod table;
@@ -41,7 +42,7 @@ pub use entry::{flags, Conn, ConnState, Counts, ProtoState, RuleTag, Tally};
 pub use fragments::{Fragments, FRAGMENT_TTL, MAX_DATAGRAMS};
 pub use kernel::{Adoption, AdoptionReport, KernelFlow};
 pub use key::{Addr, AnyKey, Dir, Key};
-pub use settings::{Limits, Timeouts};
+pub use settings::{Limits, Offload, Timeouts};
 pub use table::{InsertError, Table, TableCounts};
 pub use tcp::{KernelTcp, TcpConn, TcpState};
 pub use walk::{ConnInfo, StateCounts};
@@ -58,6 +59,8 @@ pub struct Conntrack {
     counts: TableCounts,
     timeouts: Timeouts,
     limits: Limits,
+    /// When validated flows go to the kernel fast path.
+    offload: Offload,
     /// Entries evicted because the table was full.
     early_drops: AtomicU64,
     /// Entries removed by [`Conntrack::sweep`].
@@ -98,6 +101,9 @@ pub struct Tracked {
     /// The flow (originator first) when this is the first packet of a flow adopted from the
     /// kernel table: the engine checks it against the rules in force.
     pub adopted: Option<Flow>,
+    /// The flow is on the kernel fast path after this packet (its accept verdict carries the
+    /// FASTPATH bit).
+    pub offloaded: bool,
 }
 
 impl Tracked {
@@ -107,6 +113,7 @@ impl Tracked {
             state,
             milestone: None,
             adopted: None,
+            offloaded: false,
         }
     }
 
@@ -116,6 +123,7 @@ impl Tracked {
             state,
             milestone: None,
             adopted: None,
+            offloaded: false,
         }
     }
 }
@@ -229,20 +237,36 @@ impl Conntrack {
             counts: TableCounts::default(),
             timeouts,
             limits,
+            offload: Offload::OFF,
             early_drops: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             fragments: Fragments::default(),
         }
     }
 
+    /// The same table, offloading validated flows to the kernel fast path as `offload` says.
+    pub fn with_offload(mut self, offload: Offload) -> Conntrack {
+        self.offload = offload;
+        self
+    }
+
     /// Tracks one decoded packet: the one entry, whatever its protocol.
     pub fn track(&self, pkt: &Packet<'_>, now: Timestamp) -> Track {
+        self.track_via(pkt, false, now)
+    }
+
+    /// Tracks one decoded packet that the kernel associated with a flow on the fast path
+    /// (`fastpath`: the FASTPATH bit came with it from its connection mark): the kernel may
+    /// have carried packets of that flow statewall never saw, so a TCP connection statewall
+    /// holds on the fast path learns its windows anew from this packet
+    /// ([`TcpConn::resume`]) and leaves the fast path until validated again.
+    pub fn track_via(&self, pkt: &Packet<'_>, fastpath: bool, now: Timestamp) -> Track {
         match (pkt.src, pkt.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => self
-                .side(&self.v4, s.octets(), d.octets(), now, pkt.len)
+                .side(&self.v4, s.octets(), d.octets(), fastpath, now, pkt.len)
                 .track(pkt),
             (IpAddr::V6(s), IpAddr::V6(d)) => self
-                .side(&self.v6, s.octets(), d.octets(), now, pkt.len)
+                .side(&self.v6, s.octets(), d.octets(), fastpath, now, pkt.len)
                 .track(pkt),
             _ => Track::Judged(Tracked::drop(DropReason::MalformedIp, None)),
         }
@@ -253,6 +277,7 @@ impl Conntrack {
         table: &'c Table<A>,
         src: A,
         dst: A,
+        fastpath: bool,
         now: Timestamp,
         len: usize,
     ) -> Side<'c, A> {
@@ -261,6 +286,7 @@ impl Conntrack {
             table,
             src,
             dst,
+            fastpath,
             now: now.tick(),
             len: u32::try_from(len).unwrap_or(u32::MAX),
         }
@@ -428,6 +454,8 @@ struct Side<'c, A: Addr> {
     table: &'c Table<A>,
     src: A,
     dst: A,
+    /// The packet came with the FASTPATH bit of its connection ([`Conntrack::track_via`]).
+    fastpath: bool,
     now: Tick,
     /// The packet's IP length, for the counters.
     len: u32,

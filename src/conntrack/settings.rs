@@ -99,3 +99,35 @@ impl Limits {
         }
     }
 }
+
+/// When a validated flow goes to the kernel fast path (`[offload]`, docs/performance.md): the
+/// kernel then forwards its middle (packets without SYN, FIN or RST of a connection it calls
+/// ESTABLISHED) and statewall sees only its teardown and what the kernel finds invalid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offload {
+    /// Offload validated flows at all (off: every packet is judged by statewall).
+    pub enable: bool,
+    /// TCP: segments each direction must have sent after the handshake, the windows of both
+    /// learned, before the flow is offloaded (1 to [`Offload::MAX_TCP_SEGMENTS`]).
+    pub tcp_segments: u8,
+    /// UDP, ICMP echo and other protocols: offloaded once replied.
+    pub datagrams: bool,
+}
+
+impl Offload {
+    /// The largest `tcp_segments` (the entry counts up to it in three bits per direction).
+    pub const MAX_TCP_SEGMENTS: u8 = 7;
+
+    /// No fast path: what an engine without `[offload]` does.
+    pub const OFF: Offload = Offload {
+        enable: false,
+        tcp_segments: 2,
+        datagrams: true,
+    };
+}
+
+impl Default for Offload {
+    fn default() -> Self {
+        Offload::OFF
+    }
+}

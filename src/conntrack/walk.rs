@@ -41,6 +41,8 @@ pub struct ConnInfo {
     /// sets).
     #[serde(skip)]
     pub rule: RuleTag,
+    /// On the kernel fast path: the kernel forwards its middle ([`super::Offload`]).
+    pub offloaded: bool,
 }
 
 impl Conntrack {
@@ -114,7 +116,9 @@ impl Conntrack {
                 ProtoState::Datagram(_) => None,
             };
             if revoke(&record, next) {
+                // Off the fast path too: the kernel must hand its packets back to be dropped.
                 conn.flags |= flags::REVOKED;
+                conn.flags &= !flags::OFFLOADED;
                 conn.expires = conn.expires.earlier(until);
                 revoked += 1;
             }
@@ -140,5 +144,6 @@ fn info<A: Addr>(key: &Key<A>, conn: &Conn, counts: Counts, now: Tick) -> ConnIn
         assured: conn.has(flags::ASSURED),
         counts,
         rule: conn.rule,
+        offloaded: conn.has(flags::OFFLOADED),
     }
 }

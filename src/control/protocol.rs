@@ -576,6 +576,10 @@ pub struct ConnEntry {
     /// That rule's label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// On the kernel fast path (`[OFFLOAD]`, as `conntrack -L` marks flows the kernel
+    /// offloads).
+    #[serde(default)]
+    pub offloaded: bool,
 }
 
 impl ConnEntry {
@@ -596,6 +600,7 @@ impl ConnEntry {
             reply_bytes: c.counts.reply_bytes,
             rule: rule.map(|r| format!("{}:{}", r.file, r.line)),
             label: rule.and_then(|r| r.label.clone()),
+            offloaded: c.offloaded,
         }
     }
 }
@@ -731,6 +736,7 @@ mod tests {
             assured: true,
             counts: Default::default(),
             rule: Default::default(),
+            offloaded: false,
         }
     }
 

@@ -193,6 +193,7 @@ pub fn conns(list: &[ConnEntry]) -> String {
                 format!("packets={}/{}", c.orig_packets, c.reply_packets),
                 format!("bytes={}/{}", c.orig_bytes, c.reply_bytes),
                 if c.assured { "[ASSURED]" } else { "" }.to_string(),
+                if c.offloaded { "[OFFLOAD]" } else { "" }.to_string(),
                 c.rule
                     .as_ref()
                     .map_or_else(String::new, |r| format!("rule={r}")),
@@ -657,6 +658,7 @@ states
                 reply_bytes: 2960,
                 rule: assured.then(|| "gw.rules:4".to_string()),
                 label: assured.then(|| "web".to_string()),
+                offloaded: proto == "udp" && assured,
             }
         };
         let list = [
@@ -681,6 +683,16 @@ states
                 false,
             ),
             c(
+                "udp",
+                "REPLIED",
+                "198.51.100.2",
+                "203.0.113.2",
+                40001,
+                5201,
+                118,
+                true,
+            ),
+            c(
                 "tcp",
                 "SYN_SENT",
                 "2001:db8::1",
@@ -694,9 +706,10 @@ states
         assert_eq!(
             conns(&list),
             "\
-tcp  ESTABLISHED  src=198.51.100.2  dst=203.0.113.2    sport=40000  dport=80   expires=431999  packets=3/2  bytes=180/2960  [ASSURED]  rule=gw.rules:4  label=\"web\"
-udp  UNREPLIED    src=10.0.0.7      dst=192.0.2.53     sport=5353   dport=53   expires=29      packets=3/2  bytes=180/2960
-tcp  SYN_SENT     src=2001:db8::1   dst=2001:db8:1::2  sport=51000  dport=443  expires=119     packets=3/2  bytes=180/2960
+tcp  ESTABLISHED  src=198.51.100.2  dst=203.0.113.2    sport=40000  dport=80    expires=431999  packets=3/2  bytes=180/2960  [ASSURED]             rule=gw.rules:4  label=\"web\"
+udp  UNREPLIED    src=10.0.0.7      dst=192.0.2.53     sport=5353   dport=53    expires=29      packets=3/2  bytes=180/2960
+udp  REPLIED      src=198.51.100.2  dst=203.0.113.2    sport=40001  dport=5201  expires=118     packets=3/2  bytes=180/2960  [ASSURED]  [OFFLOAD]  rule=gw.rules:4  label=\"web\"
+tcp  SYN_SENT     src=2001:db8::1   dst=2001:db8:1::2  sport=51000  dport=443   expires=119     packets=3/2  bytes=180/2960
 "
         );
         assert_eq!(conns(&[]), "");

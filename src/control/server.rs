@@ -776,6 +776,7 @@ mod tests {
                     assured: true,
                     counts: Default::default(),
                     rule: Default::default(),
+                    offloaded: false,
                 })
             };
             vec![c(3000), c(1000), c(2000)]

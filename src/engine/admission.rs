@@ -301,6 +301,11 @@ impl Engine {
             }
             true
         });
+        if revoked > 0 {
+            // Revoked flows on the fast path must come back to be dropped.
+            self.offload_release
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         Recheck {
             revoked,
             actions,

@@ -28,13 +28,14 @@ mod admission;
 mod adopt;
 mod droplog;
 mod observe;
+mod offload;
 mod operator;
 mod probes;
 mod stats;
 mod timers;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -47,7 +48,9 @@ pub use stats::Stats;
 pub use timers::TimerReport;
 
 use crate::block::{BlockEntry, Blocklist};
-use crate::conntrack::{ConnInfo, ConnState, Conntrack, Limits, StateCounts, Timeouts, Track};
+use crate::conntrack::{
+    ConnInfo, ConnState, Conntrack, Limits, Offload, StateCounts, Timeouts, Track,
+};
 use crate::event::{DropEvent, Event, Interest, LoggedPacket};
 use crate::packet::{Packet, PacketMeta};
 use crate::ratelimit::{ProbesConfig, Rate, RateLimiter, TokenBucket};
@@ -68,6 +71,9 @@ pub struct Decision {
     /// What the outputs report (rule matches, scan alerts, blocks); empty for most packets, and
     /// then nothing was allocated.
     pub events: Vec<Event>,
+    /// The packet's flow is on the kernel fast path: an accepted packet leaves with the
+    /// FASTPATH bit, and the kernel forwards the flow's middle from then on.
+    pub fastpath: bool,
 }
 
 impl Decision {
@@ -77,6 +83,7 @@ impl Decision {
             state,
             action: None,
             events: Vec::new(),
+            fastpath: false,
         }
     }
 
@@ -115,6 +122,8 @@ pub struct EngineConfig {
     pub probes: ProbesConfig,
     /// Scan detection (`[scan]`); `None`: off.
     pub scan: Option<ScanConfig>,
+    /// The kernel fast path (`[offload]`); off by default.
+    pub offload: Offload,
     /// Which drops get a line (`[syslog] drops`); by default none.
     pub drop_log: DropLogConfig,
 }
@@ -159,6 +168,9 @@ pub struct Engine {
     auto_block: bool,
     /// When the table is swept next (ns).
     next_sweep: AtomicU64,
+    /// Flows left the fast path other than by their own packets (a block, a recheck): the
+    /// kernel must hand them back now ([`Engine::take_offload_release`]).
+    offload_release: AtomicBool,
 }
 
 impl Engine {
@@ -170,7 +182,8 @@ impl Engine {
         }
         let scan_blocks = config.scan.as_ref().and_then(ScanConfig::blocklist);
         Engine {
-            conntrack: Conntrack::new(config.timeouts.clone(), config.limits.clone()),
+            conntrack: Conntrack::new(config.timeouts.clone(), config.limits.clone())
+                .with_offload(config.offload),
             counters: stats::Counters::default(),
             rules: ArcSwap::from_pointee(RuleSet {
                 generation: 0,
@@ -190,6 +203,7 @@ impl Engine {
             auto_block: scan_blocks.is_some(),
             blocks: scan_blocks.unwrap_or_else(operator::manual_blocklist),
             next_sweep: AtomicU64::new(0),
+            offload_release: AtomicBool::new(false),
             config,
         }
     }
@@ -254,7 +268,7 @@ impl Engine {
 
     /// Connection tracking, then admission or a probe answer.
     fn track(&self, pkt: &Packet<'_>, meta: &PacketMeta<'_>, now: Timestamp) -> Decision {
-        match self.conntrack.track(pkt, now) {
+        match self.conntrack.track_via(pkt, meta.fastpath, now) {
             Track::Judged(t) => {
                 if let Some(flow) = t.adopted {
                     if !self.adoption_allowed(pkt, meta, &flow) {
@@ -262,6 +276,7 @@ impl Engine {
                     }
                 }
                 let mut d = Decision::new(t.verdict, t.state);
+                d.fastpath = t.offloaded && t.verdict.is_accept();
                 if let Some(m) = t.milestone {
                     self.observe_milestone(m, now, &mut d.events);
                 }

@@ -1,6 +1,8 @@
 //! The observers: what the scan detector hears of the packet's way ([`ScanInput`]), and what
 //! becomes of its alerts (events, and a block when the alert says so).
 
+use std::sync::atomic::Ordering;
+
 use super::Engine;
 use crate::conntrack::Milestone;
 use crate::event::Event;
@@ -47,6 +49,8 @@ impl Engine {
             });
             out.push(Event::Scan(alert));
             if let Some(ev) = block {
+                // The blocked source's flows on the fast path must come back to be dropped.
+                self.offload_release.store(true, Ordering::SeqCst);
                 out.push(Event::Block(ev));
             }
         }

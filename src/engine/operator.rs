@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
@@ -105,6 +106,10 @@ impl Engine {
             }
             true
         });
+        if out.killed > 0 {
+            // Killed flows on the fast path must come back to be dropped.
+            self.offload_release.store(true, Ordering::SeqCst);
+        }
         out
     }
 
@@ -135,6 +140,8 @@ impl Engine {
             .blocks
             .block_for(net, "manual", ttl, now)
             .ok_or(BlockError::Allowlisted(net))?;
+        // The blocked network's flows on the fast path must come back to be dropped.
+        self.offload_release.store(true, Ordering::SeqCst);
         Ok(vec![Event::Block(ev)])
     }
 

@@ -42,6 +42,10 @@ pub struct PacketMeta<'a> {
     pub in_iface: Option<&'a str>,
     /// Output interface name, when known.
     pub out_iface: Option<&'a str>,
+    /// The packet came with the FASTPATH bit restored from its connection mark: the kernel had
+    /// its flow on the fast path and may have forwarded packets of it that statewall never saw
+    /// ([`crate::marks`]).
+    pub fastpath: bool,
     /// The packet's Ethernet header as the kernel's LOG target prints it (`MAC=`):
     /// destination, source, EtherType. Only log lines use it; `None` when unknown.
     pub mac: Option<[u8; 14]>,

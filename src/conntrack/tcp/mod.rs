@@ -188,6 +188,7 @@ impl TcpConn {
                 } else {
                     0
                 },
+            segments: 0,
         };
         // Until the other side speaks, its end is what this segment acknowledges.
         let reply = Peer {
@@ -281,6 +282,61 @@ impl TcpConn {
         self.last_end = Seq(0);
     }
 
+    /// Whether the connection is validated for the kernel fast path: ESTABLISHED, both windows
+    /// learned from its own handshake (not picked up mid-stream, where they are liberal), and
+    /// at least `segments` segments accepted from each side since the handshake.
+    pub fn validated(&self, segments: u8) -> bool {
+        self.state == TcpState::Established
+            && self
+                .peers
+                .iter()
+                .all(|p| p.maxwin != 0 && !p.has(pflag::LIBERAL))
+            && [Dir::Original, Dir::Reply]
+                .iter()
+                .all(|d| self.established_segments(*d) >= segments)
+    }
+
+    fn established_segments(&self, dir: Dir) -> u8 {
+        self.peers[dir.idx()].segments
+    }
+
+    /// The kernel carried this connection's middle (the fast path) and statewall saw none of
+    /// it: what it knows of the windows is stale. `seg`, from `dir`, is the first segment it
+    /// sees again (a FIN, a RST, ...), which the kernel's own window check let through
+    /// (`nf_conntrack_tcp_be_liberal = 0`). Both windows are learned anew, as for a connection
+    /// picked up mid-stream but keeping the window scales and options of its handshake: the
+    /// sender's end moves forward to this segment, the receiver's to what it acknowledges, and
+    /// the receiver's window is learned from its next segment. The counts of segments since
+    /// the handshake start again.
+    pub fn resume(&mut self, dir: Dir, seg: &TcpHeader) {
+        let keep = pflag::WSCALE | pflag::SACK_PERM | pflag::LIBERAL | pflag::FIN_SENT;
+        for p in &mut self.peers {
+            *p = Peer {
+                scale: p.scale,
+                flags: p.flags & keep,
+                ..Peer::default()
+            };
+        }
+        let end = seg_end(seg);
+        let sender = &mut self.peers[dir.idx()];
+        sender.end = end;
+        sender.maxwin = (u32::from(seg.window) << sender.scale).max(1);
+        sender.maxend = end + sender.maxwin;
+        if seg.flags.ack() {
+            let receiver = &mut self.peers[dir.flip().idx()];
+            let mut acked = seg.ack;
+            if receiver.has(pflag::SACK_PERM) {
+                if let Some(edge) = seg.options.sack_right_edge.filter(|e| e.after(acked)) {
+                    acked = edge;
+                }
+            }
+            receiver.end = acked;
+            receiver.maxend = acked;
+            receiver.flags |= pflag::RESUMED;
+        }
+        self.note_last(dir, Class::of(seg.flags), seg);
+    }
+
     /// The next sequence number of each side: `(original, reply)`.
     pub fn next_seqs(&self) -> (Seq, Seq) {
         (self.peers[0].end, self.peers[1].end)
@@ -346,6 +402,10 @@ impl TcpConn {
         self.note_last(dir, class, seg);
         if seg.flags.fin() {
             self.peers[dir.idx()].flags |= pflag::FIN_SENT;
+        }
+        if old == TcpState::Established && new == TcpState::Established {
+            let sender = &mut self.peers[dir.idx()];
+            sender.segments = sender.segments.saturating_add(1);
         }
         self.state = new;
         Ok(Step::Accept)

@@ -38,6 +38,11 @@ pub(super) mod pflag {
     /// (its first segment seen was a retransmission): an ACK of the other side beyond `end`,
     /// by at most that side's window, moves `end` up once instead of being invalid.
     pub const LAGGING: u8 = 1 << 6;
+    /// This side's `end` is only a lower bound, what the other side acknowledged when the
+    /// connection came back from the kernel fast path (it may have sent more that statewall
+    /// never saw): an ACK beyond it, within the window the other side advertised, moves it
+    /// forward, until this side sends a segment itself.
+    pub const RESUMED: u8 = 1 << 7;
 }
 
 /// What one side has sent, as far as the other side's window goes.
@@ -56,6 +61,9 @@ pub(super) struct Peer {
     pub(super) scale: u8,
     /// [`pflag`] bits.
     pub(super) flags: u8,
+    /// Segments accepted from this side in ESTABLISHED since the handshake or the return from
+    /// the fast path (saturating; the fast path waits for a few each way). In what was padding.
+    pub(super) segments: u8,
 }
 
 impl Peer {
@@ -168,7 +176,9 @@ impl TcpConn {
                     return Window::Accept;
                 }
             } else {
-                // First segment from this side of a connection picked up mid-stream.
+                // First segment from this side of a connection picked up mid-stream (or back
+                // from the fast path).
+                sender.flags &= !pflag::RESUMED;
                 sender.end = end;
                 let swin = win << sender.scale;
                 sender.maxwin = swin.max(1);
@@ -208,6 +218,13 @@ impl TcpConn {
             end = seq;
         }
 
+        if receiver.has(pflag::RESUMED) && sack.after(receiver.end) && !sack.after(receiver.maxend)
+        {
+            // Back from the fast path: the receiver sent data statewall did not see (the kernel
+            // forwarded it). It fit in the window this side advertised (`receiver.maxend`, from
+            // this side's segments since the resume), so an ACK beyond that is still unsent data.
+            receiver.end = sack;
+        }
         let liberal = sender.has(pflag::LIBERAL);
         let max_ack_window = sender.maxwin.max(MAX_ACK_WINDOW);
         if !sack.before(receiver.end + 1) && receiver.has(pflag::LAGGING) {

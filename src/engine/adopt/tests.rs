@@ -40,6 +40,7 @@ const META: PacketMeta<'static> = PacketMeta {
     in_iface: None,
     out_iface: None,
     mac: None,
+    fastpath: false,
 };
 
 /// The kernel's view of an established TCP flow of `p`, opened by its client; `known`: the
@@ -200,6 +201,7 @@ fn the_first_packet_is_judged_in_the_flows_orientation_with_its_interfaces() {
         in_iface: Some("wan0"),
         out_iface: Some("lan0"),
         mac: None,
+        fastpath: false,
     };
     let s = p.tcp(Side::Server, ACK, 2_000, 1_000).payload(10);
     assert_eq!(e.process(&s.build(), &meta, at(2)).verdict, ACCEPT);
@@ -212,6 +214,7 @@ fn the_first_packet_is_judged_in_the_flows_orientation_with_its_interfaces() {
         in_iface: Some("lan0"),
         out_iface: Some("wan0"),
         mac: None,
+        fastpath: false,
     };
     assert_eq!(
         e.process(&s.build(), &wrong, at(2)).verdict,

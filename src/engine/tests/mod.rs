@@ -15,6 +15,7 @@ mod drops;
 mod events;
 mod fragments;
 mod limits;
+mod offload;
 mod operator;
 mod pickup;
 mod tcp;

@@ -449,6 +449,7 @@ mod tests {
                 in_iface: Some("g0"),
                 out_iface: Some("g1"),
                 mac: Some(mac),
+                fastpath: false,
             };
             let pkt = Packet::decode(&ip, &meta).expect("the capture decodes");
             let mut line = String::new();
