@@ -40,7 +40,7 @@ pub use timers::TimerReport;
 
 use crate::block::{BlockEntry, Blocklist};
 use crate::conntrack::{
-    ConnInfo, ConnState, Conntrack, Limits, Offload, StateCounts, Timeouts, Track,
+    ConnInfo, ConnState, Conntrack, Limits, Offload, StateCounts, Timeouts, Track, Via,
 };
 use crate::event::Event;
 use crate::packet::{Packet, PacketMeta};
@@ -192,7 +192,11 @@ impl Engine {
         if self.blocked(pkt, now) {
             return Decision::drop(DropReason::Blocked);
         }
-        match self.conntrack.track_via(pkt, meta.fastpath, now) {
+        let via = Via {
+            fastpath: meta.fastpath,
+            admitted: meta.admitted,
+        };
+        match self.conntrack.track_via(pkt, via, now) {
             Track::Judged(t) => {
                 let mut d = Decision::new(t.verdict, t.state);
                 d.fastpath = t.offloaded && t.verdict.is_accept();
