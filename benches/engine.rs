@@ -88,6 +88,7 @@ const META: PacketMeta<'static> = PacketMeta {
     in_iface: None,
     out_iface: None,
     fastpath: false,
+    admitted: false,
     mac: None,
 };
 

@@ -111,7 +111,8 @@ impl ConnMarks {
         mark & self.fastpath != 0
     }
 
-    /// Whether a connection mark says the flow was admitted.
+    /// Whether a connection mark (or a packet mark it was restored into) says the flow was
+    /// admitted.
     pub fn is_admitted(&self, connmark: u32) -> bool {
         connmark & self.admitted != 0
     }

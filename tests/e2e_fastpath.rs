@@ -7,8 +7,9 @@
 //!   still dropped, retransmissions and keepalives still pass, v4 and v6;
 //! - a bulk transfer is carried by the kernel: statewall sees a small fraction of its packets
 //!   and lists the flow as offloaded;
-//! - a connection offloaded before a restart of statewall, idle during it, ends with a FIN
-//!   that is the first segment the new process sees of it: it closes cleanly, no RST;
+//! - connections offloaded before a restart of statewall, idle during it, end with a FIN or a
+//!   RST that is the first segment the new process sees of them: they close cleanly, the RST
+//!   reaches the server, and nothing answers the client with a RST;
 //! - the sysctls the fast path relies on are checked at start.
 //!
 //! Run as root: `cargo test --release --features e2e --test e2e_fastpath -- --test-threads=1`
@@ -170,39 +171,55 @@ fn a_bulk_transfer_is_carried_by_the_kernel_v4_v6() {
 }
 
 #[test]
-fn a_fin_after_a_restart_closes_an_offloaded_connection_cleanly_v4_v6() {
+fn a_fin_or_rst_after_a_restart_ends_an_offloaded_connection_cleanly_v4_v6() {
     let mut lab = Lab::up();
     let apps = script("apps.py");
     let dir = lab.tmp.join("sw");
     let sw = Statewall::start(&lab, &dir, QUIET);
-    // Everything of the connections on the client side (tcpdump's tcp[] offsets are IPv4's
-    // only: RSTs are counted when reading).
-    let rsts = lab.capture("cli", "echo", "tcp portrange 7000-7001");
+    // What the client receives of the connections closed with a FIN (tcpdump's tcp[] offsets
+    // are IPv4's only: RSTs are counted when reading), and what reaches the server of the one
+    // the client resets.
+    let to_cli = lab.capture("cli", "to-cli", "tcp and src portrange 7000-7002");
+    let rst_srv = lab.capture("srv", "rst-srv", "tcp port 7002");
     let sock = dir.join("control.sock");
     // Echo a few lines (the flow is validated and offloaded), stay idle while statewall
-    // restarts, then close: the client's FIN is the first segment the new process sees.
-    let client = |addr: &str, port: u16, ready: &str| {
+    // restarts, then close with a FIN (or a RST: SO_LINGER 0): the first segment the new
+    // process sees of the connection.
+    let client = |addr: &str, port: u16, ready: &str, rst: bool| {
+        let close = if rst {
+            "s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))\n\
+             s.close()\n\
+             print('ok')\n"
+        } else {
+            "s.shutdown(socket.SHUT_WR)\n\
+             rest = s.recv(100)\n\
+             s.close()\n\
+             print('ok' if rest == b'' else 'bad %r' % rest)\n"
+        };
         format!(
-            "import socket, sys, time\n\
+            "import socket, struct, sys, time\n\
              s = socket.create_connection(('{addr}', {port}), timeout=10)\n\
              for i in range(4):\n    s.sendall(b'line %d\\n' % i)\n    s.recv(100)\n\
              open('{ready}', 'w').write('1')\n\
              time.sleep(10)\n\
-             s.shutdown(socket.SHUT_WR)\n\
-             rest = s.recv(100)\n\
-             s.close()\n\
-             print('ok' if rest == b'' else 'bad %r' % rest)\n"
+             {close}"
         )
     };
     let mut outs = Vec::new();
-    // One port per family: waiting for a listener looks at the port only.
-    for (i, (addr, port)) in [(SRV_V4, 7000), (SRV_V6, 7001)].into_iter().enumerate() {
+    // One port per connection: waiting for a listener looks at the port only.
+    let conns = [
+        (SRV_V4, 7000, false),
+        (SRV_V6, 7001, false),
+        (SRV_V4, 7002, true),
+    ];
+    for (i, (addr, port, rst)) in conns.into_iter().enumerate() {
         lab.spawn("srv", &format!("exec python3 {apps} echo {addr} {port}"));
         lab.wait_port("srv", port);
         let ready = lab.tmp.join(format!("ready-{i}"));
         let out = lab.tmp.join(format!("client-{i}"));
         let code = lab.tmp.join(format!("client-{i}.py"));
-        std::fs::write(&code, client(addr, port, &ready.display().to_string())).expect("client");
+        std::fs::write(&code, client(addr, port, &ready.display().to_string(), rst))
+            .expect("client");
         lab.spawn(
             "cli",
             &format!("python3 {} > {} 2>&1", code.display(), out.display()),
@@ -215,7 +232,7 @@ fn a_fin_after_a_restart_closes_an_offloaded_connection_cleanly_v4_v6() {
         text.lines()
             .filter(|l| l.contains("dport=700") && l.contains("[OFFLOAD]"))
             .count()
-            == 2
+            == 3
     });
     assert!(listed, "{}", output_text(&ctl(&sock, &["conns"])));
     let first = sw.stop();
@@ -230,18 +247,24 @@ fn a_fin_after_a_restart_closes_an_offloaded_connection_cleanly_v4_v6() {
         let text = std::fs::read_to_string(out).unwrap_or_default();
         assert_eq!(text.trim(), "ok", "client {i}");
     }
+    // The RST reaches the server before the second statewall stops.
+    std::thread::sleep(Duration::from_millis(300));
     let second = sw.stop();
-    let rsts = rsts.stop();
-    let rst_lines = lab.ok(
-        "cli",
-        30,
-        &format!(
-            "tcpdump -nr {} 2>/dev/null | grep -c 'Flags \\[R' || true",
-            rsts.display()
-        ),
-    );
-    assert_eq!(rst_lines.trim(), "0", "RSTs on the client side");
     eprintln!("before: {}\nafter: {}", first.line, second.line);
+    let rsts = |pcap: std::path::PathBuf| {
+        lab.ok(
+            "cli",
+            30,
+            &format!(
+                "tcpdump -nr {} 2>/dev/null | grep -c 'Flags \\[R' || true",
+                pcap.display()
+            ),
+        )
+        .trim()
+        .to_string()
+    };
+    assert_eq!(rsts(to_cli.stop()), "0", "RSTs sent to the client");
+    assert_eq!(rsts(rst_srv.stop()), "1", "the client's RST at the server");
     first.assert_no_drops();
     second.assert_no_drops();
 }

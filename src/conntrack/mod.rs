@@ -217,6 +217,22 @@ pub struct Opened {
     pub replaced: Option<ConnRecord>,
 }
 
+/// What the kernel's connection mark said of a packet's flow (statewall's bits, restored into
+/// the packet mark before the queue; all false without kernel conntrack).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Via {
+    /// FASTPATH: the kernel had the flow on the fast path and may have carried packets of it
+    /// that statewall never saw, so a TCP connection statewall holds on the fast path learns
+    /// its windows anew from this packet ([`TcpConn::resume`]) and leaves the fast path until
+    /// validated again.
+    pub fastpath: bool,
+    /// ADMITTED: the kernel holds the flow as one statewall admitted and found the packet
+    /// valid (an INVALID packet comes without its connection's mark). A RST of a flow
+    /// statewall does not hold is adoptable then ([`Track::MidStream`]): after a restart, the
+    /// first segment of a connection the kernel carried meanwhile may be its RST.
+    pub admitted: bool,
+}
+
 /// Totals of the table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TableTotals {
@@ -252,21 +268,18 @@ impl Conntrack {
 
     /// Tracks one decoded packet: the one entry, whatever its protocol.
     pub fn track(&self, pkt: &Packet<'_>, now: Timestamp) -> Track {
-        self.track_via(pkt, false, now)
+        self.track_via(pkt, Via::default(), now)
     }
 
-    /// Tracks one decoded packet that the kernel associated with a flow on the fast path
-    /// (`fastpath`: the FASTPATH bit came with it from its connection mark): the kernel may
-    /// have carried packets of that flow statewall never saw, so a TCP connection statewall
-    /// holds on the fast path learns its windows anew from this packet
-    /// ([`TcpConn::resume`]) and leaves the fast path until validated again.
-    pub fn track_via(&self, pkt: &Packet<'_>, fastpath: bool, now: Timestamp) -> Track {
+    /// Tracks one decoded packet with what the kernel's connection mark said of its flow
+    /// ([`Via`]).
+    pub fn track_via(&self, pkt: &Packet<'_>, via: Via, now: Timestamp) -> Track {
         match (pkt.src, pkt.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => self
-                .side(&self.v4, s.octets(), d.octets(), fastpath, now, pkt.len)
+                .side(&self.v4, s.octets(), d.octets(), via, now, pkt.len)
                 .track(pkt),
             (IpAddr::V6(s), IpAddr::V6(d)) => self
-                .side(&self.v6, s.octets(), d.octets(), fastpath, now, pkt.len)
+                .side(&self.v6, s.octets(), d.octets(), via, now, pkt.len)
                 .track(pkt),
             _ => Track::Judged(Tracked::drop(DropReason::MalformedIp, None)),
         }
@@ -277,7 +290,7 @@ impl Conntrack {
         table: &'c Table<A>,
         src: A,
         dst: A,
-        fastpath: bool,
+        via: Via,
         now: Timestamp,
         len: usize,
     ) -> Side<'c, A> {
@@ -286,7 +299,7 @@ impl Conntrack {
             table,
             src,
             dst,
-            fastpath,
+            via,
             now: now.tick(),
             len: u32::try_from(len).unwrap_or(u32::MAX),
         }
@@ -454,8 +467,8 @@ struct Side<'c, A: Addr> {
     table: &'c Table<A>,
     src: A,
     dst: A,
-    /// The packet came with the FASTPATH bit of its connection ([`Conntrack::track_via`]).
-    fastpath: bool,
+    /// What the kernel's connection mark said ([`Conntrack::track_via`]).
+    via: Via,
     now: Tick,
     /// The packet's IP length, for the counters.
     len: u32,

@@ -32,7 +32,7 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
         // Back from the kernel fast path (the kernel took the flow off it when it queued this
         // segment): the windows are learned anew from this segment, which the kernel's window
         // check let through.
-        let resumed = side.fastpath && conn.has(flags::OFFLOADED);
+        let resumed = side.via.fastpath && conn.has(flags::OFFLOADED);
         if resumed {
             conn.flags &= !flags::OFFLOADED;
         }
@@ -88,6 +88,14 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
         // What a connection established before a restart carries: adoptable.
         let conn = ProtoState::Tcp(TcpConn::pickup(tcp));
         let opening = side.opening(key, from_lo, flags::BLIND, conn, t.pickup);
+        return Track::MidStream(opening);
+    }
+    if f.rst() && !f.syn() && side.via.admitted {
+        // The RST of a connection statewall admitted, valid by the kernel's window check: what
+        // the kernel carried on the fast path (or kept) while no statewall ran may end with it.
+        // Adoptable, already closed: it passes, data after it does not.
+        let conn = ProtoState::Tcp(TcpConn::pickup_reset(tcp));
+        let opening = side.opening(key, from_lo, flags::BLIND, conn, t.close);
         return Track::MidStream(opening);
     }
     Track::Stray(DropReason::NoConnection)

@@ -49,7 +49,7 @@ pub use timers::TimerReport;
 
 use crate::block::{BlockEntry, Blocklist};
 use crate::conntrack::{
-    ConnInfo, ConnState, Conntrack, Limits, Offload, StateCounts, Timeouts, Track,
+    ConnInfo, ConnState, Conntrack, Limits, Offload, StateCounts, Timeouts, Track, Via,
 };
 use crate::event::{DropEvent, Event, Interest, LoggedPacket};
 use crate::packet::{Packet, PacketMeta};
@@ -268,7 +268,11 @@ impl Engine {
 
     /// Connection tracking, then admission or a probe answer.
     fn track(&self, pkt: &Packet<'_>, meta: &PacketMeta<'_>, now: Timestamp) -> Decision {
-        match self.conntrack.track_via(pkt, meta.fastpath, now) {
+        let via = Via {
+            fastpath: meta.fastpath,
+            admitted: meta.admitted,
+        };
+        match self.conntrack.track_via(pkt, via, now) {
             Track::Judged(t) => {
                 if let Some(flow) = t.adopted {
                     if !self.adoption_allowed(pkt, meta, &flow) {

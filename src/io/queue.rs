@@ -431,6 +431,7 @@ impl Judge {
             in_iface: self.names.get(p.indev),
             out_iface: self.names.get(p.outdev),
             fastpath: self.marks.is_some_and(|m| m.is_fastpath(p.mark)),
+            admitted: self.marks.is_some_and(|m| m.is_admitted(p.mark)),
             mac: ethernet_header(self.names.mac(p.indev), p.hw_src, p.hw_protocol),
         };
         let now = Timestamp::from_duration(self.start.elapsed());

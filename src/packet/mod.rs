@@ -46,6 +46,10 @@ pub struct PacketMeta<'a> {
     /// its flow on the fast path and may have forwarded packets of it that statewall never saw
     /// ([`crate::marks`]).
     pub fastpath: bool,
+    /// The packet came with the ADMITTED bit restored from its connection mark: the kernel
+    /// holds its flow as one statewall admitted, and its own checks found the packet valid (an
+    /// INVALID packet comes without its connection, hence without the mark).
+    pub admitted: bool,
     /// The packet's Ethernet header as the kernel's LOG target prints it (`MAC=`):
     /// destination, source, EtherType. Only log lines use it; `None` when unknown.
     pub mac: Option<[u8; 14]>,

@@ -207,6 +207,15 @@ impl TcpConn {
         }
     }
 
+    /// A connection adopted from its RST ([`crate::conntrack::Via::admitted`]): picked up as
+    /// [`TcpConn::pickup`] does, already closed.
+    pub fn pickup_reset(seg: &TcpHeader) -> TcpConn {
+        TcpConn {
+            state: TcpState::Close,
+            ..TcpConn::pickup(seg)
+        }
+    }
+
     /// The same connection seen from the other end (a flow adopted mid-stream whose
     /// originator is the segment's receiver).
     pub(crate) fn reverse(&mut self) {

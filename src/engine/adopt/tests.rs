@@ -41,6 +41,7 @@ const META: PacketMeta<'static> = PacketMeta {
     out_iface: None,
     mac: None,
     fastpath: false,
+    admitted: false,
 };
 
 /// The kernel's view of an established TCP flow of `p`, opened by its client; `known`: the
@@ -202,6 +203,7 @@ fn the_first_packet_is_judged_in_the_flows_orientation_with_its_interfaces() {
         out_iface: Some("lan0"),
         mac: None,
         fastpath: false,
+        admitted: false,
     };
     let s = p.tcp(Side::Server, ACK, 2_000, 1_000).payload(10);
     assert_eq!(e.process(&s.build(), &meta, at(2)).verdict, ACCEPT);
@@ -215,6 +217,7 @@ fn the_first_packet_is_judged_in_the_flows_orientation_with_its_interfaces() {
         out_iface: Some("wan0"),
         mac: None,
         fastpath: false,
+        admitted: false,
     };
     assert_eq!(
         e.process(&s.build(), &wrong, at(2)).verdict,

@@ -319,3 +319,42 @@ fn acks_of_data_the_kernel_forwarded_before_the_teardown_pass() {
         assert_eq!(d.state, Some(ConnState::Tcp(TcpState::TimeWait)));
     }
 }
+
+/// A packet whose connection mark said the kernel holds its flow as admitted.
+fn admitted(e: &Engine, bytes: &[u8], secs: u64) -> Decision {
+    let meta = PacketMeta {
+        admitted: true,
+        ..PacketMeta::default()
+    };
+    e.process(bytes, &meta, Timestamp::from_secs(secs))
+}
+
+#[test]
+fn after_a_restart_the_rst_of_an_admitted_flow_passes_and_closes_it() {
+    for p in LABS {
+        let e = offloading();
+        e.set_pickup_until(Some(Timestamp::from_secs(60)));
+        // Without the kernel's word a RST of an unknown flow belongs to no connection, and is
+        // never answered.
+        let rst = p.tcp(C, RST | ACK, 5000, 9000).build();
+        let d = run(&e, &rst, 1);
+        assert_eq!(d.reason(), Some(DropReason::NoConnection));
+        assert!(!sends_rst(&d));
+        // The kernel holds the flow as admitted (and found the RST in its window): the RST
+        // passes, and the connection is closed for statewall too.
+        let d = admitted(&e, &rst, 1);
+        assert!(d.accepted(), "{:?}", d.reason());
+        assert!(!sends_rst(&d));
+        assert_eq!(d.state, Some(ConnState::Tcp(TcpState::Close)));
+        dropped(
+            &e,
+            &p.tcp(C, ACK | PSH, 5000, 9000).payload(10).build(),
+            2,
+            DropReason::DataAfterRst,
+        );
+        // Adopted only while pickup is on, like any mid-stream segment.
+        let late = p.ports(40001, 80).tcp(S, RST, 9000, 0).build();
+        let d = admitted(&e, &late, 61);
+        assert_eq!(d.reason(), Some(DropReason::NoConnection));
+    }
+}

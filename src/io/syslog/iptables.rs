@@ -450,6 +450,7 @@ mod tests {
                 out_iface: Some("g1"),
                 mac: Some(mac),
                 fastpath: false,
+                admitted: false,
             };
             let pkt = Packet::decode(&ip, &meta).expect("the capture decodes");
             let mut line = String::new();
