@@ -60,6 +60,11 @@ impl Statewall {
         sw
     }
 
+    /// The daemon's process id (`ip netns exec` execs it), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
