@@ -8,11 +8,14 @@ use thiserror::Error;
 
 use crate::conntrack::{Limits, Offload, Timeouts};
 use crate::engine::EngineConfig;
+mod observe;
 mod syslog;
 
 use crate::marks::ConnMarks;
 use crate::ratelimit::ProbesConfig;
 use crate::scan::ScanConfig;
+use crate::source::SourcePrefix;
+pub use observe::{EventsSection, MetricsSection};
 pub use syslog::{Facility, Format, SyslogConfig, SyslogConfigError, Target};
 
 /// A configuration that cannot be used.
@@ -322,12 +325,19 @@ pub struct Settings {
     pub probes: ProbesConfig,
     /// `[scan]`: scan detection and automatic blocking.
     pub scan: ScanConfig,
+    /// `[sources]`: what one source is (IPv4 and IPv6 prefix lengths), for the per-source
+    /// connection limit, scan tracking, host blocks and the answer rate limits.
+    pub sources: SourcePrefix,
     /// `[syslog]`: where alerts go.
     pub syslog: SyslogConfig,
     /// `[ha]`: one gateway of a pair.
     pub ha: HaSection,
     /// `[offload]`: the kernel fast path.
     pub offload: OffloadSection,
+    /// `[metrics]`: the Prometheus listener.
+    pub metrics: MetricsSection,
+    /// `[events]`: the JSON event log.
+    pub events: EventsSection,
 }
 
 impl Settings {
@@ -342,10 +352,6 @@ impl Settings {
         env: Option<std::collections::HashMap<String, String>>,
     ) -> Result<Settings, ConfigError> {
         let shown = path.display().to_string();
-        let load_err = |e: config::ConfigError| ConfigError::Load {
-            path: shown.clone(),
-            message: e.to_string(),
-        };
         // Read the file ourselves so a missing or unreadable file gets a plain message.
         let text = crate::files::read_regular(path, crate::files::MAX_FILE).map_err(|e| {
             ConfigError::Load {
@@ -353,6 +359,24 @@ impl Settings {
                 message: e.to_string(),
             }
         })?;
+        Self::from_text(&text, &shown, env)
+    }
+
+    /// Settings from TOML `text` (named `shown` in errors), without environment overrides,
+    /// validated.
+    pub fn from_toml(text: &str, shown: &str) -> Result<Settings, ConfigError> {
+        Self::from_text(text, shown, Some(std::collections::HashMap::new()))
+    }
+
+    fn from_text(
+        text: &str,
+        shown: &str,
+        env: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Settings, ConfigError> {
+        let load_err = |e: config::ConfigError| ConfigError::Load {
+            path: shown.to_string(),
+            message: e.to_string(),
+        };
         let env_source = config::Environment::with_prefix("STATEWALL")
             .prefix_separator("_")
             .separator("__")
@@ -361,13 +385,13 @@ impl Settings {
             .try_parsing(true)
             .source(env);
         let settings: Settings = config::Config::builder()
-            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .add_source(env_source)
             .build()
             .map_err(load_err)?
             .try_deserialize()
             .map_err(load_err)?;
-        settings.validate(&shown)?;
+        settings.validate(shown)?;
         Ok(settings)
     }
 
@@ -448,7 +472,11 @@ impl Settings {
         };
         self.probes.validate().map_err(|e| section(e.to_string()))?;
         self.scan.validate().map_err(|e| section(e.to_string()))?;
+        self.sources
+            .validate()
+            .map_err(|e| section(e.to_string()))?;
         self.syslog.validate().map_err(|e| section(e.to_string()))?;
+        self.events.validate().map_err(section)?;
         if self
             .log
             .level
@@ -475,6 +503,7 @@ impl Settings {
                 max_entries: c.max_entries,
                 per_source: c.per_source,
                 early_drop_scan: c.early_drop_scan,
+                sources: self.sources,
             },
             probes: self.probes.clone(),
             scan: self.scan.enabled.then(|| self.scan.clone()),

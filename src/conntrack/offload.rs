@@ -72,9 +72,9 @@ impl Conntrack {
             // Its windows are stale (statewall sees none of its segments): no unacknowledged
             // data cap, the state's own timeout.
             (ProtoState::Tcp(tc), _) => tc.state.timeout(t),
-            (ProtoState::Datagram, proto::UDP) => t.udp_replied,
-            (ProtoState::Datagram, proto::ICMP | proto::ICMPV6) => t.icmp,
-            (ProtoState::Datagram, _) => t.generic_replied,
+            (ProtoState::Datagram(_), proto::UDP) => t.udp_replied,
+            (ProtoState::Datagram(_), proto::ICMP | proto::ICMPV6) => t.icmp,
+            (ProtoState::Datagram(_), _) => t.generic_replied,
         }
     }
 }

@@ -5,7 +5,8 @@ use dashmap::mapref::one::RefMut;
 
 use super::tcp::{check_flags, Step, TcpConn, TcpState};
 use super::{
-    flags, flow_of, Addr, Conn, ConnState, Dir, Key, Milestone, ProtoState, Side, Track, Tracked,
+    flags, flow_of, kernel, Addr, Conn, ConnState, Dir, Key, Milestone, ProtoState, Side, Track,
+    Tracked,
 };
 use crate::packet::TcpHeader;
 use crate::proto;
@@ -53,13 +54,21 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
             tc.track(dir, tcp)
         };
         match step {
-            Ok(Step::Accept) => return Track::Judged(learn(side, &mut entry, dir, old)),
+            Ok(Step::Accept) => {
+                let (k, conn) = entry.pair_mut();
+                side.account(k, conn, dir);
+                let tracked = learn(side, &mut entry, dir, old);
+                return Track::Judged(kernel::claim(&key, entry.value_mut(), tracked));
+            }
             Ok(Step::Ignore) => {
                 let state = Some(ConnState::Tcp(tc.state));
-                return Track::Judged(Tracked {
+                let (k, conn) = entry.pair_mut();
+                side.account(k, conn, dir);
+                let tracked = Tracked {
                     offloaded,
                     ..Tracked::pass(Pass::Ignored, state)
-                });
+                };
+                return Track::Judged(kernel::claim(&key, conn, tracked));
             }
             Err(reason) => {
                 return Track::Judged(Tracked::drop(reason, Some(ConnState::Tcp(old))));
@@ -78,7 +87,7 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
     if f.ack() && !f.syn() && !f.rst() {
         // What a connection established before a restart carries: adoptable.
         let conn = ProtoState::Tcp(TcpConn::pickup(tcp));
-        let opening = side.opening(key, from_lo, flags::PICKUP | flags::BLIND, conn, t.pickup);
+        let opening = side.opening(key, from_lo, flags::BLIND, conn, t.pickup);
         return Track::MidStream(opening);
     }
     if f.rst() && !f.syn() && side.via.admitted {
@@ -86,7 +95,7 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
         // the kernel carried on the fast path (or kept) while no statewall ran may end with it.
         // Adoptable, already closed: it passes, data after it does not.
         let conn = ProtoState::Tcp(TcpConn::pickup_reset(tcp));
-        let opening = side.opening(key, from_lo, flags::PICKUP | flags::BLIND, conn, t.close);
+        let opening = side.opening(key, from_lo, flags::BLIND, conn, t.close);
         return Track::MidStream(opening);
     }
     Track::Stray(DropReason::NoConnection)
@@ -105,7 +114,7 @@ fn learn<A: Addr>(
     let t = &side.ct.timeouts;
     let (new, timeout) = match &conn.proto {
         ProtoState::Tcp(tc) => (tc.state, tc.timeout(t)),
-        ProtoState::Datagram => return Tracked::drop(DropReason::MalformedTcp, None),
+        ProtoState::Datagram(_) => return Tracked::drop(DropReason::MalformedTcp, None),
     };
     if dir == Dir::Reply {
         conn.flags |= flags::SEEN_REPLY;
@@ -114,10 +123,9 @@ fn learn<A: Addr>(
     let both_seen = matches!(&conn.proto, ProtoState::Tcp(tc) if tc.both_seen());
     let assured_now = !conn.has(flags::ASSURED)
         && ((old == TcpState::SynRecv && new == TcpState::Established)
-            || (conn.has(flags::PICKUP) && both_seen));
+            || (conn.picking_up() && both_seen));
     if assured_now {
         conn.flags |= flags::ASSURED;
-        conn.flags &= !flags::PICKUP;
     }
     let handshake = matches!(old, TcpState::SynSent | TcpState::SynSent2);
     let milestone = if assured_now {
@@ -129,20 +137,26 @@ fn learn<A: Addr>(
     } else {
         None
     };
-    if conn.has(flags::PICKUP) {
+    if conn.picking_up() {
         conn.expires = conn.expires.earlier(side.now.after_secs(t.pickup));
     }
     if old != new {
         tracing::trace!(from = %old, to = %new, "tcp state");
         side.table
             .recount(&key, conn, side.ct.limits.per_source_limit());
+        // An assured connection that starts closing becomes evictable.
+        let was_open = matches!(old, TcpState::SynRecv | TcpState::Established);
+        if was_open && conn.has(flags::ASSURED) && conn.closing() {
+            side.table
+                .note_candidate(key, side.now, side.ct.limits.max_entries);
+        }
     }
     let offload = &side.ct.offload;
     let validated = offload.enable
         && conn.has(flags::ASSURED)
         && match &conn.proto {
             ProtoState::Tcp(tc) => tc.validated(offload.tcp_segments),
-            ProtoState::Datagram => false,
+            ProtoState::Datagram(_) => false,
         };
     if validated {
         conn.flags |= flags::OFFLOADED;
@@ -154,6 +168,7 @@ fn learn<A: Addr>(
         verdict: Verdict::Accept(Pass::Tracked),
         state: Some(ConnState::Tcp(new)),
         milestone,
+        adopted: None,
         offloaded: conn.has(flags::OFFLOADED),
     }
 }

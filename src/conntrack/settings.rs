@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use crate::source::SourcePrefix;
+
 /// Per-state timeouts in seconds. Defaults are Linux's (`nf_conntrack_*_timeout_*`).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -71,6 +73,9 @@ pub struct Limits {
     pub per_source: usize,
     /// How many entries a full table examines to find the oldest not-established one to evict.
     pub early_drop_scan: usize,
+    /// What one source is for `per_source` (an IPv6 /64 by default; `[sources]`).
+    #[serde(skip)]
+    pub sources: SourcePrefix,
 }
 
 impl Default for Limits {
@@ -79,6 +84,7 @@ impl Default for Limits {
             max_entries: 262_144,
             per_source: 0,
             early_drop_scan: 256,
+            sources: SourcePrefix::default(),
         }
     }
 }

@@ -34,13 +34,13 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub use client::{
-    cli_blocks, cli_conns, cli_reload, cli_stats, cli_status, cli_unblock, request,
-    request_with_timeout,
+    cli_blocks, cli_conns, cli_reload, cli_standby, cli_stats, cli_status, cli_takeover,
+    cli_unblock, request, request_with_timeout,
 };
 pub use peer::Peer;
 pub use protocol::{
-    BlockEntry, ConnEntry, ConnFilter, QueueStatus, ReloadFailure, ReloadReport, Request, Response,
-    StatsReport, Status, UnblockReport,
+    BlockEntry, ConnEntry, ConnFilter, HaReport, QueueStatus, ReloadFailure, ReloadReport, Request,
+    Response, StatsReport, Status, UnblockReport,
 };
 pub use server::{serve, ControlHandler, ControlServer};
 

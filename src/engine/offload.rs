@@ -18,12 +18,10 @@ impl Engine {
     /// holds the flow there, it is not revoked, neither endpoint is blocked). A flow it may keep
     /// has its entry refreshed: it does not expire while the kernel forwards it.
     pub fn keep_offloaded(&self, flow: &KernelFlow, now: Timestamp) -> bool {
-        if self.any_blocks.load(Ordering::Relaxed) {
-            if let Some(b) = &self.blocks {
-                if b.is_blocked(flow.orig.0, now) || b.is_blocked(flow.resp.0, now) {
-                    return false;
-                }
-            }
+        let b = &self.blocks;
+        if b.any() && (b.is_blocked(flow.orig.0, now) || b.is_blocked(flow.resp.0, now)) {
+            // Either end's packets are dropped: the flow must come back to statewall.
+            return false;
         }
         self.conntrack
             .keep_offloaded(flow.proto, flow.orig, flow.resp, now)

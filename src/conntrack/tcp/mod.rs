@@ -23,6 +23,20 @@ use crate::verdict::DropReason;
 use transitions::{invalid_reason, transition, Cell, Class};
 use window::{pflag, seg_end, Peer, Window};
 
+/// What the kernel's TCP tracker knows of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelTcp {
+    /// The state.
+    pub state: TcpState,
+    /// Window scale shift per direction (`[original, reply]`); 0 unless both sides offered
+    /// window scaling.
+    pub scale: [u8; 2],
+    /// Whether each direction offered window scaling in its SYN.
+    pub window_scale: [bool; 2],
+    /// Whether each direction offered SACK in its SYN.
+    pub sack_perm: [bool; 2],
+}
+
 /// TCP connection states (Linux conntrack names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
@@ -114,11 +128,13 @@ pub enum Step {
 mod cflag {
     /// Simultaneous open seen.
     pub const SIMOPEN: u8 = 1 << 0;
-    /// Where each direction's count of segments sent in ESTABLISHED starts (three bits each,
-    /// saturating: the kernel fast path waits for a few of each way).
-    pub const COUNT_SHIFT: [u8; 2] = [1, 4];
-    /// The largest count.
-    pub const COUNT_MAX: u8 = 7;
+    /// The last ignored SYN offered window scaling (Linux `last_flags`).
+    pub const LAST_WSCALE: u8 = 1 << 1;
+    /// The last ignored SYN offered SACK (Linux `last_flags`).
+    pub const LAST_SACK: u8 = 1 << 2;
+    /// The last ignored SYN's window scale (Linux `last_wscale`, at most 14) is kept in the
+    /// high four bits.
+    pub const WSCALE_SHIFT: u8 = 4;
 }
 
 /// TCP part of a connection entry.
@@ -172,6 +188,7 @@ impl TcpConn {
                 } else {
                     0
                 },
+            segments: 0,
         };
         // Until the other side speaks, its end is what this segment acknowledges.
         let reply = Peer {
@@ -211,6 +228,69 @@ impl TcpConn {
         self.peers.iter().all(|p| p.maxwin != 0)
     }
 
+    /// A connection adopted from the kernel table in the state the kernel knows ([`crate::adopt`]).
+    /// Both windows are learned from the next segments, as the kernel learns them for an entry
+    /// conntrackd injected. The window scales are the kernel's when its entry knows the
+    /// handshake's options; without them (an entry replicated by conntrackd, which does not
+    /// carry the TCP flags) the scale is unknown and window violations are ignored rather than
+    /// dropped, as for a connection picked up mid-stream.
+    pub fn adopted(k: &KernelTcp) -> TcpConn {
+        let known = k.window_scale.iter().chain(&k.sack_perm).any(|b| *b);
+        let peer = |d: usize| {
+            let mut flags = if known {
+                pflag::LAGGING
+            } else {
+                pflag::LIBERAL | pflag::SACK_PERM
+            };
+            if k.window_scale[d] {
+                flags |= pflag::WSCALE;
+            }
+            if k.sack_perm[d] {
+                flags |= pflag::SACK_PERM;
+            }
+            Peer {
+                scale: if known { k.scale[d].min(14) } else { 0 },
+                flags,
+                ..Peer::default()
+            }
+        };
+        TcpConn {
+            state: k.state,
+            last_dir: Dir::Original as u8,
+            last_class: Class::Ack as u8,
+            misc: 0,
+            last_end: Seq(0),
+            peers: [peer(0), peer(1)],
+        }
+    }
+
+    /// Brings a connection adopted earlier (and not used since) up to the kernel's news: its
+    /// state, and its window scales when the kernel knows them.
+    pub fn refresh(&mut self, k: &KernelTcp) {
+        if k.window_scale.iter().chain(&k.sack_perm).any(|b| *b) {
+            *self = TcpConn::adopted(k);
+        } else {
+            self.state = k.state;
+        }
+    }
+
+    /// Forgets both windows (this gateway stops seeing the connection's segments: the peer
+    /// gateway does); they are learned again from the next segments. The state, the window
+    /// scales and the options stay.
+    pub fn forget_windows(&mut self) {
+        for p in &mut self.peers {
+            *p = Peer {
+                scale: p.scale,
+                flags: (p.flags & (pflag::WSCALE | pflag::SACK_PERM | pflag::LIBERAL))
+                    | pflag::LAGGING,
+                ..Peer::default()
+            };
+        }
+        self.last_dir = Dir::Original as u8;
+        self.last_class = Class::Ack as u8;
+        self.last_end = Seq(0);
+    }
+
     /// Whether the connection is validated for the kernel fast path: ESTABLISHED, both windows
     /// learned from its own handshake (not picked up mid-stream, where they are liberal), and
     /// at least `segments` segments accepted from each side since the handshake.
@@ -226,7 +306,7 @@ impl TcpConn {
     }
 
     fn established_segments(&self, dir: Dir) -> u8 {
-        (self.misc >> cflag::COUNT_SHIFT[dir.idx()]) & cflag::COUNT_MAX
+        self.peers[dir.idx()].segments
     }
 
     /// The kernel carried this connection's middle (the fast path) and statewall saw none of
@@ -263,7 +343,6 @@ impl TcpConn {
             receiver.maxend = acked;
             receiver.flags |= pflag::RESUMED;
         }
-        self.misc &= cflag::SIMOPEN;
         self.note_last(dir, Class::of(seg.flags), seg);
     }
 
@@ -294,13 +373,20 @@ impl TcpConn {
         if class == Class::Syn && matches!(old, TcpState::TimeWait | TcpState::Close) {
             return Ok(Step::Reopen);
         }
-        self.check_closed(dir, class, seg)?;
+        // SYNs and SYN/ACKs are judged by the table (a SYN reusing the tuple of a half-closed
+        // connection is ignored, the SYN/ACK answering it resynchronises), not as data.
+        if !matches!(class, Class::Syn | Class::SynAck) {
+            self.check_closed(dir, class, seg)?;
+        }
         let mut new = match transition(dir, class, old) {
             Cell::To(s) => s,
             Cell::Invalid => return Err(invalid_reason(dir, class)),
             Cell::Ignore => {
                 if !self.resync(dir, class, seg) {
                     self.note_last(dir, class, seg);
+                    if class == Class::Syn && dir == Dir::Original {
+                        self.note_syn_options(seg);
+                    }
                     return Ok(Step::Ignore);
                 }
                 TcpState::SynRecv
@@ -327,10 +413,8 @@ impl TcpConn {
             self.peers[dir.idx()].flags |= pflag::FIN_SENT;
         }
         if old == TcpState::Established && new == TcpState::Established {
-            let shift = cflag::COUNT_SHIFT[dir.idx()];
-            if (self.misc >> shift) & cflag::COUNT_MAX < cflag::COUNT_MAX {
-                self.misc += 1 << shift;
-            }
+            let sender = &mut self.peers[dir.idx()];
+            sender.segments = sender.segments.saturating_add(1);
         }
         self.state = new;
         Ok(Step::Accept)
@@ -372,17 +456,39 @@ impl TcpConn {
         if !acks_ignored_syn {
             return false;
         }
-        // The ignored SYN's window is not kept (entries stay small): the window grows from
-        // the next segments, as the check's lower bound only needs it to be non-zero.
+        // The ignored SYN's window scale and SACK-permitted are kept (Linux's `last_wscale`,
+        // `last_flags`); its window is not (entries stay small): the window grows from the
+        // next segments, as the check's lower bound only needs it to be non-zero.
+        let mut flags = 0;
+        if self.misc & cflag::LAST_WSCALE != 0 {
+            flags |= pflag::WSCALE;
+        }
+        if self.misc & cflag::LAST_SACK != 0 {
+            flags |= pflag::SACK_PERM;
+        }
         self.peers[last_dir.idx()] = Peer {
             end: self.last_end,
             maxend: self.last_end,
             maxwin: 1,
+            scale: self.misc >> cflag::WSCALE_SHIFT,
+            flags,
             ..Peer::default()
         };
         self.peers[dir.idx()] = Peer::default();
         self.state = TcpState::SynSent;
         true
+    }
+
+    /// Keeps the options of an ignored SYN for a resynchronisation on its SYN/ACK.
+    fn note_syn_options(&mut self, seg: &TcpHeader) {
+        let mut misc = self.misc & cflag::SIMOPEN;
+        if let Some(shift) = seg.options.wscale {
+            misc |= cflag::LAST_WSCALE | (shift.min(14) << cflag::WSCALE_SHIFT);
+        }
+        if seg.options.sack_permitted {
+            misc |= cflag::LAST_SACK;
+        }
+        self.misc = misc;
     }
 
     fn note_last(&mut self, dir: Dir, class: Class, seg: &TcpHeader) {
@@ -397,6 +503,12 @@ impl TcpConn {
         let s = self.peers[dir.idx()];
         let r = self.peers[dir.flip().idx()];
         let handshake = matches!(old, TcpState::SynSent | TcpState::SynSent2);
+        if !handshake && s.maxwin == 0 {
+            // The sender's window is unknown (a connection adopted from the kernel table, whose
+            // first segment from this side is a RST): pass it without closing, the endpoint
+            // checks the sequence number itself (RFC 5961).
+            return Ok(Step::Ignore);
+        }
         let exact = if handshake && s.maxwin == 0 {
             // Answering the SYN: acceptable when it acknowledges the SYN (RFC 9293 §3.10.7.3).
             seg.flags.ack() && seg.ack == r.end

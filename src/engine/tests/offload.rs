@@ -250,12 +250,41 @@ fn a_block_takes_the_blocked_source_off_the_fast_path_at_once() {
     let flow = kernel_flow(p, crate::proto::TCP);
     assert!(e.keep_offloaded(&flow, Timestamp::from_secs(1)));
     assert!(!e.take_offload_release());
-    // The client scans (a FIN scan from another port) and is blocked.
+    // The client scans: connects to 40 ports (completed handshakes, evidence a spoofer cannot
+    // give: a stealth scan alone never blocks) and is blocked.
     for port in 1..=40u16 {
-        run(&e, &p.ports(40000, port).tcp(C, FIN, 1, 0).build(), 1);
+        let t = p.ports(41000 + port, port);
+        run(&e, &t.tcp(C, SYN, 1, 0).build(), 1);
+        run(&e, &t.tcp(S, SYN | ACK, 7, 2).build(), 1);
+        run(&e, &t.tcp(C, ACK, 2, 8).build(), 1);
     }
     e.on_timer(Timestamp::from_secs(2));
     assert_eq!(e.blocks(Timestamp::from_secs(2)).len(), 1);
+    assert!(e.take_offload_release());
+    assert!(!e.keep_offloaded(&flow, Timestamp::from_secs(2)));
+}
+
+#[test]
+fn an_operator_block_takes_the_network_off_the_fast_path_at_once() {
+    let e = offloading();
+    let p = LABS[1];
+    offload_tcp(&e, p);
+    let flow = kernel_flow(p, crate::proto::TCP);
+    assert!(e.keep_offloaded(&flow, Timestamp::from_secs(1)));
+    assert!(!e.take_offload_release());
+    let net = ipnet::IpNet::from(p.server);
+    e.block(
+        net,
+        std::time::Duration::from_secs(60),
+        Timestamp::from_secs(2),
+    )
+    .expect("blocked");
+    assert!(e.take_offload_release());
+    assert!(!e.keep_offloaded(&flow, Timestamp::from_secs(2)));
+    // Killing a flow takes it off too.
+    let e = offloading();
+    offload_tcp(&e, p);
+    assert!(e.kill(Timestamp::from_secs(2), |_| true).killed > 0);
     assert!(e.take_offload_release());
     assert!(!e.keep_offloaded(&flow, Timestamp::from_secs(2)));
 }
