@@ -414,7 +414,7 @@ fn pickup_attack_after_a_restart_is_refused() {
             20,
             &format!(
                 "python3 {f} bad-ack {CLI_V4} {SRV_V4} {sport} 8082; sleep 0.2; \
-                 python3 -c \"import socket; s = socket.socket(); s.settimeout(3); \
+                 python3 -c \"import socket; s = socket.socket(); s.settimeout(2); \
                  s.bind(('{CLI_V4}', {sport})); \
                  print('connected' if s.connect_ex(('{SRV_V4}', 8082)) == 0 else 'refused')\"",
                 f = script("flood.py")

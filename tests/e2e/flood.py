@@ -406,7 +406,7 @@ def transfers(addr, port, conns, size, out):
 
     def one(i):
         try:
-            s = socket.create_connection((addr, port), timeout=10)
+            s = socket.create_connection((addr, port), timeout=6)
             if i % 2 == 0:
                 s.sendall(b"bulk %d\n" % size)
                 got = len(read_until_eof(s, size + 1))
