@@ -2,12 +2,16 @@
 //!
 //! Start-up order matters for traffic that is already flowing:
 //! 1. load the rules (a broken file stops the start, nothing is touched);
-//! 2. detect a restart (see [`restart_detected`]) and open the pickup window;
+//! 2. detect a restart (see [`restart_detected`]);
 //! 3. open and bind every queue (so that no packet is queued to a queue nobody reads);
-//! 4. open the control socket (a client that waits for the netfilter rules can talk to the
-//!    daemon the moment they appear; until the workers start it sees zero counters);
-//! 5. install the netfilter rules (removing leftovers of a killed run first);
-//! 6. start the workers and the timer, tell systemd `READY=1`.
+//! 4. flows established before this process: adopted from the kernel table after a restart,
+//!    or watched there as the standby of a pair ([`ha`]); blind pickup only without kernel
+//!    tracking (a pair gateway that cannot read the kernel table stops here, nothing touched);
+//! 5. open the control socket (a client that waits for the netfilter rules can talk to the
+//!    daemon the moment they appear; until the workers start it sees zero counters), then the
+//!    JSON event log and the metrics listener when configured;
+//! 6. install the netfilter rules (removing leftovers of a killed run first);
+//! 7. start the workers and the timer, tell systemd `READY=1`.
 //!
 //! Then the main thread waits for events: SIGHUP reloads the rules, SIGTERM/SIGINT log a final
 //! stats line and return (workers blocked in `recv` end with the process). A worker that fails
@@ -32,13 +36,19 @@ use signal_hook::iterator::Signals;
 use thiserror::Error;
 
 mod control;
+pub mod ha;
 pub mod health;
+mod logging;
+pub mod offload;
 
 pub use control::DaemonControl;
+pub use logging::init_logging;
 
-use crate::config::{LogSection, OnStop, Settings};
+use crate::config::{OnStop, Settings};
 use crate::engine::{Engine, Stats};
 use crate::io::actions::ActionHandler;
+use crate::io::events::{log::EventLog, EventHub};
+use crate::io::metrics::{MetricsServer, MetricsSource};
 use crate::io::netfilter::{self, NetfilterError, Plan};
 use crate::io::queue::{self, KernelQueueStats, QueueCounters, QueueError, QueueStats, Worker};
 use crate::rules::Policy;
@@ -72,24 +82,15 @@ pub enum DaemonError {
         /// Why.
         source: std::io::Error,
     },
+    /// The kernel conntrack table cannot be read (a gateway of a pair needs it).
+    #[error("kernel conntrack table: {0}")]
+    Kernel(#[from] crate::io::ctnetlink::CtError),
     /// A queue worker failed for good.
     #[error(transparent)]
     Worker(#[from] queue::WorkerFailed),
     /// A queue worker's thread ended by a panic outside the packet path's guards.
     #[error("queue {0}: worker thread died (panic)")]
     WorkerDied(u16),
-}
-
-/// Installs the `tracing` subscriber: stderr, level from `[log] level`, `RUST_LOG` overrides.
-pub fn init_logging(log: &LogSection) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
 }
 
 /// The runtime directory: where the control socket lives (`/run/statewall` by default, the
@@ -201,7 +202,9 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     let start = Instant::now();
     let now = || Timestamp::from_duration(start.elapsed());
     let policy = load_policy(&settings)?;
-    let engine = Arc::new(Engine::new(settings.engine()));
+    let (offload_sync, engine_config) = offload::open(&settings);
+    let fastpath = engine_config.offload.enable;
+    let engine = Arc::new(Engine::new(engine_config));
     engine.set_policy(policy);
 
     let manage = settings.netfilter.manage;
@@ -213,15 +216,6 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     let marker = dir.join(MARKER);
     let leftover = manage && netfilter::leftover_exists();
     let restart = restart_detected(marker.exists(), leftover);
-    let grace = settings.conntrack.pickup_grace;
-    if restart && grace > 0 {
-        engine.set_pickup_until(Some(now() + Duration::from_secs(grace)));
-        tracing::info!(
-            grace_s = grace,
-            leftover_chain = leftover,
-            "restart detected: adopting established TCP connections"
-        );
-    }
 
     // Queues first: a rule pointing to a queue nobody reads drops (or, fail-open, passes) all.
     let opts = queue::QueueOptions::from(&settings.queue);
@@ -236,8 +230,23 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         queues.push((num, q));
     }
 
+    // Flows established before this process: adopted from the kernel table (restart, pair
+    // standby), or picked up blindly where the kernel does not track them. Before the workers
+    // start, so that their first packets find the flows.
+    let adopter = ha::start(&settings, &engine, restart, start)?;
+    let grace = settings.conntrack.pickup_grace;
+    if adopter.is_none() && restart && grace > 0 {
+        engine.set_pickup_until(Some(now() + Duration::from_secs(grace)));
+        tracing::info!(
+            grace_s = grace,
+            leftover_chain = leftover,
+            "restart detected: adopting established TCP connections (blind pickup: the kernel \
+             does not track them)"
+        );
+    }
+
     // The control socket before the rules: whoever waits for the rules finds it listening.
-    let wiring = Wiring::new(&settings, &engine, &queues, start);
+    let wiring = Wiring::new(&settings, &engine, &queues, start, adopter);
     let control_server = match crate::control::serve(&settings.control, wiring.handler.clone()) {
         Ok(server) => server,
         Err(e) => {
@@ -248,12 +257,15 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         }
     };
     tracing::info!(socket = %control_server.path().display(), "control socket ready");
+    let outputs = match Outputs::start(&settings, &wiring) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "netfilter rules not touched");
+            return Err(e);
+        }
+    };
 
-    let plan = Plan::new(
-        &settings.queue,
-        &settings.netfilter,
-        settings.offload_active(),
-    );
+    let plan = Plan::new(&settings.queue, &settings.netfilter, fastpath);
     if manage {
         if let Err(e) = plan.install() {
             tracing::error!(
@@ -271,7 +283,18 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     } else {
         tracing::info!("netfilter.manage = false: no iptables rules touched (see print-rules)");
     }
-    let result = serve(&settings, &engine, queues, wiring, start, &marker);
+    // After the rules: installing them loads nf_conntrack, which pulls nf_defrag in.
+    if let Some(w) = crate::io::defrag::warning(crate::io::defrag::kernel_reassembly(), manage) {
+        tracing::warn!("{w}");
+    }
+    if let Some(sync) = offload_sync {
+        let every = Duration::from_secs(settings.offload.refresh);
+        if let Err(source) = offload::spawn(sync, Arc::clone(&engine), start, every) {
+            let what = "start the fast-path thread";
+            return Err(DaemonError::Setup { what, source });
+        }
+    }
+    let result = serve(&settings, &engine, queues, wiring, &outputs, start, &marker);
     drop(control_server);
     if manage {
         leave_rules(&settings);
@@ -319,6 +342,8 @@ struct Wiring {
     actions: Arc<ActionHandler>,
     /// The control socket's handler.
     handler: Arc<DaemonControl>,
+    /// The event stream.
+    hub: Arc<EventHub>,
 }
 
 impl Wiring {
@@ -327,6 +352,7 @@ impl Wiring {
         engine: &Arc<Engine>,
         queues: &[(u16, nfq::Queue)],
         start: Instant,
+        adopter: Option<Arc<ha::Adopter>>,
     ) -> Wiring {
         let syslog = match crate::io::syslog::Syslog::spawn(settings.syslog.clone()) {
             Ok(handle) => Some(handle),
@@ -346,28 +372,78 @@ impl Wiring {
             Ok(crate::config::Target::Unix(p))
                 if p == Path::new("/dev/log") || p == Path::new("/run/systemd/journal/dev-log")
         );
-        let actions = Arc::new(ActionHandler::new(
-            Some(settings.netfilter.mark),
-            syslog,
-            prefixes,
-            local,
-        ));
+        // While anyone reads the stream (a client of `statewall events`, the event log), the
+        // engine builds connection and drop events.
+        let hub = Arc::new(EventHub::new({
+            let engine = Arc::clone(engine);
+            move |interest| engine.set_interest(interest)
+        }));
+        let actions = ActionHandler::new(Some(settings.netfilter.mark), syslog, prefixes, local);
+        let actions = Arc::new(actions.with_events(Arc::clone(&hub)));
         let counters: Counters = queues
             .iter()
             .map(|(num, _)| (*num, Arc::new(QueueCounters::default())))
             .collect();
-        let handler = Arc::new(DaemonControl::new(
-            settings.clone(),
-            Arc::clone(engine),
-            counters.clone(),
-            start,
-            Arc::clone(&actions),
-        ));
+        let handler = Arc::new(
+            DaemonControl::new(
+                settings.clone(),
+                Arc::clone(engine),
+                counters.clone(),
+                start,
+                Arc::clone(&actions),
+                Arc::clone(&hub),
+            )
+            .with_adopter(adopter),
+        );
         Wiring {
             counters,
             actions,
             handler,
+            hub,
         }
+    }
+}
+
+/// The optional outputs beside the control socket: the JSON event log and the metrics
+/// listener, started before the netfilter rules (a configured one that cannot start stops
+/// the start, nothing touched).
+struct Outputs {
+    event_log: Option<EventLog>,
+    _metrics: Option<MetricsServer>,
+}
+
+impl Outputs {
+    fn start(settings: &Settings, wiring: &Wiring) -> Result<Outputs, DaemonError> {
+        let event_log = match &settings.events.log {
+            Some(path) => {
+                let log = EventLog::spawn(path, &wiring.hub, settings.events.log_queue).map_err(
+                    |source| DaemonError::Setup {
+                        what: "open the event log",
+                        source,
+                    },
+                )?;
+                tracing::info!(path = %path.display(), "event log open");
+                Some(log)
+            }
+            None => None,
+        };
+        let metrics = match settings.metrics.listen {
+            Some(addr) => {
+                let source: Arc<dyn MetricsSource> = wiring.handler.clone();
+                let server =
+                    MetricsServer::spawn(addr, source).map_err(|source| DaemonError::Setup {
+                        what: "listen for metrics",
+                        source,
+                    })?;
+                tracing::info!(listen = %server.addr(), "metrics listener ready (/metrics)");
+                Some(server)
+            }
+            None => None,
+        };
+        Ok(Outputs {
+            event_log,
+            _metrics: metrics,
+        })
     }
 }
 
@@ -378,6 +454,7 @@ fn serve(
     engine: &Arc<Engine>,
     queues: Vec<(u16, nfq::Queue)>,
     wiring: Wiring,
+    outputs: &Outputs,
     start: Instant,
     marker: &Path,
 ) -> (Counters, Result<(), DaemonError>) {
@@ -389,6 +466,7 @@ fn serve(
         counters,
         actions,
         handler,
+        hub: _,
     } = wiring;
     for ((num, q), (_, c)) in queues.into_iter().zip(&counters) {
         let c = Arc::clone(c);
@@ -481,6 +559,10 @@ fn serve(
         match rx.recv() {
             Ok(Event::Reload) => {
                 let _ = sd_notify::notify(false, &[NotifyState::Reloading]);
+                if let Some(log) = &outputs.event_log {
+                    // logrotate's postrotate: write to a new file at the configured path.
+                    log.reopen();
+                }
                 if let Err(f) = handler.do_reload() {
                     tracing::error!("reload failed: {}", f.message);
                 }
@@ -532,8 +614,11 @@ impl Timer {
         }
         let mut last_loss_check = Instant::now();
         let mut last_stats = Instant::now();
-        let mut losses =
-            health::LossWatch::new(health::Losses::read(&queue::kernel_stats(), &self.counters));
+        let kernel = queue::read_kernel_stats().unwrap_or_else(|e| {
+            tracing::warn!(path = queue::KERNEL_STATS, error = %e, "cannot read the kernel's queue counters: packets lost to a full queue will not be reported (socket buffer overflows still are, as enobufs)");
+            Vec::new()
+        });
+        let mut losses = health::LossWatch::new(health::Losses::read(&kernel, &self.counters));
         let mut silent: Option<u16> = None;
         loop {
             thread::sleep(tick);
@@ -588,7 +673,7 @@ pub fn stats_line(stats: &Stats, queues: &Counters, kernel: &[KernelQueueStats])
     let q: Vec<QueueStats> = queues.iter().map(|(n, c)| c.snapshot(*n)).collect();
     let sum = |f: fn(&QueueStats) -> u64| q.iter().map(f).sum::<u64>();
     let mut line = format!(
-        "packets={} accepted={} dropped={} entries={} new={} ignored={} expired={} early_drops={} answered={} answers_limited={} logs_suppressed={}",
+        "packets={} accepted={} dropped={} entries={} new={} ignored={} expired={} early_drops={} answered={} answers_limited={} logs_suppressed={} adopted={}",
         stats.packets,
         stats.accepted,
         stats.dropped,
@@ -600,6 +685,7 @@ pub fn stats_line(stats: &Stats, queues: &Counters, kernel: &[KernelQueueStats])
         stats.answered,
         stats.answers_limited,
         stats.logs_suppressed,
+        stats.adopted,
     );
     let _ = write!(
         line,
@@ -649,6 +735,7 @@ mod tests {
             accepted: 7,
             dropped: 3,
             entries: 2,
+            adopted: 6,
             drops: vec![("no_connection".into(), 2), ("tcp_null".into(), 1)],
             ..Stats::default()
         };
@@ -674,6 +761,7 @@ mod tests {
         assert_eq!(kv["kernel_queue_dropped"], "4");
         assert_eq!(kv["kernel_user_dropped"], "5");
         assert_eq!(kv["queue0"], "10");
+        assert_eq!(kv["adopted"], "6");
         assert_eq!(kv["logs_suppressed"], "0");
     }
 

@@ -12,7 +12,10 @@ mod e2e;
 
 use std::time::{Duration, Instant};
 
-use e2e::{cleanup, http_server, script, url, Lab, Statewall, CLI_V4, CLI_V6, SRV_V4, SRV_V6};
+use e2e::{
+    cleanup, ctl, http_server, output_text, script, url, Lab, Statewall, CLI_V4, CLI_V6, SRV_V4,
+    SRV_V6,
+};
 
 /// Quiet statewall: no periodic stats lines.
 const QUIET: &str = "[log]\nstats_interval = 0\n";
@@ -329,8 +332,8 @@ fn restart_during_a_transfer_keeps_the_connection() {
     std::thread::sleep(Duration::from_millis(1500));
     let first = sw.stop();
     // The gap: the diversion stays (fail closed) with nobody reading the queue, so the kernel
-    // drops what it would queue and TCP retransmits; the new run adopts the connection
-    // mid-stream.
+    // drops what it would queue and TCP retransmits; the new run adopts the connection from
+    // the kernel table, which holds it with the ADMITTED mark.
     std::thread::sleep(Duration::from_millis(300));
     let sw = Statewall::start(&lab, &dir, QUIET);
     assert!(
@@ -340,9 +343,15 @@ fn restart_during_a_transfer_keeps_the_connection() {
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     while !lab.tmp.join("download.rc").exists() {
-        assert!(Instant::now() < deadline, "download did not finish");
+        assert!(
+            Instant::now() < deadline,
+            "download did not finish; statewall after the restart: {}\n{}",
+            output_text(&ctl(&dir.join("control.sock"), &["stats"])),
+            sw.log_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
+    let sw_log = sw.log_text();
     let second = sw.stop();
     let rsts = cap.stop();
     let rc = std::fs::read_to_string(lab.tmp.join("download.rc")).unwrap_or_default();
@@ -362,7 +371,12 @@ fn restart_during_a_transfer_keeps_the_connection() {
     first.assert_no_drops();
     second.assert_no_drops();
     assert!(
-        second.get("new") >= 1,
+        sw_log.contains("adopted the flows the kernel table holds")
+            && !sw_log.contains("(blind pickup"),
+        "{sw_log}"
+    );
+    assert!(
+        second.get("adopted") >= 1,
         "adopted connection: {}",
         second.line
     );

@@ -404,37 +404,70 @@ fn the_watchdog_follows_the_workers_and_action_panics_are_caught() {
     );
 }
 
-/// Creates the `statewall` user from the shipped sysusers.d file (as the package does).
-fn ensure_user() {
-    let conf = e2e::root().join("systemd/statewall.sysusers");
-    let out = Command::new("systemd-sysusers")
-        .arg(&conf)
-        .output()
-        .expect("systemd-sysusers is missing: run scripts/setup");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// A system user made from the shipped sysusers.d line, under a name unique to this run (the
+/// host keeps no `statewall` user of ours); deleted with its group when dropped.
+struct User {
+    name: String,
 }
 
-fn id(what: &str) -> u32 {
-    let out = Command::new("id")
-        .args([what, "statewall"])
-        .output()
-        .expect("id");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("numeric id")
+impl User {
+    /// `systemd-sysusers` with the shipped `u statewall ...` line, the name replaced.
+    fn create(dir: &Path) -> User {
+        let shipped = std::fs::read_to_string(e2e::root().join("systemd/statewall.sysusers"))
+            .expect("read systemd/statewall.sysusers");
+        let name = format!("swe2e{}", std::process::id());
+        let line = shipped
+            .lines()
+            .find(|l| l.starts_with("u statewall "))
+            .expect("a `u statewall` line")
+            .replacen("u statewall ", &format!("u {name} "), 1);
+        let conf = dir.join(format!("{name}.conf"));
+        std::fs::write(&conf, format!("{line}\n")).expect("write sysusers file");
+        let user = User { name };
+        let out = Command::new("systemd-sysusers")
+            .arg(&conf)
+            .output()
+            .expect("systemd-sysusers is missing: run scripts/setup");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        user
+    }
+
+    fn id(&self, what: &str) -> u32 {
+        let out = Command::new("id")
+            .args([what, &self.name])
+            .output()
+            .expect("id");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("numeric id")
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).output();
+        let _ = Command::new("groupdel").arg(&self.name).output();
+    }
 }
 
 #[test]
-fn runs_as_the_unit_runs_it_user_statewall_with_two_capabilities() {
+fn runs_as_the_unit_runs_it_a_system_user_with_two_capabilities() {
     let mut lab = Lab::up();
-    e2e::require(&["setpriv", "systemd-sysusers"]);
-    ensure_user();
-    let (uid, gid) = (id("-u"), id("-g"));
+    e2e::require(&[
+        "setpriv",
+        "unshare",
+        "systemd-sysusers",
+        "systemd-analyze",
+        "userdel",
+        "groupdel",
+    ]);
+    let user = User::create(&lab.tmp);
+    let (uid, gid) = (user.id("-u"), user.id("-g"));
     http_server(&mut lab, &[]);
     // What the unit sets up: a runtime directory owned by the user, mode 0750.
     let dir = lab.tmp.join("run");
@@ -449,29 +482,64 @@ fn runs_as_the_unit_runs_it_user_statewall_with_two_capabilities() {
     .expect("rules");
     let cfg = dir.join("statewall.toml");
     let text = format!(
-        "rules = \"{}\"\n[log]\nstats_interval = 0\n[control]\nsocket = \"{}\"\ngroup = \"statewall\"\n",
+        "rules = \"{}\"\n[log]\nstats_interval = 0\n[control]\nsocket = \"{}\"\ngroup = \"{}\"\n",
         rules.display(),
-        dir.join("control.sock").display()
+        dir.join("control.sock").display(),
+        user.name
     );
     std::fs::write(&cfg, text).expect("write config");
     // The binary where the user can run it, whatever the checkout's permissions.
     let bin = lab.tmp.join("statewall");
     std::fs::copy(BIN, &bin).expect("copy binary");
     let bin = bin.display().to_string();
-    let setpriv = [
+    let (reuid, regid) = (
+        format!("--reuid={}", user.name),
+        format!("--regid={}", user.name),
+    );
+    // The unit's /proc (ProtectProc=invisible, ProcSubset=pid: a proc of its own, mounted
+    // as systemd mounts it) in a mount namespace of the daemon's own, then the user and the
+    // capabilities, then the unit's system call filter (tests/e2e/sandbox.py reads it from
+    // the unit file), in systemd's order. Copies where the user can read them.
+    let proc_subset = lab.tmp.join("proc-subset.sh");
+    std::fs::write(
+        &proc_subset,
+        "#!/bin/sh
+mount -t proc -o hidepid=invisible,subset=pid proc /proc && exec \"$@\"\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&proc_subset, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let sandbox = lab.tmp.join("sandbox.py");
+    std::fs::copy(e2e::script("sandbox.py"), &sandbox).expect("copy sandbox.py");
+    let unit = lab.tmp.join("statewall.service");
+    std::fs::copy(e2e::root().join("systemd/statewall.service"), &unit).expect("copy unit");
+    let (proc_subset, sandbox, unit) = (
+        proc_subset.display().to_string(),
+        sandbox.display().to_string(),
+        unit.display().to_string(),
+    );
+    let wrapper = [
+        "unshare",
+        "--mount",
+        "--propagation=private",
+        &proc_subset,
         "setpriv",
-        "--reuid=statewall",
-        "--regid=statewall",
+        &reuid,
+        &regid,
         "--init-groups",
         "--inh-caps=-all,+net_admin,+net_raw",
         "--ambient-caps=-all,+net_admin,+net_raw",
         "--bounding-set=-all,+net_admin,+net_raw",
         "--no-new-privs",
+        "/usr/bin/python3",
+        &sandbox,
+        &unit,
+        "--",
     ];
-    let d = Daemon::spawn(&lab, &cfg, &[], &setpriv, &bin);
+    let d = Daemon::spawn(&lab, &cfg, &[], &wrapper, &bin);
     d.wait_log("statewall running", 10);
 
-    // The process: user statewall, exactly the two capabilities.
+    // The process: the user, exactly the two capabilities, no new privileges, a seccomp
+    // filter, the unit's /proc.
     let pid = d.child.id();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     let field = |k: &str| {
@@ -486,6 +554,21 @@ fn runs_as_the_unit_runs_it_user_statewall_with_two_capabilities() {
     for k in ["CapEff:", "CapAmb:", "CapBnd:"] {
         assert_eq!(u64::from_str_radix(&field(k), 16).expect(k), caps, "{k}");
     }
+    assert_eq!(
+        (field("NoNewPrivs:"), field("Seccomp:")),
+        ("1".into(), "2".into()),
+        "{status}"
+    );
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.contains(" /proc ") && l.contains("subset=pid")),
+        "{mounts}"
+    );
+    // The kernel's per-queue counters are root's (mode 0440): out of the user's reach, which
+    // the daemon says at start instead of going blind silently.
+    d.wait_log("cannot read the kernel's queue counters", 5);
     // iptables-restore ran as a child with the ambient capabilities.
     assert_eq!(jumps(&lab), 2, "{}", lab.gw_rules());
     // Queues work (allowed traffic passes), raw sockets work (a reject is answered with a
@@ -537,4 +620,103 @@ fn runs_as_the_unit_runs_it_user_statewall_with_two_capabilities() {
         &format!("{bin} cleanup --config {}", cfg.display()),
     );
     assert!(!lab.gw_rules().contains("STATEWALL"));
+}
+
+/// `statewall reload ARGS` over `sock` in the gateway as `who` (a `setpriv` prefix or ""),
+/// bounded to 10 s; (succeeded, seconds taken, stdout + stderr).
+fn reload_as(lab: &Lab, who: &str, sock: &Path) -> (bool, f64, String) {
+    let t0 = Instant::now();
+    let out = lab.sh(
+        "gw",
+        10,
+        &format!("{who} {BIN} reload --socket {}", sock.display()),
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), t0.elapsed().as_secs_f64(), text)
+}
+
+#[test]
+fn a_reload_of_a_fifo_or_an_oversized_include_fails_at_once_and_keeps_the_running_rules() {
+    let mut lab = Lab::up();
+    http_server(&mut lab, &[]);
+    let dir = lab.tmp.join("sw");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let rules = dir.join("web.rules");
+    let running = "policy drop\nallow tcp to any port 8080\n";
+    std::fs::write(&rules, running).expect("rules");
+    // Only root may read the rule files; the socket's group is nogroup, so that an
+    // unprivileged user (nobody) can ask for a reload.
+    std::fs::set_permissions(&rules, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let sock = dir.join("control.sock");
+    let cfg = dir.join("statewall.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "rules = \"{}\"\n[log]\nstats_interval = 0\n[control]\nsocket = \"{}\"\ngroup = \"nogroup\"\n",
+            rules.display(),
+            sock.display()
+        ),
+    )
+    .expect("config");
+    let d = Daemon::spawn(&lab, &cfg, &[], &[], BIN);
+    d.wait_log("statewall running", 10);
+    assert!(passes(&lab));
+    let nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups";
+
+    // An include of a FIFO nobody writes to (a blocking open would wait forever), then of a
+    // file one byte over the 4 MiB limit: each reload fails at once, saying why.
+    let fifo = dir.join("fifo.rules");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let huge = dir.join("huge.rules");
+    std::fs::File::create(&huge)
+        .and_then(|f| f.set_len(4 * 1024 * 1024 + 1))
+        .expect("huge file");
+    for (include, why) in [
+        ("fifo.rules", "not a regular file (a FIFO)"),
+        ("huge.rules", "larger than the limit of 4194304 bytes"),
+    ] {
+        std::fs::write(&rules, format!("{running}include \"{include}\"\n")).expect("rules");
+        let (ok, secs, text) = reload_as(&lab, "", &sock);
+        assert!(!ok && text.contains(why), "{include}: {text}");
+        assert!(secs < 5.0, "{include}: the reload took {secs:.1} s");
+        assert!(passes(&lab), "{include}: the running rules went");
+    }
+
+    // The same through SIGHUP (the main thread): the failure is logged and the daemon still
+    // stops at once on SIGTERM, so the main thread was not left blocked on the FIFO.
+    std::fs::write(&rules, format!("{running}include \"fifo.rules\"\n")).expect("rules");
+    signal(d.child.id(), "HUP");
+    d.wait_log("FIFO", 10);
+    assert!(passes(&lab));
+
+    // A rule file with an error: root, who may read it, gets the offending source line; nobody
+    // gets the error's position and message, not the line (which holds a secret comment).
+    std::fs::write(
+        &rules,
+        format!("{running}allow tcp to any port 99999 # secret-4f2a\n"),
+    )
+    .expect("rules");
+    let (ok, _, as_root) = reload_as(&lab, "", &sock);
+    assert!(!ok && as_root.contains("secret-4f2a"), "{as_root}");
+    let (ok, _, as_nobody) = reload_as(&lab, nobody, &sock);
+    assert!(!ok, "{as_nobody}");
+    assert!(
+        as_nobody.contains("web.rules:3") && as_nobody.contains("source lines omitted"),
+        "{as_nobody}"
+    );
+    assert!(!as_nobody.contains("secret-4f2a"), "{as_nobody}");
+    d.wait_log("control request uid=65534", 5);
+    assert!(passes(&lab), "the running rules went");
+
+    let t0 = Instant::now();
+    let (stats, _) = d.stop();
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    assert_eq!(stats.get("dropped"), 0, "{}", stats.line);
+    e2e::cleanup(&lab);
 }

@@ -1,7 +1,11 @@
 # shellcheck shell=bash
 # scripts/lib/lab_ha.sh — the two-gateway HA lab (docs/ha.md), sourceable; needs lab.sh.
 #
-#   lab_ha_up PREFIX [FIREWALL]   build it; FIREWALL: statewall (default), linux, none
+#   lab_ha_up PREFIX [FIREWALL [TOPOLOGY]]
+#                                 build it; FIREWALL: statewall (default), linux, none;
+#                                 TOPOLOGY: vrrp (default, below) or ecmp (active-active:
+#                                 router namespaces spread the flows over both gateways,
+#                                 see _lab_ha_wire_ecmp; no keepalived)
 #   lab_ha_down PREFIX            stop every daemon, delete the namespaces and the run directory
 #   lab_ha_status PREFIX          namespaces, who is master, daemons (exit 1 if incomplete)
 #   lab_ha_master PREFIX          prints a, b, none or both (who holds the gateway addresses)
@@ -41,8 +45,13 @@ lab_ha_dir() {
 }
 
 _lab_ha_namespaces() {
+    # _lab_ha_namespaces PREFIX [TOPOLOGY] — without TOPOLOGY: every namespace either may have
     local p=$1
-    echo "${p}cli ${p}srv ${p}lan ${p}wan ${p}gwa ${p}gwb"
+    case "${2:-}" in
+        vrrp) echo "${p}cli ${p}srv ${p}lan ${p}wan ${p}gwa ${p}gwb" ;;
+        ecmp) echo "${p}cli ${p}srv ${p}rl ${p}rr ${p}gwa ${p}gwb" ;;
+        *) echo "${p}cli ${p}srv ${p}lan ${p}wan ${p}rl ${p}rr ${p}gwa ${p}gwb" ;;
+    esac
 }
 
 lab_ha_exists_any() {
@@ -236,24 +245,10 @@ _lab_ha_link() {
     ip link add name "$2" netns "$1" type veth peer name "$4" netns "$3"
 }
 
-lab_ha_up() {
-    local p=${1:?lab_ha_up PREFIX [FIREWALL]} fw=${2:-statewall} w g ns sw
-    case "$fw" in statewall | linux | none) ;; *)
-        echo "lab ha: firewall must be statewall, linux or none" >&2
-        return 2
-        ;;
-    esac
-    if lab_ha_exists_any "$p"; then
-        echo "lab ha: namespaces with prefix $p already exist" >&2
-        return 1
-    fi
-    w=$(lab_ha_dir "$p")
-    rm -rf "$w"
-    mkdir -m 0700 "$w"
-    echo "$fw" >"$w/firewall"
-    for ns in $(_lab_ha_namespaces "$p"); do
-        _lab_pre_ns "$ns"
-    done
+_lab_ha_wire_vrrp() {
+    # Client and server segments as bridges; both gateways on both, keepalived moves the
+    # gateway addresses.
+    local p=$1 g ns sw dev n=11
     for sw in lan wan; do
         ip -n "${p}$sw" link add br0 type bridge stp_state 0 mcast_snooping 0
         _lab_sysctl "${p}$sw" net.bridge.bridge-nf-call-iptables=0 \
@@ -266,12 +261,10 @@ lab_ha_up() {
         _lab_ha_link "${p}gw$g" wan0 "${p}wan" "gw$g"
     done
     _lab_ha_link "${p}gwa" sync0 "${p}gwb" sync0
-
     ip -n "${p}cli" addr add "$LAB_CLI_V4/24" dev eth0
     ip -n "${p}cli" addr add "$LAB_CLI_V6/64" dev eth0 nodad
     ip -n "${p}srv" addr add "$LAB_SRV_V4/24" dev eth0
     ip -n "${p}srv" addr add "$LAB_SRV_V6/64" dev eth0 nodad
-    local n=11
     for g in a b; do
         ns="${p}gw$g"
         ip -n "$ns" addr add "198.51.100.$n/24" dev lan0
@@ -279,12 +272,9 @@ lab_ha_up() {
         ip -n "$ns" addr add "203.0.113.$n/24" dev wan0
         ip -n "$ns" addr add "2001:db8:2::$n/64" dev wan0 nodad
         n=$((n + 1))
-        _lab_sysctl "$ns" net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
-            net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
     done
     ip -n "${p}gwa" addr add 192.0.2.1/30 dev sync0
     ip -n "${p}gwb" addr add 192.0.2.2/30 dev sync0
-
     # Gateway and switch ends first (see lab.sh), then the hosts.
     for g in a b; do
         for dev in lan0 wan0 sync0; do ip -n "${p}gw$g" link set dev "$dev" up; done
@@ -305,6 +295,104 @@ lab_ha_up() {
     ip -n "${p}cli" -6 route add default via "$LAB_HA_VIP_LAN_V6"
     ip -n "${p}srv" route add default via "$LAB_HA_VIP_WAN_V4"
     ip -n "${p}srv" -6 route add default via "$LAB_HA_VIP_WAN_V6"
+}
+
+_lab_ha_wire_ecmp() {
+    # Active-active: router namespaces rl (client side) and rr (server side) spread the flows
+    # over both gateways with ECMP: a custom hash of addresses, protocol and ports (policy 3;
+    # policy 1 reuses the sender's socket hash, which veth carries along, and is not
+    # symmetric), the same seed on both routers; the kernel's flow hash orders the endpoints,
+    # so both directions of a flow cross the same gateway. On
+    # point-to-point links, so a gateway's links going down take its next hops out
+    # (ignore_routes_with_linkdown). IPv4 only.
+    #   cli 198.51.100.2 -- rl 198.51.100.1 ; rl 192.0.2.5/.9 -- gwa .6 / gwb .10 (lan0)
+    #   gwa .13 / gwb .17 (wan0) -- rr 192.0.2.14/.18 ; rr 203.0.113.1 -- srv 203.0.113.2
+    local p=$1 r dev
+    _lab_ha_link "${p}cli" eth0 "${p}rl" eth0
+    _lab_ha_link "${p}srv" eth0 "${p}rr" eth0
+    _lab_ha_link "${p}rl" ga "${p}gwa" lan0
+    _lab_ha_link "${p}rl" gb "${p}gwb" lan0
+    _lab_ha_link "${p}rr" ga "${p}gwa" wan0
+    _lab_ha_link "${p}rr" gb "${p}gwb" wan0
+    _lab_ha_link "${p}gwa" sync0 "${p}gwb" sync0
+    ip -n "${p}cli" addr add "$LAB_CLI_V4/24" dev eth0
+    ip -n "${p}srv" addr add "$LAB_SRV_V4/24" dev eth0
+    ip -n "${p}rl" addr add 198.51.100.1/24 dev eth0
+    ip -n "${p}rr" addr add 203.0.113.1/24 dev eth0
+    ip -n "${p}rl" addr add 192.0.2.5/30 dev ga
+    ip -n "${p}rl" addr add 192.0.2.9/30 dev gb
+    ip -n "${p}rr" addr add 192.0.2.14/30 dev ga
+    ip -n "${p}rr" addr add 192.0.2.18/30 dev gb
+    ip -n "${p}gwa" addr add 192.0.2.6/30 dev lan0
+    ip -n "${p}gwb" addr add 192.0.2.10/30 dev lan0
+    ip -n "${p}gwa" addr add 192.0.2.13/30 dev wan0
+    ip -n "${p}gwb" addr add 192.0.2.17/30 dev wan0
+    ip -n "${p}gwa" addr add 192.0.2.1/30 dev sync0
+    ip -n "${p}gwb" addr add 192.0.2.2/30 dev sync0
+    for r in rl rr; do
+        _lab_sysctl "${p}$r" net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=3 \
+            net.ipv4.fib_multipath_hash_fields=0x0037 \
+            net.ipv4.fib_multipath_hash_seed=5717 net.ipv4.conf.all.ignore_routes_with_linkdown=1 \
+            net.ipv4.conf.default.ignore_routes_with_linkdown=1 net.ipv4.conf.all.rp_filter=0
+    done
+    for dev in lan0 wan0 sync0; do
+        ip -n "${p}gwa" link set dev "$dev" up
+        ip -n "${p}gwb" link set dev "$dev" up
+    done
+    for r in rl rr; do
+        for dev in eth0 ga gb; do ip -n "${p}$r" link set dev "$dev" up; done
+    done
+    ip -n "${p}cli" link set dev eth0 up
+    ip -n "${p}srv" link set dev eth0 up
+    for dev in lan0 wan0 sync0; do
+        _lab_wait_carrier "${p}gwa" "$dev"
+        _lab_wait_carrier "${p}gwb" "$dev"
+    done
+    for r in rl rr; do
+        for dev in eth0 ga gb; do _lab_wait_carrier "${p}$r" "$dev"; done
+    done
+    _lab_wait_carrier "${p}cli" eth0
+    _lab_wait_carrier "${p}srv" eth0
+    ip -n "${p}cli" route add default via 198.51.100.1
+    ip -n "${p}srv" route add default via 203.0.113.1
+    ip -n "${p}rl" route add 203.0.113.0/24 nexthop via 192.0.2.6 dev ga nexthop via 192.0.2.10 dev gb
+    ip -n "${p}rr" route add 198.51.100.0/24 nexthop via 192.0.2.13 dev ga nexthop via 192.0.2.17 dev gb
+    ip -n "${p}gwa" route add 198.51.100.0/24 via 192.0.2.5
+    ip -n "${p}gwa" route add 203.0.113.0/24 via 192.0.2.14
+    ip -n "${p}gwb" route add 198.51.100.0/24 via 192.0.2.9
+    ip -n "${p}gwb" route add 203.0.113.0/24 via 192.0.2.18
+}
+
+lab_ha_up() {
+    # lab_ha_up PREFIX [FIREWALL [TOPOLOGY]] — TOPOLOGY: vrrp (default) or ecmp
+    local p=${1:?lab_ha_up PREFIX [FIREWALL [TOPOLOGY]]} fw=${2:-statewall} topo=${3:-vrrp} w g ns
+    case "$fw" in statewall | linux | none) ;; *)
+        echo "lab ha: firewall must be statewall, linux or none" >&2
+        return 2
+        ;;
+    esac
+    case "$topo" in vrrp | ecmp) ;; *)
+        echo "lab ha: topology must be vrrp or ecmp" >&2
+        return 2
+        ;;
+    esac
+    if lab_ha_exists_any "$p"; then
+        echo "lab ha: namespaces with prefix $p already exist" >&2
+        return 1
+    fi
+    w=$(lab_ha_dir "$p")
+    rm -rf "$w"
+    mkdir -m 0700 "$w"
+    echo "$fw" >"$w/firewall"
+    echo "$topo" >"$w/topology"
+    for ns in $(_lab_ha_namespaces "$p" "$topo"); do
+        _lab_pre_ns "$ns"
+    done
+    "_lab_ha_wire_$topo" "$p"
+    for g in a b; do
+        _lab_sysctl "${p}gw$g" net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
+            net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+    done
 
     install -m 0700 "$_lab_ha_root/contrib/keepalived/statewall-ha" "$w/statewall-ha"
     for g in a b; do
@@ -320,6 +408,16 @@ lab_ha_up() {
         _lab_sysctl "$ns" net.netfilter.nf_conntrack_tcp_loose=0 2>/dev/null || true
         lab_ha_start "$p" "$g" conntrackd
     done
+    if [[ $topo == ecmp ]]; then
+        # Both gateways are active: each takes over at once.
+        if [[ $fw == statewall ]]; then
+            for g in a b; do
+                "${STATEWALL_BIN:-$_lab_ha_root/target/release/statewall}" takeover \
+                    --socket "$w/sw-$g/control.sock" >>"$w/ha-$g.log" 2>&1
+            done
+        fi
+        return 0
+    fi
     for g in a b; do
         lab_ha_start "$p" "$g" keepalived
     done
@@ -359,7 +457,7 @@ lab_ha_down() {
 lab_ha_status() {
     local p=${1:?lab_ha_status PREFIX} w ns rc=0 g what
     w=$(lab_ha_dir "$p")
-    for ns in $(_lab_ha_namespaces "$p"); do
+    for ns in $(_lab_ha_namespaces "$p" "$(cat "$w/topology" 2>/dev/null)"); do
         if ip netns list | awk '{print $1}' | grep -qxF "$ns"; then
             echo "== $ns"
             ip -n "$ns" -br addr show | grep -v '^lo ' || true

@@ -5,7 +5,7 @@
 //! assured (not evicted early when the table is full). A query answered once (DNS, a spoofed
 //! source's answer) stays evictable. ICMP echo is never assured.
 
-use super::{flags, flow_of, Addr, Dir, Milestone, ProtoState, Side, Track, Tracked};
+use super::{flags, flow_of, kernel, Addr, Dir, Milestone, ProtoState, Side, Track, Tracked};
 use crate::proto;
 use crate::verdict::{DropReason, Pass, Verdict};
 
@@ -24,11 +24,12 @@ pub(super) fn track<A: Addr>(
 ) -> Track {
     let (key, from_lo) = side.key(proto, ports);
     if let Some(mut entry) = side.live(&key) {
-        let conn = entry.value_mut();
+        let (k, conn) = entry.pair_mut();
         if conn.has(flags::REVOKED) {
             return Track::Judged(Tracked::drop(DropReason::Revoked, Some(conn.state())));
         }
         let dir = conn.dir(from_lo);
+        side.account(k, conn, dir);
         // As in Linux, the first reply itself does not make a stream: a packet after it does.
         let replied_before = conn.has(flags::SEEN_REPLY);
         let first_reply = dir == Dir::Reply && !replied_before;
@@ -45,11 +46,20 @@ pub(super) fn track<A: Addr>(
             conn.flags |= flags::ASSURED;
         }
         conn.expires = side.now.after_secs(timeout);
-        return Track::Judged(Tracked {
+        let offload = &side.ct.offload;
+        if offload.enable && offload.datagrams && conn.has(flags::SEEN_REPLY) {
+            // Answered once: the kernel may carry the rest (a one-way stream after its first
+            // reply included).
+            conn.flags |= flags::OFFLOADED;
+        }
+        let tracked = Tracked {
             verdict: Verdict::Accept(Pass::Tracked),
             state: Some(conn.state()),
-            milestone: first_reply.then(|| Milestone::Replied(flow_of(&key, conn))),
-        });
+            milestone: first_reply.then(|| Milestone::Replied(flow_of(k, conn))),
+            adopted: None,
+            offloaded: conn.has(flags::OFFLOADED),
+        };
+        return Track::Judged(kernel::claim(k, conn, tracked));
     }
     if !may_open {
         return Track::Judged(Tracked::drop(DropReason::IcmpUnexpectedReply, None));

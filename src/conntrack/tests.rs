@@ -18,7 +18,7 @@ fn track(ct: &Conntrack, bytes: &[u8], secs: u64) -> Track {
 /// Tracks a packet that opens a flow, and opens it.
 fn open(ct: &Conntrack, bytes: &[u8], secs: u64) -> ConnState {
     match track(ct, bytes, secs) {
-        Track::New(o) => ct.open(o).expect("room"),
+        Track::New(o) => ct.open(o).expect("room").state,
         other => panic!("does not open: {other:?}"),
     }
 }
@@ -90,9 +90,10 @@ fn what_track_says_of_each_kind_of_packet() {
             .payload(16)
             .fragment(4, false)
             .build();
+        // A later fragment whose first fragment never passed: no rule could judge it.
         assert_eq!(
             judged(&ct, &frag, 0).verdict,
-            Verdict::Accept(Pass::Fragment)
+            Verdict::Drop(DropReason::FragmentOrphan)
         );
         let gre = ip(p.client, p.server, 47, &[0; 8]).build();
         assert!(matches!(track(&ct, &gre, 0), Track::New(_)));
@@ -185,6 +186,7 @@ fn one_limit_for_both_families_and_early_drop_from_either() {
             max_entries: 2,
             per_source: 100,
             early_drop_scan: 16,
+            ..Limits::default()
         },
     );
     let [v4, v6] = Pair::BOTH;
@@ -216,8 +218,14 @@ fn sweep_reports_each_flow_originator_first() {
     let p = Pair::V6.ports(5353, 53);
     open(&ct, &p.udp(Side::Client).build(), 0);
     let mut closed = Vec::new();
-    assert_eq!(ct.sweep(Timestamp::from_secs(10), |f| closed.push(f)), 0);
-    assert_eq!(ct.sweep(Timestamp::from_secs(31), |f| closed.push(f)), 1);
+    assert_eq!(
+        ct.sweep(Timestamp::from_secs(10), |r, _| closed.push(r.flow)),
+        0
+    );
+    assert_eq!(
+        ct.sweep(Timestamp::from_secs(31), |r, _| closed.push(r.flow)),
+        1
+    );
     assert_eq!(closed, vec![flow(p, proto::UDP)]);
     assert_eq!((ct.entries(), ct.totals().expired), (0, 1));
 }
@@ -233,8 +241,8 @@ fn revoke_closes_what_the_judge_refuses_and_hands_it_the_next_sequence_numbers()
     let mut seen = Vec::new();
     let now = Timestamp::from_secs(1);
     let revoked = ct.revoke(now, |f, next| {
-        seen.push((f.proto, next));
-        f.proto == proto::TCP
+        seen.push((f.flow.proto, next));
+        f.flow.proto == proto::TCP
     });
     assert_eq!(revoked, 1);
     seen.sort_by_key(|(proto, _)| *proto);
@@ -247,7 +255,11 @@ fn revoke_closes_what_the_judge_refuses_and_hands_it_the_next_sequence_numbers()
     // Revoked entries are not judged again (only the UDP flow is revoked now), and both go
     // within the CLOSE timeout (10 s), long before the UDP flow's own 30 s.
     assert_eq!(ct.revoke(now, |_, _| true), 1);
-    assert_eq!(ct.sweep(Timestamp::from_secs(12), |_| {}), 2);
+    let mut revoked_before = Vec::new();
+    let swept = ct.sweep(Timestamp::from_secs(12), |_, revoked| {
+        revoked_before.push(revoked)
+    });
+    assert_eq!((swept, revoked_before), (2, vec![true, true]));
 }
 
 #[test]
@@ -288,9 +300,9 @@ fn entries_keep_their_time_past_thirteen_years() {
         );
         // And they still expire on time: the UDP flow answered once after 30 s, SYN_RECV
         // after 60.
-        assert_eq!(ct.sweep(Timestamp::from_secs(start + 20), |_| {}), 0);
-        assert_eq!(ct.sweep(Timestamp::from_secs(start + 40), |_| {}), 1);
-        assert_eq!(ct.sweep(Timestamp::from_secs(start + 70), |_| {}), 1);
+        assert_eq!(ct.sweep(Timestamp::from_secs(start + 20), |_, _| {}), 0);
+        assert_eq!(ct.sweep(Timestamp::from_secs(start + 40), |_, _| {}), 1);
+        assert_eq!(ct.sweep(Timestamp::from_secs(start + 70), |_, _| {}), 1);
     }
 }
 
@@ -302,6 +314,7 @@ fn small(max: usize, scan: usize) -> Conntrack {
             max_entries: max,
             per_source: max,
             early_drop_scan: scan,
+            sources: Default::default(),
         },
     )
 }
@@ -369,7 +382,7 @@ fn early_drop_finds_victims_wherever_they_are() {
         handshake(&ct, p.ports(10_000 + port, 80), 0);
     }
     // Established a while ago: the sweep forgot them as candidates.
-    assert_eq!(ct.sweep(Timestamp::from_secs(1), |_| {}), 0);
+    assert_eq!(ct.sweep(Timestamp::from_secs(1), |_, _| {}), 0);
     for port in 0..40u16 {
         open(
             &ct,

@@ -17,10 +17,10 @@
 //! set (the packaged unit runs as user and group `statewall`, so `group = "statewall"` gives
 //! the socket the daemon's own group without any chown), in a directory created `0755` (the
 //! unit's runtime directory is `0750 statewall:statewall`). `connect(2)` needs write permission
-//! on the socket file, so everybody else gets `EACCES`. The socket is bound under a temporary
-//! name with its final mode (set through the umask, never by name) and only renamed into place
-//! after its group is right, so there is no window with a looser mode and no symlink is
-//! followed. Every request is attributed to the peer's uid and pid (`SO_PEERCRED`).
+//! on the socket file, so everybody else gets `EACCES`. The socket is bound in a private directory
+//! (mode 0700: nobody else can reach it there or replace it by a symlink), given its mode and
+//! group there and only then renamed into place, so it never appears under its name with a
+//! looser mode, and the process-wide umask is left alone. Every request is attributed to the peer's uid and pid (`SO_PEERCRED`).
 
 pub mod client;
 pub mod peer;
@@ -34,13 +34,13 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub use client::{
-    cli_blocks, cli_conns, cli_reload, cli_stats, cli_status, cli_unblock, request,
-    request_with_timeout,
+    cli_blocks, cli_conns, cli_reload, cli_standby, cli_stats, cli_status, cli_takeover,
+    cli_unblock, request, request_with_timeout,
 };
 pub use peer::Peer;
 pub use protocol::{
-    BlockEntry, ConnEntry, ConnFilter, QueueStatus, ReloadFailure, ReloadReport, Request, Response,
-    StatsReport, Status, UnblockReport,
+    BlockEntry, ConnEntry, ConnFilter, HaReport, QueueStatus, ReloadFailure, ReloadReport, Request,
+    Response, StatsReport, Status, UnblockReport,
 };
 pub use server::{serve, ControlHandler, ControlServer};
 

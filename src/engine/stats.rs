@@ -22,6 +22,7 @@ pub(super) struct Counters {
     answered: AtomicU64,
     answers_limited: AtomicU64,
     logs_suppressed: AtomicU64,
+    adopted: AtomicU64,
     /// Per [`DropReason`], in [`DropReason::ALL`] order.
     drops: Vec<AtomicU64>,
 }
@@ -39,6 +40,7 @@ impl Default for Counters {
             answered: zero(),
             answers_limited: zero(),
             logs_suppressed: zero(),
+            adopted: zero(),
             drops: DropReason::ALL.iter().map(|_| zero()).collect(),
         }
     }
@@ -86,6 +88,11 @@ impl Counters {
         bump(&self.logs_suppressed);
     }
 
+    /// Counts a flow adopted from the kernel table.
+    pub(super) fn adopted(&self) {
+        bump(&self.adopted);
+    }
+
     fn drops(&self, reason: DropReason) -> u64 {
         self.drops
             .get(reason as usize)
@@ -124,6 +131,8 @@ pub struct Stats {
     pub answers_limited: u64,
     /// Rule `log` lines suppressed by their rate limit.
     pub logs_suppressed: u64,
+    /// Flows adopted from the kernel's conntrack table (restart, standby).
+    pub adopted: u64,
     /// Drops per reason name, in counter order (reasons with a zero count omitted); a JSON
     /// object on the wire.
     #[serde(with = "as_map")]
@@ -132,7 +141,7 @@ pub struct Stats {
 
 impl Stats {
     /// Every scalar counter with its name, in display order (`statewall stats`).
-    pub fn rows(&self) -> [(&'static str, u64); 13] {
+    pub fn rows(&self) -> [(&'static str, u64); 14] {
         [
             ("packets", self.packets),
             ("accepted", self.accepted),
@@ -147,6 +156,7 @@ impl Stats {
             ("answered", self.answered),
             ("answers_limited", self.answers_limited),
             ("logs_suppressed", self.logs_suppressed),
+            ("adopted", self.adopted),
         ]
     }
 }
@@ -209,6 +219,7 @@ impl Engine {
             answered: load(&c.answered),
             answers_limited: load(&c.answers_limited),
             logs_suppressed: load(&c.logs_suppressed),
+            adopted: load(&c.adopted),
             drops,
         }
     }

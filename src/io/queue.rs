@@ -37,6 +37,7 @@ use crate::io::actions::ActionHandler;
 use crate::marks::ConnMarks;
 use crate::packet::PacketMeta;
 use crate::time::Timestamp;
+use crate::verdict::{Pass, Verdict};
 
 /// A queue that cannot be set up.
 #[derive(Debug, Error)]
@@ -429,15 +430,22 @@ impl Judge {
             wire_len: Some(p.wire_len),
             in_iface: self.names.get(p.indev),
             out_iface: self.names.get(p.outdev),
+            fastpath: self.marks.is_some_and(|m| m.is_fastpath(p.mark)),
+            admitted: self.marks.is_some_and(|m| m.is_admitted(p.mark)),
             mac: ethernet_header(self.names.mac(p.indev), p.hw_src, p.hw_protocol),
         };
         let now = Timestamp::from_duration(self.start.elapsed());
-        // Accepted, and a packet of a tracked flow (the flow is admitted).
-        let (accept, admitted) = match catch_unwind(AssertUnwindSafe(|| {
+        // Accepted; a packet of its own tracked flow (the flow is admitted; an ICMP error
+        // related to a flow leaves that flow's marks alone); on the fast path.
+        let (accept, admitted, fastpath) = match catch_unwind(AssertUnwindSafe(|| {
             self.engine.process(p.payload, &meta, now)
         })) {
             Ok(decision) => {
-                let admitted = decision.state.is_some();
+                let admitted = matches!(
+                    decision.verdict,
+                    Verdict::Accept(Pass::Tracked | Pass::Opened | Pass::Ignored)
+                );
+                let fastpath = decision.fastpath;
                 let accept = decision.accepted();
                 let work = decision.action.is_some() || !decision.events.is_empty();
                 let performed = catch_unwind(AssertUnwindSafe(|| {
@@ -455,12 +463,12 @@ impl Judge {
                     bump(&self.counters.panics);
                     tracing::error!(queue = self.num, "action handling panicked; verdict kept");
                 }
-                (accept, admitted)
+                (accept, admitted, fastpath)
             }
             Err(_) => {
                 bump(&self.counters.panics);
                 tracing::error!(queue = self.num, "engine panicked; packet dropped");
-                (false, false)
+                (false, false, false)
             }
         };
         if accept {
@@ -468,7 +476,7 @@ impl Judge {
             let mark = self
                 .marks
                 .filter(|_| admitted)
-                .map(|marks| marks.admit(p.mark));
+                .map(|marks| marks.verdict_mark(p.mark, fastpath));
             Outcome { accept, mark }
         } else {
             bump(&self.counters.dropped);
@@ -577,11 +585,20 @@ pub struct KernelQueueStats {
     pub user_dropped: u64,
 }
 
-/// Reads the kernel's per-queue counters (network namespace of the caller).
+/// Where the kernel lists its queues for the caller's network namespace: mode 0440, owned by
+/// root, so a daemon running as its own user (the packaged unit) cannot read it, and a `/proc`
+/// mounted with `subset=pid` hides it.
+pub const KERNEL_STATS: &str = "/proc/net/netfilter/nfnetlink_queue";
+
+/// Reads the kernel's per-queue counters (network namespace of the caller); none when the
+/// file cannot be read (see [`read_kernel_stats`]).
 pub fn kernel_stats() -> Vec<KernelQueueStats> {
-    std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue")
-        .map(|t| parse_kernel_stats(&t))
-        .unwrap_or_default()
+    read_kernel_stats().unwrap_or_default()
+}
+
+/// Like [`kernel_stats`], with the error when [`KERNEL_STATS`] cannot be read.
+pub fn read_kernel_stats() -> std::io::Result<Vec<KernelQueueStats>> {
+    std::fs::read_to_string(KERNEL_STATS).map(|t| parse_kernel_stats(&t))
 }
 
 fn parse_kernel_stats(text: &str) -> Vec<KernelQueueStats> {

@@ -23,6 +23,20 @@ use crate::verdict::DropReason;
 use transitions::{invalid_reason, transition, Cell, Class};
 use window::{pflag, seg_end, Peer, Window};
 
+/// What the kernel's TCP tracker knows of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelTcp {
+    /// The state.
+    pub state: TcpState,
+    /// Window scale shift per direction (`[original, reply]`); 0 unless both sides offered
+    /// window scaling.
+    pub scale: [u8; 2],
+    /// Whether each direction offered window scaling in its SYN.
+    pub window_scale: [bool; 2],
+    /// Whether each direction offered SACK in its SYN.
+    pub sack_perm: [bool; 2],
+}
+
 /// TCP connection states (Linux conntrack names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
@@ -174,6 +188,7 @@ impl TcpConn {
                 } else {
                     0
                 },
+            segments: 0,
         };
         // Until the other side speaks, its end is what this segment acknowledges.
         let reply = Peer {
@@ -192,6 +207,15 @@ impl TcpConn {
         }
     }
 
+    /// A connection adopted from its RST ([`crate::conntrack::Via::admitted`]): picked up as
+    /// [`TcpConn::pickup`] does, already closed.
+    pub fn pickup_reset(seg: &TcpHeader) -> TcpConn {
+        TcpConn {
+            state: TcpState::Close,
+            ..TcpConn::pickup(seg)
+        }
+    }
+
     /// The same connection seen from the other end (a flow adopted mid-stream whose
     /// originator is the segment's receiver).
     pub(crate) fn reverse(&mut self) {
@@ -202,6 +226,124 @@ impl TcpConn {
     /// Whether both ends have sent a segment the window check learned from.
     pub(crate) fn both_seen(&self) -> bool {
         self.peers.iter().all(|p| p.maxwin != 0)
+    }
+
+    /// A connection adopted from the kernel table in the state the kernel knows ([`crate::adopt`]).
+    /// Both windows are learned from the next segments, as the kernel learns them for an entry
+    /// conntrackd injected. The window scales are the kernel's when its entry knows the
+    /// handshake's options; without them (an entry replicated by conntrackd, which does not
+    /// carry the TCP flags) the scale is unknown and window violations are ignored rather than
+    /// dropped, as for a connection picked up mid-stream.
+    pub fn adopted(k: &KernelTcp) -> TcpConn {
+        let known = k.window_scale.iter().chain(&k.sack_perm).any(|b| *b);
+        let peer = |d: usize| {
+            let mut flags = if known {
+                pflag::LAGGING
+            } else {
+                pflag::LIBERAL | pflag::SACK_PERM
+            };
+            if k.window_scale[d] {
+                flags |= pflag::WSCALE;
+            }
+            if k.sack_perm[d] {
+                flags |= pflag::SACK_PERM;
+            }
+            Peer {
+                scale: if known { k.scale[d].min(14) } else { 0 },
+                flags,
+                ..Peer::default()
+            }
+        };
+        TcpConn {
+            state: k.state,
+            last_dir: Dir::Original as u8,
+            last_class: Class::Ack as u8,
+            misc: 0,
+            last_end: Seq(0),
+            peers: [peer(0), peer(1)],
+        }
+    }
+
+    /// Brings a connection adopted earlier (and not used since) up to the kernel's news: its
+    /// state, and its window scales when the kernel knows them.
+    pub fn refresh(&mut self, k: &KernelTcp) {
+        if k.window_scale.iter().chain(&k.sack_perm).any(|b| *b) {
+            *self = TcpConn::adopted(k);
+        } else {
+            self.state = k.state;
+        }
+    }
+
+    /// Forgets both windows (this gateway stops seeing the connection's segments: the peer
+    /// gateway does); they are learned again from the next segments. The state, the window
+    /// scales and the options stay.
+    pub fn forget_windows(&mut self) {
+        for p in &mut self.peers {
+            *p = Peer {
+                scale: p.scale,
+                flags: (p.flags & (pflag::WSCALE | pflag::SACK_PERM | pflag::LIBERAL))
+                    | pflag::LAGGING,
+                ..Peer::default()
+            };
+        }
+        self.last_dir = Dir::Original as u8;
+        self.last_class = Class::Ack as u8;
+        self.last_end = Seq(0);
+    }
+
+    /// Whether the connection is validated for the kernel fast path: ESTABLISHED, both windows
+    /// learned from its own handshake (not picked up mid-stream, where they are liberal), and
+    /// at least `segments` segments accepted from each side since the handshake.
+    pub fn validated(&self, segments: u8) -> bool {
+        self.state == TcpState::Established
+            && self
+                .peers
+                .iter()
+                .all(|p| p.maxwin != 0 && !p.has(pflag::LIBERAL))
+            && [Dir::Original, Dir::Reply]
+                .iter()
+                .all(|d| self.established_segments(*d) >= segments)
+    }
+
+    fn established_segments(&self, dir: Dir) -> u8 {
+        self.peers[dir.idx()].segments
+    }
+
+    /// The kernel carried this connection's middle (the fast path) and statewall saw none of
+    /// it: what it knows of the windows is stale. `seg`, from `dir`, is the first segment it
+    /// sees again (a FIN, a RST, ...), which the kernel's own window check let through
+    /// (`nf_conntrack_tcp_be_liberal = 0`). Both windows are learned anew, as for a connection
+    /// picked up mid-stream but keeping the window scales and options of its handshake: the
+    /// sender's end moves forward to this segment, the receiver's to what it acknowledges, and
+    /// the receiver's window is learned from its next segment. The counts of segments since
+    /// the handshake start again.
+    pub fn resume(&mut self, dir: Dir, seg: &TcpHeader) {
+        let keep = pflag::WSCALE | pflag::SACK_PERM | pflag::LIBERAL | pflag::FIN_SENT;
+        for p in &mut self.peers {
+            *p = Peer {
+                scale: p.scale,
+                flags: p.flags & keep,
+                ..Peer::default()
+            };
+        }
+        let end = seg_end(seg);
+        let sender = &mut self.peers[dir.idx()];
+        sender.end = end;
+        sender.maxwin = (u32::from(seg.window) << sender.scale).max(1);
+        sender.maxend = end + sender.maxwin;
+        if seg.flags.ack() {
+            let receiver = &mut self.peers[dir.flip().idx()];
+            let mut acked = seg.ack;
+            if receiver.has(pflag::SACK_PERM) {
+                if let Some(edge) = seg.options.sack_right_edge.filter(|e| e.after(acked)) {
+                    acked = edge;
+                }
+            }
+            receiver.end = acked;
+            receiver.maxend = acked;
+            receiver.flags |= pflag::RESUMED;
+        }
+        self.note_last(dir, Class::of(seg.flags), seg);
     }
 
     /// The next sequence number of each side: `(original, reply)`.
@@ -269,6 +411,10 @@ impl TcpConn {
         self.note_last(dir, class, seg);
         if seg.flags.fin() {
             self.peers[dir.idx()].flags |= pflag::FIN_SENT;
+        }
+        if old == TcpState::Established && new == TcpState::Established {
+            let sender = &mut self.peers[dir.idx()];
+            sender.segments = sender.segments.saturating_add(1);
         }
         self.state = new;
         Ok(Step::Accept)
@@ -357,6 +503,12 @@ impl TcpConn {
         let s = self.peers[dir.idx()];
         let r = self.peers[dir.flip().idx()];
         let handshake = matches!(old, TcpState::SynSent | TcpState::SynSent2);
+        if !handshake && s.maxwin == 0 {
+            // The sender's window is unknown (a connection adopted from the kernel table, whose
+            // first segment from this side is a RST): pass it without closing, the endpoint
+            // checks the sequence number itself (RFC 5961).
+            return Ok(Step::Ignore);
+        }
         let exact = if handshake && s.maxwin == 0 {
             // Answering the SYN: acceptable when it acknowledges the SYN (RFC 9293 §3.10.7.3).
             seg.flags.ack() && seg.ack == r.end

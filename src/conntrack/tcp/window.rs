@@ -34,6 +34,15 @@ pub(super) mod pflag {
     /// Window violations are ignored rather than invalid (connection picked up mid-stream,
     /// window scale unknown).
     pub const LIBERAL: u8 = 1 << 5;
+    /// `end` was learned after an adoption and may lag behind what this side had sent before
+    /// (its first segment seen was a retransmission): an ACK of the other side beyond `end`,
+    /// by at most that side's window, moves `end` up once instead of being invalid.
+    pub const LAGGING: u8 = 1 << 6;
+    /// This side's `end` is only a lower bound, what the other side acknowledged when the
+    /// connection came back from the kernel fast path (it may have sent more that statewall
+    /// never saw): an ACK beyond it, within the window the other side advertised, moves it
+    /// forward, until this side sends a segment itself.
+    pub const RESUMED: u8 = 1 << 7;
 }
 
 /// What one side has sent, as far as the other side's window goes.
@@ -52,6 +61,9 @@ pub(super) struct Peer {
     pub(super) scale: u8,
     /// [`pflag`] bits.
     pub(super) flags: u8,
+    /// Segments accepted from this side in ESTABLISHED since the handshake or the return from
+    /// the fast path (saturating; the fast path waits for a few each way). In what was padding.
+    pub(super) segments: u8,
 }
 
 impl Peer {
@@ -103,6 +115,33 @@ pub(super) enum Window {
 }
 
 impl TcpConn {
+    /// Whether `dir`'s side may have sent a segment starting at `seq`: what an ICMP error
+    /// quoting such a segment must show (pf's check in `pf_test_state_icmp`). The segment
+    /// starts at most at the highest sequence number the receiver allowed, and at least the
+    /// largest window the receiver advertised below the sender's end (a segment in flight or
+    /// retransmitted). A side that has sent nothing has nothing to be quoted.
+    pub fn may_have_sent(&self, dir: Dir, seq: Seq) -> bool {
+        let [orig, reply] = &self.peers;
+        let (sender, receiver) = match dir {
+            Dir::Original => (orig, reply),
+            Dir::Reply => (reply, orig),
+        };
+        if sender.maxwin == 0 {
+            return false;
+        }
+        let lowest = sender.end - receiver.maxwin.max(1);
+        !seq.before(lowest) && !seq.after(sender.maxend)
+    }
+
+    /// A later fragment of a segment `dir`'s side sent passed: the segment reaches `end`.
+    pub fn extend_sent(&mut self, dir: Dir, end: Seq) {
+        let sender = &mut self.peers[dir as usize];
+        if end.after(sender.end) {
+            sender.end = end;
+            sender.flags |= pflag::UNACKED;
+        }
+    }
+
     /// The van Rooij window check (Linux `tcp_in_window`), learning from valid segments.
     pub(super) fn in_window(&mut self, dir: Dir, state: TcpState, seg: &TcpHeader) -> Window {
         let [orig, reply] = &mut self.peers;
@@ -137,7 +176,9 @@ impl TcpConn {
                     return Window::Accept;
                 }
             } else {
-                // First segment from this side of a connection picked up mid-stream.
+                // First segment from this side of a connection picked up mid-stream (or back
+                // from the fast path).
+                sender.flags &= !pflag::RESUMED;
                 sender.end = end;
                 let swin = win << sender.scale;
                 sender.maxwin = swin.max(1);
@@ -177,8 +218,24 @@ impl TcpConn {
             end = seq;
         }
 
+        if receiver.has(pflag::RESUMED) && sack.after(receiver.end) && !sack.after(receiver.maxend)
+        {
+            // Back from the fast path: the receiver sent data statewall did not see (the kernel
+            // forwarded it). It fit in the window this side advertised (`receiver.maxend`, from
+            // this side's segments since the resume), so an ACK beyond that is still unsent data.
+            receiver.end = sack;
+        }
         let liberal = sender.has(pflag::LIBERAL);
         let max_ack_window = sender.maxwin.max(MAX_ACK_WINDOW);
+        if !sack.before(receiver.end + 1) && receiver.has(pflag::LAGGING) {
+            // An adopted connection whose receiver was first seen retransmitting: the ACK
+            // acknowledges data that passed before the adoption. Within the sender's window,
+            // that is where the receiver's data ends.
+            if (sack - receiver.end) <= max_ack_window {
+                receiver.end = sack;
+            }
+            receiver.flags &= !pflag::LAGGING;
+        }
         let ack_ok = sack.after(receiver.end - max_ack_window - 1);
         if !seq.before(sender.maxend + 1) {
             // I fails: the segment starts beyond what the receiver allowed.

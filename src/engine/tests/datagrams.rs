@@ -1,4 +1,4 @@
-//! Flows without a state machine: UDP, ICMP echo and errors, other protocols, fragments.
+//! Flows without a state machine: UDP, ICMP echo and errors, other protocols.
 
 use super::*;
 use crate::testing::ip;
@@ -71,19 +71,4 @@ fn other_protocols_are_tracked_per_address_pair() {
     let d = accept(&e, &gre(S), 0);
     assert_eq!(d.state, Some(ConnState::Replied));
     assert_eq!(e.entries(), 1);
-}
-
-#[test]
-fn fragments_pass_untracked() {
-    let e = engine();
-    let p = LABS[0];
-    // Offset 32 bytes: no transport header.
-    let pkt = crate::testing::udp(p.client, p.server)
-        .payload(100)
-        .fragment(4, false)
-        .build();
-    let d = accept(&e, &pkt, 0);
-    assert_eq!(d.state, None);
-    assert_eq!(d.verdict, Verdict::Accept(Pass::Fragment));
-    assert_eq!(e.stats().fragments, 1);
 }

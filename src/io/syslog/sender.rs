@@ -203,9 +203,12 @@ impl Worker {
         rx: Receiver<Command>,
         counters: Arc<Counters>,
     ) -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_default();
+        // uname(2), not /proc/sys/kernel/hostname: the unit's ProcSubset=pid hides /proc/sys.
+        let host = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .trim()
+            .to_owned();
         Worker {
             cfg,
             target,
