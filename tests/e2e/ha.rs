@@ -21,6 +21,9 @@ pub const HTTP_PORT: u16 = 8080;
 pub const IDLE: usize = 200;
 /// Size of the download, MiB.
 pub const DOWNLOAD_MIB: u32 = 100;
+/// statewall's `[ha] takeover_window` in the lab, seconds (the default is 10; the probes sent
+/// "during the takeover" need a margin on a loaded machine).
+pub const TAKEOVER_WINDOW: u64 = 20;
 
 /// What filters the gateways.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,7 +134,8 @@ impl HaLab {
             .arg("ha")
             .env("LAB_HA_DIR", &self.dir)
             .env("STATEWALL_BIN", env!("CARGO_BIN_EXE_statewall"))
-            .env("LAB_HA_RESYNC_QUIET", "1");
+            .env("LAB_HA_RESYNC_QUIET", "1")
+            .env("LAB_HA_TAKEOVER_WINDOW", TAKEOVER_WINDOW.to_string());
         c
     }
 

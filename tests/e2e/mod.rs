@@ -6,7 +6,8 @@
 //! - [`daemon`]: `statewall run` in the gateway, its final counters, the control client;
 //! - [`apps`]: the traffic endpoints of `tests/e2e/apps.py` (also used by `scripts/demo` and
 //!   `scripts/record-captures`), starting with the HTTP server every suite uses;
-//! - [`ha`]: the two-gateway HA lab (`scripts/lab ha`) and its failover workload.
+//! - [`ha`]: the two-gateway HA lab (`scripts/lab ha`) and its failover workload;
+//! - [`ha_probes`]: statewall's side of it (counters, role, injected flows, probe rounds).
 //!
 //! A missing tool or missing root privileges is a test failure, never a skip.
 //!
@@ -16,6 +17,7 @@
 pub mod apps;
 pub mod daemon;
 pub mod ha;
+pub mod ha_probes;
 pub mod lab;
 
 use std::path::PathBuf;
