@@ -42,50 +42,56 @@ const UNMARKED: Injected = Injected {
     mark: 0,
 };
 
+/// One switch of the suite: what happens, (from, to), seconds the traffic lasts after the
+/// trigger, the `scripts/lab ha` command that triggers it.
+type Step = (
+    &'static str,
+    (&'static str, &'static str),
+    u32,
+    [&'static str; 3],
+);
+
 /// Fails the master by stopping its keepalived, fails back; then by taking its links down,
-/// fails back. Returns the four switches.
+/// fails back. Returns the four switches. With statewall, prints each gateway's drops of each
+/// switch (the table's rows say what the endpoints saw).
 fn failover_suite(lab: &mut HaLab, w: &mut Workload, name: &str) -> Vec<Switch> {
+    let steps: [Step; 4] = [
+        (
+            "keepalived of a stopped",
+            ("a", "b"),
+            4,
+            ["stop", "a", "keepalived"],
+        ),
+        (
+            "failback, keepalived a back",
+            ("b", "a"),
+            12,
+            ["start", "a", "keepalived"],
+        ),
+        ("links of a down", ("a", "b"), 6, ["links", "a", "down"]),
+        (
+            "failback, links of a up",
+            ("b", "a"),
+            12,
+            ["links", "a", "up"],
+        ),
+    ];
+    let statewall = lab.firewall == Firewall::Statewall;
     let mut rows = Vec::new();
-    rows.push(switch(
-        lab,
-        w,
-        &format!("{name}: keepalived of a stopped"),
-        ("a", "b"),
-        4,
-        |l| {
-            l.lab(&["stop", "a", "keepalived"]);
-        },
-    ));
-    rows.push(switch(
-        lab,
-        w,
-        &format!("{name}: failback, keepalived a back"),
-        ("b", "a"),
-        12,
-        |l| {
-            l.lab(&["start", "a", "keepalived"]);
-        },
-    ));
-    rows.push(switch(
-        lab,
-        w,
-        &format!("{name}: links of a down"),
-        ("a", "b"),
-        6,
-        |l| {
-            l.lab(&["links", "a", "down"]);
-        },
-    ));
-    rows.push(switch(
-        lab,
-        w,
-        &format!("{name}: failback, links of a up"),
-        ("b", "a"),
-        12,
-        |l| {
-            l.lab(&["links", "a", "up"]);
-        },
-    ));
+    for (what, gateways, span_s, args) in steps {
+        let label = format!("{name}: {what}");
+        let before = statewall.then(|| (drops(lab, "a"), drops(lab, "b")));
+        rows.push(switch(lab, w, &label, gateways, span_s, |l| {
+            l.lab(&args);
+        }));
+        if let Some((a, b)) = before {
+            eprintln!(
+                "{label}: drops a {:?}, b {:?}",
+                delta(&a, &drops(lab, "a")),
+                delta(&b, &drops(lab, "b"))
+            );
+        }
+    }
     rows
 }
 
