@@ -14,13 +14,19 @@
 //! mark, closes on their first packet those the rules refuse, and drops out-of-state probes
 //! during and after the takeover (silently in the takeover window, answered afterwards).
 //!
+//! Active-active behind ECMP (`scripts/lab ha up PREFIX statewall ecmp`): both gateways
+//! carry flows, and when one loses its links the other carries all of them on.
+//!
 //! Run as root: `cargo test --release --features e2e --test e2e_ha -- --test-threads=1`.
 #![cfg(feature = "e2e")]
 
 #[allow(dead_code)]
 mod e2e;
 
-use e2e::ha::{switch, Firewall, HaLab, IdleSet, Switch, Workload, ECHO_PORT, TAKEOVER_WINDOW};
+use e2e::ha::{
+    rsts, switch, Firewall, HaLab, IdleSet, Streams, Switch, Workload, ECHO_PORT, RST_FILTER,
+    TAKEOVER_WINDOW,
+};
 use e2e::ha_probes::{delta, drops, probe_round, Injected, ProbeRound, REFUSED_PORT};
 
 /// A flow the rules refuse (to [`REFUSED_PORT`]) that the kernel table holds with the ADMITTED
@@ -301,4 +307,65 @@ fn statewall_pair_keeps_every_connection_and_its_judgement() {
         "connections opened on the new master: {new:?}"
     );
     eprintln!("statewall after the probes' failover: idle {old:?}, opened on b {new:?}");
+}
+
+/// Active-active behind ECMP (docs/ha.md): router namespaces spread the flows over both
+/// gateways with a symmetric hash, conntrackd replicates each gateway's table to the other,
+/// both statewalls are active. Gateway a's links go down while the download, the UDP stream
+/// and the idle connections run: the routers drop its next hops, and its flows continue
+/// through b, which adopted them from its kernel table.
+#[test]
+fn statewall_ecmp_pair_keeps_the_flows_of_a_lost_gateway() {
+    let mut lab = HaLab::up_topology(Firewall::Statewall, "", "ecmp");
+    let mut w = Workload::start(&mut lab);
+    let opened = |lab: &HaLab, g: &str| {
+        e2e::ha_probes::statewall_json(lab, g, &["stats"])["new_connections"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    // Both gateways carry a part of the idle connections and track all of them.
+    let (on_a, on_b) = (opened(&lab, "a"), opened(&lab, "b"));
+    eprintln!("ecmp: idle connections opened through a {on_a}, through b {on_b}");
+    assert!(
+        on_a > 0 && on_b > 0,
+        "ECMP did not spread: a {on_a}, b {on_b}"
+    );
+    assert!(on_a + on_b >= w.idle.n as u64, "a {on_a} + b {on_b}");
+    for g in ["a", "b"] {
+        assert!(
+            e2e::ha::wait_for(20, || lab.tracked(g, ECHO_PORT) >= w.idle.n),
+            "gateway {g} tracks {} of the {} idle connections",
+            lab.tracked(g, ECHO_PORT),
+            w.idle.n
+        );
+    }
+    let label = "ecmp: links of a down";
+    let cap_cli = lab.capture("cli", "ecmp-cli", RST_FILTER);
+    let cap_srv = lab.capture("srv", "ecmp-srv", RST_FILTER);
+    let streams = Streams::start(&mut lab, label, 6);
+    // The download and the UDP stream: which of them crossed a.
+    let streams_on_a = opened(&lab, "a").saturating_sub(on_a);
+    lab.lab(&["links", "a", "down"]);
+    let (download_ok, udp) = streams.wait(&w, 6);
+    let idle = w.idle.check();
+    let (rst_cli, rst_srv) = (rsts(&cap_cli.stop()), rsts(&cap_srv.stop()));
+    let b = e2e::ha_probes::statewall_json(&lab, "b", &["stats"]);
+    eprintln!(
+        "{label}: streams through a {streams_on_a} of 2, download {}, UDP lost {}/{} (longest gap {} s), idle {idle:?}, RSTs {rst_cli}/{rst_srv}; b: {b}",
+        if download_ok { "exact" } else { "BROKEN" },
+        udp["lost"],
+        udp["sent"],
+        udp["max_gap_s"]
+    );
+    assert!(download_ok, "{label}: download not byte-exact");
+    assert_eq!(idle.alive, w.idle.n as u64, "{label}: {idle:?}");
+    assert_eq!((rst_cli, rst_srv), (0, 0), "{label}: RSTs seen");
+    assert!(
+        udp["max_gap_s"].as_f64().is_some_and(|g| g < 1.0),
+        "{label}: UDP stream interrupted: {udp}"
+    );
+    // New connections go through b alone now.
+    let mut fresh = IdleSet::open(&mut lab, "fresh", 20);
+    let new = fresh.check();
+    assert_eq!(new.alive, 20, "connections opened after a's loss: {new:?}");
 }

@@ -82,6 +82,12 @@ impl HaLab {
     /// Builds the lab: both gateways running `firewall` (statewall with `extra` TOML appended
     /// to its configuration), keepalived and conntrackd; gateway a is master.
     pub fn up(firewall: Firewall, extra: &str) -> HaLab {
+        HaLab::up_topology(firewall, extra, "vrrp")
+    }
+
+    /// Like [`HaLab::up`] in `topology` (`vrrp`, or `ecmp`: both gateways active behind
+    /// router namespaces, no keepalived).
+    pub fn up_topology(firewall: Firewall, extra: &str, topology: &str) -> HaLab {
         require(&[
             "ip",
             "iptables",
@@ -113,7 +119,7 @@ impl HaLab {
         let t0 = Instant::now();
         let out = lab
             .lab_cmd()
-            .args(["up", &lab.prefix, firewall.arg()])
+            .args(["up", &lab.prefix, firewall.arg(), topology])
             .env("LAB_HA_STATEWALL_EXTRA", &extra_file)
             .output()
             .expect("run scripts/lab ha up");
@@ -123,7 +129,11 @@ impl HaLab {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        eprintln!("lab ha up ({}): {:?}", firewall.arg(), t0.elapsed());
+        eprintln!(
+            "lab ha up ({}, {topology}): {:?}",
+            firewall.arg(),
+            t0.elapsed()
+        );
         lab
     }
 
@@ -589,30 +599,7 @@ pub fn switch(
         &format!("udp port {UDP_PORT} or ({RST_FILTER})"),
     );
     let cap_srv = lab.capture("srv", &format!("{label}-srv"), RST_FILTER);
-    let tag = label.replace(' ', "-");
-    let udp_out = lab.tmp.join(format!("udp-{tag}.json"));
-    let dl_out = lab.tmp.join(format!("download-{tag}.sum"));
-    let apps = script("apps.py");
-    // The download starts 2 s before the trigger and lasts until span_s after it.
-    let rate_kib = u64::from(DOWNLOAD_MIB) * 1024 / u64::from(span_s + 2);
-    lab.spawn(
-        "cli",
-        &format!(
-            "curl -sS --fail --limit-rate {rate_kib}K http://{}:{HTTP_PORT}/big | sha256sum > {dl}.tmp && mv {dl}.tmp {dl}",
-            SRV_V4,
-            dl = dl_out.display()
-        ),
-    );
-    lab.spawn(
-        "cli",
-        &format!(
-            "exec python3 {apps} udp-stream {} {UDP_PORT} 10 {} {}",
-            SRV_V4,
-            span_s + 3,
-            udp_out.display()
-        ),
-    );
-    std::thread::sleep(Duration::from_secs(2));
+    let streams = Streams::start(lab, label, span_s);
     let t_trigger = wall();
     let before = lab.notified(to, "MASTER").len();
     trigger(lab);
@@ -623,17 +610,10 @@ pub fn switch(
     );
     let t_master = lab.notified(to, "MASTER")[before];
     lab.wait_master(to, 10);
-    assert!(
-        wait_for(u64::from(span_s) + 60, || udp_out.exists()
-            && dl_out.exists()),
-        "{label}: the UDP stream or the download did not finish"
-    );
+    let (download_ok, udp) = streams.wait(w, span_s);
     let idle = w.idle.check();
     let cli = cap_cli.stop();
     let srv = cap_srv.stop();
-    let udp: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&udp_out).expect("udp report"))
-            .expect("udp JSON");
     // First UDP answer after the trigger that came through the new master's MAC.
     let first = cli
         .iter()
@@ -650,11 +630,6 @@ pub fn switch(
                 .count() as u64
         })
         .unwrap_or(u64::MAX);
-    let is_rst = |l: &&String| {
-        (l.contains(&format!(".{ECHO_PORT}")) || l.contains(&format!(".{HTTP_PORT}")))
-            && l.contains("Flags [R")
-    };
-    let got_sum = std::fs::read_to_string(&dl_out).unwrap_or_default();
     Switch {
         label: label.to_string(),
         to_master_s: t_master - t_trigger,
@@ -664,9 +639,81 @@ pub fn switch(
         udp_sent: udp["sent"].as_u64().unwrap_or(0),
         udp_lost: udp["lost"].as_u64().unwrap_or(u64::MAX),
         udp_lost_outside: lost_outside,
-        download_ok: got_sum.split_whitespace().next() == Some(w.sum.as_str()),
+        download_ok,
         idle,
-        rst_cli: cli.iter().filter(is_rst).count(),
-        rst_srv: srv.iter().filter(is_rst).count(),
+        rst_cli: rsts(&cli),
+        rst_srv: rsts(&srv),
+    }
+}
+
+/// RSTs of the echo and HTTP connections in `tcpdump -r` lines of a [`RST_FILTER`] capture.
+pub fn rsts(lines: &[String]) -> usize {
+    lines
+        .iter()
+        .filter(|l| {
+            (l.contains(&format!(".{ECHO_PORT}")) || l.contains(&format!(".{HTTP_PORT}")))
+                && l.contains("Flags [R")
+        })
+        .count()
+}
+
+/// The download and the UDP stream of one switch, from cli.
+pub struct Streams {
+    label: String,
+    udp_out: PathBuf,
+    dl_out: PathBuf,
+}
+
+impl Streams {
+    /// Starts both; returns 2 s later. The download is rate-limited to last until `span_s`
+    /// seconds after that, the UDP stream (a request every 10 ms) 1 s longer.
+    pub fn start(lab: &mut HaLab, label: &str, span_s: u32) -> Streams {
+        let tag = label.replace(' ', "-");
+        let udp_out = lab.tmp.join(format!("udp-{tag}.json"));
+        let dl_out = lab.tmp.join(format!("download-{tag}.sum"));
+        let apps = script("apps.py");
+        let rate_kib = u64::from(DOWNLOAD_MIB) * 1024 / u64::from(span_s + 2);
+        lab.spawn(
+            "cli",
+            &format!(
+                "curl -sS --fail --limit-rate {rate_kib}K http://{}:{HTTP_PORT}/big | sha256sum > {dl}.tmp && mv {dl}.tmp {dl}",
+                SRV_V4,
+                dl = dl_out.display()
+            ),
+        );
+        lab.spawn(
+            "cli",
+            &format!(
+                "exec python3 {apps} udp-stream {} {UDP_PORT} 10 {} {}",
+                SRV_V4,
+                span_s + 3,
+                udp_out.display()
+            ),
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        Streams {
+            label: label.to_string(),
+            udp_out,
+            dl_out,
+        }
+    }
+
+    /// Waits (bounded) for both to finish: whether the download arrived complete and
+    /// unchanged, and the UDP stream's report (`apps.py udp-stream`).
+    pub fn wait(self, w: &Workload, span_s: u32) -> (bool, serde_json::Value) {
+        assert!(
+            wait_for(u64::from(span_s) + 60, || self.udp_out.exists()
+                && self.dl_out.exists()),
+            "{}: the UDP stream or the download did not finish",
+            self.label
+        );
+        let udp =
+            serde_json::from_str(&std::fs::read_to_string(&self.udp_out).expect("udp report"))
+                .expect("udp JSON");
+        let got_sum = std::fs::read_to_string(&self.dl_out).unwrap_or_default();
+        (
+            got_sum.split_whitespace().next() == Some(w.sum.as_str()),
+            udp,
+        )
     }
 }
