@@ -282,7 +282,12 @@ fn statewall_pair_keeps_every_connection_and_its_judgement() {
             "{p} answered in the window: {during:?}"
         );
     }
-    assert!(during.answered.contains("null"), "{during:?}");
+    for p in ["null", "xmas", "syn_fin", "fin"] {
+        assert!(
+            during.answered.contains(p),
+            "{p} not answered in the window: {during:?}"
+        );
+    }
     // After it: out-of-state packets again, answered.
     assert_eq!(n(&d2, "takeover_unknown"), 0, "{d2:?}");
     assert!(n(&d2, "no_connection") >= 5, "{d2:?}");
