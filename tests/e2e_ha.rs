@@ -165,6 +165,7 @@ fn linux_alone_reference_keeps_every_connection() {
     let mut w = Workload::start(&mut lab);
     let rows = failover_suite(&mut lab, &mut w, "linux");
     print_table(&rows);
+    eprintln!("linux, after the four switches: {}", lab.cpu_report());
     for r in &rows {
         r.assert_clean();
     }
@@ -218,6 +219,7 @@ fn statewall_pair_keeps_every_connection_and_its_judgement() {
     assert_eq!(lab.role("b"), "standby");
     let rows = failover_suite(&mut lab, &mut w, "statewall");
     print_table(&rows);
+    eprintln!("statewall, after the four switches: {}", lab.cpu_report());
     for g in ["a", "b"] {
         eprintln!(
             "statewall {g}: {}",

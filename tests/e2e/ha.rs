@@ -251,6 +251,32 @@ impl HaLab {
         out.trim().to_string()
     }
 
+    /// CPU seconds (user + system) the lab's daemon `what` (`conntrackd`, `statewall`) of
+    /// gateway `g` has used so far; `None` when it does not run.
+    pub fn cpu_s(&self, g: &str, what: &str) -> Option<f64> {
+        let pid = std::fs::read_to_string(self.dir.join(format!("{what}-{g}.pid"))).ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok()?;
+        // Fields after the command name (which may hold spaces): state is field 3, utime and
+        // stime fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
+        let rest = stat.rsplit_once(')')?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        Some(ticks as f64 / 100.0)
+    }
+
+    /// One line of [`HaLab::cpu_s`] for conntrackd and the firewall on both gateways.
+    pub fn cpu_report(&self) -> String {
+        let mut parts = Vec::new();
+        for what in ["conntrackd", "statewall"] {
+            for g in ["a", "b"] {
+                if let Some(s) = self.cpu_s(g, what) {
+                    parts.push(format!("{what} {g} {s:.2}"));
+                }
+            }
+        }
+        format!("CPU seconds: {}", parts.join(", "))
+    }
+
     /// statewall's log (stderr) in gateway `g`.
     pub fn statewall_log(&self, g: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!("statewall-{g}.out"))).unwrap_or_default()
