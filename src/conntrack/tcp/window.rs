@@ -162,14 +162,7 @@ impl TcpConn {
 
         let liberal = sender.has(pflag::LIBERAL);
         if !seq.before(sender.maxend + 1) && !liberal {
-            if !(receiver.maxwin == 0 && sender.has(pflag::LAGGING)) {
-                return Window::Invalid(DropReason::SeqAboveWindow);
-            }
-            // Adopted, or relearning after this gateway stood by: the receiver has not been
-            // seen since, so the window that bounds the sender is unknown (the sender's own
-            // window, which set maxend, is not it). A burst of one side's data, still in flight
-            // to the old master, lands here. Learn instead of dropping until the receiver speaks.
-            sender.maxend = end;
+            return Window::Invalid(DropReason::SeqAboveWindow);
         }
         if !end.after(sender.end - receiver.maxwin - 1) {
             // Already acknowledged data retransmitted.
