@@ -58,8 +58,9 @@ type Step = (
 );
 
 /// Fails the master by stopping its keepalived, fails back; then by taking its links down,
-/// fails back. Returns the four switches. With statewall, prints each gateway's drops of each
-/// switch (the table's rows say what the endpoints saw).
+/// fails back. Returns the four switches. Prints each gateway's drops of each switch
+/// (statewall's reasons; Linux's INVALID and policy drops), the table's rows say what the
+/// endpoints saw.
 fn failover_suite(lab: &mut HaLab, w: &mut Workload, name: &str) -> Vec<Switch> {
     let steps: [Step; 4] = [
         (
@@ -82,21 +83,22 @@ fn failover_suite(lab: &mut HaLab, w: &mut Workload, name: &str) -> Vec<Switch> 
             ["links", "a", "up"],
         ),
     ];
-    let statewall = lab.firewall == Firewall::Statewall;
+    let gateway_drops = |lab: &HaLab, g: &str| match lab.firewall {
+        Firewall::Statewall => drops(lab, g),
+        Firewall::Linux => lab.linux_drops(g),
+    };
     let mut rows = Vec::new();
     for (what, gateways, span_s, args) in steps {
         let label = format!("{name}: {what}");
-        let before = statewall.then(|| (drops(lab, "a"), drops(lab, "b")));
+        let before = (gateway_drops(lab, "a"), gateway_drops(lab, "b"));
         rows.push(switch(lab, w, &label, gateways, span_s, |l| {
             l.lab(&args);
         }));
-        if let Some((a, b)) = before {
-            eprintln!(
-                "{label}: drops a {:?}, b {:?}",
-                delta(&a, &drops(lab, "a")),
-                delta(&b, &drops(lab, "b"))
-            );
-        }
+        eprintln!(
+            "{label}: drops a {:?}, b {:?}",
+            delta(&before.0, &gateway_drops(lab, "a")),
+            delta(&before.1, &gateway_drops(lab, "b"))
+        );
     }
     rows
 }
@@ -196,6 +198,13 @@ fn linux_alone_reference_keeps_every_connection() {
     inject_flows(&lab);
     let (during, after) = probe_failover(&mut lab, |_| {});
     eprintln!("linux probes reaching the server: at once {during:?}, later {after:?}");
+    let invalid = lab.linux_drops("b").get("invalid").copied().unwrap_or(0);
+    eprintln!("linux b's INVALID drops so far: {invalid}");
+    // The probes of no connection of both rounds, at least (the counter is read right).
+    assert!(
+        invalid >= 2 * 9,
+        "linux b dropped {invalid} packets as INVALID"
+    );
     for round in [&during, &after] {
         for flow in [&REFUSED, &UNMARKED] {
             assert_eq!(round.seen.get(flow.name), Some(&1), "{round:?}");

@@ -277,6 +277,32 @@ impl HaLab {
         format!("CPU seconds: {}", parts.join(", "))
     }
 
+    /// The drops of Linux alone in gateway `g` (iptables and ip6tables FORWARD counters):
+    /// `invalid` (the INVALID rule) and `policy` (the chain's DROP policy).
+    pub fn linux_drops(&self, g: &str) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for ipt in ["iptables", "ip6tables"] {
+            let text = self.ok(
+                &format!("gw{g}"),
+                10,
+                &format!("{ipt} -w -L FORWARD -v -n -x"),
+            );
+            for line in text.lines() {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                let (key, n) = if line.starts_with("Chain FORWARD (policy DROP") {
+                    ("policy", words.get(4))
+                } else if line.contains("ctstate INVALID") {
+                    ("invalid", words.first())
+                } else {
+                    continue;
+                };
+                let n = n.and_then(|w| w.parse::<u64>().ok()).unwrap_or(0);
+                *out.entry(key.to_string()).or_insert(0) += n;
+            }
+        }
+        out
+    }
+
     /// statewall's log (stderr) in gateway `g`.
     pub fn statewall_log(&self, g: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!("statewall-{g}.out"))).unwrap_or_default()
