@@ -87,6 +87,8 @@ const META: PacketMeta<'static> = PacketMeta {
     wire_len: None,
     in_iface: None,
     out_iface: None,
+    fastpath: false,
+    admitted: false,
     mac: None,
 };
 

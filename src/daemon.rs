@@ -8,7 +8,8 @@
 //!    or watched there as the standby of a pair ([`ha`]); blind pickup only without kernel
 //!    tracking (a pair gateway that cannot read the kernel table stops here, nothing touched);
 //! 5. open the control socket (a client that waits for the netfilter rules can talk to the
-//!    daemon the moment they appear; until the workers start it sees zero counters);
+//!    daemon the moment they appear; until the workers start it sees zero counters), then the
+//!    JSON event log and the metrics listener when configured;
 //! 6. install the netfilter rules (removing leftovers of a killed run first);
 //! 7. start the workers and the timer, tell systemd `READY=1`.
 //!
@@ -37,12 +38,17 @@ use thiserror::Error;
 mod control;
 pub mod ha;
 pub mod health;
+mod logging;
+pub mod offload;
 
 pub use control::DaemonControl;
+pub use logging::init_logging;
 
-use crate::config::{LogSection, OnStop, Settings};
+use crate::config::{OnStop, Settings};
 use crate::engine::{Engine, Stats};
 use crate::io::actions::ActionHandler;
+use crate::io::events::{log::EventLog, EventHub};
+use crate::io::metrics::{MetricsServer, MetricsSource};
 use crate::io::netfilter::{self, NetfilterError, Plan};
 use crate::io::queue::{self, KernelQueueStats, QueueCounters, QueueError, QueueStats, Worker};
 use crate::rules::Policy;
@@ -85,18 +91,6 @@ pub enum DaemonError {
     /// A queue worker's thread ended by a panic outside the packet path's guards.
     #[error("queue {0}: worker thread died (panic)")]
     WorkerDied(u16),
-}
-
-/// Installs the `tracing` subscriber: stderr, level from `[log] level`, `RUST_LOG` overrides.
-pub fn init_logging(log: &LogSection) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
 }
 
 /// The runtime directory: where the control socket lives (`/run/statewall` by default, the
@@ -208,7 +202,9 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     let start = Instant::now();
     let now = || Timestamp::from_duration(start.elapsed());
     let policy = load_policy(&settings)?;
-    let engine = Arc::new(Engine::new(settings.engine()));
+    let (offload_sync, engine_config) = offload::open(&settings);
+    let fastpath = engine_config.offload.enable;
+    let engine = Arc::new(Engine::new(engine_config));
     engine.set_policy(policy);
 
     let manage = settings.netfilter.manage;
@@ -261,12 +257,15 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
         }
     };
     tracing::info!(socket = %control_server.path().display(), "control socket ready");
+    let outputs = match Outputs::start(&settings, &wiring) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "netfilter rules not touched");
+            return Err(e);
+        }
+    };
 
-    let plan = Plan::new(
-        &settings.queue,
-        &settings.netfilter,
-        settings.offload_active(),
-    );
+    let plan = Plan::new(&settings.queue, &settings.netfilter, fastpath);
     if manage {
         if let Err(e) = plan.install() {
             tracing::error!(
@@ -284,7 +283,18 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     } else {
         tracing::info!("netfilter.manage = false: no iptables rules touched (see print-rules)");
     }
-    let result = serve(&settings, &engine, queues, wiring, start, &marker);
+    // After the rules: installing them loads nf_conntrack, which pulls nf_defrag in.
+    if let Some(w) = crate::io::defrag::warning(crate::io::defrag::kernel_reassembly(), manage) {
+        tracing::warn!("{w}");
+    }
+    if let Some(sync) = offload_sync {
+        let every = Duration::from_secs(settings.offload.refresh);
+        if let Err(source) = offload::spawn(sync, Arc::clone(&engine), start, every) {
+            let what = "start the fast-path thread";
+            return Err(DaemonError::Setup { what, source });
+        }
+    }
+    let result = serve(&settings, &engine, queues, wiring, &outputs, start, &marker);
     drop(control_server);
     if manage {
         leave_rules(&settings);
@@ -332,6 +342,8 @@ struct Wiring {
     actions: Arc<ActionHandler>,
     /// The control socket's handler.
     handler: Arc<DaemonControl>,
+    /// The event stream.
+    hub: Arc<EventHub>,
 }
 
 impl Wiring {
@@ -360,12 +372,14 @@ impl Wiring {
             Ok(crate::config::Target::Unix(p))
                 if p == Path::new("/dev/log") || p == Path::new("/run/systemd/journal/dev-log")
         );
-        let actions = Arc::new(ActionHandler::new(
-            Some(settings.netfilter.mark),
-            syslog,
-            prefixes,
-            local,
-        ));
+        // While anyone reads the stream (a client of `statewall events`, the event log), the
+        // engine builds connection and drop events.
+        let hub = Arc::new(EventHub::new({
+            let engine = Arc::clone(engine);
+            move |interest| engine.set_interest(interest)
+        }));
+        let actions = ActionHandler::new(Some(settings.netfilter.mark), syslog, prefixes, local);
+        let actions = Arc::new(actions.with_events(Arc::clone(&hub)));
         let counters: Counters = queues
             .iter()
             .map(|(num, _)| (*num, Arc::new(QueueCounters::default())))
@@ -377,6 +391,7 @@ impl Wiring {
                 counters.clone(),
                 start,
                 Arc::clone(&actions),
+                Arc::clone(&hub),
             )
             .with_adopter(adopter),
         );
@@ -384,7 +399,51 @@ impl Wiring {
             counters,
             actions,
             handler,
+            hub,
         }
+    }
+}
+
+/// The optional outputs beside the control socket: the JSON event log and the metrics
+/// listener, started before the netfilter rules (a configured one that cannot start stops
+/// the start, nothing touched).
+struct Outputs {
+    event_log: Option<EventLog>,
+    _metrics: Option<MetricsServer>,
+}
+
+impl Outputs {
+    fn start(settings: &Settings, wiring: &Wiring) -> Result<Outputs, DaemonError> {
+        let event_log = match &settings.events.log {
+            Some(path) => {
+                let log = EventLog::spawn(path, &wiring.hub, settings.events.log_queue).map_err(
+                    |source| DaemonError::Setup {
+                        what: "open the event log",
+                        source,
+                    },
+                )?;
+                tracing::info!(path = %path.display(), "event log open");
+                Some(log)
+            }
+            None => None,
+        };
+        let metrics = match settings.metrics.listen {
+            Some(addr) => {
+                let source: Arc<dyn MetricsSource> = wiring.handler.clone();
+                let server =
+                    MetricsServer::spawn(addr, source).map_err(|source| DaemonError::Setup {
+                        what: "listen for metrics",
+                        source,
+                    })?;
+                tracing::info!(listen = %server.addr(), "metrics listener ready (/metrics)");
+                Some(server)
+            }
+            None => None,
+        };
+        Ok(Outputs {
+            event_log,
+            _metrics: metrics,
+        })
     }
 }
 
@@ -395,6 +454,7 @@ fn serve(
     engine: &Arc<Engine>,
     queues: Vec<(u16, nfq::Queue)>,
     wiring: Wiring,
+    outputs: &Outputs,
     start: Instant,
     marker: &Path,
 ) -> (Counters, Result<(), DaemonError>) {
@@ -406,6 +466,7 @@ fn serve(
         counters,
         actions,
         handler,
+        hub: _,
     } = wiring;
     for ((num, q), (_, c)) in queues.into_iter().zip(&counters) {
         let c = Arc::clone(c);
@@ -498,6 +559,10 @@ fn serve(
         match rx.recv() {
             Ok(Event::Reload) => {
                 let _ = sd_notify::notify(false, &[NotifyState::Reloading]);
+                if let Some(log) = &outputs.event_log {
+                    // logrotate's postrotate: write to a new file at the configured path.
+                    log.reopen();
+                }
                 if let Err(f) = handler.do_reload() {
                     tracing::error!("reload failed: {}", f.message);
                 }

@@ -17,12 +17,17 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::block::BlockEvent;
+use crate::conntrack::{ConnRecord, ConnState};
 use crate::packet::{Family, IpFields, Packet, PacketMeta, Transport};
 use crate::rules::{RuleAction, RuleInfo};
 use crate::scan::ScanAlert;
 use crate::verdict::{DropReason, Flow};
 
 /// Something the outputs report.
+///
+/// The first three are always reported. The connection and drop events exist only while an
+/// output listens for them ([`crate::engine::Engine::set_interest`]): a gateway nobody watches
+/// builds none, and its packets pay one relaxed atomic load for the question.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A rule with `log` decided a new connection.
@@ -31,11 +36,17 @@ pub enum Event {
     Scan(ScanAlert),
     /// The block list changed: a source blocked, unblocked by an operator, or its block ran out.
     Block(BlockEvent),
-    /// A packet was dropped (or rejected) for a reason that is logged (`[syslog] drops`),
-    /// within the drop-line rate limits.
+    /// A packet was dropped (or rejected): for its drop line (a reason `[syslog] drops`
+    /// logs, within the drop-line rate limits: [`DropEvent::line`]), or for a reader of the
+    /// event stream (built only while one listens).
     Drop(DropEvent),
     /// Packet lines (drop, reject and rule lines) were suppressed by their rate limits.
     Suppressed(Suppressed),
+    /// A connection was opened (`conntrack -E`'s `[NEW]`).
+    New(ConnOpened),
+    /// A connection ended: its entry left the table, or it was revoked or killed
+    /// (`[DESTROY]`). An entry that was revoked is reported once, when it was revoked.
+    Destroy(ConnClosed),
 }
 
 /// A dropped packet, for its log line.
@@ -45,6 +56,8 @@ pub struct DropEvent {
     pub reason: DropReason,
     /// The packet.
     pub packet: LoggedPacket,
+    /// Whether its syslog drop line is due; `false`: only the event stream shows it.
+    pub line: bool,
 }
 
 /// Packet lines suppressed by the rate limits since the previous report.
@@ -54,6 +67,97 @@ pub struct Suppressed {
     pub lines: u64,
     /// Seconds the report covers (since the previous report or the first suppression).
     pub seconds: u64,
+}
+
+/// Which of the optional events ([`Event::New`], [`Event::Destroy`], [`Event::Drop`]) the
+/// engine builds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Interest {
+    /// Connection events.
+    pub conns: bool,
+    /// Drop events.
+    pub drops: bool,
+}
+
+impl Interest {
+    /// Every optional event.
+    pub const ALL: Interest = Interest {
+        conns: true,
+        drops: true,
+    };
+
+    /// As one byte (for an atomic).
+    pub fn bits(self) -> u8 {
+        u8::from(self.conns) | u8::from(self.drops) << 1
+    }
+
+    /// From [`Interest::bits`].
+    pub fn from_bits(bits: u8) -> Interest {
+        Interest {
+            conns: bits & 1 != 0,
+            drops: bits & 2 != 0,
+        }
+    }
+
+    /// Both together.
+    pub fn union(self, other: Interest) -> Interest {
+        Interest {
+            conns: self.conns || other.conns,
+            drops: self.drops || other.drops,
+        }
+    }
+}
+
+/// A connection was opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnOpened {
+    /// The flow, originator first.
+    pub flow: Flow,
+    /// The state it opened in.
+    pub state: ConnState,
+    /// The rule that admitted it; `None`: the default policy, or adopted.
+    pub rule: Option<Arc<RuleInfo>>,
+    /// Adopted mid-stream after a restart (no rule was asked).
+    pub adopted: bool,
+}
+
+/// Why a connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// Its timeout ran out (a closed TCP connection's TIME_WAIT, an idle flow).
+    Expired,
+    /// Evicted to make room in a full table.
+    Evicted,
+    /// Its tuple was reopened by a new connection.
+    Replaced,
+    /// Closed by a rule recheck on reload.
+    Revoked,
+    /// Killed by an operator (`statewall kill`).
+    Killed,
+}
+
+impl CloseReason {
+    /// Stable lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            CloseReason::Expired => "expired",
+            CloseReason::Evicted => "evicted",
+            CloseReason::Replaced => "replaced",
+            CloseReason::Revoked => "revoked",
+            CloseReason::Killed => "killed",
+        }
+    }
+}
+
+/// A connection ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnClosed {
+    /// The connection as it was last: flow, state, counters.
+    pub record: ConnRecord,
+    /// The rule that admitted it, when its rule set is still known.
+    pub rule: Option<Arc<RuleInfo>>,
+    /// Why it ended.
+    pub why: CloseReason,
 }
 
 /// A `log` rule decided a new connection.

@@ -18,7 +18,7 @@
 //!
 //! The core is sans-IO: [`packet`], [`verdict`], [`conntrack`], [`engine`], [`rules`],
 //! [`scan`], [`respond`], [`ratelimit`], [`block`] and [`event`] take bytes and a timestamp and
-//! return values; none touches a socket, a file or the clock. The edges do: [`io`] (queues,
+//! return values ([`source`] says what one source is for all of them); none touches a socket, a file or the clock. The edges do: [`io`] (queues,
 //! iptables, raw sockets, syslog, ctnetlink), [`daemon`], [`control`], [`replay`], with their
 //! settings in [`config`]. `testing` (in tests, and with the `testing` feature) builds packets for
 //! every test, bench and fuzz seed.
@@ -42,6 +42,8 @@ pub mod engine;
 pub mod event;
 pub mod fault;
 pub mod files;
+#[cfg(any(test, feature = "testing"))]
+pub mod fuzzing;
 pub mod io;
 pub mod marks;
 pub mod packet;
@@ -51,6 +53,7 @@ pub mod replay;
 pub mod respond;
 pub mod rules;
 pub mod scan;
+pub mod source;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod time;

@@ -85,25 +85,44 @@ enum Command {
     Status(ClientArgs),
     /// Counters: packets, verdicts, drops per reason, connections per state.
     Stats(ClientArgs),
-    /// List tracked connections, like `conntrack -L`.
+    /// List tracked connections, like `conntrack -L`: state, packets and bytes per direction,
+    /// the rule that admitted each and its label.
     Conns {
         #[command(flatten)]
         client: ClientArgs,
-        /// Source address or CIDR.
-        #[arg(long)]
-        src: Option<String>,
-        /// Destination address or CIDR.
-        #[arg(long)]
-        dst: Option<String>,
-        /// Port (either side).
-        #[arg(long)]
-        port: Option<u16>,
-        /// State (ESTABLISHED, TIME_WAIT, UNREPLIED, ...).
-        #[arg(long)]
-        state: Option<String>,
-        /// Filter words: `src A`, `dst A`, `port P`, `state S` (or `key=value`).
-        filter: Vec<String>,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
+    /// Kill the connections matching a filter, like `conntrack -D`: their next packets are
+    /// dropped, and both ends of a TCP connection get a RST.
+    Kill {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Block an address or network (both directions, new and existing connections), e.g.
+    /// from a fail2ban or CrowdSec action.
+    Block {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The address or CIDR network.
+        net: String,
+        /// How long: seconds, or with a unit (`90s`, `10m`, `4h`, `1d`); default 1h.
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// The rules in force with their hit counters, like `pfctl -vsr`.
+    Rules {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Also the live connections each rule admitted, and its source line.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Stream events as they happen, like `conntrack -E`: new and ended connections, drops,
+    /// alerts, blocks.
+    Events(ClientArgs),
     /// Reload the rule file; the running rules stay if the new ones have errors.
     Reload(ClientArgs),
     /// List sources blocked by the scan detector.
@@ -128,6 +147,72 @@ enum Command {
     /// Gateway pair: this gateway lost the addresses (BACKUP, FAULT, STOP). Every flow follows
     /// the kernel table again; unknown mid-stream segments are dropped silently.
     Standby(ClientArgs),
+}
+
+/// The connection filter of `conns` and `kill`.
+#[derive(clap::Args)]
+struct FilterArgs {
+    /// Source address or CIDR.
+    #[arg(long)]
+    src: Option<String>,
+    /// Destination address or CIDR.
+    #[arg(long)]
+    dst: Option<String>,
+    /// Port (either side).
+    #[arg(long)]
+    port: Option<u16>,
+    /// State (ESTABLISHED, TIME_WAIT, UNREPLIED, ...).
+    #[arg(long)]
+    state: Option<String>,
+    /// Protocol (tcp, udp, icmp, ... or a number).
+    #[arg(long)]
+    proto: Option<String>,
+    /// Filter words: `src A`, `dst A`, `port P`, `state S`, `proto P` (or `key=value`).
+    filter: Vec<String>,
+}
+
+impl FilterArgs {
+    fn parse(self, command: &str) -> Result<control::ConnFilter, ExitCode> {
+        let mut words = self.filter;
+        for (k, v) in [
+            ("src", self.src),
+            ("dst", self.dst),
+            ("state", self.state),
+            ("proto", self.proto),
+        ] {
+            if let Some(v) = v {
+                words.push(format!("{k}={v}"));
+            }
+        }
+        if let Some(p) = self.port {
+            words.push(format!("port={p}"));
+        }
+        control::ConnFilter::from_args(&words).map_err(|e| {
+            eprintln!("statewall: {command}: {e}");
+            ExitCode::from(2)
+        })
+    }
+}
+
+/// A duration: seconds, or a number with `s`, `m`, `h` or `d`.
+fn parse_ttl(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 600, 90s, 10m, 4h, 1d)"))?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("`{s}`: unknown unit (s, m, h or d)")),
+    };
+    n.checked_mul(unit)
+        .filter(|&secs| secs > 0)
+        .ok_or_else(|| format!("`{s}`: a block lasts from 1 s to many years"))
 }
 
 /// How client commands find the daemon.
@@ -188,31 +273,35 @@ fn main() -> ExitCode {
         }
         Command::Takeover(c) => c.call(control::cli_takeover),
         Command::Standby(c) => c.call(control::cli_standby),
-        Command::Conns {
-            client,
-            src,
-            dst,
-            port,
-            state,
-            filter,
-        } => {
-            let mut words = filter;
-            for (k, v) in [("src", src), ("dst", dst), ("state", state)] {
-                if let Some(v) = v {
-                    words.push(format!("{k}={v}"));
-                }
-            }
-            if let Some(p) = port {
-                words.push(format!("port={p}"));
-            }
-            match control::ConnFilter::from_args(&words) {
-                Ok(f) => client.call(|path, json| control::cli_conns(path, &f, json)),
+        Command::Conns { client, filter } => match filter.parse("conns") {
+            Ok(f) => client.call(|path, json| control::cli_conns(path, &f, json)),
+            Err(code) => code,
+        },
+        Command::Kill { client, filter } => match filter.parse("kill") {
+            Ok(f) => client.call(|path, json| control::client::cli_kill(path, &f, json)),
+            Err(code) => code,
+        },
+        Command::Block { client, net, ttl } => {
+            let net = match net.parse::<control::protocol::AddrMatch>() {
+                Ok(n) => n,
                 Err(e) => {
-                    eprintln!("statewall: conns: {e}");
-                    ExitCode::from(2)
+                    eprintln!("statewall: block: {e}");
+                    return ExitCode::from(2);
                 }
-            }
+            };
+            let ttl = match ttl.as_deref().map(parse_ttl).transpose() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("statewall: block: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            client.call(|path, json| control::client::cli_block(path, net, ttl, json))
         }
+        Command::Rules { client, verbose } => {
+            client.call(|path, json| control::client::cli_rules(path, verbose, json))
+        }
+        Command::Events(c) => c.call(control::client::cli_events),
     }
 }
 

@@ -93,7 +93,26 @@ impl ConnMarks {
         current | self.admitted
     }
 
-    /// Whether a connection mark says the flow was admitted.
+    /// The packet mark an accepted packet of an admitted flow leaves with when statewall says
+    /// whether the flow is on the fast path: `current` plus ADMITTED, with FASTPATH set or
+    /// cleared (`fastpath`), every other bit unchanged. The save rule writes both bits into the
+    /// connection mark, so the verdict puts a flow on the fast path or takes it off.
+    pub fn verdict_mark(&self, current: u32, fastpath: bool) -> u32 {
+        let admitted = current | self.admitted;
+        if fastpath {
+            admitted | self.fastpath
+        } else {
+            admitted & !self.fastpath
+        }
+    }
+
+    /// Whether a packet mark carries FASTPATH (restored from its connection mark).
+    pub fn is_fastpath(&self, mark: u32) -> bool {
+        mark & self.fastpath != 0
+    }
+
+    /// Whether a connection mark (or a packet mark it was restored into) says the flow was
+    /// admitted.
     pub fn is_admitted(&self, connmark: u32) -> bool {
         connmark & self.admitted != 0
     }
@@ -142,5 +161,16 @@ mod tests {
         assert_eq!(m.admit(0x1000_0001), 0x1000_0001);
         assert!(m.is_admitted(0x3000_0000));
         assert!(!m.is_admitted(0x2000_ffff));
+    }
+
+    #[test]
+    fn the_verdict_sets_or_clears_fastpath_and_nothing_else() {
+        let m = ConnMarks::default();
+        assert_eq!(m.verdict_mark(0x0000_00ff, true), 0x3000_00ff);
+        assert_eq!(m.verdict_mark(0x3000_00ff, false), 0x1000_00ff);
+        assert_eq!(m.verdict_mark(0x2000_0000, false), 0x1000_0000);
+        assert_eq!(m.verdict_mark(0x1000_0000, true), 0x3000_0000);
+        assert!(m.is_fastpath(0x2000_0001));
+        assert!(!m.is_fastpath(0x1000_0001));
     }
 }

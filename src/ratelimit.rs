@@ -1,8 +1,9 @@
 //! Rate limits for the answers statewall sends on its own (RSTs, ICMP port unreachables).
 //!
 //! Answers to probes cost almost nothing to trigger, and their source address may be forged,
-//! so they are capped twice: per source group (an IPv4 /24 or IPv6 /64, see [`source_group`])
-//! and globally. The per-source cap is checked first so that one noisy source cannot drain the
+//! so they are capped twice: per source (an IPv4 address or IPv6 /64 by default: the one
+//! notion of a source, [`SourcePrefix`], that connection limits and scan tracking use too) and
+//! globally. The per-source cap is checked first so that one noisy source cannot drain the
 //! global budget that other sources share.
 //!
 //! Both use [`TokenBucket`], a lock-free GCRA ("virtual scheduling") bucket: one atomic holding
@@ -18,6 +19,7 @@ use std::sync::{Mutex, PoisonError};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
+use crate::source::SourcePrefix;
 use crate::time::Timestamp;
 use crate::verdict::ProbeMode;
 
@@ -115,7 +117,8 @@ pub struct ProbesConfig {
     pub rate: Rate,
     /// Global burst, in answers (default 2000).
     pub burst: u32,
-    /// Answers per second to one source group, /24 or /64 (default `"200/s"`).
+    /// Answers per second to one source (`[sources]`: an address, an IPv6 /64) (default
+    /// `"200/s"`).
     pub per_source_rate: Rate,
     /// Burst for one source group, in answers (default 1200).
     pub per_source_burst: u32,
@@ -226,7 +229,8 @@ impl TokenBucket {
     }
 }
 
-/// The group a source is limited (and reported, and blocked) by: its IPv4 /24 or IPv6 /64.
+/// The group a source is reported with, and blocked by with `block_scope = "group"`: its IPv4
+/// /24 or IPv6 /64.
 pub fn source_group(ip: IpAddr) -> IpNet {
     match ip {
         IpAddr::V4(v4) => Ipv4Net::new(v4, 24)
@@ -248,6 +252,7 @@ pub struct KeyedBuckets {
     rate: Rate,
     burst: u32,
     cap: usize,
+    sources: SourcePrefix,
     table: Mutex<HashMap<IpNet, Keyed>>,
 }
 
@@ -258,19 +263,26 @@ struct Keyed {
 }
 
 impl KeyedBuckets {
-    /// Buckets of `rate` and `burst` for at most `cap` groups (at least 1).
+    /// Buckets of `rate` and `burst` for at most `cap` sources (at least 1), one source being
+    /// what [`SourcePrefix::default`] says.
     pub fn new(rate: Rate, burst: u32, cap: usize) -> KeyedBuckets {
         KeyedBuckets {
             rate,
             burst,
             cap: cap.max(1),
+            sources: SourcePrefix::default(),
             table: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes a token from the bucket of `src`'s group.
+    /// The same buckets, one per source as `sources` says.
+    pub fn with_sources(self, sources: SourcePrefix) -> KeyedBuckets {
+        KeyedBuckets { sources, ..self }
+    }
+
+    /// Takes a token from the bucket of `src`'s source.
     pub fn try_take(&self, src: IpAddr, now: Timestamp) -> bool {
-        let group = source_group(src);
+        let group = self.sources.net(src);
         let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         if !table.contains_key(&group) && table.len() >= self.cap {
             evict(&mut table, now);
@@ -327,20 +339,21 @@ pub enum Limited {
 pub struct RateLimiter {
     /// Shared by all sources.
     pub global: TokenBucket,
-    /// One bucket per /24 or /64.
+    /// One bucket per source.
     pub per_source: KeyedBuckets,
 }
 
 impl RateLimiter {
-    /// Limits as configured in `[probes]`.
-    pub fn new(cfg: &ProbesConfig) -> RateLimiter {
+    /// Limits as configured in `[probes]`, one source being what `sources` says.
+    pub fn new(cfg: &ProbesConfig, sources: SourcePrefix) -> RateLimiter {
         RateLimiter {
             global: TokenBucket::new(cfg.rate, cfg.burst),
             per_source: KeyedBuckets::new(
                 cfg.per_source_rate,
                 cfg.per_source_burst,
                 cfg.max_sources,
-            ),
+            )
+            .with_sources(sources),
         }
     }
 
@@ -417,9 +430,20 @@ mod tests {
     }
 
     #[test]
-    fn keyed_buckets_are_per_group() {
+    fn keyed_buckets_are_per_source() {
         let k = KeyedBuckets::new(Rate::per_sec(1.0), 2, 100);
         let now = Timestamp::from_secs(1);
+        // By default an IPv4 source is its address, an IPv6 source its /64.
+        assert!(k.try_take(ip("198.51.100.1"), now) && k.try_take(ip("198.51.100.1"), now));
+        assert!(k.try_take(ip("198.51.100.2"), now));
+        assert!(k.try_take(ip("2001:db8:1:2::1"), now));
+        assert!(k.try_take(ip("2001:db8:1:2:ffff::2"), now));
+        assert!(
+            !k.try_take(ip("2001:db8:1:2:abcd::3"), now),
+            "same /64 shares a bucket"
+        );
+        let k = KeyedBuckets::new(Rate::per_sec(1.0), 2, 100)
+            .with_sources(SourcePrefix { ipv4: 24, ipv6: 64 });
         assert!(k.try_take(ip("198.51.100.1"), now));
         assert!(k.try_take(ip("198.51.100.2"), now));
         assert!(
@@ -466,7 +490,7 @@ mod tests {
     /// 2000 probes/s, is answered completely with the default limits.
     #[test]
     fn default_limits_answer_a_full_nmap_scan() {
-        let limiter = RateLimiter::new(&ProbesConfig::default());
+        let limiter = RateLimiter::new(&ProbesConfig::default(), SourcePrefix::default());
         let scanner = ip("198.51.100.2");
         let mut answered = 0;
         for i in 0..1150u64 {
@@ -478,7 +502,7 @@ mod tests {
 
     #[test]
     fn default_limits_cap_a_flood() {
-        let limiter = RateLimiter::new(&ProbesConfig::default());
+        let limiter = RateLimiter::new(&ProbesConfig::default(), SourcePrefix::default());
         // One source flooding for 10 s at 10 kpps: burst + rate × time.
         let flooder = ip("198.51.100.2");
         let mut answered = 0;
@@ -491,7 +515,7 @@ mod tests {
         let _ = limiter.try_take(flooder, t);
         assert_eq!(limiter.try_take(flooder, t), Err(Limited::Source));
         // Forged sources from everywhere hit the global cap.
-        let limiter = RateLimiter::new(&ProbesConfig::default());
+        let limiter = RateLimiter::new(&ProbesConfig::default(), SourcePrefix::default());
         let mut answered = 0;
         let mut refused_global = 0;
         for i in 0..100_000u32 {

@@ -103,6 +103,9 @@ drop_reasons! {
     MalformedIcmp => "malformed_icmp",
     /// Tiny or overlapping fragment (RFC 1858).
     MalformedFragment => "malformed_fragment",
+    /// A later fragment whose datagram's first fragment did not pass (dropped, never seen, or
+    /// overtaken): it carries no ports for any rule to judge.
+    FragmentOrphan => "fragment_orphan",
     /// TCP segment with no flags (nmap -sN).
     TcpNull => "tcp_null",
     /// FIN+PSH+URG without ACK (nmap -sX).
@@ -153,7 +156,7 @@ drop_reasons! {
     /// A mid-stream segment (or a RST, a SYN/ACK) of no known flow on a standby or during a
     /// takeover: its flow's replication may be late. Dropped silently, never answered.
     TakeoverUnknown => "takeover_unknown",
-    /// From or to a source blocked by the scan detector.
+    /// From a blocked source (an operator's block, or the scan detector's).
     Blocked => "blocked",
     /// Connection table full, nothing evictable.
     TableFull => "table_full",

@@ -72,7 +72,8 @@ fn shown_keys(text: &str) -> Vec<(String, String)> {
         }
         let l = l.strip_prefix("# ").unwrap_or(l);
         if let Some((key, _)) = l.split_once(" = ") {
-            if !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            let word = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
+            if !key.is_empty() && key.chars().all(word) {
                 keys.push((section.clone(), key.to_string()));
             }
         }

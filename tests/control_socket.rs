@@ -10,11 +10,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ipnet::IpNet;
 use serde_json::Value;
 use statewall::config::ControlSection;
 use statewall::conntrack::ConnInfo;
 use statewall::control::client::cli_run;
+use statewall::control::protocol::{BlockReport, KillReport, RuleEntry};
 use statewall::control::protocol::{QueueStatus, MAX_REQUEST};
+use statewall::control::server::{EventFeed, MAX_EVENT_CLIENTS};
 use statewall::control::{
     request, serve, BlockEntry, ConnEntry, ConnFilter, ControlError, ControlHandler, ControlServer,
     ReloadFailure, ReloadReport, Request, Response, StatsReport, Status,
@@ -47,6 +50,7 @@ struct Fake {
     conns: Vec<ConnInfo>,
     reload_fails: AtomicBool,
     blocked: Mutex<Vec<BlockEntry>>,
+    events_per_reader: u32,
 }
 
 fn conn(proto: &str, src: &str, sport: u16, dst: &str, dport: u16, state: &str) -> ConnInfo {
@@ -59,6 +63,9 @@ fn conn(proto: &str, src: &str, sport: u16, dst: &str, dport: u16, state: &str) 
         state: state.into(),
         expires_in: 300,
         assured: state == "ESTABLISHED",
+        counts: Default::default(),
+        rule: Default::default(),
+        offloaded: false,
     }
 }
 
@@ -86,6 +93,7 @@ impl Fake {
                 ),
             ],
             reload_fails: AtomicBool::new(false),
+            events_per_reader: 1000,
             blocked: Mutex::new(vec![BlockEntry {
                 net: "203.0.113.9/32".parse().expect("net"),
                 src: "203.0.113.9".parse().expect("addr"),
@@ -134,11 +142,12 @@ impl ControlHandler for Fake {
         }
     }
 
-    fn conns(&self, filter: &ConnFilter) -> Vec<ConnInfo> {
+    fn conns(&self, filter: &ConnFilter) -> Vec<ConnEntry> {
         self.conns
             .iter()
             .filter(|c| filter.matches(c))
             .cloned()
+            .map(ConnEntry::from)
             .collect()
     }
 
@@ -171,6 +180,47 @@ impl ControlHandler for Fake {
         let before = blocked.len();
         blocked.retain(|b| b.src != addr);
         Ok(blocked.len() != before)
+    }
+
+    fn kill(&self, filter: &ConnFilter) -> KillReport {
+        let killed = self.conns.iter().filter(|c| filter.matches(c)).count() as u64;
+        KillReport {
+            killed,
+            rsts: 2 * killed,
+        }
+    }
+
+    fn block(&self, net: IpNet, ttl_secs: u64) -> Result<BlockReport, String> {
+        Ok(BlockReport { net, ttl_secs })
+    }
+
+    fn rules(&self) -> Vec<RuleEntry> {
+        Vec::new()
+    }
+
+    fn events(&self) -> Result<Box<dyn EventFeed>, String> {
+        Ok(Box::new(FakeFeed {
+            left: self.events_per_reader,
+            lost_once: true,
+        }))
+    }
+}
+
+/// Numbered events, then nothing; one `lost` line first.
+struct FakeFeed {
+    left: u32,
+    lost_once: bool,
+}
+
+impl EventFeed for FakeFeed {
+    fn poll(&mut self, out: &mut Vec<String>, max: usize) {
+        if std::mem::take(&mut self.lost_once) {
+            out.push(r#"{"event":"lost","events":3}"#.into());
+        }
+        while self.left > 0 && out.len() < max {
+            self.left -= 1;
+            out.push(format!(r#"{{"event":"new","n":{}}}"#, self.left));
+        }
     }
 }
 
@@ -546,8 +596,8 @@ fn cli_human_and_json_output() {
     assert_eq!(
         out,
         "\
-tcp  ESTABLISHED  src=198.51.100.2  dst=203.0.113.2  sport=40000  dport=80  expires=300  [ASSURED]
-tcp  SYN_SENT     src=198.51.100.3  dst=203.0.113.2  sport=40001  dport=22  expires=300
+tcp  ESTABLISHED  src=198.51.100.2  dst=203.0.113.2  sport=40000  dport=80  expires=300  packets=0/0  bytes=0/0  [ASSURED]
+tcp  SYN_SENT     src=198.51.100.3  dst=203.0.113.2  sport=40001  dport=22  expires=300  packets=0/0  bytes=0/0
 "
     );
     assert_eq!(err, "2 connections shown\n");
@@ -702,4 +752,85 @@ fn unprivileged_user_is_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("statewall 0.1.0, pid 4242"), "{stdout}");
+}
+
+/// Opens an event stream; returns the reader after the response line.
+fn events_reader(path: &Path) -> (std::io::BufReader<UnixStream>, String) {
+    use std::io::BufRead;
+    let mut s = UnixStream::connect(path).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(Request::Events.to_line().as_bytes())
+        .expect("send");
+    let mut r = std::io::BufReader::new(s);
+    let mut hello = String::new();
+    r.read_line(&mut hello).expect("hello");
+    (r, hello)
+}
+
+#[test]
+fn events_stream_line_by_line_and_readers_are_bounded() {
+    use std::io::BufRead;
+    let dir = TempDir::new();
+    let (server, _) = start(&dir);
+    let (mut r, hello) = events_reader(server.path());
+    assert!(hello.contains(r#""ok":true"#), "{hello}");
+    let mut line = String::new();
+    r.read_line(&mut line).expect("lost line");
+    assert_eq!(line, "{\"event\":\"lost\",\"events\":3}\n");
+    let mut n = 0;
+    for l in r.by_ref().lines().take(1000) {
+        let v: Value = serde_json::from_str(&l.expect("line")).expect("json");
+        assert_eq!(v["event"], "new");
+        n += 1;
+    }
+    assert_eq!(n, 1000);
+    // More readers than allowed: the extra one is told so; commands still get through.
+    let mut readers: Vec<_> = (1..MAX_EVENT_CLIENTS)
+        .map(|_| events_reader(server.path()))
+        .collect();
+    assert!(readers.iter().all(|(_, h)| h.contains(r#""ok":true"#)));
+    let (_, refused) = events_reader(server.path());
+    assert!(refused.contains("event readers already"), "{refused}");
+    assert_eq!(
+        ok_data(server.path(), Request::Stats)["packets"],
+        Value::from(10)
+    );
+    // A reader that hangs up frees its place.
+    drop(r);
+    readers.pop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, h) = events_reader(server.path());
+        if h.contains(r#""ok":true"#) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "places not freed: {h}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn kill_and_block_over_the_socket() {
+    let dir = TempDir::new();
+    let (server, _) = start(&dir);
+    let filter = ConnFilter::from_args(&["proto", "tcp", "dst", "203.0.113.0/24"]).expect("f");
+    let v = ok_data(server.path(), Request::Kill(filter));
+    assert_eq!(
+        (v["killed"].as_u64(), v["rsts"].as_u64()),
+        (Some(2), Some(4))
+    );
+    let v = ok_data(
+        server.path(),
+        Request::Block {
+            net: "198.51.100.7".parse().expect("addr"),
+            ttl_secs: Some(90),
+        },
+    );
+    assert_eq!(
+        v,
+        serde_json::json!({"net": "198.51.100.7/32", "ttl_secs": 90})
+    );
+    let line = raw(server.path(), b"{\"v\":1,\"cmd\":\"kill\"}\n");
+    assert!(error_of(&line).contains("needs a filter"), "{line}");
 }

@@ -423,9 +423,26 @@ fn scanner_is_blocked_others_pass_and_the_block_expires() {
         10,
         "ip addr add 198.51.100.3/24 dev eth0 && ip -6 addr add 2001:db8:1::3/64 dev eth0 nodad",
     );
+    // Echo servers on three more ports: a connect scan completes four handshakes, the proof
+    // a block needs (with `ports = 3`, four completed ports make a level-1 port scan).
+    let apps = script("apps.py");
+    for port in 8081..=8083 {
+        sl.lab
+            .spawn("srv", &format!("exec python3 {apps} echo-server {port}"));
+    }
+    let listening = |port: u16| {
+        let out = sl.lab.sh("srv", 5, "ss -Hltn");
+        String::from_utf8_lossy(&out.stdout).contains(&format!(":{port} "))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(8080..=8083).all(listening) {
+        assert!(Instant::now() < deadline, "echo servers not listening");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rules = RULES.replace("{ 8080, 5201 }", "{ 8080-8083, 5201 }");
     let sw = sl.start(
-        RULES,
-        "[scan]\nblock = true\nblock_level = 1\nblock_ttl = 8\nblock_scope = \"host\"\n",
+        &rules,
+        "[scan]\nblock = true\nblock_level = 1\nports = 3\nblock_ttl = 8\nblock_scope = \"host\"\n",
     );
     let curl = |from: &str, to: &str| {
         sl.lab.sh(
@@ -438,14 +455,34 @@ fn scanner_is_blocked_others_pass_and_the_block_expires() {
         )
     };
     assert!(curl(CLI_V4, SRV_V4).status.success(), "before the scan");
-    // The scan must end well before the block does: a scanner still scanning when its block
-    // expires is blocked again, for twice as long (repeat offender). Once blocked, nmap sees
-    // only drops and slows down, hence the host timeout.
-    let blocked_at = Instant::now();
+    // A FIN scan is reported and never blocks: its probes could come from a forged address.
     sl.lab.ok(
         "cli",
         30,
         &format!("nmap -n -Pn -T4 --max-retries 0 --host-timeout 3s -sF -p 1-100 {SRV_V4}"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !sl.lines().iter().any(|l| l.contains("nmap=-sF")) {
+        assert!(
+            Instant::now() < deadline,
+            "no SCAN line:\n{}",
+            sl.lines().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        curl(CLI_V4, SRV_V4).status.success(),
+        "a FIN scan blocked its source"
+    );
+    // A connect scan completes handshakes: proof of the source address, so it blocks. The scan
+    // must end well before the block does: a scanner still scanning when its block expires is
+    // blocked again, for twice as long (repeat offender). Once blocked, nmap sees only drops
+    // and slows down, hence the host timeout.
+    let blocked_at = Instant::now();
+    sl.lab.ok(
+        "cli",
+        30,
+        &format!("nmap -n -Pn -T4 --max-retries 0 --host-timeout 3s -sT -p 8080-8083 {SRV_V4}"),
     );
     assert!(
         blocked_at.elapsed() < Duration::from_secs(5),

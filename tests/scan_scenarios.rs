@@ -67,7 +67,7 @@ impl Gateway {
         probes.validate().unwrap();
         Gateway {
             scan: ScanDetector::new(scan, probes.respond),
-            limiter: RateLimiter::new(&probes),
+            limiter: RateLimiter::new(&probes, statewall::source::SourcePrefix::default()),
             respond: probes.respond,
             open: open.to_vec(),
             alerts: Vec::new(),
@@ -275,7 +275,8 @@ fn silent_port_sweep_is_filtered() {
     assert_eq!(gw.alerts[2].ntargets, 100);
 }
 
-/// Scan → level 2 alert → block list entry → syslog line.
+/// A FIN scan alerts and never blocks (forgeable); a connect scan → level 2 alert → block list
+/// entry → syslog line.
 #[test]
 fn auto_block_and_syslog_line() {
     let cfg = ScanConfig {
@@ -293,6 +294,25 @@ fn auto_block_and_syslog_line() {
             Timestamp::from_millis(u64::from(port)),
         );
     }
+    let fin = gw.alerts.first().expect("a FIN scan alert").clone();
+    assert!(
+        gw.alerts.iter().all(|a| a.block.is_none()),
+        "{:?}",
+        gw.alerts
+    );
+    // Handshakes completed to 45 ports of the target: the scanner answered every SYN/ACK.
+    let (src, dst) = (ip(SCANNER), ip(TARGET));
+    for port in 1..=45u16 {
+        let t = Timestamp::from_millis(100 + u64::from(port));
+        let flow = flow_of(6, (src, 41000 + port), (dst, port));
+        let kind = ProbeKind::Syn;
+        gw.alerts
+            .extend(gw.scan.on_input(t, ScanInput::Probe { flow, kind }));
+        gw.alerts
+            .extend(gw.scan.on_input(t, ScanInput::Reply { flow }));
+        gw.alerts
+            .extend(gw.scan.on_input(t, ScanInput::Established { flow }));
+    }
     let alert = gw
         .alerts
         .iter()
@@ -309,8 +329,8 @@ fn auto_block_and_syslog_line() {
         )
         .unwrap();
     assert_eq!(
-        lines::body(&Event::Block(event)),
-        "BLOCK SRC=198.51.100.2 GROUP=198.51.100.2/32 ttl=600 level=1 reason=portscan"
+        lines::body(&Event::Block(event)).as_deref(),
+        Some("BLOCK SRC=198.51.100.2 GROUP=198.51.100.2/32 ttl=600 level=1 reason=portscan")
     );
     assert!(blocklist.is_blocked(ip(SCANNER), Timestamp::from_secs(2)));
     assert!(!blocklist.is_blocked(ip("198.51.100.3"), Timestamp::from_secs(2)));
@@ -327,9 +347,10 @@ fn auto_block_and_syslog_line() {
         &header,
         Severity::Warning,
         SystemTime::UNIX_EPOCH + Duration::from_secs(1),
-        &alert.body(),
+        &fin.body(),
     );
     assert!(line.starts_with("<36>1 1970-01-01T00:00:01.000000Z gw statewall 1 SCAN [statewall@32473 type=\"portscan\" nmap=\"-sF\" SRC=\"198.51.100.2\""), "{line}");
+    assert!(alert.body().contains("nmap=-sS"), "{}", alert.body());
 }
 
 /// A busy client's normal day: HTTPS to many hosts, DNS, a refused port, connections that close

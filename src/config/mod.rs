@@ -6,13 +6,16 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::conntrack::{Limits, Timeouts};
+use crate::conntrack::{Limits, Offload, Timeouts};
 use crate::engine::EngineConfig;
+mod observe;
 mod syslog;
 
 use crate::marks::ConnMarks;
 use crate::ratelimit::ProbesConfig;
 use crate::scan::ScanConfig;
+use crate::source::SourcePrefix;
+pub use observe::{EventsSection, MetricsSection};
 pub use syslog::{Facility, Format, SyslogConfig, SyslogConfigError, Target};
 
 /// A configuration that cannot be used.
@@ -193,11 +196,24 @@ pub struct OffloadSection {
     /// of connections the kernel calls ESTABLISHED) without queueing them to statewall. Needs
     /// kernel connection tracking: off with `[netfilter] notrack = true`.
     pub enable: bool,
+    /// TCP: segments each direction must have sent after the handshake before the flow is
+    /// offloaded (1 to 7).
+    pub tcp_segments: u8,
+    /// UDP, ICMP echo and other protocols: offloaded once replied.
+    pub datagrams: bool,
+    /// Seconds between two passes over the kernel's fast-path flows (their entries refreshed,
+    /// flows statewall no longer holds handed back); a block or a recheck runs one at once.
+    pub refresh: u64,
 }
 
 impl Default for OffloadSection {
     fn default() -> Self {
-        OffloadSection { enable: true }
+        OffloadSection {
+            enable: true,
+            tcp_segments: 7,
+            datagrams: true,
+            refresh: 10,
+        }
     }
 }
 
@@ -309,12 +325,19 @@ pub struct Settings {
     pub probes: ProbesConfig,
     /// `[scan]`: scan detection and automatic blocking.
     pub scan: ScanConfig,
+    /// `[sources]`: what one source is (IPv4 and IPv6 prefix lengths), for the per-source
+    /// connection limit, scan tracking, host blocks and the answer rate limits.
+    pub sources: SourcePrefix,
     /// `[syslog]`: where alerts go.
     pub syslog: SyslogConfig,
     /// `[ha]`: one gateway of a pair.
     pub ha: HaSection,
     /// `[offload]`: the kernel fast path.
     pub offload: OffloadSection,
+    /// `[metrics]`: the Prometheus listener.
+    pub metrics: MetricsSection,
+    /// `[events]`: the JSON event log.
+    pub events: EventsSection,
 }
 
 impl Settings {
@@ -329,10 +352,6 @@ impl Settings {
         env: Option<std::collections::HashMap<String, String>>,
     ) -> Result<Settings, ConfigError> {
         let shown = path.display().to_string();
-        let load_err = |e: config::ConfigError| ConfigError::Load {
-            path: shown.clone(),
-            message: e.to_string(),
-        };
         // Read the file ourselves so a missing or unreadable file gets a plain message.
         let text = crate::files::read_regular(path, crate::files::MAX_FILE).map_err(|e| {
             ConfigError::Load {
@@ -340,6 +359,24 @@ impl Settings {
                 message: e.to_string(),
             }
         })?;
+        Self::from_text(&text, &shown, env)
+    }
+
+    /// Settings from TOML `text` (named `shown` in errors), without environment overrides,
+    /// validated.
+    pub fn from_toml(text: &str, shown: &str) -> Result<Settings, ConfigError> {
+        Self::from_text(text, shown, Some(std::collections::HashMap::new()))
+    }
+
+    fn from_text(
+        text: &str,
+        shown: &str,
+        env: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Settings, ConfigError> {
+        let load_err = |e: config::ConfigError| ConfigError::Load {
+            path: shown.to_string(),
+            message: e.to_string(),
+        };
         let env_source = config::Environment::with_prefix("STATEWALL")
             .prefix_separator("_")
             .separator("__")
@@ -348,13 +385,13 @@ impl Settings {
             .try_parsing(true)
             .source(env);
         let settings: Settings = config::Config::builder()
-            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .add_source(env_source)
             .build()
             .map_err(load_err)?
             .try_deserialize()
             .map_err(load_err)?;
-        settings.validate(&shown)?;
+        settings.validate(shown)?;
         Ok(settings)
     }
 
@@ -381,6 +418,12 @@ impl Settings {
         }
         if q.max_len == 0 {
             return bad("queue.max_len", "must be at least 1");
+        }
+        if !(1..=Offload::MAX_TCP_SEGMENTS).contains(&self.offload.tcp_segments) {
+            return bad("offload.tcp_segments", "must be 1 to 7");
+        }
+        if !(1..=60).contains(&self.offload.refresh) {
+            return bad("offload.refresh", "must be 1 to 60 seconds");
         }
         if !(1..=nfq::RECV_BATCH_MAX).contains(&q.recv_batch) {
             return bad("queue.recv_batch", "must be 1 to 64");
@@ -429,7 +472,11 @@ impl Settings {
         };
         self.probes.validate().map_err(|e| section(e.to_string()))?;
         self.scan.validate().map_err(|e| section(e.to_string()))?;
+        self.sources
+            .validate()
+            .map_err(|e| section(e.to_string()))?;
         self.syslog.validate().map_err(|e| section(e.to_string()))?;
+        self.events.validate().map_err(section)?;
         if self
             .log
             .level
@@ -456,9 +503,15 @@ impl Settings {
                 max_entries: c.max_entries,
                 per_source: c.per_source,
                 early_drop_scan: c.early_drop_scan,
+                sources: self.sources,
             },
             probes: self.probes.clone(),
             scan: self.scan.enabled.then(|| self.scan.clone()),
+            offload: Offload {
+                enable: self.offload_active(),
+                tcp_segments: self.offload.tcp_segments,
+                datagrams: self.offload.datagrams,
+            },
             drop_log: self.syslog.drop_log(),
         }
     }

@@ -128,7 +128,7 @@ impl Conntrack {
         let proto = match (flow.proto, &flow.tcp) {
             (proto::TCP, Some(k)) => ProtoState::Tcp(TcpConn::adopted(k)),
             (proto::TCP, None) => return Adoption::Unsupported,
-            _ => ProtoState::Datagram,
+            _ => ProtoState::Datagram(tick),
         };
         if let Some(mut entry) = table.get_live(&key, tick, &self.counts) {
             let conn = entry.value_mut();
@@ -147,14 +147,15 @@ impl Conntrack {
         let mut conn = Conn {
             expires: tick,
             flags: orig_flag | status_flags(flow) | flags::KERNEL,
+            rule: Default::default(),
             proto,
+            tally: Default::default(),
         };
         conn.expires = self.expiry(flow, &conn, tick);
         if self.counts.entries() >= self.limits.max_entries {
-            let scan = self.limits.early_drop_scan;
-            let evicted = self.v4.early_drop(scan, tick, &self.counts)
-                || self.v6.early_drop(scan, tick, &self.counts);
-            if !evicted {
+            // The evicted entry goes unreported: adoption runs outside a packet's way, where
+            // nothing collects events.
+            if self.early_drop(tick).is_none() {
                 return Adoption::NoRoom;
             }
             self.early_drops
@@ -165,9 +166,10 @@ impl Conntrack {
             key,
             conn,
             self.limits.per_source_limit(),
+            (tick, self.limits.max_entries),
             &self.counts,
         ) {
-            Ok(()) => Adoption::Adopted,
+            Ok(_) => Adoption::Adopted,
             Err(_) => Adoption::NoRoom,
         }
     }
@@ -178,11 +180,11 @@ impl Conntrack {
         let t = &self.timeouts;
         let ours = match (&conn.proto, flow.proto) {
             (ProtoState::Tcp(tc), _) => tc.timeout(t),
-            (ProtoState::Datagram, proto::UDP) if flow.seen_reply => t.udp_replied,
-            (ProtoState::Datagram, proto::UDP) => t.udp_unreplied,
-            (ProtoState::Datagram, proto::ICMP | proto::ICMPV6) => t.icmp,
-            (ProtoState::Datagram, _) if flow.seen_reply => t.generic_replied,
-            (ProtoState::Datagram, _) => t.generic_unreplied,
+            (ProtoState::Datagram(_), proto::UDP) if flow.seen_reply => t.udp_replied,
+            (ProtoState::Datagram(_), proto::UDP) => t.udp_unreplied,
+            (ProtoState::Datagram(_), proto::ICMP | proto::ICMPV6) => t.icmp,
+            (ProtoState::Datagram(_), _) if flow.seen_reply => t.generic_replied,
+            (ProtoState::Datagram(_), _) => t.generic_unreplied,
         };
         now.after_secs(flow.timeout.map_or(ours, |k| k.min(ours)).max(1))
     }

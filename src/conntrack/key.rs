@@ -5,6 +5,8 @@ use std::fmt::Debug;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::source::SourcePrefix;
+
 /// An address as stored in a key: 4 bytes for IPv4, 16 for IPv6.
 pub trait Addr: Copy + Eq + Ord + Hash + Debug + Send + Sync + 'static {
     /// Converts from an [`IpAddr`] of the right family.
@@ -13,6 +15,10 @@ pub trait Addr: Copy + Eq + Ord + Hash + Debug + Send + Sync + 'static {
     fn to_ip(self) -> IpAddr;
     /// A key of this family as a key of either.
     fn wrap(key: Key<Self>) -> AnyKey;
+    /// The source this address belongs to (its first address), for per-source counts.
+    fn source(self, p: &SourcePrefix) -> Self;
+    /// A key of either family as one of this family.
+    fn unwrap(key: AnyKey) -> Option<Key<Self>>;
 }
 
 /// A key of either family.
@@ -37,6 +43,15 @@ impl Addr for [u8; 4] {
     fn wrap(key: Key<Self>) -> AnyKey {
         AnyKey::V4(key)
     }
+    fn source(self, p: &SourcePrefix) -> Self {
+        p.v4(self)
+    }
+    fn unwrap(key: AnyKey) -> Option<Key<Self>> {
+        match key {
+            AnyKey::V4(k) => Some(k),
+            AnyKey::V6(_) => None,
+        }
+    }
 }
 
 impl Addr for [u8; 16] {
@@ -51,6 +66,15 @@ impl Addr for [u8; 16] {
     }
     fn wrap(key: Key<Self>) -> AnyKey {
         AnyKey::V6(key)
+    }
+    fn source(self, p: &SourcePrefix) -> Self {
+        p.v6(self)
+    }
+    fn unwrap(key: AnyKey) -> Option<Key<Self>> {
+        match key {
+            AnyKey::V6(k) => Some(k),
+            AnyKey::V4(_) => None,
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 //!             ├─ UDP, other ──── datagram::track unreplied → replied            (datagram.rs)
 //!             ├─ ICMP ────────── icmp::track     echo as a datagram flow; errors
 //!             │                                  related to a tracked flow     (icmp.rs)
-//!             └─ fragment ────── passes untracked
+//!             └─ later fragment ─ passes when its first fragment did      (fragments.rs)
 //!        ──► Track: Judged (verdict of a flow) | New / MidStream (the engine decides, then
 //!            open()) | Stray (TCP segment of no connection) | Stateless (ICMP that opens nothing)
 //! ```
@@ -22,9 +22,11 @@
 
 mod datagram;
 mod entry;
+mod fragments;
 mod icmp;
 mod kernel;
 mod key;
+mod offload;
 mod segment;
 mod settings;
 mod table;
@@ -36,10 +38,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::mapref::one::RefMut;
 
-pub use entry::{flags, Conn, ConnState, ProtoState};
+pub use entry::{flags, Conn, ConnState, Counts, ProtoState, RuleTag, Tally};
+pub use fragments::{Fragments, FRAGMENT_TTL, MAX_DATAGRAMS};
 pub use kernel::{Adoption, AdoptionReport, KernelFlow};
 pub use key::{Addr, AnyKey, Dir, Key};
-pub use settings::{Limits, Timeouts};
+pub use settings::{Limits, Offload, Timeouts};
 pub use table::{InsertError, Table, TableCounts};
 pub use tcp::{KernelTcp, TcpConn, TcpState};
 pub use walk::{ConnInfo, StateCounts};
@@ -56,10 +59,14 @@ pub struct Conntrack {
     counts: TableCounts,
     timeouts: Timeouts,
     limits: Limits,
+    /// When validated flows go to the kernel fast path.
+    offload: Offload,
     /// Entries evicted because the table was full.
     early_drops: AtomicU64,
     /// Entries removed by [`Conntrack::sweep`].
     expired: AtomicU64,
+    /// Datagrams whose first fragment passed (`fragments`).
+    fragments: Fragments,
 }
 
 /// What tracking says about a packet.
@@ -94,6 +101,9 @@ pub struct Tracked {
     /// The flow (originator first) when this is the first packet of a flow adopted from the
     /// kernel table: the engine checks it against the rules in force.
     pub adopted: Option<Flow>,
+    /// The flow is on the kernel fast path after this packet (its accept verdict carries the
+    /// FASTPATH bit).
+    pub offloaded: bool,
 }
 
 impl Tracked {
@@ -103,6 +113,7 @@ impl Tracked {
             state,
             milestone: None,
             adopted: None,
+            offloaded: false,
         }
     }
 
@@ -112,6 +123,7 @@ impl Tracked {
             state,
             milestone: None,
             adopted: None,
+            offloaded: false,
         }
     }
 }
@@ -154,6 +166,71 @@ impl Opening {
         }
         self
     }
+
+    /// Records the rule that admits the flow.
+    pub fn admitted_by(&mut self, rule: RuleTag) {
+        self.conn.rule = rule;
+    }
+
+    /// The flow, originator first.
+    pub fn flow(&self) -> Flow {
+        match &self.key {
+            AnyKey::V4(k) => flow_of(k, &self.conn),
+            AnyKey::V6(k) => flow_of(k, &self.conn),
+        }
+    }
+}
+
+/// A connection as it was when it left the table (or was revoked): what a "destroy" event
+/// reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnRecord {
+    /// The flow, originator first.
+    pub flow: Flow,
+    /// Its last state.
+    pub state: ConnState,
+    /// The rule that admitted it.
+    pub rule: RuleTag,
+    /// Its packets and bytes per direction.
+    pub counts: Counts,
+}
+
+impl ConnRecord {
+    fn of<A: Addr>(key: &Key<A>, conn: &Conn, counts: Counts) -> ConnRecord {
+        ConnRecord {
+            flow: flow_of(key, conn),
+            state: conn.state(),
+            rule: conn.rule,
+            counts,
+        }
+    }
+}
+
+/// A flow [`Conntrack::open`] opened, and the entries that made room for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opened {
+    /// The state it opened in.
+    pub state: ConnState,
+    /// An unassured entry evicted because the table was full.
+    pub evicted: Option<ConnRecord>,
+    /// The entry it replaced on its tuple (a closed connection reopened by a new SYN).
+    pub replaced: Option<ConnRecord>,
+}
+
+/// What the kernel's connection mark said of a packet's flow (statewall's bits, restored into
+/// the packet mark before the queue; all false without kernel conntrack).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Via {
+    /// FASTPATH: the kernel had the flow on the fast path and may have carried packets of it
+    /// that statewall never saw, so a TCP connection statewall holds on the fast path learns
+    /// its windows anew from this packet ([`TcpConn::resume`]) and leaves the fast path until
+    /// validated again.
+    pub fastpath: bool,
+    /// ADMITTED: the kernel holds the flow as one statewall admitted and found the packet
+    /// valid (an INVALID packet comes without its connection's mark). A RST of a flow
+    /// statewall does not hold is adoptable then ([`Track::MidStream`]): after a restart, the
+    /// first segment of a connection the kernel carried meanwhile may be its RST.
+    pub admitted: bool,
 }
 
 /// Totals of the table.
@@ -171,25 +248,39 @@ impl Conntrack {
     /// An empty table.
     pub fn new(timeouts: Timeouts, limits: Limits) -> Conntrack {
         Conntrack {
-            v4: Table::new(),
-            v6: Table::new(),
+            v4: Table::with_sources(limits.sources),
+            v6: Table::with_sources(limits.sources),
             counts: TableCounts::default(),
             timeouts,
             limits,
+            offload: Offload::OFF,
             early_drops: AtomicU64::new(0),
             expired: AtomicU64::new(0),
+            fragments: Fragments::default(),
         }
+    }
+
+    /// The same table, offloading validated flows to the kernel fast path as `offload` says.
+    pub fn with_offload(mut self, offload: Offload) -> Conntrack {
+        self.offload = offload;
+        self
     }
 
     /// Tracks one decoded packet: the one entry, whatever its protocol.
     pub fn track(&self, pkt: &Packet<'_>, now: Timestamp) -> Track {
+        self.track_via(pkt, Via::default(), now)
+    }
+
+    /// Tracks one decoded packet with what the kernel's connection mark said of its flow
+    /// ([`Via`]).
+    pub fn track_via(&self, pkt: &Packet<'_>, via: Via, now: Timestamp) -> Track {
         match (pkt.src, pkt.dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                self.side(&self.v4, s.octets(), d.octets(), now).track(pkt)
-            }
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                self.side(&self.v6, s.octets(), d.octets(), now).track(pkt)
-            }
+            (IpAddr::V4(s), IpAddr::V4(d)) => self
+                .side(&self.v4, s.octets(), d.octets(), via, now, pkt.len)
+                .track(pkt),
+            (IpAddr::V6(s), IpAddr::V6(d)) => self
+                .side(&self.v6, s.octets(), d.octets(), via, now, pkt.len)
+                .track(pkt),
             _ => Track::Judged(Tracked::drop(DropReason::MalformedIp, None)),
         }
     }
@@ -199,41 +290,130 @@ impl Conntrack {
         table: &'c Table<A>,
         src: A,
         dst: A,
+        via: Via,
         now: Timestamp,
+        len: usize,
     ) -> Side<'c, A> {
         Side {
             ct: self,
             table,
             src,
             dst,
+            via,
             now: now.tick(),
+            len: u32::try_from(len).unwrap_or(u32::MAX),
         }
     }
 
-    /// Opens the flow of a [`Track::New`] or [`Track::MidStream`] packet, evicting an
-    /// unassured entry first when the table is full (the oldest of a few, as Linux does).
-    /// Returns the state it opened in.
-    pub fn open(&self, opening: Opening) -> Result<ConnState, DropReason> {
+    /// Opens the flow of a [`Track::New`] or [`Track::MidStream`] packet, evicting an entry
+    /// first when the table is full (`early_drop`: the oldest unassured or closing one).
+    /// Returns the state it opened in and the entries that left for it.
+    pub fn open(&self, opening: Opening) -> Result<Opened, DropReason> {
+        let mut evicted = None;
         if self.counts.entries() >= self.limits.max_entries {
-            let scan = self.limits.early_drop_scan;
-            let now = opening.now;
-            let evicted = self.v4.early_drop(scan, now, &self.counts)
-                || self.v6.early_drop(scan, now, &self.counts);
-            if !evicted {
+            evicted = self.early_drop(opening.now);
+            if evicted.is_none() {
                 return Err(DropReason::TableFull);
             }
             self.early_drops.fetch_add(1, Ordering::Relaxed);
         }
         let state = opening.state();
         let limit = self.limits.per_source_limit();
+        let cap = (opening.now, self.limits.max_entries);
         let inserted = match opening.key {
-            AnyKey::V4(key) => insert(&self.v4, key, opening.conn, limit, &self.counts),
-            AnyKey::V6(key) => insert(&self.v6, key, opening.conn, limit, &self.counts),
+            AnyKey::V4(key) => insert(&self.v4, key, opening.conn, limit, cap, &self.counts)
+                .map(|old| old.map(|(c, n)| ConnRecord::of(&key, &c, n))),
+            AnyKey::V6(key) => insert(&self.v6, key, opening.conn, limit, cap, &self.counts)
+                .map(|old| old.map(|(c, n)| ConnRecord::of(&key, &c, n))),
         };
-        inserted.map(|()| state).map_err(|e| match e {
-            InsertError::TableFull => DropReason::TableFull,
-            InsertError::SourceLimit => DropReason::SourceLimit,
-        })
+        inserted
+            .map(|replaced| Opened {
+                state,
+                evicted,
+                replaced,
+            })
+            .map_err(|e| match e {
+                InsertError::TableFull => DropReason::TableFull,
+                InsertError::SourceLimit => DropReason::SourceLimit,
+            })
+    }
+
+    /// The first fragment of a datagram passed at `now`: its later fragments may follow
+    /// (`fragments`). Call it for every passed packet that is a first fragment.
+    pub fn first_fragment_passed(&self, pkt: &Packet<'_>, now: Timestamp) {
+        let Some(frag) = pkt.frag.filter(|f| f.is_first() && f.more) else {
+            return;
+        };
+        let tcp = match (&pkt.transport, pkt.src, pkt.dst) {
+            (Transport::Tcp(t), IpAddr::V4(s), IpAddr::V4(d)) => {
+                let (key, from_lo) = Key::new(proto::TCP, s.octets(), t.sport, d.octets(), t.dport);
+                Some((AnyKey::V4(key), from_lo, t))
+            }
+            (Transport::Tcp(t), IpAddr::V6(s), IpAddr::V6(d)) => {
+                let (key, from_lo) = Key::new(proto::TCP, s.octets(), t.sport, d.octets(), t.dport);
+                Some((AnyKey::V6(key), from_lo, t))
+            }
+            _ => None,
+        };
+        let transport_len = pkt.len.saturating_sub(pkt.header_len);
+        let tcp = tcp.map(|(key, from_lo, t)| fragments::TcpPart {
+            key,
+            from_lo,
+            seq: t.seq,
+            header: u32::try_from(transport_len)
+                .unwrap_or(u32::MAX)
+                .saturating_sub(t.payload_len),
+        });
+        let id = fragments::DatagramId {
+            src: pkt.src,
+            dst: pkt.dst,
+            proto: pkt.proto,
+            id: frag.id,
+        };
+        self.fragments.admit(id, tcp, now.tick());
+    }
+
+    /// Datagrams whose later fragments may pass (at most [`MAX_DATAGRAMS`]).
+    pub fn fragment_datagrams(&self) -> usize {
+        self.fragments.len()
+    }
+
+    /// Makes room for one entry, as Linux's early drop and its full-table garbage collection
+    /// do: evicts the entry of either family that became evictable first (unassured flows, TCP
+    /// connections closing or closed: [`Conn::early_droppable`]) and still is, looking at up
+    /// to `early_drop_scan` candidates, then, for candidates the bounded queues lost, the
+    /// evictable entry expiring first among `early_drop_scan` entries of each table. Returns
+    /// the entry evicted.
+    fn early_drop(&self, now: Tick) -> Option<ConnRecord> {
+        let scan = self.limits.early_drop_scan;
+        for _ in 0..scan {
+            let v4_first = match (self.v4.oldest_candidate(), self.v6.oldest_candidate()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(a), Some(b)) => !a.is_after(b),
+            };
+            let evicted = if v4_first {
+                self.v4
+                    .evict_oldest(now, &self.counts)
+                    .map(|e| e.map(|(k, c, n)| ConnRecord::of(&k, &c, n)))
+            } else {
+                self.v6
+                    .evict_oldest(now, &self.counts)
+                    .map(|e| e.map(|(k, c, n)| ConnRecord::of(&k, &c, n)))
+            };
+            if let Some(Some(r)) = evicted {
+                return Some(r);
+            }
+        }
+        self.v4
+            .evict_scanned(scan, now, &self.counts)
+            .map(|(k, c, n)| ConnRecord::of(&k, &c, n))
+            .or_else(|| {
+                self.v6
+                    .evict_scanned(scan, now, &self.counts)
+                    .map(|(k, c, n)| ConnRecord::of(&k, &c, n))
+            })
     }
 
     /// Number of tracked entries (both families).
@@ -250,6 +430,11 @@ impl Conntrack {
         }
     }
 
+    /// Entries per family: (IPv4, IPv6). Locks each shard in turn (for the metrics).
+    pub fn family_entries(&self) -> (u64, u64) {
+        (self.v4.len() as u64, self.v6.len() as u64)
+    }
+
     /// The timeouts in force.
     pub fn timeouts(&self) -> &Timeouts {
         &self.timeouts
@@ -261,14 +446,19 @@ fn insert<A: Addr>(
     key: Key<A>,
     conn: Conn,
     limit: usize,
+    (now, cap): (Tick, usize),
     counts: &TableCounts,
-) -> Result<(), InsertError> {
+) -> Result<Option<(Conn, Counts)>, InsertError> {
     let origin = if conn.has(flags::ORIG_IS_LO) {
         key.lo
     } else {
         key.hi
     };
-    table.insert(key, origin, conn, limit, counts)
+    let replaced = table.insert(key, origin, conn, limit, counts)?;
+    if conn.early_droppable() {
+        table.note_candidate(key, now, cap);
+    }
+    Ok(replaced)
 }
 
 /// One packet's view of the table: its family's table and its addresses in that family.
@@ -277,7 +467,11 @@ struct Side<'c, A: Addr> {
     table: &'c Table<A>,
     src: A,
     dst: A,
+    /// What the kernel's connection mark said ([`Conntrack::track_via`]).
+    via: Via,
     now: Tick,
+    /// The packet's IP length, for the counters.
+    len: u32,
 }
 
 impl<A: Addr> Side<'_, A> {
@@ -291,12 +485,44 @@ impl<A: Addr> Side<'_, A> {
                 datagram::track(self, proto::UDP, (*sport, *dport), true, timeouts)
             }
             Transport::Icmp(icmp) => icmp::track(self, pkt.proto, icmp),
-            Transport::Fragment => Track::Judged(Tracked::pass(Pass::Fragment, None)),
+            Transport::Fragment => Track::Judged(self.later_fragment(pkt)),
             Transport::Other => {
                 let timeouts = (t.generic_unreplied, t.generic_replied);
                 datagram::track(self, pkt.proto, (0, 0), true, timeouts)
             }
         }
+    }
+
+    /// A later fragment: passes only when its datagram's first fragment did; a TCP segment's
+    /// fragment extends the sender's end.
+    fn later_fragment(&self, pkt: &Packet<'_>) -> Tracked {
+        let Some(frag) = pkt.frag else {
+            return Tracked::drop(DropReason::FragmentOrphan, None);
+        };
+        let id = fragments::DatagramId {
+            src: pkt.src,
+            dst: pkt.dst,
+            proto: pkt.proto,
+            id: frag.id,
+        };
+        let Some(tcp) = self.ct.fragments.later(&id, self.now) else {
+            return Tracked::drop(DropReason::FragmentOrphan, None);
+        };
+        let mut state = None;
+        if let Some((tcp, key)) = tcp.and_then(|t| A::unwrap(t.key).map(|k| (t, k))) {
+            if let Some(mut conn) = self.live(&key) {
+                let dir = conn.dir(tcp.from_lo);
+                let data_end = frag.data_end(pkt.len.saturating_sub(pkt.header_len));
+                let payload = u32::try_from(data_end)
+                    .unwrap_or(u32::MAX)
+                    .saturating_sub(tcp.header);
+                if let ProtoState::Tcp(t) = &mut conn.proto {
+                    t.extend_sent(dir, tcp.seq + payload);
+                }
+                state = Some(conn.state());
+            }
+        }
+        Tracked::pass(Pass::Fragment, state)
     }
 
     /// The key of this packet's flow, and whether the packet comes from its low endpoint.
@@ -314,6 +540,11 @@ impl<A: Addr> Side<'_, A> {
         self.table.peek(key, self.now)
     }
 
+    /// Counts the packet on the entry `conn` under `key` (held), in direction `dir`.
+    fn account(&self, key: &Key<A>, conn: &mut Conn, dir: Dir) {
+        self.table.account(key, conn, dir, self.len);
+    }
+
     /// A flow to open under `key`, first seen from its low endpoint or not.
     fn opening(
         &self,
@@ -324,12 +555,16 @@ impl<A: Addr> Side<'_, A> {
         timeout: u32,
     ) -> Opening {
         let orig = if from_lo { flags::ORIG_IS_LO } else { 0 };
+        let mut tally = Tally::default();
+        tally.add(Dir::Original, self.len);
         Opening {
             key: A::wrap(key),
             conn: Conn {
                 expires: self.now.after_secs(timeout),
                 flags: orig | extra_flags,
+                rule: RuleTag::default(),
                 proto,
+                tally,
             },
             now: self.now,
         }

@@ -29,9 +29,20 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
         }
         let dir = conn.dir(from_lo);
         let blind = conn.has(flags::BLIND);
+        // Back from the kernel fast path (the kernel took the flow off it when it queued this
+        // segment): the windows are learned anew from this segment, which the kernel's window
+        // check let through.
+        let resumed = side.via.fastpath && conn.has(flags::OFFLOADED);
+        if resumed {
+            conn.flags &= !flags::OFFLOADED;
+        }
+        let offloaded = conn.has(flags::OFFLOADED);
         let ProtoState::Tcp(tc) = &mut conn.proto else {
             return Track::Judged(Tracked::drop(DropReason::MalformedTcp, None));
         };
+        if resumed {
+            tc.resume(dir, tcp);
+        }
         let old = tc.state;
         // A SYN on a flow adopted blindly is a new connection, judged by the rules: the entry
         // never saw a handshake, so the SYN is not a retransmission, and resynchronising on
@@ -44,12 +55,19 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
         };
         match step {
             Ok(Step::Accept) => {
+                let (k, conn) = entry.pair_mut();
+                side.account(k, conn, dir);
                 let tracked = learn(side, &mut entry, dir, old);
                 return Track::Judged(kernel::claim(&key, entry.value_mut(), tracked));
             }
             Ok(Step::Ignore) => {
                 let state = Some(ConnState::Tcp(tc.state));
-                let tracked = Tracked::pass(Pass::Ignored, state);
+                let (k, conn) = entry.pair_mut();
+                side.account(k, conn, dir);
+                let tracked = Tracked {
+                    offloaded,
+                    ..Tracked::pass(Pass::Ignored, state)
+                };
                 return Track::Judged(kernel::claim(&key, conn, tracked));
             }
             Err(reason) => {
@@ -69,7 +87,15 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
     if f.ack() && !f.syn() && !f.rst() {
         // What a connection established before a restart carries: adoptable.
         let conn = ProtoState::Tcp(TcpConn::pickup(tcp));
-        let opening = side.opening(key, from_lo, flags::PICKUP | flags::BLIND, conn, t.pickup);
+        let opening = side.opening(key, from_lo, flags::BLIND, conn, t.pickup);
+        return Track::MidStream(opening);
+    }
+    if f.rst() && !f.syn() && side.via.admitted {
+        // The RST of a connection statewall admitted, valid by the kernel's window check: what
+        // the kernel carried on the fast path (or kept) while no statewall ran may end with it.
+        // Adoptable, already closed: it passes, data after it does not.
+        let conn = ProtoState::Tcp(TcpConn::pickup_reset(tcp));
+        let opening = side.opening(key, from_lo, flags::BLIND, conn, t.close);
         return Track::MidStream(opening);
     }
     Track::Stray(DropReason::NoConnection)
@@ -88,7 +114,7 @@ fn learn<A: Addr>(
     let t = &side.ct.timeouts;
     let (new, timeout) = match &conn.proto {
         ProtoState::Tcp(tc) => (tc.state, tc.timeout(t)),
-        ProtoState::Datagram => return Tracked::drop(DropReason::MalformedTcp, None),
+        ProtoState::Datagram(_) => return Tracked::drop(DropReason::MalformedTcp, None),
     };
     if dir == Dir::Reply {
         conn.flags |= flags::SEEN_REPLY;
@@ -97,10 +123,9 @@ fn learn<A: Addr>(
     let both_seen = matches!(&conn.proto, ProtoState::Tcp(tc) if tc.both_seen());
     let assured_now = !conn.has(flags::ASSURED)
         && ((old == TcpState::SynRecv && new == TcpState::Established)
-            || (conn.has(flags::PICKUP) && both_seen));
+            || (conn.picking_up() && both_seen));
     if assured_now {
         conn.flags |= flags::ASSURED;
-        conn.flags &= !flags::PICKUP;
     }
     let handshake = matches!(old, TcpState::SynSent | TcpState::SynSent2);
     let milestone = if assured_now {
@@ -112,18 +137,38 @@ fn learn<A: Addr>(
     } else {
         None
     };
-    if conn.has(flags::PICKUP) {
+    if conn.picking_up() {
         conn.expires = conn.expires.earlier(side.now.after_secs(t.pickup));
     }
     if old != new {
         tracing::trace!(from = %old, to = %new, "tcp state");
         side.table
             .recount(&key, conn, side.ct.limits.per_source_limit());
+        // An assured connection that starts closing becomes evictable.
+        let was_open = matches!(old, TcpState::SynRecv | TcpState::Established);
+        if was_open && conn.has(flags::ASSURED) && conn.closing() {
+            side.table
+                .note_candidate(key, side.now, side.ct.limits.max_entries);
+        }
+    }
+    let offload = &side.ct.offload;
+    let validated = offload.enable
+        && conn.has(flags::ASSURED)
+        && match &conn.proto {
+            ProtoState::Tcp(tc) => tc.validated(offload.tcp_segments),
+            ProtoState::Datagram(_) => false,
+        };
+    if validated {
+        conn.flags |= flags::OFFLOADED;
+    } else {
+        // Its handshake is not done, or its teardown began: every packet to statewall again.
+        conn.flags &= !flags::OFFLOADED;
     }
     Tracked {
         verdict: Verdict::Accept(Pass::Tracked),
         state: Some(ConnState::Tcp(new)),
         milestone,
         adopted: None,
+        offloaded: conn.has(flags::OFFLOADED),
     }
 }

@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use crate::source::SourcePrefix;
+
 /// Per-state timeouts in seconds. Defaults are Linux's (`nf_conntrack_*_timeout_*`).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -71,6 +73,9 @@ pub struct Limits {
     pub per_source: usize,
     /// How many entries a full table examines to find the oldest not-established one to evict.
     pub early_drop_scan: usize,
+    /// What one source is for `per_source` (an IPv6 /64 by default; `[sources]`).
+    #[serde(skip)]
+    pub sources: SourcePrefix,
 }
 
 impl Default for Limits {
@@ -79,6 +84,7 @@ impl Default for Limits {
             max_entries: 262_144,
             per_source: 0,
             early_drop_scan: 256,
+            sources: SourcePrefix::default(),
         }
     }
 }
@@ -91,5 +97,37 @@ impl Limits {
         } else {
             self.per_source
         }
+    }
+}
+
+/// When a validated flow goes to the kernel fast path (`[offload]`, docs/performance.md): the
+/// kernel then forwards its middle (packets without SYN, FIN or RST of a connection it calls
+/// ESTABLISHED) and statewall sees only its teardown and what the kernel finds invalid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offload {
+    /// Offload validated flows at all (off: every packet is judged by statewall).
+    pub enable: bool,
+    /// TCP: segments each direction must have sent after the handshake, the windows of both
+    /// learned, before the flow is offloaded (1 to [`Offload::MAX_TCP_SEGMENTS`]).
+    pub tcp_segments: u8,
+    /// UDP, ICMP echo and other protocols: offloaded once replied.
+    pub datagrams: bool,
+}
+
+impl Offload {
+    /// The largest `tcp_segments` (the entry counts up to it in three bits per direction).
+    pub const MAX_TCP_SEGMENTS: u8 = 7;
+
+    /// No fast path: what an engine without `[offload]` does.
+    pub const OFF: Offload = Offload {
+        enable: false,
+        tcp_segments: 2,
+        datagrams: true,
+    };
+}
+
+impl Default for Offload {
+    fn default() -> Self {
+        Offload::OFF
     }
 }

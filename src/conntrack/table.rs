@@ -1,13 +1,16 @@
 //! The connection table of one address family: a sharded hash map (dashmap, keyed hasher), a
 //! per-source count of open connections, expiry and early drop.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use dashmap::mapref::entry::Entry;
 use dashmap::mapref::one::RefMut;
 use dashmap::DashMap;
 
-use super::{flags, Addr, Conn, Key};
+use super::{flags, Addr, Conn, Counts, Dir, Key};
+use crate::source::SourcePrefix;
 use crate::time::Tick;
 
 /// Keyed hasher: random keys per process, so remote hosts cannot aim their flows at one bucket.
@@ -35,11 +38,26 @@ impl TableCounts {
     }
 }
 
+/// An entry that left the table to make room: its key, the entry and its counters.
+pub type Evicted<A> = (Key<A>, Conn, Counts);
+
 /// One family's connections.
 pub struct Table<A: Addr> {
     map: DashMap<Key<A>, Conn, Hasher>,
-    /// Open connections per originating address (entries with [`flags::COUNTED`]).
+    /// Open connections per originating source (entries with [`flags::COUNTED`]), keyed by
+    /// the source's first address (an IPv6 /64 by default: see [`SourcePrefix`]).
     per_source: DashMap<A, u32, Hasher>,
+    /// What one source is.
+    sources: SourcePrefix,
+    /// Early drop's clock hand: the keys of entries that became evictable (opened unassured,
+    /// or a TCP connection that started closing), with when, oldest first. Bounded; a key
+    /// whose entry is gone, was replaced or is no longer evictable is skipped when it comes up.
+    candidates: Mutex<VecDeque<(Key<A>, Tick)>>,
+    /// High words of the counters that wrapped (entries past 4 GiB or 4 G packets). Lock
+    /// order: an entry of `map` may be held while this map is used, never the other way round.
+    spill: DashMap<Key<A>, [[u32; 2]; 2], Hasher>,
+    /// Entries in `spill` (0: nothing to look up or release).
+    spilled: AtomicUsize,
 }
 
 impl<A: Addr> Default for Table<A> {
@@ -49,11 +67,20 @@ impl<A: Addr> Default for Table<A> {
 }
 
 impl<A: Addr> Table<A> {
-    /// An empty table.
+    /// An empty table, one source being what [`SourcePrefix::default`] says.
     pub fn new() -> Self {
+        Self::with_sources(SourcePrefix::default())
+    }
+
+    /// An empty table counting connections per source as `sources` says.
+    pub fn with_sources(sources: SourcePrefix) -> Self {
         Table {
             map: DashMap::with_hasher(Hasher::new()),
             per_source: DashMap::with_hasher(Hasher::new()),
+            sources,
+            candidates: Mutex::new(VecDeque::new()),
+            spill: DashMap::with_hasher(Hasher::new()),
+            spilled: AtomicUsize::new(0),
         }
     }
 
@@ -82,9 +109,34 @@ impl<A: Addr> Table<A> {
             .filter(|c| c.expires.is_after(now))
     }
 
+    /// Counts one packet of `len` bytes in direction `dir` on the entry `conn` under `key`
+    /// (held by the caller).
+    pub fn account(&self, key: &Key<A>, conn: &mut Conn, dir: Dir, len: u32) {
+        let wrapped = conn.tally.add(dir, len);
+        if wrapped.iter().any(|w| *w) {
+            let mut high = self.spill.entry(*key).or_insert_with(|| {
+                self.spilled.fetch_add(1, Ordering::Relaxed);
+                [[0; 2]; 2]
+            });
+            for (h, w) in high[dir.idx()].iter_mut().zip(wrapped) {
+                *h = h.wrapping_add(u32::from(w));
+            }
+        }
+    }
+
+    /// The full counters of the entry `conn` under `key`.
+    pub fn counts(&self, key: &Key<A>, conn: &Conn) -> Counts {
+        let high = if self.spilled.load(Ordering::Relaxed) > 0 {
+            self.spill.get(key).map_or([[0; 2]; 2], |h| *h)
+        } else {
+            [[0; 2]; 2]
+        };
+        conn.tally.counts(high)
+    }
+
     /// Inserts a new connection opened by `originator`, enforcing the per-source limit. The
-    /// caller has made room in the table. Returns the entry already there if another worker
-    /// inserted the same key first.
+    /// caller has made room in the table. Returns the entry it replaced (a reopened or
+    /// expired tuple, or one another worker inserted first) with its counters.
     pub fn insert(
         &self,
         key: Key<A>,
@@ -92,7 +144,7 @@ impl<A: Addr> Table<A> {
         mut conn: Conn,
         per_source_limit: usize,
         counts: &TableCounts,
-    ) -> Result<(), InsertError> {
+    ) -> Result<Option<(Conn, Counts)>, InsertError> {
         let counted = conn.should_count();
         if counted && !self.count(originator, per_source_limit) {
             return Err(InsertError::SourceLimit);
@@ -104,28 +156,31 @@ impl<A: Addr> Table<A> {
             Entry::Occupied(mut old) => {
                 // Replacing (a reopened or expired tuple): release the old entry's count.
                 let prev = *old.get();
+                let prev_counts = self.counts(&key, &prev);
                 old.insert(conn);
                 self.release(&key, &prev);
+                Ok(Some((prev, prev_counts)))
             }
             Entry::Vacant(v) => {
                 v.insert(conn);
                 counts.entries.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
             }
         }
-        Ok(())
     }
 
-    /// Removes the entry under `key` when `pred` holds; returns it.
+    /// Removes the entry under `key` when `pred` holds; returns it with its counters.
     pub fn remove_if(
         &self,
         key: &Key<A>,
         pred: impl FnOnce(&Conn) -> bool,
         counts: &TableCounts,
-    ) -> Option<Conn> {
+    ) -> Option<(Conn, Counts)> {
         let (_, conn) = self.map.remove_if(key, |_, c| pred(c))?;
         counts.entries.fetch_sub(1, Ordering::Relaxed);
+        let tally = self.counts(key, &conn);
         self.release(key, &conn);
-        Some(conn)
+        Some((conn, tally))
     }
 
     /// Keeps the per-source count in step with an entry whose state changed.
@@ -145,10 +200,16 @@ impl<A: Addr> Table<A> {
         if conn.has(flags::COUNTED) {
             self.uncount(originator(key, conn));
         }
+        if self.spilled.load(Ordering::Relaxed) > 0 && self.spill.remove(key).is_some() {
+            self.spilled.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     fn count(&self, src: A, limit: usize) -> bool {
-        let mut n = self.per_source.entry(src).or_insert(0);
+        let mut n = self
+            .per_source
+            .entry(src.source(&self.sources))
+            .or_insert(0);
         if usize::try_from(*n).unwrap_or(usize::MAX) >= limit {
             return false;
         }
@@ -157,42 +218,97 @@ impl<A: Addr> Table<A> {
     }
 
     fn uncount(&self, src: A) {
-        self.per_source.remove_if_mut(&src, |_, n| {
-            *n = n.saturating_sub(1);
-            *n == 0
-        });
+        self.per_source
+            .remove_if_mut(&src.source(&self.sources), |_, n| {
+                *n = n.saturating_sub(1);
+                *n == 0
+            });
     }
 
-    /// Open connections counted against `src`.
+    /// Open connections counted against `src`'s source.
     pub fn source_count(&self, src: A) -> u32 {
-        self.per_source.get(&src).map_or(0, |n| *n)
+        self.per_source
+            .get(&src.source(&self.sources))
+            .map_or(0, |n| *n)
     }
 
-    /// Evicts the oldest not-established entry among the first `scan` entries examined.
-    /// Returns whether one was evicted.
-    pub fn early_drop(&self, scan: usize, now: Tick, counts: &TableCounts) -> bool {
+    /// Remembers that the entry under `key` became evictable at `now` (see
+    /// [`Conn::early_droppable`]); at most `cap` keys are kept, the oldest forgotten first.
+    pub fn note_candidate(&self, key: Key<A>, now: Tick, cap: usize) {
+        let mut q = self.queue();
+        while q.len() >= cap.max(1) {
+            q.pop_front();
+        }
+        q.push_back((key, now));
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<(Key<A>, Tick)>> {
+        self.candidates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Forgets the remembered candidates whose entries are gone or no longer evictable (an
+    /// idle connection established long ago). Filters outside the queue's lock; candidates
+    /// remembered meanwhile are newer and stay behind the survivors.
+    pub fn prune_candidates(&self) {
+        let old = std::mem::take(&mut *self.queue());
+        if old.is_empty() {
+            return;
+        }
+        let kept: VecDeque<_> = old
+            .into_iter()
+            .filter(|(k, _)| self.map.get(k).is_some_and(|c| c.early_droppable()))
+            .collect();
+        let mut q = self.queue();
+        let newer = std::mem::replace(&mut *q, kept);
+        q.extend(newer);
+    }
+
+    /// When the oldest remembered candidate became evictable.
+    pub fn oldest_candidate(&self) -> Option<Tick> {
+        self.queue().front().map(|(_, t)| *t)
+    }
+
+    /// Takes the oldest remembered candidate off the queue and evicts its entry if it still is
+    /// evictable (or expired). `None`: the queue is empty; `Some(evicted)` otherwise, the
+    /// entry evicted with its key and counters.
+    pub fn evict_oldest(&self, now: Tick, counts: &TableCounts) -> Option<Option<Evicted<A>>> {
+        let (key, _) = self.queue().pop_front()?;
+        Some(
+            self.remove_if(&key, |c| evictable(c, now), counts)
+                .map(|(conn, tally)| (key, conn, tally)),
+        )
+    }
+
+    /// Evicts the evictable entry that expires first among the first `scan` entries of the
+    /// table (the fallback for candidates the bounded queue lost). Returns the one
+    /// evicted, with its key and counters.
+    pub fn evict_scanned(
+        &self,
+        scan: usize,
+        now: Tick,
+        counts: &TableCounts,
+    ) -> Option<Evicted<A>> {
         let victim = self
             .map
             .iter()
             .take(scan)
-            .filter(|e| e.value().early_droppable())
+            .filter(|e| evictable(e.value(), now))
             .min_by_key(|e| e.value().expires.ticks_from(now))
             .map(|e| *e.key());
-        match victim {
-            Some(key) => self
-                .remove_if(&key, Conn::early_droppable, counts)
-                .is_some(),
-            None => false,
-        }
+        let key = victim?;
+        self.remove_if(&key, |c| evictable(c, now), counts)
+            .map(|(conn, tally)| (key, conn, tally))
     }
 
-    /// Removes every entry expired at `now`, calling `on_expire` for each. Locks one shard at a
-    /// time.
+    /// Removes every entry expired at `now`, calling `on_expire` for each (with its
+    /// counters). Locks one shard at a time.
     pub fn sweep(
         &self,
         now: Tick,
         counts: &TableCounts,
-        mut on_expire: impl FnMut(&Key<A>, &Conn),
+        mut on_expire: impl FnMut(&Key<A>, &Conn, Counts),
     ) -> usize {
         let mut expired = 0;
         self.map.retain(|key, conn| {
@@ -200,7 +316,7 @@ impl<A: Addr> Table<A> {
                 return true;
             }
             expired += 1;
-            on_expire(key, conn);
+            on_expire(key, conn, self.counts(key, conn));
             // `per_source` is a different map: no lock order issue.
             self.release(key, conn);
             false
@@ -214,6 +330,15 @@ impl<A: Addr> Table<A> {
         for e in self.map.iter() {
             if e.value().expires.is_after(now) {
                 f(e.key(), e.value());
+            }
+        }
+    }
+
+    /// Visits every live entry with its counters.
+    pub fn for_each_counted(&self, now: Tick, mut f: impl FnMut(&Key<A>, &Conn, Counts)) {
+        for e in self.map.iter() {
+            if e.value().expires.is_after(now) {
+                f(e.key(), e.value(), self.counts(e.key(), e.value()));
             }
         }
     }
@@ -239,6 +364,11 @@ impl<A: Addr> Table<A> {
     }
 }
 
+/// Whether early drop may take `conn` at `now`: evictable by its state, or expired.
+fn evictable(conn: &Conn, now: Tick) -> bool {
+    !conn.expires.is_after(now) || conn.early_droppable()
+}
+
 /// The address of the endpoint that opened `conn`.
 fn originator<A: Addr>(key: &Key<A>, conn: &Conn) -> A {
     if conn.has(flags::ORIG_IS_LO) {
@@ -257,8 +387,15 @@ mod tests {
         Conn {
             expires: Tick(expires),
             flags: f | flags::ORIG_IS_LO,
-            proto: ProtoState::Datagram,
+            rule: Default::default(),
+            proto: ProtoState::Datagram(Tick(0)),
+            tally: Default::default(),
         }
+    }
+
+    /// The key of what [`Table::evict_oldest`] evicted.
+    fn evicted(e: Option<Option<Evicted<[u8; 4]>>>) -> Option<Option<Key<[u8; 4]>>> {
+        e.map(|e| e.map(|(k, _, _)| k))
     }
 
     fn key(n: u8) -> Key<[u8; 4]> {
@@ -269,12 +406,13 @@ mod tests {
     fn slots_stay_small() {
         // What the maps store per bucket (dashmap's value wrapper is a transparent
         // `UnsafeCell`), plus one control byte. At 1 M entries on 2 cores the IPv4 table has
-        // 8 shards x 2^18 buckets: 73 B x 2^21 = 153 B per connection (`examples/conn_memory`
-        // measures 153.3); the budget is 192. The per-source map adds 9 B (IPv4) or 21 B
-        // (IPv6) per bucket for each distinct source.
+        // 8 shards x 2^18 buckets: 89 B x 2^21 = 187 B per connection with the rule tag and
+        // the per-direction counters (`examples/conn_memory`); the budget is 192. The
+        // per-source map adds 9 B (IPv4) or 21 B (IPv6) per bucket for each distinct source;
+        // the counters' side map holds only connections past 4 GiB or 4 G packets.
         use std::mem::size_of;
-        assert!(size_of::<(Key<[u8; 4]>, Conn)>() <= 72);
-        assert!(size_of::<(Key<[u8; 16]>, Conn)>() <= 96);
+        assert!(size_of::<(Key<[u8; 4]>, Conn)>() <= 88);
+        assert!(size_of::<(Key<[u8; 16]>, Conn)>() <= 112);
         assert!(size_of::<([u8; 4], u32)>() <= 8);
         assert!(size_of::<([u8; 16], u32)>() <= 20);
     }
@@ -311,28 +449,65 @@ mod tests {
         assert!(t.get_live(&key(1), Tick(5), &c).is_some());
         assert!(t.peek(&key(1), Tick(10)).is_none());
         let mut seen = Vec::new();
-        let n = t.sweep(Tick(20), &c, |k, _| seen.push(*k));
+        let n = t.sweep(Tick(20), &c, |k, _, _| seen.push(*k));
         assert_eq!((n, seen), (1, vec![key(1)]));
         assert_eq!(c.entries(), 1);
     }
 
     #[test]
-    fn early_drop_takes_the_oldest_unassured() {
+    fn candidates_are_evicted_oldest_first_while_still_evictable() {
         let t = Table::new();
         let c = TableCounts::default();
-        t.insert(key(1), [198, 51, 100, 1], conn(10, flags::ASSURED), 10, &c)
-            .expect("room");
-        t.insert(key(2), [198, 51, 100, 2], conn(30, 0), 10, &c)
-            .expect("room");
-        t.insert(key(3), [198, 51, 100, 3], conn(20, 0), 10, &c)
-            .expect("room");
-        assert!(t.early_drop(64, Tick(0), &c));
-        assert!(t.peek(&key(3), Tick(0)).is_none());
-        assert!(t.peek(&key(1), Tick(0)).is_some());
-        assert!(t.early_drop(64, Tick(0), &c));
-        assert!(
-            !t.early_drop(64, Tick(0), &c),
-            "assured entries are never evicted"
+        for n in 1..=3 {
+            t.insert(key(n), [198, 51, 100, n], conn(100, 0), 10, &c)
+                .expect("room");
+            t.note_candidate(key(n), Tick(u32::from(n)), 10);
+        }
+        // The first became assured since: skipped (and forgotten).
+        t.map.get_mut(&key(1)).expect("present").flags |= flags::ASSURED;
+        assert_eq!(t.oldest_candidate(), Some(Tick(1)));
+        assert_eq!(evicted(t.evict_oldest(Tick(5), &c)), Some(None));
+        assert_eq!(evicted(t.evict_oldest(Tick(5), &c)), Some(Some(key(2))));
+        assert!(t.peek(&key(2), Tick(5)).is_none());
+        assert!(t.peek(&key(1), Tick(5)).is_some());
+        assert_eq!(t.oldest_candidate(), Some(Tick(3)));
+        // The queue is bounded: the oldest are forgotten, the scan still finds them.
+        t.note_candidate(key(9), Tick(6), 1);
+        assert_eq!(t.oldest_candidate(), Some(Tick(6)));
+        assert_eq!(evicted(t.evict_oldest(Tick(7), &c)), Some(None), "gone");
+        assert_eq!(evicted(t.evict_oldest(Tick(7), &c)), None);
+        assert_eq!(
+            t.evict_scanned(64, Tick(7), &c).map(|(k, _, _)| k),
+            Some(key(3))
         );
+        assert!(t.peek(&key(3), Tick(7)).is_none());
+        assert!(
+            t.evict_scanned(64, Tick(7), &c).is_none(),
+            "assured entries stay"
+        );
+        assert_eq!(c.entries(), 1);
+    }
+
+    #[test]
+    fn counters_past_32_bits_spill_and_are_released_with_the_entry() {
+        let t = Table::new();
+        let c = TableCounts::default();
+        t.insert(key(1), [198, 51, 100, 1], conn(100, 0), 10, &c)
+            .expect("room");
+        {
+            let mut e = t.get_live(&key(1), Tick(0), &c).expect("live");
+            let (k, conn) = e.pair_mut();
+            conn.tally.0[0] = [10, u32::MAX - 99];
+            t.account(k, conn, Dir::Original, 1500);
+            assert_eq!(t.spilled.load(Ordering::Relaxed), 1);
+        }
+        let conn = t.peek(&key(1), Tick(0)).expect("live");
+        let counts = t.counts(&key(1), &conn);
+        assert_eq!(counts.orig_packets, 11);
+        assert_eq!(counts.orig_bytes, u64::from(u32::MAX) - 99 + 1500);
+        assert_eq!(t.spill.len(), 1);
+        let (_, gone) = t.remove_if(&key(1), |_| true, &c).expect("present");
+        assert_eq!(gone, counts);
+        assert_eq!(t.spill.len(), 0, "the high words go with the entry");
     }
 }

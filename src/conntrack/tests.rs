@@ -18,7 +18,7 @@ fn track(ct: &Conntrack, bytes: &[u8], secs: u64) -> Track {
 /// Tracks a packet that opens a flow, and opens it.
 fn open(ct: &Conntrack, bytes: &[u8], secs: u64) -> ConnState {
     match track(ct, bytes, secs) {
-        Track::New(o) => ct.open(o).expect("room"),
+        Track::New(o) => ct.open(o).expect("room").state,
         other => panic!("does not open: {other:?}"),
     }
 }
@@ -90,9 +90,10 @@ fn what_track_says_of_each_kind_of_packet() {
             .payload(16)
             .fragment(4, false)
             .build();
+        // A later fragment whose first fragment never passed: no rule could judge it.
         assert_eq!(
             judged(&ct, &frag, 0).verdict,
-            Verdict::Accept(Pass::Fragment)
+            Verdict::Drop(DropReason::FragmentOrphan)
         );
         let gre = ip(p.client, p.server, 47, &[0; 8]).build();
         assert!(matches!(track(&ct, &gre, 0), Track::New(_)));
@@ -185,6 +186,7 @@ fn one_limit_for_both_families_and_early_drop_from_either() {
             max_entries: 2,
             per_source: 100,
             early_drop_scan: 16,
+            ..Limits::default()
         },
     );
     let [v4, v6] = Pair::BOTH;
@@ -198,10 +200,13 @@ fn one_limit_for_both_families_and_early_drop_from_either() {
         track(&ct, &v4.udp(Side::Server).build(), 3),
         Track::New(_)
     ));
-    // Assured flows are never evicted: the table refuses.
-    judged(&ct, &v6.udp(Side::Server).build(), 3);
-    judged(&ct, &v6.ports(1, 2).udp(Side::Server).build(), 3);
-    let Track::New(o) = track(&ct, &v4.udp(Side::Client).build(), 4) else {
+    // Assured flows (UDP streams: answered, and still busy 2 s after they opened) are
+    // never evicted: the table refuses.
+    for f in [v6, v6.ports(1, 2)] {
+        judged(&ct, &f.udp(Side::Server).build(), 3);
+        judged(&ct, &f.udp(Side::Client).build(), 5);
+    }
+    let Track::New(o) = track(&ct, &v4.udp(Side::Client).build(), 5) else {
         panic!("opens")
     };
     assert_eq!(ct.open(o), Err(DropReason::TableFull));
@@ -213,8 +218,14 @@ fn sweep_reports_each_flow_originator_first() {
     let p = Pair::V6.ports(5353, 53);
     open(&ct, &p.udp(Side::Client).build(), 0);
     let mut closed = Vec::new();
-    assert_eq!(ct.sweep(Timestamp::from_secs(10), |f| closed.push(f)), 0);
-    assert_eq!(ct.sweep(Timestamp::from_secs(31), |f| closed.push(f)), 1);
+    assert_eq!(
+        ct.sweep(Timestamp::from_secs(10), |r, _| closed.push(r.flow)),
+        0
+    );
+    assert_eq!(
+        ct.sweep(Timestamp::from_secs(31), |r, _| closed.push(r.flow)),
+        1
+    );
     assert_eq!(closed, vec![flow(p, proto::UDP)]);
     assert_eq!((ct.entries(), ct.totals().expired), (0, 1));
 }
@@ -230,8 +241,8 @@ fn revoke_closes_what_the_judge_refuses_and_hands_it_the_next_sequence_numbers()
     let mut seen = Vec::new();
     let now = Timestamp::from_secs(1);
     let revoked = ct.revoke(now, |f, next| {
-        seen.push((f.proto, next));
-        f.proto == proto::TCP
+        seen.push((f.flow.proto, next));
+        f.flow.proto == proto::TCP
     });
     assert_eq!(revoked, 1);
     seen.sort_by_key(|(proto, _)| *proto);
@@ -244,7 +255,11 @@ fn revoke_closes_what_the_judge_refuses_and_hands_it_the_next_sequence_numbers()
     // Revoked entries are not judged again (only the UDP flow is revoked now), and both go
     // within the CLOSE timeout (10 s), long before the UDP flow's own 30 s.
     assert_eq!(ct.revoke(now, |_, _| true), 1);
-    assert_eq!(ct.sweep(Timestamp::from_secs(12), |_| {}), 2);
+    let mut revoked_before = Vec::new();
+    let swept = ct.sweep(Timestamp::from_secs(12), |_, revoked| {
+        revoked_before.push(revoked)
+    });
+    assert_eq!((swept, revoked_before), (2, vec![true, true]));
 }
 
 #[test]
@@ -283,9 +298,144 @@ fn entries_keep_their_time_past_thirteen_years() {
             Some(ConnState::Tcp(TcpState::SynRecv)),
             "at {start} s"
         );
-        // And they still expire on time: SYN_RECV after 60 s, the replied UDP flow after 120.
-        assert_eq!(ct.sweep(Timestamp::from_secs(start + 30), |_| {}), 0);
-        assert_eq!(ct.sweep(Timestamp::from_secs(start + 70), |_| {}), 1);
-        assert_eq!(ct.sweep(Timestamp::from_secs(start + 130), |_| {}), 1);
+        // And they still expire on time: the UDP flow answered once after 30 s, SYN_RECV
+        // after 60.
+        assert_eq!(ct.sweep(Timestamp::from_secs(start + 20), |_, _| {}), 0);
+        assert_eq!(ct.sweep(Timestamp::from_secs(start + 40), |_, _| {}), 1);
+        assert_eq!(ct.sweep(Timestamp::from_secs(start + 70), |_, _| {}), 1);
     }
+}
+
+/// A table of `max` entries examining `scan` candidates.
+fn small(max: usize, scan: usize) -> Conntrack {
+    Conntrack::new(
+        Timeouts::default(),
+        Limits {
+            max_entries: max,
+            per_source: max,
+            early_drop_scan: scan,
+            sources: Default::default(),
+        },
+    )
+}
+
+/// Opens a TCP connection from `cport` of `p` and completes its handshake.
+fn handshake(ct: &Conntrack, p: Pair, secs: u64) {
+    let (c, s) = (Side::Client, Side::Server);
+    assert!(matches!(
+        open(ct, &p.tcp(c, SYN, 100, 0).build(), secs),
+        ConnState::Tcp(_)
+    ));
+    judged(ct, &p.tcp(s, SYN | ACK, 900, 101).build(), secs);
+    let t = judged(ct, &p.tcp(c, ACK, 101, 901).build(), secs);
+    assert_eq!(t.state, Some(ConnState::Tcp(TcpState::Established)));
+}
+
+#[test]
+fn closing_connections_make_room() {
+    // Issue 15, item 2: TIME_WAIT (and every closing state) stayed assured and was never
+    // evicted, so one client that closed more connections than the table holds locked
+    // everyone else out. Linux evicts closing states (`tcp_can_early_drop`).
+    for p in Pair::BOTH {
+        let ct = small(100, 16);
+        let (c, s) = (Side::Client, Side::Server);
+        for port in 0..100u16 {
+            let t = p.ports(20_000 + port, 80);
+            handshake(&ct, t, 1);
+            // Each ends in a different closing state.
+            let _ = judged(&ct, &t.tcp(c, FIN | ACK, 101, 901).build(), 1);
+            if port % 4 >= 1 {
+                judged(&ct, &t.tcp(s, ACK, 901, 102).build(), 1);
+            }
+            if port % 4 >= 2 {
+                judged(&ct, &t.tcp(s, FIN | ACK, 901, 102).build(), 1);
+            }
+            if port % 4 >= 3 {
+                judged(&ct, &t.tcp(c, ACK, 102, 902).build(), 1);
+            }
+        }
+        assert_eq!(ct.entries(), 100);
+        // Another client's connections all open, each evicting a closing one.
+        let other = Pair {
+            client: match p.client {
+                std::net::IpAddr::V4(_) => "198.51.100.3".parse().expect("addr"),
+                std::net::IpAddr::V6(_) => "2001:db8:1::3".parse().expect("addr"),
+            },
+            ..p
+        };
+        for port in 0..50u16 {
+            handshake(&ct, other.ports(30_000 + port, 80), 2);
+        }
+        assert_eq!(ct.totals().early_drops, 50);
+        assert_eq!(ct.entries(), 100);
+    }
+}
+
+#[test]
+fn early_drop_finds_victims_wherever_they_are() {
+    // Issue 15, item 3: the scan always started at the front of the first shard; once the
+    // entries there were established ones, a full table refused every new connection
+    // although most of it was half-open. Established connections are never evicted.
+    let ct = small(600, 8);
+    let p = Pair::V4;
+    for port in 0..560u16 {
+        handshake(&ct, p.ports(10_000 + port, 80), 0);
+    }
+    // Established a while ago: the sweep forgot them as candidates.
+    assert_eq!(ct.sweep(Timestamp::from_secs(1), |_, _| {}), 0);
+    for port in 0..40u16 {
+        open(
+            &ct,
+            &p.ports(20_000 + port, 80)
+                .tcp(Side::Client, SYN, 1, 0)
+                .build(),
+            0,
+        );
+    }
+    for n in 0..400u16 {
+        let syn = p
+            .ports(30_000 + n, 443)
+            .tcp(Side::Client, SYN, 1, 0)
+            .build();
+        let Track::New(o) = track(&ct, &syn, 1) else {
+            panic!("opens")
+        };
+        assert!(ct.open(o).is_ok(), "new connection {n} refused");
+    }
+    let established = ct.state_counts(Timestamp::from_secs(1));
+    assert!(
+        established.contains(&("ESTABLISHED".to_string(), 560)),
+        "{established:?}"
+    );
+}
+
+#[test]
+fn answered_once_is_not_assured_streams_are_icmp_never() {
+    // Issue 15, item 2: UDP and ICMP echo flows were assured on their first reply, so a
+    // spoofed flood at a responsive server filled the table with flows never evicted.
+    let ct = small(2, 16);
+    let p = Pair::V4;
+    let dns = p.ports(5353, 53);
+    open(&ct, &dns.udp(Side::Client).build(), 0);
+    let t = judged(&ct, &dns.udp(Side::Server).build(), 0);
+    assert_eq!(t.state, Some(ConnState::Replied));
+    open(&ct, &p.echo(Side::Client, true).build(), 0);
+    judged(&ct, &p.echo(Side::Server, false).build(), 0);
+    judged(&ct, &p.echo(Side::Client, true).build(), 5);
+    judged(&ct, &p.echo(Side::Server, false).build(), 5);
+    // Both evictable: the answered query first (the oldest), then the echo flow.
+    let other = p.ports(6000, 53);
+    open(&ct, &other.udp(Side::Client).build(), 6);
+    open(&ct, &p.ports(6001, 53).udp(Side::Client).build(), 6);
+    assert_eq!(ct.totals().early_drops, 2);
+    // A UDP stream (traffic after the reply, 2 s on) is assured: the table refuses.
+    judged(&ct, &other.udp(Side::Server).build(), 7);
+    judged(&ct, &other.udp(Side::Client).build(), 9);
+    let last = p.ports(6001, 53);
+    judged(&ct, &last.udp(Side::Server).build(), 7);
+    judged(&ct, &last.udp(Side::Client).build(), 9);
+    let Track::New(o) = track(&ct, &p.ports(6002, 53).udp(Side::Client).build(), 9) else {
+        panic!("opens")
+    };
+    assert_eq!(ct.open(o), Err(DropReason::TableFull));
 }

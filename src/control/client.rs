@@ -18,8 +18,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::protocol::{
-    BlockEntry, ConnEntry, ConnFilter, HaReport, ReloadReport, Request, Response, StatsReport,
-    Status, UnblockReport,
+    AddrMatch, BlockEntry, BlockReport, ConnEntry, ConnFilter, HaReport, KillReport, ReloadReport,
+    Request, Response, RuleEntry, StatsReport, Status, UnblockReport,
 };
 use super::{group_name, render, ControlError};
 
@@ -126,6 +126,10 @@ fn command_name(req: &Request) -> &'static str {
         Request::Reload => "reload",
         Request::Blocks => "blocks",
         Request::Unblock { .. } => "unblock",
+        Request::Kill(_) => "kill",
+        Request::Block { .. } => "block",
+        Request::Rules => "rules",
+        Request::Events => "events",
         Request::Takeover => "takeover",
         Request::Standby => "standby",
     }
@@ -136,7 +140,7 @@ fn decode<T: DeserializeOwned>(data: Value) -> Result<T, String> {
 }
 
 /// Human text of a successful response: (stdout, stderr).
-fn render_ok(req: &Request, data: Value) -> Result<(String, String), String> {
+fn render_ok(req: &Request, data: Value, verbose: bool) -> Result<(String, String), String> {
     Ok(match req {
         Request::Status => (render::status(&decode::<Status>(data)?), String::new()),
         Request::Stats => (render::stats(&decode::<StatsReport>(data)?), String::new()),
@@ -156,6 +160,14 @@ fn render_ok(req: &Request, data: Value) -> Result<(String, String), String> {
             render::unblock(&decode::<UnblockReport>(data)?),
             String::new(),
         ),
+        Request::Kill(_) => (render::kill(&decode::<KillReport>(data)?), String::new()),
+        Request::Block { .. } => (render::block(&decode::<BlockReport>(data)?), String::new()),
+        Request::Rules => (
+            render::rules(&decode::<Vec<RuleEntry>>(data)?, verbose),
+            String::new(),
+        ),
+        // Streams are read by `cli_events`; a one-shot answer has nothing to show.
+        Request::Events => (String::new(), String::new()),
         Request::Takeover | Request::Standby => {
             (render::ha(&decode::<HaReport>(data)?), String::new())
         }
@@ -174,6 +186,18 @@ pub fn cli_run(
     socket: &Path,
     req: &Request,
     json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    cli_run_verbose(socket, req, json, false, out, err)
+}
+
+/// [`cli_run`] with the verbose rendering (`rules -v`).
+pub fn cli_run_verbose(
+    socket: &Path,
+    req: &Request,
+    json: bool,
+    verbose: bool,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> i32 {
@@ -196,7 +220,7 @@ pub fn cli_run(
             let _ = out.write_all(pretty(&data).as_bytes());
             0
         }
-        Ok(Response::Ok(data)) => match render_ok(req, data) {
+        Ok(Response::Ok(data)) => match render_ok(req, data, verbose) {
             Ok((text, note)) => {
                 let _ = out.write_all(text.as_bytes());
                 let _ = err.write_all(note.as_bytes());
@@ -253,6 +277,101 @@ pub fn cli_blocks(socket: &Path, json: bool) -> i32 {
 /// `statewall unblock ADDR [--json]`: 0 also when the address was not blocked (it says so).
 pub fn cli_unblock(socket: &Path, addr: IpAddr, json: bool) -> i32 {
     cli_stdio(socket, &Request::Unblock { addr }, json)
+}
+
+/// `statewall kill FILTER... [--json]`: refused (exit 1) without a filter.
+pub fn cli_kill(socket: &Path, filter: &ConnFilter, json: bool) -> i32 {
+    cli_stdio(socket, &Request::Kill(filter.clone()), json)
+}
+
+/// `statewall block ADDR[/LEN] [--ttl SECS] [--json]`.
+pub fn cli_block(socket: &Path, net: AddrMatch, ttl_secs: Option<u64>, json: bool) -> i32 {
+    cli_stdio(socket, &Request::Block { net, ttl_secs }, json)
+}
+
+/// `statewall rules [-v] [--json]`.
+pub fn cli_rules(socket: &Path, verbose: bool, json: bool) -> i32 {
+    cli_run_verbose(
+        socket,
+        &Request::Rules,
+        json,
+        verbose,
+        &mut io::stdout().lock(),
+        &mut io::stderr(),
+    )
+}
+
+/// `statewall events [--json]`: prints events as they come (one JSON object per line with
+/// `--json`, else one line of text each), flushed per line, until the daemon goes away or the
+/// output is closed. Exit code 0 when the daemon ended the stream, 1 when it refused it, 2
+/// when it could not be reached.
+pub fn cli_events(socket: &Path, json: bool) -> i32 {
+    events_to(socket, json, &mut io::stdout().lock(), &mut io::stderr())
+}
+
+/// [`cli_events`] writing to `out` and `err`.
+pub fn events_to(socket: &Path, json: bool, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    use std::io::BufRead;
+    let mut stream = match UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(err, "statewall: {}", connect_error(socket, e));
+            return 2;
+        }
+    };
+    let sent = stream
+        .set_write_timeout(Some(CLIENT_TIMEOUT))
+        .and_then(|()| stream.set_read_timeout(Some(CLIENT_TIMEOUT)))
+        .and_then(|()| stream.write_all(Request::Events.to_line().as_bytes()));
+    if let Err(e) = sent {
+        let _ = writeln!(
+            err,
+            "statewall: cannot talk to statewall on {}: {e}",
+            socket.display()
+        );
+        return 2;
+    }
+    let mut lines = io::BufReader::new(stream);
+    let mut hello = String::new();
+    if let Err(e) = lines.read_line(&mut hello) {
+        let _ = writeln!(err, "statewall: no answer from {}: {e}", socket.display());
+        return 2;
+    }
+    match Response::from_line(hello.as_bytes()) {
+        Ok(Response::Ok(_)) => {}
+        Ok(Response::Err { error, details }) => {
+            let _ = err.write_all(render::failure("events", &error, &details).as_bytes());
+            return 1;
+        }
+        Err(e) => {
+            let _ = writeln!(
+                err,
+                "statewall: bad response from {}: {e}",
+                socket.display()
+            );
+            return 2;
+        }
+    }
+    // Events come when they happen: no timeout from here on.
+    let _ = lines.get_ref().set_read_timeout(None);
+    for line in lines.lines() {
+        let Ok(line) = line else {
+            break;
+        };
+        let text = if json {
+            line
+        } else {
+            match serde_json::from_str::<Value>(&line) {
+                Ok(v) => render::event(&v),
+                Err(_) => line,
+            }
+        };
+        if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
+            // The output was closed (`| head`): done.
+            return 0;
+        }
+    }
+    0
 }
 
 /// `statewall takeover [--json]` (keepalived's MASTER notification runs it).

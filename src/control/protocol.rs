@@ -28,8 +28,9 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::conntrack::{ConnInfo, StateCounts, TcpState};
+use crate::conntrack::{ConnInfo, ConnRecord, StateCounts, TcpState};
 use crate::engine::Stats;
+use crate::rules::RuleInfo;
 
 /// Protocol version spoken by this build.
 pub const VERSION: u64 = 1;
@@ -59,12 +60,30 @@ pub enum Request {
         /// The address to unblock.
         addr: IpAddr,
     },
+    /// Kill the tracked connections matching a filter (at least one filter must be given).
+    Kill(ConnFilter),
+    /// Block an address or a network (what fail2ban or CrowdSec actions call).
+    Block {
+        /// The address or network.
+        net: AddrMatch,
+        /// How long, seconds; none: [`DEFAULT_BLOCK_SECS`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl_secs: Option<u64>,
+    },
+    /// The rules in force with their hit counters.
+    Rules,
+    /// Stream events as they happen: the response line, then one JSON event per line until
+    /// the client hangs up.
+    Events,
     /// This gateway of a pair now holds the addresses (keepalived's MASTER notification):
     /// adopt what the kernel table holds, open the takeover window.
     Takeover,
     /// This gateway of a pair lost the addresses: every flow follows the kernel table again.
     Standby,
 }
+
+/// Duration of a `block` without `--ttl`.
+pub const DEFAULT_BLOCK_SECS: u64 = 3600;
 
 /// Why a request line was rejected before reaching the handler.
 #[derive(Debug, PartialEq, Eq)]
@@ -217,6 +236,11 @@ impl Response {
 pub struct AddrMatch(IpNet);
 
 impl AddrMatch {
+    /// The network (an address is a /32 or /128).
+    pub fn net(&self) -> IpNet {
+        self.0
+    }
+
     /// Whether `addr` is this address or inside this network.
     pub fn contains(&self, addr: IpAddr) -> bool {
         self.0.contains(&addr)
@@ -328,6 +352,53 @@ pub struct ConnFilter {
     /// State, case-insensitive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<StateName>,
+    /// Protocol (`tcp`, `udp`, `icmp`, ... or a number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<ProtoMatch>,
+}
+
+/// A protocol as a filter: a name the rule language knows or a number; stored as the name
+/// the listings print.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ProtoMatch(String);
+
+impl ProtoMatch {
+    /// Whether a listed protocol (as the engine prints it) is this one.
+    pub fn matches(&self, proto: &str) -> bool {
+        self.0 == proto
+    }
+}
+
+impl FromStr for ProtoMatch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let number = crate::proto::number(s).or_else(|| s.parse::<u8>().ok());
+        number
+            .map(|n| ProtoMatch(crate::proto::Name(n).to_string()))
+            .ok_or_else(|| {
+                format!("unknown protocol `{s}` (a name like tcp, udp, icmp, or a number)")
+            })
+    }
+}
+
+impl TryFrom<String> for ProtoMatch {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<ProtoMatch> for String {
+    fn from(p: ProtoMatch) -> String {
+        p.0
+    }
+}
+
+impl fmt::Display for ProtoMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 impl ConnFilter {
@@ -337,10 +408,32 @@ impl ConnFilter {
             && self.dst.is_none_or(|m| m.contains(c.dst))
             && self.port.is_none_or(|p| c.sport == p || c.dport == p)
             && self.state.as_ref().is_none_or(|s| s.matches(&c.state))
+            && self.proto.as_ref().is_none_or(|p| p.matches(&c.proto))
+    }
+
+    /// Whether a connection as the engine reports it (a kill's candidates) passes.
+    pub fn matches_record(&self, r: &ConnRecord) -> bool {
+        let f = &r.flow;
+        self.src.is_none_or(|m| m.contains(f.src))
+            && self.dst.is_none_or(|m| m.contains(f.dst))
+            && self.port.is_none_or(|p| f.sport == p || f.dport == p)
+            && self
+                .state
+                .as_ref()
+                .is_none_or(|s| s.matches(&r.state.to_string()))
+            && self
+                .proto
+                .as_ref()
+                .is_none_or(|p| p.matches(&crate::proto::Name(f.proto).to_string()))
+    }
+
+    /// Whether no filter is given (every connection matches).
+    pub fn is_empty(&self) -> bool {
+        *self == ConnFilter::default()
     }
 
     /// Parses command-line words: `src 10.0.0.0/8 port 22` or `src=10.0.0.0/8 port=22`
-    /// (keys `src`, `dst`, `port`, `state`).
+    /// (keys `src`, `dst`, `port`, `state`, `proto`).
     pub fn from_args<S: AsRef<str>>(args: &[S]) -> Result<ConnFilter, String> {
         let mut filter = ConnFilter::default();
         let mut words = args.iter().map(|s| s.as_ref());
@@ -365,9 +458,10 @@ impl ConnFilter {
                     )
                 }
                 "state" => filter.state = Some(value.parse()?),
+                "proto" => filter.proto = Some(value.parse()?),
                 _ => {
                     return Err(format!(
-                        "unknown filter `{key}` (use src, dst, port or state)"
+                        "unknown filter `{key}` (use src, dst, port, state or proto)"
                     ))
                 }
             }
@@ -463,10 +557,34 @@ pub struct ConnEntry {
     pub expires_in: u32,
     /// Handshake completed / both directions seen.
     pub assured: bool,
+    /// Packets from the originator, as statewall counted them (accepted packets).
+    #[serde(default)]
+    pub orig_packets: u64,
+    /// Bytes (IP length) from the originator.
+    #[serde(default)]
+    pub orig_bytes: u64,
+    /// Packets from the responder.
+    #[serde(default)]
+    pub reply_packets: u64,
+    /// Bytes from the responder.
+    #[serde(default)]
+    pub reply_bytes: u64,
+    /// The rule that admitted it (`FILE:LINE`); none: the default policy, a flow adopted
+    /// after a restart, or a rule set replaced long ago.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// That rule's label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// On the kernel fast path (`[OFFLOAD]`, as `conntrack -L` marks flows the kernel
+    /// offloads).
+    #[serde(default)]
+    pub offloaded: bool,
 }
 
-impl From<ConnInfo> for ConnEntry {
-    fn from(c: ConnInfo) -> Self {
+impl ConnEntry {
+    /// From the engine's listing entry and the rule that admitted it.
+    pub fn new(c: ConnInfo, rule: Option<&RuleInfo>) -> ConnEntry {
         ConnEntry {
             proto: c.proto,
             src: c.src,
@@ -476,8 +594,57 @@ impl From<ConnInfo> for ConnEntry {
             state: c.state,
             expires_in: c.expires_in,
             assured: c.assured,
+            orig_packets: c.counts.orig_packets,
+            orig_bytes: c.counts.orig_bytes,
+            reply_packets: c.counts.reply_packets,
+            reply_bytes: c.counts.reply_bytes,
+            rule: rule.map(|r| format!("{}:{}", r.file, r.line)),
+            label: rule.and_then(|r| r.label.clone()),
+            offloaded: c.offloaded,
         }
     }
+}
+
+impl From<ConnInfo> for ConnEntry {
+    fn from(c: ConnInfo) -> Self {
+        ConnEntry::new(c, None)
+    }
+}
+
+/// `kill` result.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KillReport {
+    /// Connections killed.
+    pub killed: u64,
+    /// RSTs sent (two per killed TCP connection, up to a limit per kill).
+    pub rsts: u64,
+}
+
+/// `block` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockReport {
+    /// What is blocked.
+    pub net: IpNet,
+    /// For how long, seconds.
+    pub ttl_secs: u64,
+}
+
+/// One rule of `rules`, with its hits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleEntry {
+    /// `FILE:LINE`, or `default` for the default policy.
+    pub rule: String,
+    /// `allow`, `drop` or `reject`.
+    pub action: String,
+    /// `label "..."`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The source line (empty for the default policy).
+    pub text: String,
+    /// New connections and stateless packets it decided since the rules were loaded.
+    pub hits: u64,
+    /// Tracked connections it admitted that are live now.
+    pub conns: u64,
 }
 
 /// `reload` succeeded.
@@ -567,6 +734,9 @@ mod tests {
             state: state.into(),
             expires_in: 100,
             assured: true,
+            counts: Default::default(),
+            rule: Default::default(),
+            offloaded: false,
         }
     }
 
@@ -633,7 +803,8 @@ mod tests {
             (&["src"][..], "`src` needs a value"),
             (&["src", "nope"][..], "not an IP address"),
             (&["port", "70000"][..], "not a port number"),
-            (&["proto", "tcp"][..], "unknown filter `proto`"),
+            (&["proto", "nope"][..], "unknown protocol `nope`"),
+            (&["rule", "gw.rules:3"][..], "unknown filter `rule`"),
         ] {
             let e = ConnFilter::from_args(args).unwrap_err();
             assert!(e.contains(want), "{args:?}: {e}");

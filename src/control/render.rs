@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use crate::time::Civil;
 
 use super::protocol::{
-    BlockEntry, ConnEntry, HaReport, ReloadReport, StatsReport, Status, UnblockReport,
+    BlockEntry, BlockReport, ConnEntry, HaReport, KillReport, ReloadReport, RuleEntry, StatsReport,
+    Status, UnblockReport,
 };
 
 /// Column alignment.
@@ -189,11 +190,75 @@ pub fn conns(list: &[ConnEntry]) -> String {
                 format!("sport={}", c.sport),
                 format!("dport={}", c.dport),
                 format!("expires={}", c.expires_in),
+                format!("packets={}/{}", c.orig_packets, c.reply_packets),
+                format!("bytes={}/{}", c.orig_bytes, c.reply_bytes),
                 if c.assured { "[ASSURED]" } else { "" }.to_string(),
+                if c.offloaded { "[OFFLOAD]" } else { "" }.to_string(),
+                c.rule
+                    .as_ref()
+                    .map_or_else(String::new, |r| format!("rule={r}")),
+                c.label
+                    .as_ref()
+                    .map_or_else(String::new, |l| format!("label=\"{l}\"")),
             ]
         })
         .collect();
     columns(&rows, &[])
+}
+
+/// `statewall kill`.
+pub fn kill(r: &KillReport) -> String {
+    let mut out = format!("{} killed", plural(r.killed, "connection", "connections"));
+    if r.rsts > 0 {
+        let _ = write!(out, " ({} sent)", plural(r.rsts, "RST", "RSTs"));
+    }
+    out.push('\n');
+    out
+}
+
+/// `statewall block`.
+pub fn block(r: &BlockReport) -> String {
+    let net = if r.net.prefix_len() == r.net.max_prefix_len() {
+        r.net.addr().to_string()
+    } else {
+        r.net.to_string()
+    };
+    format!("blocked {net} for {}\n", duration(r.ttl_secs))
+}
+
+/// `statewall rules [-v]`: one line per rule (`FILE:LINE`, hits, action, label), and with
+/// `verbose` the live connections each admitted and its source line.
+pub fn rules(list: &[RuleEntry], verbose: bool) -> String {
+    if list.is_empty() {
+        return "no rules\n".into();
+    }
+    let mut head = vec!["rule".to_string(), "hits".into()];
+    if verbose {
+        head.push("conns".into());
+    }
+    head.extend(["action".into(), "label".into()]);
+    if verbose {
+        head.push("text".into());
+    }
+    let mut rows = vec![head];
+    rows.extend(list.iter().map(|r| {
+        let mut row = vec![r.rule.clone(), r.hits.to_string()];
+        if verbose {
+            row.push(r.conns.to_string());
+        }
+        row.push(r.action.clone());
+        row.push(r.label.clone().unwrap_or_default());
+        if verbose {
+            row.push(r.text.clone());
+        }
+        row
+    }));
+    let right = if verbose {
+        vec![Align::Left, Align::Right, Align::Right]
+    } else {
+        vec![Align::Left, Align::Right]
+    };
+    columns(&rows, &right)
 }
 
 /// `statewall conns` summary line (printed on stderr, like `conntrack -L`).
@@ -312,12 +377,103 @@ pub fn unblock(r: &UnblockReport) -> String {
     }
 }
 
+/// One event of `statewall events` as a line of text, like `conntrack -E`:
+/// `TIME [NEW] tcp src=198.51.100.2 sport=40000 dst=203.0.113.2 dport=80 state=SYN_SENT ...`
+/// (the flow first, then the other fields in name order; null fields left out).
+pub fn event(v: &serde_json::Value) -> String {
+    let Some(obj) = v.as_object() else {
+        return v.to_string();
+    };
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let time = obj.get("time").map(text).unwrap_or_default();
+    let kind = obj.get("event").map(text).unwrap_or_default();
+    let mut out = format!("{time} [{}]", kind.to_ascii_uppercase());
+    if let Some(p) = obj.get("proto") {
+        let _ = write!(out, " {}", text(p));
+    }
+    let first = ["src", "sport", "dst", "dport"];
+    let skip = ["time", "event", "proto"];
+    for key in first {
+        if let Some(v) = obj.get(key).filter(|v| !v.is_null()) {
+            let _ = write!(out, " {key}={}", text(v));
+        }
+    }
+    let mut rest: Vec<(&String, &serde_json::Value)> = obj
+        .iter()
+        .filter(|(k, v)| {
+            !v.is_null() && !first.contains(&k.as_str()) && !skip.contains(&k.as_str())
+        })
+        .collect();
+    rest.sort_by(|a, b| a.0.cmp(b.0));
+    for (k, v) in rest {
+        let _ = write!(out, " {k}={}", text(v));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::control::protocol::QueueStatus;
     use crate::engine::Stats;
     use std::path::PathBuf;
+
+    #[test]
+    fn events_as_text() {
+        let v = serde_json::json!({"time": "2026-12-02T01:30:05.123Z", "event": "new",
+            "proto": "tcp", "src": "198.51.100.2", "sport": 40000, "dst": "203.0.113.2",
+            "dport": 80, "state": "SYN_SENT", "rule": "gw.rules:4", "label": null,
+            "adopted": false});
+        assert_eq!(
+            event(&v),
+            "2026-12-02T01:30:05.123Z [NEW] tcp src=198.51.100.2 sport=40000 dst=203.0.113.2 \
+             dport=80 adopted=false rule=gw.rules:4 state=SYN_SENT"
+        );
+        let lost = serde_json::json!({"time": "t", "event": "lost", "events": 3});
+        assert_eq!(event(&lost), "t [LOST] events=3");
+    }
+
+    #[test]
+    fn kill_block_and_rules() {
+        assert_eq!(
+            kill(&KillReport { killed: 1, rsts: 2 }),
+            "1 connection killed (2 RSTs sent)\n"
+        );
+        assert_eq!(kill(&KillReport::default()), "0 connections killed\n");
+        let net = "203.0.113.7/32".parse().expect("net");
+        assert_eq!(
+            block(&BlockReport { net, ttl_secs: 600 }),
+            "blocked 203.0.113.7 for 10m 0s\n"
+        );
+        let list = vec![
+            RuleEntry {
+                rule: "gw.rules:3".into(),
+                action: "allow".into(),
+                label: Some("web".into()),
+                text: "allow tcp to any port 80 label \"web\"".into(),
+                hits: 12,
+                conns: 2,
+            },
+            RuleEntry {
+                rule: "default".into(),
+                action: "drop".into(),
+                hits: 4,
+                ..RuleEntry::default()
+            },
+        ];
+        assert_eq!(
+            rules(&list, false),
+            "rule        hits  action  label\ngw.rules:3    12  allow   web\ndefault        4  drop\n"
+        );
+        assert!(
+            rules(&list, true).contains("conns"),
+            "{}",
+            rules(&list, true)
+        );
+    }
 
     #[test]
     fn durations() {
@@ -496,6 +652,13 @@ states
                 state: state.into(),
                 expires_in: exp,
                 assured,
+                orig_packets: 3,
+                orig_bytes: 180,
+                reply_packets: 2,
+                reply_bytes: 2960,
+                rule: assured.then(|| "gw.rules:4".to_string()),
+                label: assured.then(|| "web".to_string()),
+                offloaded: proto == "udp" && assured,
             }
         };
         let list = [
@@ -520,6 +683,16 @@ states
                 false,
             ),
             c(
+                "udp",
+                "REPLIED",
+                "198.51.100.2",
+                "203.0.113.2",
+                40001,
+                5201,
+                118,
+                true,
+            ),
+            c(
                 "tcp",
                 "SYN_SENT",
                 "2001:db8::1",
@@ -533,9 +706,10 @@ states
         assert_eq!(
             conns(&list),
             "\
-tcp  ESTABLISHED  src=198.51.100.2  dst=203.0.113.2    sport=40000  dport=80   expires=431999  [ASSURED]
-udp  UNREPLIED    src=10.0.0.7      dst=192.0.2.53     sport=5353   dport=53   expires=29
-tcp  SYN_SENT     src=2001:db8::1   dst=2001:db8:1::2  sport=51000  dport=443  expires=119
+tcp  ESTABLISHED  src=198.51.100.2  dst=203.0.113.2    sport=40000  dport=80    expires=431999  packets=3/2  bytes=180/2960  [ASSURED]             rule=gw.rules:4  label=\"web\"
+udp  UNREPLIED    src=10.0.0.7      dst=192.0.2.53     sport=5353   dport=53    expires=29      packets=3/2  bytes=180/2960
+udp  REPLIED      src=198.51.100.2  dst=203.0.113.2    sport=40001  dport=5201  expires=118     packets=3/2  bytes=180/2960  [ASSURED]  [OFFLOAD]  rule=gw.rules:4  label=\"web\"
+tcp  SYN_SENT     src=2001:db8::1   dst=2001:db8:1::2  sport=51000  dport=443   expires=119     packets=3/2  bytes=180/2960
 "
         );
         assert_eq!(conns(&[]), "");

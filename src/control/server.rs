@@ -7,9 +7,11 @@
 //! [`MAX_CLIENTS`] clients are served at once; more get a `busy` error.
 //!
 //! Every request is attributed to its peer (`SO_PEERCRED`: uid, gid, pid): requests that change
-//! something (`reload`, `unblock`) are logged at info level with the user who ran them. A
-//! failed reload's source lines go only to peers that may read the rule files themselves.
-//! `conns` is streamed entry by entry instead of being built as one JSON document.
+//! something (`reload`, `unblock`, `kill`, `block`) are logged at info level with the user who
+//! ran them. A failed reload's source lines go only to peers that may read the rule files
+//! themselves. `conns` is streamed entry by entry instead of being built as one JSON document.
+//! `events` is a stream with no deadline: at most [`MAX_EVENT_CLIENTS`] at once (so that
+//! commands always find a slot), each with its own bounded queue.
 
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
@@ -22,13 +24,15 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ipnet::IpNet;
+
 use super::peer::Peer;
 use super::protocol::{
-    BlockEntry, ConnEntry, ConnFilter, HaReport, ReloadFailure, ReloadReport, Request, Response,
-    StatsReport, Status, UnblockReport, MAX_REQUEST, SERVER_TIMEOUT, VERSION,
+    BlockEntry, BlockReport, ConnEntry, ConnFilter, HaReport, KillReport, ReloadFailure,
+    ReloadReport, Request, Response, RuleEntry, StatsReport, Status, UnblockReport,
+    DEFAULT_BLOCK_SECS, MAX_REQUEST, SERVER_TIMEOUT, VERSION,
 };
 use super::{resolve_group, ControlError};
-use crate::conntrack::ConnInfo;
 
 /// Clients served at the same time; more are answered `busy`.
 pub const MAX_CLIENTS: usize = 16;
@@ -52,8 +56,8 @@ pub trait ControlHandler: Send + Sync + 'static {
     /// Engine counters and connections per state.
     fn stats(&self) -> StatsReport;
     /// Live connections matching `filter` (pass `|c| filter.matches(c)` to
-    /// `Engine::connections`).
-    fn conns(&self, filter: &ConnFilter) -> Vec<ConnInfo>;
+    /// `Engine::connections`), with the rule that admitted each.
+    fn conns(&self, filter: &ConnFilter) -> Vec<ConnEntry>;
     /// Reloads the rule file; on failure the running rules must stay in use.
     fn reload(&self) -> Result<ReloadReport, ReloadFailure>;
     /// Active auto-blocks.
@@ -61,6 +65,15 @@ pub trait ControlHandler: Send + Sync + 'static {
     /// Lifts the block on `addr`: `Ok(true)` when one was lifted, `Ok(false)` when `addr` was
     /// not blocked.
     fn unblock(&self, addr: IpAddr) -> Result<bool, String>;
+    /// Kills the live connections matching `filter` (never empty: the dispatcher refuses an
+    /// empty filter).
+    fn kill(&self, filter: &ConnFilter) -> KillReport;
+    /// Blocks `net` for `ttl_secs`.
+    fn block(&self, net: IpNet, ttl_secs: u64) -> Result<BlockReport, String>;
+    /// The rules in force with their hits, then the default policy's.
+    fn rules(&self) -> Vec<RuleEntry>;
+    /// A new reader of the event stream.
+    fn events(&self) -> Result<Box<dyn EventFeed>, String>;
     /// This gateway of a pair took over the addresses.
     fn takeover(&self) -> Result<HaReport, String> {
         Err("this daemon is not one of a pair".into())
@@ -70,6 +83,27 @@ pub trait ControlHandler: Send + Sync + 'static {
         Err("this daemon is not one of a pair".into())
     }
 }
+
+/// One reader's side of the event stream: what `statewall events` receives.
+pub trait EventFeed: Send {
+    /// Appends the events waiting (one JSON object each, no newline), at most `max`, after
+    /// a `{"event":"lost",...}` line when some were lost since the last call.
+    fn poll(&mut self, out: &mut Vec<String>, max: usize);
+}
+
+/// Clients of `statewall events` at the same time (of the [`MAX_CLIENTS`]).
+pub const MAX_EVENT_CLIENTS: usize = 8;
+
+/// Clients of `statewall events` now (all servers of the process).
+static EVENT_CLIENTS: AtomicUsize = AtomicUsize::new(0);
+
+/// Events written per poll of an event feed at most.
+const EVENT_BATCH: usize = 256;
+/// How long an events client's thread waits when nothing is queued (it watches for the
+/// client hanging up meanwhile).
+const EVENT_IDLE: Duration = Duration::from_millis(50);
+/// An events client that takes nothing for this long is dropped.
+const EVENT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Answers one request of `peer` through `handler` (no I/O). A panicking handler becomes an
 /// error response.
@@ -96,6 +130,20 @@ pub fn dispatch(handler: &dyn ControlHandler, req: &Request, peer: &Peer) -> Res
             }),
             Err(e) => Response::error(e),
         },
+        Request::Kill(filter) if filter.is_empty() => Response::error(
+            "kill needs a filter (src, dst, port, state, proto); `src 0.0.0.0/0` kills every \
+             IPv4 connection",
+        ),
+        Request::Kill(filter) => Response::data(&handler.kill(filter)),
+        Request::Block { net, ttl_secs } => {
+            match handler.block(net.net(), ttl_secs.unwrap_or(DEFAULT_BLOCK_SECS)) {
+                Ok(report) => Response::data(&report),
+                Err(e) => Response::error(e),
+            }
+        }
+        Request::Rules => Response::data(&handler.rules()),
+        // Streamed by the connection's thread (see `stream_events`); not a one-shot answer.
+        Request::Events => Response::error("events are a stream: connect and read the lines"),
         Request::Takeover => match handler.takeover() {
             Ok(report) => Response::data(&report),
             Err(e) => Response::error(e),
@@ -117,11 +165,7 @@ fn internal_error() -> Response {
 
 /// The connections matching `filter`, sorted by addresses and ports.
 fn conn_entries(handler: &dyn ControlHandler, filter: &ConnFilter) -> Vec<ConnEntry> {
-    let mut conns: Vec<ConnEntry> = handler
-        .conns(filter)
-        .into_iter()
-        .map(ConnEntry::from)
-        .collect();
+    let mut conns = handler.conns(filter);
     conns.sort_unstable_by(|a, b| {
         (a.src, a.sport, a.dst, a.dport, &a.proto).cmp(&(b.src, b.sport, b.dst, b.dport, &b.proto))
     });
@@ -393,6 +437,15 @@ impl Drop for ClientSlot {
     }
 }
 
+/// Gives an event reader's place back when its thread ends.
+struct EventSlot;
+
+impl Drop for EventSlot {
+    fn drop(&mut self) {
+        EVENT_CLIENTS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 fn accept_loop(listener: UnixListener, handler: Arc<dyn ControlHandler>, stop: Arc<AtomicBool>) {
     let active = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
@@ -514,6 +567,12 @@ fn serve_client(mut stream: UnixStream, handler: &dyn ControlHandler) {
                     }
                     return;
                 }
+                if req == Request::Events {
+                    if let Err(e) = stream_events(handler, &mut stream) {
+                        tracing::debug!(error = %e, "events client gone");
+                    }
+                    return;
+                }
                 dispatch(handler, &req, &peer)
             }
             Err(e) => {
@@ -546,9 +605,66 @@ fn serve_client(mut stream: UnixStream, handler: &dyn ControlHandler) {
     }
 }
 
+/// Streams events to a client of `statewall events` until it hangs up (or takes nothing for
+/// [`EVENT_WRITE_TIMEOUT`]): the response line, then one event per line, flushed as they
+/// come. Its events wait in its own bounded queue (the feed), so a slow client loses events,
+/// counted and told, and never slows the packet path.
+fn stream_events(handler: &dyn ControlHandler, stream: &mut UnixStream) -> io::Result<()> {
+    stream.set_write_timeout(Some(SERVER_TIMEOUT))?;
+    if EVENT_CLIENTS.fetch_add(1, Ordering::SeqCst) >= MAX_EVENT_CLIENTS {
+        EVENT_CLIENTS.fetch_sub(1, Ordering::SeqCst);
+        let busy = Response::error(format!(
+            "{MAX_EVENT_CLIENTS} event readers already; retry when one has left"
+        ));
+        return stream.write_all(busy.to_line().as_bytes());
+    }
+    let _slot = EventSlot;
+    let feed = catch_unwind(AssertUnwindSafe(|| handler.events()))
+        .unwrap_or_else(|_| Err("internal error (see the daemon log)".into()));
+    stream.set_write_timeout(Some(EVENT_WRITE_TIMEOUT))?;
+    let mut feed = match feed {
+        Ok(feed) => feed,
+        Err(e) => return stream.write_all(Response::error(e).to_line().as_bytes()),
+    };
+    let hello = Response::data(&serde_json::json!({"stream": "events"}));
+    stream.write_all(hello.to_line().as_bytes())?;
+    stream.set_read_timeout(Some(EVENT_IDLE))?;
+    let mut lines = Vec::new();
+    let mut text = String::new();
+    let mut scratch = [0u8; 256];
+    loop {
+        lines.clear();
+        feed.poll(&mut lines, EVENT_BATCH);
+        if lines.is_empty() {
+            // Nothing to send: wait a little, watching for the client to hang up.
+            match stream.read(&mut scratch) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            continue;
+        }
+        text.clear();
+        for line in &lines {
+            text.push_str(line);
+            text.push('\n');
+        }
+        stream.write_all(text.as_bytes())?;
+    }
+}
+
 /// Logs who asked for what: changes at info level (the audit trail), queries at debug level.
 fn log_request(req: &Request, peer: &Peer) {
-    let changes = matches!(req, Request::Reload | Request::Unblock { .. });
+    let changes = matches!(
+        req,
+        Request::Reload | Request::Unblock { .. } | Request::Kill(_) | Request::Block { .. }
+    );
     let user = peer.user_name();
     if changes {
         tracing::info!(uid = peer.uid, user, pid = peer.pid, request = ?req, "control request");
@@ -636,6 +752,7 @@ fn finish(mut stream: UnixStream, patience: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conntrack::ConnInfo;
 
     struct Panicky;
 
@@ -646,16 +763,21 @@ mod tests {
         fn stats(&self) -> StatsReport {
             StatsReport::default()
         }
-        fn conns(&self, _: &ConnFilter) -> Vec<ConnInfo> {
-            let c = |port| ConnInfo {
-                proto: "udp".into(),
-                src: IpAddr::from([192, 0, 2, 1]),
-                dst: IpAddr::from([192, 0, 2, 2]),
-                sport: port,
-                dport: 53,
-                state: "REPLIED".into(),
-                expires_in: 30,
-                assured: true,
+        fn conns(&self, _: &ConnFilter) -> Vec<ConnEntry> {
+            let c = |port| {
+                ConnEntry::from(ConnInfo {
+                    proto: "udp".into(),
+                    src: IpAddr::from([192, 0, 2, 1]),
+                    dst: IpAddr::from([192, 0, 2, 2]),
+                    sport: port,
+                    dport: 53,
+                    state: "REPLIED".into(),
+                    expires_in: 30,
+                    assured: true,
+                    counts: Default::default(),
+                    rule: Default::default(),
+                    offloaded: false,
+                })
             };
             vec![c(3000), c(1000), c(2000)]
         }
@@ -672,6 +794,49 @@ mod tests {
         fn unblock(&self, _: IpAddr) -> Result<bool, String> {
             Err("no block list".into())
         }
+        fn kill(&self, _: &ConnFilter) -> KillReport {
+            KillReport { killed: 2, rsts: 4 }
+        }
+        fn block(&self, net: IpNet, ttl_secs: u64) -> Result<BlockReport, String> {
+            Ok(BlockReport { net, ttl_secs })
+        }
+        fn rules(&self) -> Vec<RuleEntry> {
+            Vec::new()
+        }
+        fn events(&self) -> Result<Box<dyn EventFeed>, String> {
+            Err("no events here".into())
+        }
+    }
+
+    #[test]
+    fn kill_needs_a_filter_and_block_a_default_duration() {
+        match dispatch(
+            &Panicky,
+            &Request::Kill(ConnFilter::default()),
+            &Peer::root(),
+        ) {
+            Response::Err { error, .. } => assert!(error.contains("needs a filter"), "{error}"),
+            r => panic!("unexpected {r:?}"),
+        }
+        let filter = ConnFilter::from_args(&["proto", "tcp"]).expect("filter");
+        assert_eq!(
+            dispatch(&Panicky, &Request::Kill(filter), &Peer::root()),
+            Response::Ok(serde_json::json!({"killed": 2, "rsts": 4}))
+        );
+        let net = "203.0.113.0/24".parse().expect("net");
+        assert_eq!(
+            dispatch(
+                &Panicky,
+                &Request::Block {
+                    net,
+                    ttl_secs: None
+                },
+                &Peer::root()
+            ),
+            Response::Ok(
+                serde_json::json!({"net": "203.0.113.0/24", "ttl_secs": DEFAULT_BLOCK_SECS})
+            )
+        );
     }
 
     #[test]

@@ -2,19 +2,19 @@
 //! (RST or ICMP port unreachable), an admitted one opens its flow; flows adopted mid-stream
 //! after a restart; and the recheck of tracked flows when the rules change.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::operator::{rsts_for, MAX_CLOSE_EVENTS};
 use super::{Decision, Engine};
-use crate::conntrack::Opening;
-use crate::event::{Event, LoggedPacket, RuleMatch};
-use crate::packet::{Packet, PacketMeta, Seq, Transport};
+use crate::conntrack::{Opened, Opening, RuleTag};
+use crate::event::{CloseReason, ConnOpened, Event, LoggedPacket, RuleMatch};
+use crate::packet::{Packet, PacketMeta, Transport};
 use crate::proto;
 use crate::respond::{rst_answering, unreachable_answering};
 use crate::rules::{Policy, Query, RuleAction};
 use crate::scan::{AnswerKind, ProbeKind, ScanInput};
 use crate::time::Timestamp;
-use crate::verdict::{Action, DropReason, Flow, Pass, Rst, Verdict};
+use crate::verdict::{Action, DropReason, Flow, Pass, Verdict};
 
 /// Result of [`Engine::recheck`].
 #[derive(Debug, Default)]
@@ -23,6 +23,8 @@ pub struct Recheck {
     pub revoked: u64,
     /// RSTs toward both ends of closed connections whose rule says `reject`.
     pub actions: Vec<Action>,
+    /// Their destroy events (when someone listens for connection events).
+    pub events: Vec<Event>,
 }
 
 /// What the rules see of a packet besides its addresses: the ports (0 for ICMP and protocols
@@ -43,11 +45,11 @@ impl Engine {
         &self,
         pkt: &Packet<'_>,
         meta: &PacketMeta<'_>,
-        opening: Opening,
+        mut opening: Opening,
         now: Timestamp,
     ) -> Decision {
         let (ports, icmp) = query_fields(pkt);
-        let mut d = self.check_policy(pkt, meta, ports, icmp, now);
+        let (mut d, tag) = self.check_policy(pkt, meta, ports, icmp, now);
         let kind = match (pkt.proto, d.accepted()) {
             (proto::TCP, true) => Some(ProbeKind::Syn),
             (proto::TCP, false) => Some(ProbeKind::SynDropped),
@@ -75,14 +77,43 @@ impl Engine {
             }
             return d;
         }
+        opening.admitted_by(tag);
+        let flow = opening.flow();
         match self.conntrack.open(opening) {
-            Ok(state) => {
+            Ok(opened) => {
                 d.verdict = Verdict::Accept(Pass::Opened);
-                d.state = Some(state);
+                d.state = Some(opened.state);
+                self.report_opened(flow, &opened, tag, false, &mut d.events);
             }
             Err(reason) => d.verdict = Verdict::Drop(reason),
         }
         d
+    }
+
+    /// The connection events of an opened flow: those that made room for it, then its own.
+    fn report_opened(
+        &self,
+        flow: Flow,
+        opened: &Opened,
+        tag: RuleTag,
+        adopted: bool,
+        out: &mut Vec<Event>,
+    ) {
+        if !self.interest().conns {
+            return;
+        }
+        if let Some(r) = &opened.evicted {
+            out.push(self.closed(r, CloseReason::Evicted));
+        }
+        if let Some(r) = &opened.replaced {
+            out.push(self.closed(r, CloseReason::Replaced));
+        }
+        out.push(Event::New(ConnOpened {
+            flow,
+            state: opened.state,
+            rule: self.rule_info(tag),
+            adopted,
+        }));
     }
 
     /// An ICMP message that opens nothing (router advertisements, timestamps...): the rules
@@ -94,7 +125,7 @@ impl Engine {
         now: Timestamp,
     ) -> Decision {
         let (ports, icmp) = query_fields(pkt);
-        self.check_policy(pkt, meta, ports, icmp, now)
+        self.check_policy(pkt, meta, ports, icmp, now).0
     }
 
     /// A mid-stream TCP segment while pickup is on: its connection may have been established
@@ -130,7 +161,8 @@ impl Engine {
             out_iface: meta.in_iface,
             ..forward
         };
-        let policy = self.policy.load();
+        let rules = self.rules.load();
+        let policy = &rules.policy;
         let allows = |q: &Query<'_>| policy.evaluate(q, now).action == RuleAction::Allow;
         let opening = if allows(&forward) {
             opening
@@ -141,14 +173,20 @@ impl Engine {
             self.log_drop(pkt, meta, &mut d, now);
             return d;
         };
+        let flow = opening.flow();
         match self.conntrack.open(opening) {
-            Ok(state) => Decision::accept(Pass::Opened, Some(state)),
+            Ok(opened) => {
+                let mut d = Decision::accept(Pass::Opened, Some(opened.state));
+                self.report_opened(flow, &opened, RuleTag::default(), true, &mut d.events);
+                d
+            }
             Err(reason) => Decision::drop(reason),
         }
     }
 
     /// Runs the rules on a packet: allowed (passes, opening nothing by itself), dropped, or
-    /// rejected and answered within the rate limits; a `log` rule adds its event.
+    /// rejected and answered within the rate limits; a `log` rule adds its event. The
+    /// deciding rule's hit is counted; its tag is returned for the flow it opens.
     fn check_policy(
         &self,
         pkt: &Packet<'_>,
@@ -156,8 +194,9 @@ impl Engine {
         (sport, dport): (u16, u16),
         icmp: Option<(u8, u8)>,
         now: Timestamp,
-    ) -> Decision {
-        let policy = self.policy.load();
+    ) -> (Decision, RuleTag) {
+        let rules = self.rules.load();
+        let policy = &rules.policy;
         let q = Query {
             src: pkt.src,
             dst: pkt.dst,
@@ -170,6 +209,8 @@ impl Engine {
             out_iface: meta.out_iface,
         };
         let outcome = policy.evaluate(&q, now);
+        policy.count_hit(&outcome);
+        let tag = RuleTag::new(outcome.rule.map(|r| r.id), rules.generation);
         let mut d = match outcome.action {
             RuleAction::Allow => Decision::accept(Pass::Stateless, None),
             RuleAction::Drop => Decision::drop(DropReason::PolicyDrop),
@@ -195,7 +236,7 @@ impl Engine {
             }
             None => self.log_drop(pkt, meta, &mut d, now),
         }
-        d
+        (d, tag)
     }
 
     /// The answer to a rejected packet, if the RFCs allow one and the rate limits leave room:
@@ -211,45 +252,64 @@ impl Engine {
     /// Closes tracked connections that `policy` would not allow today (reload with
     /// `[reload] mode = "recheck"`): every further packet of theirs is dropped (`revoked`) until
     /// the entry expires, at the latest after the CLOSE timeout. Connections whose rule says
-    /// `reject` get a RST toward each end.
+    /// `reject` get a RST toward each end, within the answer rate limits (global, and per
+    /// receiving source) like every answer statewall sends.
+    ///
+    /// Each flow is judged as the packet that opened it was ([`Policy::evaluate_tracked`]: no
+    /// `limit` token spent): ports, and for an ICMP echo flow the echo request's type and
+    /// code. Interfaces are not stored with a flow: a rule naming one does not match here.
     pub fn recheck(&self, policy: &Policy, now: Timestamp) -> Recheck {
         let mut actions = Vec::new();
-        let revoked = self.conntrack.revoke(now, |flow, next| {
-            let icmp = matches!(flow.proto, proto::ICMP | proto::ICMPV6);
+        let mut events = Vec::new();
+        let report = self.interest().conns;
+        let revoked = self.conntrack.revoke(now, |record, next| {
+            let flow = &record.flow;
+            // ICMP flows are echoes (nothing else opens one), opened by the request.
+            let echo = match flow.proto {
+                proto::ICMP => Some(8),
+                proto::ICMPV6 => Some(128),
+                _ => None,
+            };
             let q = Query {
                 src: flow.src,
                 dst: flow.dst,
                 proto: flow.proto,
-                sport: if icmp { 0 } else { flow.sport },
-                dport: if icmp { 0 } else { flow.dport },
-                icmp_type: None,
-                icmp_code: None,
+                sport: if echo.is_some() { 0 } else { flow.sport },
+                dport: if echo.is_some() { 0 } else { flow.dport },
+                icmp_type: echo,
+                icmp_code: echo.map(|_| 0),
                 in_iface: None,
                 out_iface: None,
             };
-            let action = policy.evaluate(&q, now).action;
+            let action = policy.evaluate_tracked(&q).action;
             if action == RuleAction::Allow {
                 return false;
             }
-            if let (RuleAction::Reject, Some((orig_next, reply_next))) = (action, next) {
-                // A RST toward each end, each with the sequence number that end expects next:
-                // to the originator as if from the responder, and the other way round.
-                let rst = |(src, sport): (IpAddr, u16), (dst, dport): (IpAddr, u16), seq: Seq| {
-                    Action::SendRst(Rst {
-                        src,
-                        dst,
-                        sport,
-                        dport,
-                        seq,
-                        ack: None,
-                    })
-                };
-                let (orig, reply) = ((flow.src, flow.sport), (flow.dst, flow.dport));
-                actions.push(rst(reply, orig, reply_next));
-                actions.push(rst(orig, reply, orig_next));
+            if let (RuleAction::Reject, Some(next)) = (action, next) {
+                // A RST toward each end, each with the sequence number that end expects next,
+                // each within the answer rate limits of the end it goes to.
+                let [to_orig, to_reply] = rsts_for(record, next);
+                if self.take_answer(flow.src, now) {
+                    actions.push(to_orig);
+                }
+                if self.take_answer(flow.dst, now) {
+                    actions.push(to_reply);
+                }
+            }
+            if report && events.len() < MAX_CLOSE_EVENTS {
+                events.push(self.closed(record, CloseReason::Revoked));
             }
             true
         });
-        Recheck { revoked, actions }
+        if revoked > 0 {
+            // Revoked flows on the fast path must come back to be dropped.
+            self.offload_release
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Recheck {
+            revoked,
+            actions,
+            events,
+        }
     }
 }

@@ -106,7 +106,6 @@ impl Engine {
         pkt: &Packet<'_>,
         meta: &PacketMeta<'_>,
         flow: &Flow,
-        now: Timestamp,
     ) -> bool {
         let forward = pkt.src == flow.src;
         let (in_iface, out_iface) = if forward {
@@ -127,7 +126,8 @@ impl Engine {
             in_iface,
             out_iface,
         };
-        self.policy.load().evaluate(&q, now).action == RuleAction::Allow
+        // A flow that passed before this process: within any `limit` then, spends no token.
+        self.policy().evaluate_tracked(&q).action == RuleAction::Allow
     }
 
     /// The first packet of an adopted flow the rules refuse: the flow is closed.

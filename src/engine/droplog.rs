@@ -144,6 +144,7 @@ impl Engine {
         d.events.push(Event::Drop(DropEvent {
             reason,
             packet: LoggedPacket::of(pkt, meta),
+            line: true,
         }));
     }
 }

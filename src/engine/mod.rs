@@ -13,7 +13,12 @@
 //!
 //! `admission` judges new flows and answers rejected ones, `probes` answers out-of-state
 //! segments, `observe` feeds the scan detector and turns its alerts into events and blocks,
-//! `timers` is the time-driven work ([`Engine::on_timer`]), `stats` the counters.
+//! `timers` is the time-driven work ([`Engine::on_timer`]), `stats` the counters, `operator`
+//! what an operator asks of it (kill, block, unblock, the rule sets behind the listings).
+//!
+//! Connection and drop events ([`Event::New`], [`Event::Destroy`], [`Event::Drop`]) are built
+//! only while an output listens ([`Engine::set_interest`]): otherwise a packet costs one
+//! relaxed atomic load more, and nothing is allocated.
 //!
 //! [`Engine::process`] takes `&self` and is called by several queue workers at once: the
 //! tables are sharded hash maps, the policy is swapped atomically on reload, counters are
@@ -23,25 +28,30 @@ mod admission;
 mod adopt;
 mod droplog;
 mod observe;
+mod offload;
+mod operator;
 mod probes;
 mod stats;
 mod timers;
 
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 
 pub use admission::Recheck;
 pub use adopt::Role;
 pub use droplog::{DropLogConfig, SUPPRESSED_EVERY};
+pub use operator::{BlockError, Kill};
 pub use stats::Stats;
 pub use timers::TimerReport;
 
 use crate::block::{BlockEntry, Blocklist};
-use crate::conntrack::{ConnInfo, ConnState, Conntrack, Limits, StateCounts, Timeouts, Track};
-use crate::event::Event;
+use crate::conntrack::{
+    ConnInfo, ConnState, Conntrack, Limits, Offload, StateCounts, Timeouts, Track, Via,
+};
+use crate::event::{DropEvent, Event, Interest, LoggedPacket};
 use crate::packet::{Packet, PacketMeta};
 use crate::ratelimit::{ProbesConfig, Rate, RateLimiter, TokenBucket};
 use crate::rules::Policy;
@@ -61,6 +71,9 @@ pub struct Decision {
     /// What the outputs report (rule matches, scan alerts, blocks); empty for most packets, and
     /// then nothing was allocated.
     pub events: Vec<Event>,
+    /// The packet's flow is on the kernel fast path: an accepted packet leaves with the
+    /// FASTPATH bit, and the kernel forwards the flow's middle from then on.
+    pub fastpath: bool,
 }
 
 impl Decision {
@@ -70,6 +83,7 @@ impl Decision {
             state,
             action: None,
             events: Vec::new(),
+            fastpath: false,
         }
     }
 
@@ -108,16 +122,33 @@ pub struct EngineConfig {
     pub probes: ProbesConfig,
     /// Scan detection (`[scan]`); `None`: off.
     pub scan: Option<ScanConfig>,
+    /// The kernel fast path (`[offload]`); off by default.
+    pub offload: Offload,
     /// Which drops get a line (`[syslog] drops`); by default none.
     pub drop_log: DropLogConfig,
 }
+
+/// A rule set in force, with the generation number its connections are tagged with.
+#[derive(Debug)]
+struct RuleSet {
+    generation: u8,
+    policy: Arc<Policy>,
+}
+
+/// Rule sets remembered after a reload, so that connections they admitted still name their
+/// rule.
+const RULESET_HISTORY: usize = 8;
 
 /// The connection-tracking engine.
 pub struct Engine {
     config: EngineConfig,
     conntrack: Conntrack,
     counters: stats::Counters,
-    policy: ArcSwap<Policy>,
+    rules: ArcSwap<RuleSet>,
+    /// Earlier rule sets, newest first (at most [`RULESET_HISTORY`]).
+    earlier_rules: Mutex<VecDeque<Arc<RuleSet>>>,
+    /// [`Interest::bits`] of the outputs listening.
+    interest: AtomicU8,
     /// Pickup mode: adopt mid-stream TCP flows until this time (ns), 0 = off.
     pickup_until: AtomicU64,
     /// Unknown mid-stream segments are dropped silently until this time (ns): the takeover
@@ -131,33 +162,48 @@ pub struct Engine {
     drop_log: droplog::DropLog,
     /// Scan detector, when enabled.
     scan: Option<ScanDetector>,
-    /// Sources blocked after a scan (`[scan] block = true`).
-    blocks: Option<Blocklist>,
-    /// Whether any block may be active (skips the blocklist lock on the hot path).
-    any_blocks: AtomicBool,
+    /// Blocked sources: by an operator, or after a scan (`[scan] block = true`).
+    blocks: Blocklist,
+    /// Whether scan alerts block their source.
+    auto_block: bool,
     /// When the table is swept next (ns).
     next_sweep: AtomicU64,
+    /// Flows left the fast path other than by their own packets (a block, a recheck): the
+    /// kernel must hand them back now ([`Engine::take_offload_release`]).
+    offload_release: AtomicBool,
 }
 
 impl Engine {
-    /// A new engine with the allow-all policy.
-    pub fn new(config: EngineConfig) -> Engine {
+    /// A new engine with the allow-all policy. One source is what `config.limits.sources`
+    /// says, for the per-source limit, the scan detector and the answer rate limits alike.
+    pub fn new(mut config: EngineConfig) -> Engine {
+        if let Some(scan) = &mut config.scan {
+            scan.sources = config.limits.sources;
+        }
+        let scan_blocks = config.scan.as_ref().and_then(ScanConfig::blocklist);
         Engine {
-            conntrack: Conntrack::new(config.timeouts.clone(), config.limits.clone()),
+            conntrack: Conntrack::new(config.timeouts.clone(), config.limits.clone())
+                .with_offload(config.offload),
             counters: stats::Counters::default(),
-            policy: ArcSwap::from_pointee(Policy::allow_all()),
+            rules: ArcSwap::from_pointee(RuleSet {
+                generation: 0,
+                policy: Arc::new(Policy::allow_all()),
+            }),
+            earlier_rules: Mutex::new(VecDeque::new()),
+            interest: AtomicU8::new(0),
             pickup_until: AtomicU64::new(0),
             takeover_until: AtomicU64::new(0),
-            answers: RateLimiter::new(&config.probes),
+            answers: RateLimiter::new(&config.probes, config.limits.sources),
             rule_logs: TokenBucket::new(Rate::per_sec(RULE_LOG_RATE), RULE_LOG_BURST),
             drop_log: droplog::DropLog::new(&config.drop_log),
             scan: config
                 .scan
                 .clone()
                 .map(|c| ScanDetector::new(c, config.probes.respond)),
-            blocks: config.scan.as_ref().and_then(ScanConfig::blocklist),
-            any_blocks: AtomicBool::new(false),
+            auto_block: scan_blocks.is_some(),
+            blocks: scan_blocks.unwrap_or_else(operator::manual_blocklist),
             next_sweep: AtomicU64::new(0),
+            offload_release: AtomicBool::new(false),
             config,
         }
     }
@@ -170,6 +216,7 @@ impl Engine {
                 if !d.reason().is_some_and(DropReason::is_policy) {
                     self.log_drop(&pkt, meta, &mut d, now);
                 }
+                self.stream_drop(&pkt, meta, &mut d);
                 d
             }
             Err(e) => Decision::drop(e.into()),
@@ -178,20 +225,62 @@ impl Engine {
         decision
     }
 
+    /// The drop event of a dropped packet for the event stream, while a reader listens and
+    /// no drop line carries it already (an undecodable packet has none: counted only).
+    fn stream_drop(&self, pkt: &Packet<'_>, meta: &PacketMeta<'_>, d: &mut Decision) {
+        let Verdict::Drop(reason) = d.verdict else {
+            return;
+        };
+        if !self.interest().drops || d.events.iter().any(|e| matches!(e, Event::Drop(_))) {
+            return;
+        }
+        d.events.push(Event::Drop(DropEvent {
+            reason,
+            packet: LoggedPacket::of(pkt, meta),
+            line: false,
+        }));
+    }
+
+    /// Which optional events the outputs listen to: the daemon sets it whenever a client of
+    /// `statewall events` comes or goes, or an event log is configured.
+    pub fn set_interest(&self, interest: Interest) {
+        self.interest.store(interest.bits(), Ordering::Relaxed);
+    }
+
+    /// The optional events being built.
+    pub fn interest(&self) -> Interest {
+        Interest::from_bits(self.interest.load(Ordering::Relaxed))
+    }
+
     /// The packet's way: block list, connection tracking, admission or probe answer, and the
     /// observers along the way.
     fn judge(&self, pkt: &Packet<'_>, meta: &PacketMeta<'_>, now: Timestamp) -> Decision {
         if self.blocked(pkt, now) {
             return Decision::drop(DropReason::Blocked);
         }
-        match self.conntrack.track(pkt, now) {
+        let d = self.track(pkt, meta, now);
+        if d.accepted() && pkt.frag.is_some() {
+            // A first fragment that passed lets its datagram's later fragments follow.
+            self.conntrack.first_fragment_passed(pkt, now);
+        }
+        d
+    }
+
+    /// Connection tracking, then admission or a probe answer.
+    fn track(&self, pkt: &Packet<'_>, meta: &PacketMeta<'_>, now: Timestamp) -> Decision {
+        let via = Via {
+            fastpath: meta.fastpath,
+            admitted: meta.admitted,
+        };
+        match self.conntrack.track_via(pkt, via, now) {
             Track::Judged(t) => {
                 if let Some(flow) = t.adopted {
-                    if !self.adoption_allowed(pkt, meta, &flow, now) {
+                    if !self.adoption_allowed(pkt, meta, &flow) {
                         return self.refuse_adopted(&flow, now);
                     }
                 }
                 let mut d = Decision::new(t.verdict, t.state);
+                d.fastpath = t.offloaded && t.verdict.is_accept();
                 if let Some(m) = t.milestone {
                     self.observe_milestone(m, now, &mut d.events);
                 }
@@ -212,24 +301,31 @@ impl Engine {
         }
     }
 
-    /// Whether the packet comes from or goes to a blocked source.
+    /// Whether the packet comes from a blocked source (O(1): see [`Blocklist`]). Only its
+    /// packets are dropped: traffic *to* it (connections from the protected side) is the
+    /// rules' business, and a block can never cut an address off from the others.
     fn blocked(&self, pkt: &Packet<'_>, now: Timestamp) -> bool {
-        if !self.any_blocks.load(Ordering::Relaxed) {
-            return false;
-        }
-        self.blocks
-            .as_ref()
-            .is_some_and(|b| b.is_blocked(pkt.src, now) || b.is_blocked(pkt.dst, now))
+        self.blocks.any()
+            && (self.blocks.is_blocked(pkt.src, now) || self.blocks.is_blocked_to(pkt.dst, now))
     }
 
-    /// Replaces the policy for new connections; tracked connections stay.
+    /// Replaces the policy for new connections; tracked connections stay (and keep naming
+    /// the rule that admitted them while their rule set is among the last few).
     pub fn set_policy(&self, policy: Arc<Policy>) {
-        self.policy.store(policy);
+        let mut earlier = self
+            .earlier_rules
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let old = self.rules.load_full();
+        let generation = old.generation.wrapping_add(1);
+        self.rules.store(Arc::new(RuleSet { generation, policy }));
+        earlier.push_front(old);
+        earlier.truncate(RULESET_HISTORY);
     }
 
     /// The policy in force.
     pub fn policy(&self) -> Arc<Policy> {
-        self.policy.load_full()
+        Arc::clone(&self.rules.load().policy)
     }
 
     /// Adopts unknown mid-stream TCP flows until `until` (after a restart); `None` turns
@@ -253,6 +349,11 @@ impl Engine {
         self.conntrack.entries()
     }
 
+    /// Datagrams whose later fragments may pass (see `conntrack::Fragments`).
+    pub fn fragment_datagrams(&self) -> usize {
+        self.conntrack.fragment_datagrams()
+    }
+
     /// Live connections per state.
     pub fn state_counts(&self, now: Timestamp) -> StateCounts {
         self.conntrack.state_counts(now)
@@ -263,25 +364,14 @@ impl Engine {
         self.conntrack.connections(now, filter)
     }
 
-    /// Active blocks.
-    pub fn blocks(&self, now: Timestamp) -> Vec<BlockEntry> {
-        self.blocks
-            .as_ref()
-            .map(|b| b.list(now))
-            .unwrap_or_default()
+    /// Tracked entries per family: (IPv4, IPv6).
+    pub fn family_entries(&self) -> (u64, u64) {
+        self.conntrack.family_entries()
     }
 
-    /// Lifts the blocks covering `ip`; returns the events (empty: it was not blocked).
-    pub fn unblock(&self, ip: IpAddr, now: Timestamp) -> Result<Vec<Event>, String> {
-        let blocks = self
-            .blocks
-            .as_ref()
-            .ok_or_else(|| "automatic blocking is off ([scan] block = false)".to_string())?;
-        Ok(blocks
-            .unblock(ip, now)
-            .into_iter()
-            .map(Event::Block)
-            .collect())
+    /// Active blocks.
+    pub fn blocks(&self, now: Timestamp) -> Vec<BlockEntry> {
+        self.blocks.list(now)
     }
 
     /// Human description of the scan detector's settings (printed at startup).

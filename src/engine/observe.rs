@@ -43,15 +43,14 @@ impl Engine {
     /// Turns scan alerts into events, blocking the scanner when the alert says so.
     pub(super) fn raise(&self, alerts: Vec<ScanAlert>, now: Timestamp, out: &mut Vec<Event>) {
         for alert in alerts {
-            let block = alert
-                .block
-                .zip(self.blocks.as_ref())
-                .and_then(|(net, blocks)| {
-                    blocks.block(alert.scanner, net, alert.scan_type.name(), now)
-                });
+            let block = alert.block.filter(|_| self.auto_block).and_then(|net| {
+                self.blocks
+                    .block(alert.scanner, net, alert.scan_type.name(), now)
+            });
             out.push(Event::Scan(alert));
             if let Some(ev) = block {
-                self.any_blocks.store(true, Ordering::SeqCst);
+                // The blocked source's flows on the fast path must come back to be dropped.
+                self.offload_release.store(true, Ordering::SeqCst);
                 out.push(Event::Block(ev));
             }
         }

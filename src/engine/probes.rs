@@ -57,7 +57,7 @@ impl Engine {
 
     /// Whether out-of-state probes get a RST: the rule file's `probes` line, else `[probes]`.
     fn probes_answered(&self) -> bool {
-        match self.policy.load().probes() {
+        match self.rules.load().policy.probes() {
             Some(mode) => mode == ProbeMode::Rst,
             None => self.config.probes.respond == ProbeMode::Rst,
         }

@@ -3,8 +3,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::operator::MAX_CLOSE_EVENTS;
 use super::Engine;
-use crate::event::Event;
+use crate::event::{CloseReason, Event};
 use crate::scan::ScanInput;
 use crate::time::Timestamp;
 
@@ -41,27 +42,27 @@ impl Engine {
         if let Some(s) = self.drop_log.report(now) {
             report.events.push(Event::Suppressed(s));
         }
-        if let Some(blocks) = &self.blocks {
-            report
-                .events
-                .extend(blocks.expire(now).into_iter().map(Event::Block));
-            if blocks.list(now).is_empty() {
-                self.any_blocks.store(false, Ordering::SeqCst);
-                // A block added meanwhile must not be lost: look again after clearing.
-                if !blocks.list(now).is_empty() {
-                    self.any_blocks.store(true, Ordering::SeqCst);
-                }
-            }
-        }
+        report
+            .events
+            .extend(self.blocks.expire(now).into_iter().map(Event::Block));
         report
     }
 
-    /// Removes expired entries, telling the scan detector each flow closed. Returns how many.
+    /// Removes expired entries, telling the scan detector each flow closed and the outputs
+    /// that it ended (at most [`MAX_CLOSE_EVENTS`] destroy events per sweep; entries revoked
+    /// earlier were reported then). Returns how many.
     fn sweep(&self, now: Timestamp, events: &mut Vec<Event>) -> usize {
         let mut alerts = Vec::new();
-        let expired = self.conntrack.sweep(now, |flow| {
+        let report = self.interest().conns;
+        let mut reported = 0;
+        let expired = self.conntrack.sweep(now, |record, revoked| {
             if let Some(scan) = &self.scan {
+                let flow = record.flow;
                 alerts.extend(scan.on_input(now, ScanInput::Closed { flow }));
+            }
+            if report && !revoked && reported < MAX_CLOSE_EVENTS {
+                reported += 1;
+                events.push(self.closed(record, CloseReason::Expired));
             }
         });
         self.raise(alerts, now, events);

@@ -11,10 +11,12 @@
 //! all, the stderr copy is logged at the event's level (warn for alerts, info otherwise).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::alert::Severity;
 use crate::engine::Decision;
 use crate::event::Event;
+use crate::io::events::EventHub;
 use crate::io::rawsend::RawSender;
 use crate::io::syslog::lines::{self, Prefixes};
 use crate::io::syslog::SyslogHandle;
@@ -37,6 +39,10 @@ pub struct ActionHandler {
     pub sent: AtomicU64,
     /// Answers that could not be built or sent.
     pub send_errors: AtomicU64,
+    /// Scan alerts reported.
+    pub scan_alerts: AtomicU64,
+    /// The event stream (`statewall events`, the event log): every event goes there too.
+    events: Option<Arc<EventHub>>,
     /// Where alert and rule-log lines go (`[syslog]`); operational logs stay on stderr.
     syslog: Option<SyslogHandle>,
     /// Prefixes of drop and reject lines.
@@ -68,10 +74,18 @@ impl ActionHandler {
             sender,
             sent: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
+            scan_alerts: AtomicU64::new(0),
+            events: None,
             journal_copy: syslog.is_none() || !local_syslog,
             syslog,
             prefixes,
         }
+    }
+
+    /// The same handler, every event also going to the event stream `hub`.
+    pub fn with_events(mut self, hub: Arc<EventHub>) -> ActionHandler {
+        self.events = Some(hub);
+        self
     }
 
     /// Performs a decision's action and reports its events, in that order.
@@ -116,11 +130,21 @@ impl ActionHandler {
         }
     }
 
-    /// Reports one event: its line for syslog (never blocks: the handle queues), and a
+    /// Reports one event: to the event stream (never blocks: each reader has its queue), its
+    /// line for syslog (never blocks: the handle queues), and a
     /// `tracing` event for stderr / the journal (at debug level when syslog reaches the
     /// journal already).
     pub fn report(&self, event: &Event) {
-        let body = lines::render(event, &self.prefixes);
+        if let Some(hub) = &self.events {
+            hub.publish(event);
+        }
+        if let Event::Scan(_) = event {
+            self.scan_alerts.fetch_add(1, Ordering::Relaxed);
+        }
+        // Connection events, and drops whose line is not due, are for the stream only.
+        let Some(body) = lines::render(event, &self.prefixes) else {
+            return;
+        };
         let severity = lines::severity(event);
         if self.journal_copy {
             self.trace(event, severity, &body);

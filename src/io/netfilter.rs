@@ -23,6 +23,8 @@
 //! -A STATEWALL ! -p tcp -m connmark --mark F/F -m conntrack --ctstate ESTABLISHED -j ACCEPT
 //! # what the kernel knows of the flow, into the packet mark statewall receives
 //! -A STATEWALL -j CONNMARK --restore-mark --nfmask A|F --ctmask A|F
+//! # a packet of a fast-path flow that reaches the queue takes the flow off the fast path
+//! -A STATEWALL -m connmark --mark F/F -m conntrack --ctstate ESTABLISHED -j CONNMARK --set-xmark 0x0/F
 //! -A STATEWALL -j NFQUEUE ...
 //! # after the filter table (an accept verdict moves the packet on to the next hook): the
 //! # bits of statewall's verdict into the connection mark
@@ -36,9 +38,17 @@
 //! and whether that connection is on the fast path (`F`). The verdict of a packet of a tracked
 //! flow sets both bits (ADMITTED, and FASTPATH while the flow may bypass the queue); the save
 //! rule, which only sees packets carrying `A`, writes them back, so a flow leaves the fast path
-//! with the verdict that says so (its first FIN or RST, for one). Packets of the fast path never
-//! reach the restore, so they never carry `A` in their packet mark and the save rule leaves
-//! them alone. Every other mark bit stays as it is.
+//! with the verdict that says so. Packets of the fast path never reach the restore, so they
+//! never carry `A` in their packet mark and the save rule leaves them alone. Every other mark
+//! bit stays as it is.
+//!
+//! A packet of a fast-path flow that reaches the queue (a SYN, FIN or RST, or anything the
+//! kernel does not call ESTABLISHED) clears `F` in the connection mark before it is queued,
+//! after the restore gave it `F` in its packet mark: the packets behind it (data after a RST,
+//! the rest of a close) go to the queue too, in order, instead of overtaking it on the fast
+//! path while statewall judges it; statewall's verdict puts the flow back on the fast path if
+//! it still may be there. An ICMP error related to such a flow (`RELATED`, the flow's mark
+//! restored) leaves it on the fast path: it is judged as an error, not as a packet of the flow.
 //!
 //! The rules are data ([`Plan`]: a list of [`Rule`]s, each naming its family and table), so
 //! `statewall print-rules` shows exactly what the daemon installs, and more rules (in any
@@ -500,6 +510,25 @@ fn mark_rules(family: Family, netfilter: &NetfilterSection, offload: bool) -> Ve
         "--ctmask",
         &both,
     ]));
+    if offload {
+        let clear = format!("0x0/{f}");
+        rules.push(r(&[
+            "-A",
+            CHAIN,
+            "-m",
+            "connmark",
+            "--mark",
+            &marked,
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "ESTABLISHED",
+            "-j",
+            "CONNMARK",
+            "--set-xmark",
+            &clear,
+        ]));
+    }
     rules
 }
 
@@ -641,6 +670,7 @@ mod tests {
                 "iptables -w -A STATEWALL -p tcp --tcp-flags SYN,FIN,RST NONE -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT",
                 "iptables -w -A STATEWALL ! -p tcp -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT",
                 "iptables -w -A STATEWALL -j CONNMARK --restore-mark --nfmask 0x30000000 --ctmask 0x30000000",
+                "iptables -w -A STATEWALL -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j CONNMARK --set-xmark 0x0/0x20000000",
                 "iptables -w -A STATEWALL -j NFQUEUE --queue-num 0",
                 "iptables -w -I FORWARD 1 -j STATEWALL",
                 "iptables -w -t mangle -N STATEWALL",
@@ -653,6 +683,7 @@ mod tests {
                 "ip6tables -w -A STATEWALL -p tcp --tcp-flags SYN,FIN,RST NONE -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT",
                 "ip6tables -w -A STATEWALL ! -p tcp -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT",
                 "ip6tables -w -A STATEWALL -j CONNMARK --restore-mark --nfmask 0x30000000 --ctmask 0x30000000",
+                "ip6tables -w -A STATEWALL -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j CONNMARK --set-xmark 0x0/0x20000000",
                 "ip6tables -w -A STATEWALL -j NFQUEUE --queue-num 0",
                 "ip6tables -w -I FORWARD 1 -j STATEWALL",
                 "ip6tables -w -t mangle -N STATEWALL",
@@ -682,7 +713,8 @@ mod tests {
         // The fast path and the restore come before the queue, in this order.
         let at = |needle: &str| p.iter().position(|r| r.contains(needle)).expect(needle);
         assert!(at("-p tcp --tcp-flags") < at("--restore-mark"));
-        assert!(at("--restore-mark") < at("NFQUEUE"));
+        assert!(at("--restore-mark") < at("--set-xmark 0x0/0x2000000"));
+        assert!(at("--set-xmark") < at("NFQUEUE"));
     }
 
     #[test]
@@ -797,6 +829,7 @@ mod tests {
              -A STATEWALL -p tcp --tcp-flags SYN,FIN,RST NONE -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT\n\
              -A STATEWALL ! -p tcp -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j ACCEPT\n\
              -A STATEWALL -j CONNMARK --restore-mark --nfmask 0x30000000 --ctmask 0x30000000\n\
+             -A STATEWALL -m connmark --mark 0x20000000/0x20000000 -m conntrack --ctstate ESTABLISHED -j CONNMARK --set-xmark 0x0/0x20000000\n\
              -A STATEWALL -j NFQUEUE --queue-num 0\n\
              -I FORWARD 1 -j STATEWALL\nCOMMIT\n\
              *mangle\n:STATEWALL - [0:0]\n\

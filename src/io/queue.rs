@@ -37,6 +37,7 @@ use crate::io::actions::ActionHandler;
 use crate::marks::ConnMarks;
 use crate::packet::PacketMeta;
 use crate::time::Timestamp;
+use crate::verdict::{Pass, Verdict};
 
 /// A queue that cannot be set up.
 #[derive(Debug, Error)]
@@ -429,15 +430,22 @@ impl Judge {
             wire_len: Some(p.wire_len),
             in_iface: self.names.get(p.indev),
             out_iface: self.names.get(p.outdev),
+            fastpath: self.marks.is_some_and(|m| m.is_fastpath(p.mark)),
+            admitted: self.marks.is_some_and(|m| m.is_admitted(p.mark)),
             mac: ethernet_header(self.names.mac(p.indev), p.hw_src, p.hw_protocol),
         };
         let now = Timestamp::from_duration(self.start.elapsed());
-        // Accepted, and a packet of a tracked flow (the flow is admitted).
-        let (accept, admitted) = match catch_unwind(AssertUnwindSafe(|| {
+        // Accepted; a packet of its own tracked flow (the flow is admitted; an ICMP error
+        // related to a flow leaves that flow's marks alone); on the fast path.
+        let (accept, admitted, fastpath) = match catch_unwind(AssertUnwindSafe(|| {
             self.engine.process(p.payload, &meta, now)
         })) {
             Ok(decision) => {
-                let admitted = decision.state.is_some();
+                let admitted = matches!(
+                    decision.verdict,
+                    Verdict::Accept(Pass::Tracked | Pass::Opened | Pass::Ignored)
+                );
+                let fastpath = decision.fastpath;
                 let accept = decision.accepted();
                 let work = decision.action.is_some() || !decision.events.is_empty();
                 let performed = catch_unwind(AssertUnwindSafe(|| {
@@ -455,12 +463,12 @@ impl Judge {
                     bump(&self.counters.panics);
                     tracing::error!(queue = self.num, "action handling panicked; verdict kept");
                 }
-                (accept, admitted)
+                (accept, admitted, fastpath)
             }
             Err(_) => {
                 bump(&self.counters.panics);
                 tracing::error!(queue = self.num, "engine panicked; packet dropped");
-                (false, false)
+                (false, false, false)
             }
         };
         if accept {
@@ -468,7 +476,7 @@ impl Judge {
             let mark = self
                 .marks
                 .filter(|_| admitted)
-                .map(|marks| marks.admit(p.mark));
+                .map(|marks| marks.verdict_mark(p.mark, fastpath));
             Outcome { accept, mark }
         } else {
             bump(&self.counters.dropped);

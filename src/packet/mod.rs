@@ -8,13 +8,16 @@
 //! IPv4 options and IPv6 extension headers are skipped by `etherparse`. TCP, UDP, ICMP and
 //! ICMPv6 headers are decoded here, including the embedded header of ICMP errors.
 //!
-//! **Fragments.** A non-first fragment carries no transport header, so it is decoded as
-//! [`Transport::Fragment`] and never mis-parsed as TCP or UDP. The engine passes such fragments
-//! without tracking them (the first fragment, which carries the ports, is what the state machine
-//! judges, and a receiver cannot reassemble a datagram without it); a first fragment too short to
-//! hold its transport header, or a TCP fragment at offset 8 bytes that could overwrite the
-//! flags (RFC 1858), is malformed. On a gateway where kernel conntrack is loaded, the kernel
-//! reassembles fragments before the FORWARD hook and statewall never sees them.
+//! **Fragments.** Every fragment says where it sits ([`Packet::frag`]: identifier, offset,
+//! more to come). A non-first fragment carries no transport header, so it is decoded as
+//! [`Transport::Fragment`] and never mis-parsed as TCP or UDP; the first fragment carries the
+//! transport header (for TCP, only the first part of the segment's payload). The engine lets a
+//! non-first fragment through only when its datagram's first fragment was admitted
+//! (`conntrack::fragments`). A first fragment too short to hold its transport header, or a TCP
+//! fragment at offset 8 bytes that could overwrite the flags (RFC 1858), is malformed. An IPv6
+//! "atomic fragment" (offset 0, no more to come, RFC 6946) is a whole packet. Where kernel
+//! connection tracking is in use (the daemon checks it at start), the kernel reassembles
+//! fragments before the FORWARD hook and statewall sees whole datagrams.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -39,6 +42,14 @@ pub struct PacketMeta<'a> {
     pub in_iface: Option<&'a str>,
     /// Output interface name, when known.
     pub out_iface: Option<&'a str>,
+    /// The packet came with the FASTPATH bit restored from its connection mark: the kernel had
+    /// its flow on the fast path and may have forwarded packets of it that statewall never saw
+    /// ([`crate::marks`]).
+    pub fastpath: bool,
+    /// The packet came with the ADMITTED bit restored from its connection mark: the kernel
+    /// holds its flow as one statewall admitted, and its own checks found the packet valid (an
+    /// INVALID packet comes without its connection, hence without the mark).
+    pub admitted: bool,
     /// The packet's Ethernet header as the kernel's LOG target prints it (`MAC=`):
     /// destination, source, EtherType. Only log lines use it; `None` when unknown.
     pub mac: Option<[u8; 14]>,
@@ -145,8 +156,13 @@ pub struct Embedded {
     pub dport: u16,
     /// For a quoted ICMP echo: whether it was a request.
     pub echo_request: bool,
+    /// For a quoted ICMP or ICMPv6 message: its type.
+    pub icmp_type: Option<u8>,
     /// For a quoted TCP segment: its sequence number.
     pub tcp_seq: Option<Seq>,
+    /// The quoted packet is a non-first fragment: what follows its IP header is no transport
+    /// header, and the ports above mean nothing.
+    pub later_fragment: bool,
 }
 
 /// A decoded ICMP or ICMPv6 header.
@@ -193,6 +209,31 @@ pub struct IpFields {
     pub flow_label: u32,
 }
 
+/// Where a fragment sits in its datagram (the IPv4 header's fragment fields, or an IPv6
+/// fragment header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Fragment {
+    /// The datagram's identifier (16 bits in IPv4, 32 in IPv6).
+    pub id: u32,
+    /// Offset of this fragment's data in the datagram, in 8-byte units.
+    pub offset: u16,
+    /// More fragments follow.
+    pub more: bool,
+}
+
+impl Fragment {
+    /// Whether this is the first fragment (it carries the transport header).
+    pub fn is_first(&self) -> bool {
+        self.offset == 0
+    }
+
+    /// Bytes of the datagram's transport part up to the end of this fragment's data, which is
+    /// `data_len` bytes long.
+    pub fn data_end(&self, data_len: usize) -> usize {
+        usize::from(self.offset) * 8 + data_len
+    }
+}
+
 /// A decoded IP packet, borrowing the buffer.
 #[derive(Clone, Copy, Debug)]
 pub struct Packet<'a> {
@@ -210,6 +251,10 @@ pub struct Packet<'a> {
     pub ip: IpFields,
     /// Length of the whole IP packet on the wire.
     pub len: usize,
+    /// Length of the IP header, IPv6 extension headers included.
+    pub header_len: usize,
+    /// When the packet is a fragment: where it sits in its datagram.
+    pub frag: Option<Fragment>,
     /// Transport header.
     pub transport: Transport,
     /// The captured bytes (maybe only the first bytes of the packet).
@@ -225,8 +270,7 @@ impl<'a> Packet<'a> {
             Ok((_, Some(_))) | Err(_) => return Err(DecodeError::Ip),
         };
         let payload = ip.payload();
-        let (family, ttl, fields, header_len, declared_len, frag_offset, zero_len_field) = match &ip
-        {
+        let (family, ttl, fields, header_len, declared_len, frag, zero_len_field) = match &ip {
             LaxIpSlice::Ipv4(v4) => {
                 let h = v4.header();
                 let header_len = usize::from(h.ihl()) * 4;
@@ -236,20 +280,27 @@ impl<'a> Packet<'a> {
                     dont_fragment: h.dont_fragment(),
                     flow_label: 0,
                 };
+                let frag = Fragment {
+                    id: u32::from(h.identification()),
+                    offset: h.fragments_offset().value(),
+                    more: h.more_fragments(),
+                };
                 (
                     Family::V4,
                     h.ttl(),
                     fields,
                     header_len,
                     usize::from(h.total_len()),
-                    h.fragments_offset().value(),
+                    (frag.more || frag.offset > 0).then_some(frag),
                     h.total_len() == 0,
                 )
             }
             LaxIpSlice::Ipv6(v6) => {
                 let h = v6.header();
                 let ext_len = v6.extensions().slice().len();
-                let frag_offset = fragment_offset_v6(v6.extensions().slice(), h.next_header().0);
+                // An atomic fragment (offset 0, no more) is a whole packet (RFC 6946).
+                let frag = fragment_v6(v6.extensions().slice(), h.next_header().0)
+                    .filter(|f| f.more || f.offset > 0);
                 let fields = IpFields {
                     tos: h.traffic_class(),
                     id: 0,
@@ -262,7 +313,7 @@ impl<'a> Packet<'a> {
                     fields,
                     40 + ext_len,
                     40 + usize::from(h.payload_length()),
-                    frag_offset.unwrap_or(0),
+                    frag,
                     h.payload_length() == 0,
                 )
             }
@@ -279,18 +330,18 @@ impl<'a> Packet<'a> {
         let l4_len = len.saturating_sub(header_len);
         let proto = payload.ip_number.0;
         let data = payload.payload;
-        let transport = if payload.fragmented && frag_offset > 0 {
-            // RFC 1858: a TCP fragment at offset 8 bytes can rewrite the flags of the first.
-            if proto == proto::TCP && frag_offset == 1 {
-                return Err(DecodeError::Fragment);
+        let transport = match frag {
+            Some(f) if !f.is_first() => {
+                // RFC 1858: a TCP fragment at offset 8 bytes can rewrite the flags of the first.
+                if proto == proto::TCP && f.offset == 1 {
+                    return Err(DecodeError::Fragment);
+                }
+                Transport::Fragment
             }
-            Transport::Fragment
-        } else {
-            let t = decode_transport(family, proto, data, l4_len);
-            match t {
-                Err(_) if payload.fragmented => return Err(DecodeError::Fragment),
-                other => other?,
+            Some(_) => {
+                decode_transport(family, proto, data, l4_len).map_err(|_| DecodeError::Fragment)?
             }
+            None => decode_transport(family, proto, data, l4_len)?,
         };
         Ok(Packet {
             family,
@@ -300,6 +351,8 @@ impl<'a> Packet<'a> {
             ttl,
             ip: fields,
             len,
+            header_len,
+            frag,
             transport,
             bytes,
         })
@@ -323,15 +376,19 @@ impl<'a> Packet<'a> {
     }
 }
 
-/// Offset (in 8-byte units) from an IPv6 fragment header among the extension headers, if any.
-fn fragment_offset_v6(exts: &[u8], first: u8) -> Option<u16> {
+/// The IPv6 fragment header among the extension headers, if any.
+fn fragment_v6(exts: &[u8], first: u8) -> Option<Fragment> {
     let mut next = first;
     let mut rest = exts;
     while !rest.is_empty() {
         match next {
             44 => {
-                let b = rest.get(2..4)?;
-                return Some(u16::from_be_bytes([b[0], b[1]]) >> 3);
+                let field = be16(rest, 2)?;
+                return Some(Fragment {
+                    id: be32(rest, 4)?,
+                    offset: field >> 3,
+                    more: field & 1 == 1,
+                });
             }
             51 => {
                 // Authentication header: length in 4-byte units, minus 2.
@@ -478,7 +535,7 @@ fn decode_icmp(family: Family, data: &[u8]) -> Result<IcmpHeader, DecodeError> {
 /// Decodes the packet quoted by an ICMP error: its IP header and the first 8 bytes of its
 /// transport header (all that RFC 792 guarantees).
 fn decode_embedded(family: Family, quoted: &[u8]) -> Option<Embedded> {
-    let (src, dst, proto, l4) = match family {
+    let (src, dst, proto, l4, later_fragment) = match family {
         Family::V4 => {
             if quoted.first()? >> 4 != 4 {
                 return None;
@@ -489,11 +546,14 @@ fn decode_embedded(family: Family, quoted: &[u8]) -> Option<Embedded> {
             }
             let src: [u8; 4] = quoted.get(12..16)?.try_into().ok()?;
             let dst: [u8; 4] = quoted.get(16..20)?.try_into().ok()?;
+            let offset = be16(quoted, 6)? & 0x1fff;
             (
                 IpAddr::V4(Ipv4Addr::from(src)),
                 IpAddr::V4(Ipv4Addr::from(dst)),
                 *quoted.get(9)?,
-                quoted.get(ihl..)?,
+                // What follows a non-first fragment's header is data, maybe not even 4 bytes.
+                quoted.get(ihl..).unwrap_or_default(),
+                offset > 0,
             )
         }
         Family::V6 => {
@@ -502,52 +562,64 @@ fn decode_embedded(family: Family, quoted: &[u8]) -> Option<Embedded> {
             }
             let src: [u8; 16] = quoted.get(8..24)?.try_into().ok()?;
             let dst: [u8; 16] = quoted.get(24..40)?.try_into().ok()?;
-            let (proto, l4) = skip_v6_extensions(*quoted.get(6)?, quoted.get(40..)?)?;
+            let (proto, l4, offset) = skip_v6_extensions(*quoted.get(6)?, quoted.get(40..)?)?;
             (
                 IpAddr::V6(Ipv6Addr::from(src)),
                 IpAddr::V6(Ipv6Addr::from(dst)),
                 proto,
                 l4,
+                offset > 0,
             )
         }
     };
-    let (mut sport, mut dport, mut echo_request, mut tcp_seq) = (0, 0, false, None);
+    let mut e = Embedded {
+        src,
+        dst,
+        proto,
+        sport: 0,
+        dport: 0,
+        echo_request: false,
+        icmp_type: None,
+        tcp_seq: None,
+        later_fragment,
+    };
+    if later_fragment {
+        return Some(e);
+    }
     match proto {
         proto::TCP | proto::UDP => {
-            sport = be16(l4, 0)?;
-            dport = be16(l4, 2)?;
+            e.sport = be16(l4, 0)?;
+            e.dport = be16(l4, 2)?;
             if proto == proto::TCP {
-                tcp_seq = be32(l4, 4).map(Seq);
+                e.tcp_seq = be32(l4, 4).map(Seq);
             }
         }
         proto::ICMP | proto::ICMPV6 => {
             let t = *l4.first()?;
-            echo_request = matches!(t, 8 | 128);
+            e.icmp_type = Some(t);
+            e.echo_request = matches!(t, 8 | 128);
             if matches!(t, 8 | 0 | 128 | 129) {
-                sport = be16(l4, 4)?;
+                e.sport = be16(l4, 4)?;
             }
         }
         _ => {}
     }
-    Some(Embedded {
-        src,
-        dst,
-        proto,
-        sport,
-        dport,
-        echo_request,
-        tcp_seq,
-    })
+    Some(e)
 }
 
-/// Skips IPv6 extension headers in a quoted packet; returns the transport protocol and bytes.
-fn skip_v6_extensions(mut next: u8, mut rest: &[u8]) -> Option<(u8, &[u8])> {
+/// Skips IPv6 extension headers in a quoted packet; returns the transport protocol, its bytes
+/// and the fragment offset (0 without a fragment header).
+fn skip_v6_extensions(mut next: u8, mut rest: &[u8]) -> Option<(u8, &[u8], u16)> {
+    let mut offset = 0;
     for _ in 0..8 {
         let len = match next {
             0 | 43 | 60 => (usize::from(*rest.get(1)?) + 1) * 8,
-            44 => 8,
+            44 => {
+                offset = be16(rest, 2)? >> 3;
+                8
+            }
             51 => (usize::from(*rest.get(1)?) + 2) * 4,
-            _ => return Some((next, rest)),
+            _ => return Some((next, rest, offset)),
         };
         next = *rest.first()?;
         rest = rest.get(len..)?;

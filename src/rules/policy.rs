@@ -143,6 +143,8 @@ pub struct Policy {
     default: RuleAction,
     probes: Option<ProbeMode>,
     source: Option<PathBuf>,
+    /// Hits per rule (index = [`RuleInfo::id`]), then one for the default policy.
+    hits: Vec<AtomicU64>,
 }
 
 impl Policy {
@@ -153,13 +155,35 @@ impl Policy {
         source: Option<PathBuf>,
     ) -> Policy {
         let index = Index::build(rules.iter().map(|r| &r.m));
+        let hits = (0..=rules.len()).map(|_| AtomicU64::new(0)).collect();
         Policy {
             rules,
             index,
             default,
             probes,
             source,
+            hits,
         }
+    }
+
+    /// Counts a hit of the outcome's rule (or of the default policy): the engine calls it
+    /// once for each connection or stateless packet the rules decided. Recheck evaluations
+    /// are not hits.
+    pub fn count_hit(&self, outcome: &Outcome<'_>) {
+        let i = outcome.rule.map_or(self.rules.len(), |r| r.id);
+        if let Some(h) = self.hits.get(i) {
+            h.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Hits of rule `id` since this rule set was loaded.
+    pub fn hits(&self, id: usize) -> u64 {
+        self.hits.get(id).map_or(0, |h| h.load(Ordering::Relaxed))
+    }
+
+    /// Decisions of the default policy (no rule matched) since this rule set was loaded.
+    pub fn default_hits(&self) -> u64 {
+        self.hits(self.rules.len())
     }
 
     /// No rules and `policy allow`: what runs when no rule file is configured.
@@ -170,6 +194,19 @@ impl Policy {
     /// Judge the first packet of a new connection: the first rule (in file order) that matches
     /// and whose `limit`, if any, admits it at `now`; else the default policy.
     pub fn evaluate(&self, q: &Query<'_>, now: Timestamp) -> Outcome<'_> {
+        self.first_match(q, |l| l.admit(now))
+    }
+
+    /// Judge a connection already tracked, as a recheck on reload does: the first rule that
+    /// matches, its `limit` ignored and untouched (`limit` paces new connections; one that
+    /// is open was within it, and a recheck must not spend the tokens new ones need).
+    pub fn evaluate_tracked(&self, q: &Query<'_>) -> Outcome<'_> {
+        self.first_match(q, |_| true)
+    }
+
+    /// The first rule that matches `q` and whose `limit`, if any, `admit` lets through; else
+    /// the default policy.
+    fn first_match(&self, q: &Query<'_>, admit: impl Fn(&RateLimit) -> bool) -> Outcome<'_> {
         let mut floor: u32 = 0;
         loop {
             let mut best = u32::MAX;
@@ -189,7 +226,7 @@ impl Policy {
                 return self.default_outcome();
             };
             match &rule.limit {
-                Some(l) if !l.admit(now) => floor = best + 1,
+                Some(l) if !admit(l) => floor = best + 1,
                 _ => {
                     return Outcome {
                         action: rule.info.action,

@@ -76,7 +76,9 @@ impl fmt::Display for AlertAction {
 /// A detected scan, summarised.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScanAlert {
-    /// The scanner's exact address.
+    /// The address the scanner last probed from. Its probes are counted per source (an IPv6
+    /// /64 by default: `[sources]`, [`crate::source::SourcePrefix`]), whatever address of it
+    /// each came from.
     pub scanner: IpAddr,
     /// The scanner's /24 or /64.
     pub group: IpNet,

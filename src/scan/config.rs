@@ -14,6 +14,7 @@ use super::record::Counts;
 use crate::block::Blocklist;
 use crate::proto::PortRange;
 use crate::ratelimit::source_group;
+use crate::source::SourcePrefix;
 use crate::verdict::ProbeMode;
 
 /// Preset thresholds, modelled on Snort's port scan sensitivity levels.
@@ -97,12 +98,17 @@ pub struct ScanConfig {
     pub block: bool,
     /// Alert level from which a scanner is blocked, 1..=4 (default 2).
     pub block_level: u8,
-    /// `"host"` (default) or `"group"` (/24, /64).
+    /// `"host"` (default: the source, an address or IPv6 /64, see `[sources]`) or `"group"`
+    /// (/24, /64).
     pub block_scope: BlockScope,
     /// First block duration, seconds (default 600).
     pub block_ttl: u64,
     /// Longest block for repeat offenders, seconds (default 86400).
     pub block_ttl_max: u64,
+    /// What one scanner is: an IPv4 address, an IPv6 /64 by default (`[sources]`, set by the
+    /// engine from its limits).
+    #[serde(skip)]
+    pub sources: SourcePrefix,
 }
 
 impl Default for ScanConfig {
@@ -128,6 +134,7 @@ impl Default for ScanConfig {
             block_scope: BlockScope::Host,
             block_ttl: 600,
             block_ttl_max: 86_400,
+            sources: SourcePrefix::default(),
         }
     }
 }
@@ -259,6 +266,11 @@ impl Settings {
         }
     }
 
+    /// The source `ip` belongs to, as its first address: what the detector keys on.
+    pub(super) fn source(&self, ip: IpAddr) -> IpAddr {
+        self.cfg.sources.key(ip)
+    }
+
     /// False for traffic the configuration says never to count.
     pub(super) fn counts(&self, src: IpAddr, dst: IpAddr, port: u16) -> bool {
         let c = &self.cfg;
@@ -287,17 +299,23 @@ impl Settings {
         level
     }
 
-    /// What an alert of `level` about `src` announces, and what to block if it blocks.
-    pub(super) fn action(&self, level: u8, src: IpAddr) -> (AlertAction, Option<IpNet>) {
+    /// What an alert of `level` about `src` announces, and what to block if it blocks: only
+    /// an alert on `proven` evidence (completed handshakes, see `proof`) ever blocks.
+    pub(super) fn action(
+        &self,
+        level: u8,
+        src: IpAddr,
+        proven: bool,
+    ) -> (AlertAction, Option<IpNet>) {
         let c = &self.cfg;
-        let blocks = c.block && level >= c.block_level;
+        let blocks = c.block && proven && level >= c.block_level;
         let action = match (blocks, self.respond) {
             (true, _) => AlertAction::Block,
             (false, ProbeMode::Rst) => AlertAction::Rst,
             (false, ProbeMode::Drop) => AlertAction::Drop,
         };
         let block = blocks.then(|| match c.block_scope {
-            BlockScope::Host => IpNet::from(src),
+            BlockScope::Host => c.sources.net(src),
             BlockScope::Group => source_group(src),
         });
         (action, block)
@@ -319,7 +337,7 @@ impl Settings {
         };
         let block = if c.block {
             format!(
-                "block from level {} ({:?}, ttl {}s doubling up to {}s)",
+                "block from level {} on completed handshakes only ({:?}, ttl {}s doubling up to {}s)",
                 c.block_level, c.block_scope, c.block_ttl, c.block_ttl_max
             )
         } else {

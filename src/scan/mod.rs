@@ -22,11 +22,17 @@
 //!   once raises nothing.
 //! - Retries to the same port are one record. Late FIN/ACK/RST-ish segments of connections that
 //!   closed recently are ignored through short-lived tombstones (left by
-//!   [`ScanInput::Closed`]), and so are stray ACK/FIN/SYN-ACK segments sent *from* a service
-//!   port below 1024 to an ephemeral port (late replies of a server whose connection statewall
-//!   forgot).
+//!   [`ScanInput::Closed`], for every connection that ends, expired ones included; after a
+//!   restart, pickup adopts the connections statewall forgot). The source port proves nothing:
+//!   `nmap -g 80` sends its probes from port 80.
 //! - Only the prober side is counted: answers (the target's or statewall's own RSTs and ICMP
 //!   unreachables) are attributed to the prober, never to the answering host.
+//!
+//! # What blocks
+//! Everything above can be sent from a forged address, so it is reported and never blocked on.
+//! With `block = true`, a source is blocked only on proof that it is where its packets say:
+//! TCP handshakes it completed, to enough ports of one host for a port scan alert of
+//! `block_level` (`proof`). A block covers the source (`[sources]`), or its group.
 //!
 //! # Memory
 //! Records of normal connections are forgotten as soon as they complete, so busy clients cost
@@ -49,6 +55,7 @@
 mod alert;
 mod config;
 mod input;
+mod proof;
 mod record;
 mod tombstone;
 
@@ -63,7 +70,7 @@ pub use self::input::{AnswerKind, ProbeKind, ScanInput, Technique};
 use self::alert::MAX_LISTED_TARGETS;
 use self::config::Settings;
 use self::input::Shape;
-use self::record::{Key, Mark, Outcome, Rec, RecState, Shard, Source, Summary};
+use self::record::{Counts, Key, Mark, Outcome, Rec, RecState, Shard, Source, Summary};
 use self::tombstone::{Tombstones, Tuple};
 use crate::proto;
 use crate::ratelimit::source_group;
@@ -122,10 +129,7 @@ impl ScanDetector {
                 self.reply(now, &flow);
                 Vec::new()
             }
-            ScanInput::Established { flow } => {
-                self.established(&flow);
-                Vec::new()
-            }
+            ScanInput::Established { flow } => self.established(now, &flow),
             ScanInput::Closed { flow } => self.closed(now, &flow),
         }
     }
@@ -148,7 +152,8 @@ impl ScanDetector {
                     }
                     removed += expired;
                 }
-                !(source.records.is_empty() && source.marks.is_empty())
+                source.proof.slide(now, window);
+                !(source.records.is_empty() && source.marks.is_empty() && source.proof.is_empty())
             });
             shard.records -= removed;
         }
@@ -176,15 +181,9 @@ impl ScanDetector {
         if !self.s.counts(flow.src, flow.dst, flow.dport) {
             return Vec::new();
         }
-        if kind.is_late_segment() {
-            // A server's late reply (service port → ephemeral port) or a segment of a
-            // connection that closed recently: not a probe.
-            if flow.sport < 1024 && flow.dport >= 1024 {
-                return Vec::new();
-            }
-            if lock(&self.tombstones).contains(&Tuple::of(flow), now) {
-                return Vec::new();
-            }
+        if kind.is_late_segment() && lock(&self.tombstones).contains(&Tuple::of(flow), now) {
+            // A late segment of a connection that closed recently: not a probe.
+            return Vec::new();
         }
         let key = Key {
             dst: flow.dst,
@@ -192,7 +191,7 @@ impl ScanDetector {
             port: flow.dport,
             tech: kind.technique(),
         };
-        let src = flow.src;
+        let src = self.s.source(flow.src);
         let mut shard = self.shard(src);
         let shard = &mut *shard;
         let is_new = !shard
@@ -207,6 +206,7 @@ impl ScanDetector {
         }
         let source = shard.sources.entry(src).or_insert_with(|| Source::new(now));
         source.last_seen = now;
+        source.addr = flow.src;
         if is_new {
             let n = source.per_tech.entry(key.tech).or_default();
             if *n >= self.s.max_records_per_source {
@@ -244,6 +244,7 @@ impl ScanDetector {
         if !self.s.counts(scanner, target, port) {
             return Vec::new();
         }
+        let scanner = self.s.source(scanner);
         let techniques = match kind {
             AnswerKind::TcpRst => Technique::answered_by(proto::TCP),
             AnswerKind::IcmpUnreachable => Technique::answered_by(proto),
@@ -281,12 +282,13 @@ impl ScanDetector {
     /// for its handshake.
     fn reply(&self, now: Timestamp, flow: &Flow) {
         let key = Key::answered(flow);
-        let mut shard = self.shard(flow.src);
+        let src = self.s.source(flow.src);
+        let mut shard = self.shard(src);
         if key.tech == Technique::Udp {
-            shard.forget(flow.src, &key);
+            shard.forget(src, &key);
             return;
         }
-        let Some(source) = shard.sources.get_mut(&flow.src) else {
+        let Some(source) = shard.sources.get_mut(&src) else {
             return;
         };
         let Some(rec) = source.records.get(&key) else {
@@ -304,10 +306,62 @@ impl ScanDetector {
             .min(now.saturating_add(self.s.t.answer_timeout));
     }
 
-    /// [`ScanInput::Established`]: a completed connection is forgotten.
-    fn established(&self, flow: &Flow) {
+    /// [`ScanInput::Established`]: a completed connection is forgotten as a probe and, with
+    /// blocking on, kept as proof (`proof`): the source got the target's SYN/ACK at its
+    /// address. Enough proof blocks it.
+    fn established(&self, now: Timestamp, flow: &Flow) -> Vec<ScanAlert> {
         let key = Key::answered(flow);
-        self.shard(flow.src).forget(flow.src, &key);
+        let src = self.s.source(flow.src);
+        let mut shard = self.shard(src);
+        shard.forget(src, &key);
+        if !self.s.cfg.block
+            || flow.proto != proto::TCP
+            || !self.s.counts(flow.src, flow.dst, flow.dport)
+        {
+            return Vec::new();
+        }
+        // Only sources seen sending SYNs have a record; a client's connections cost nothing.
+        let Some(source) = shard.sources.get_mut(&src) else {
+            return Vec::new();
+        };
+        let cap = self.s.max_records_per_source;
+        let Some(proven) = source
+            .proof
+            .record(flow.dst, flow.dport, now, self.s.t.window, cap)
+        else {
+            return Vec::new();
+        };
+        // Port scans only: many hosts on one port is what a busy client does (a browser on
+        // 443), and blocking on it would cut off the protected side's own users.
+        let n = proven.ports;
+        let counts = Counts {
+            n,
+            rejects: 0,
+            answered: n,
+        };
+        let level = self.s.level(Shape::Scan, Technique::Syn, counts);
+        let (action, block) = self.s.action(level, src, true);
+        if block.is_none() || level <= source.proof.level {
+            return Vec::new();
+        }
+        source.proof.level = level;
+        vec![ScanAlert {
+            scanner: flow.src,
+            group: source_group(src),
+            scan_type: ScanType::new(Shape::Scan, false),
+            technique: Technique::Syn,
+            targets: vec![flow.dst],
+            ntargets: 1,
+            proto: proto::TCP,
+            ports: source.proof.port_range(flow.dst),
+            nports: n as usize,
+            probes: u64::from(n),
+            rejects: 0,
+            kinds: vec![ProbeKind::Syn],
+            level,
+            action,
+            block,
+        }]
     }
 
     /// [`ScanInput::Closed`]: leaves a tombstone; a SYN/ACK-answered SYN that never completed
@@ -318,7 +372,7 @@ impl ScanDetector {
         if flow.proto != proto::TCP || !self.s.counts(flow.src, flow.dst, flow.dport) {
             return Vec::new();
         }
-        let src = flow.src;
+        let src = self.s.source(flow.src);
         let key = Key::answered(flow);
         let mut shard = self.shard(src);
         let Some(source) = shard.sources.get_mut(&src) else {
@@ -371,9 +425,10 @@ impl ScanDetector {
             } = source.summary(key, shape);
             let ntargets = targets.len();
             targets.truncate(MAX_LISTED_TARGETS);
-            let (action, block) = self.s.action(level, src);
+            // Forgeable evidence: reported, never blocked on (`proof`).
+            let (action, block) = self.s.action(level, src, false);
             alerts.push(ScanAlert {
-                scanner: src,
+                scanner: source.addr,
                 group: source_group(src),
                 scan_type: ScanType::new(shape, filtered),
                 technique: key.tech,

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::input::{ProbeKind, Shape, Technique};
+use super::proof::Proof;
 use crate::proto;
 use crate::time::Timestamp;
 use crate::verdict::Flow;
@@ -200,8 +201,12 @@ pub(super) struct Source {
     pub(super) marks: HashMap<(Shape, Technique), Mark>,
     /// When it was last seen probing.
     pub(super) last_seen: Timestamp,
+    /// The address it last probed from (one of its source's: an IPv6 /64 has many).
+    pub(super) addr: IpAddr,
     /// Earliest time the timer has something to do for this source.
     pub(super) next_due: Timestamp,
+    /// Completed handshakes: what may block it.
+    pub(super) proof: Proof,
 }
 
 impl Source {
@@ -213,7 +218,9 @@ impl Source {
             tallies: Tallies::default(),
             marks: HashMap::new(),
             last_seen: now,
+            addr: IpAddr::from([0u8; 4]),
             next_due: now,
+            proof: Proof::default(),
         }
     }
 
@@ -404,14 +411,23 @@ impl Shard {
         let nth = (ages.len() / 8).min(ages.len() - 1);
         let (_, cutoff, _) = ages.select_nth_unstable(nth);
         let cutoff = *cutoff;
-        let mut freed = 0;
-        self.sources.retain(|ip, s| {
-            let keep = *ip == src || s.last_seen > cutoff;
-            if !keep {
-                freed += s.records.len();
+        // Sources holding proof (completed handshakes, what blocks) go last: a spray of forged
+        // sources must not wipe a real scanner's record.
+        for spare_proof in [true, false] {
+            let mut freed = 0;
+            let before = self.sources.len();
+            self.sources.retain(|ip, s| {
+                let keep =
+                    *ip == src || s.last_seen > cutoff || (spare_proof && !s.proof.is_empty());
+                if !keep {
+                    freed += s.records.len();
+                }
+                keep
+            });
+            self.records -= freed;
+            if self.sources.len() < before {
+                return;
             }
-            keep
-        });
-        self.records -= freed;
+        }
     }
 }

@@ -305,8 +305,36 @@ def craft_years():
     return c
 
 
+def craft_reuse():
+    """Port reuse: a new SYN (random-looking ISN, window scaling, SACK) on a tuple whose old
+    connection is half closed (FIN_WAIT, CLOSE_WAIT, LAST_ACK). Linux ignores the SYN and
+    resynchronises on the SYN/ACK that answers it, keeping the SYN's options."""
+    c = Capture("crafted-reuse.pcap")
+    ws = SYN_OPTS + [("SAckOK", b""), ("WScale", 7)]
+    for n, (cisn, new_isn) in enumerate([(1000, 3_000_000_000), (2000, 500), (3000, 2_000_000)]):
+        C, S = 40700 + n, 80
+        handshake(c, C, S, cisn=cisn, sisn=5000)
+        c.tcp(True, C, S, "FA", seq=cisn + 1, ack=5001, comment="client FIN (FIN_WAIT)")
+        if n >= 1:
+            c.tcp(False, S, C, "A", seq=5001, ack=cisn + 2, comment="server ACKs it (CLOSE_WAIT)")
+        if n == 2:
+            c.tcp(False, S, C, "FA", seq=5001, ack=cisn + 2, comment="server FIN (LAST_ACK)")
+        c.tcp(True, C, S, "S", seq=new_isn, opts=ws, comment="new SYN on the tuple (ignored)")
+        c.tcp(False, S, C, "SA", seq=700000, ack=new_isn + 1, opts=ws,
+              comment="SYN/ACK answering it: resynchronised")
+        c.tcp(True, C, S, "A", seq=new_isn + 1, ack=700001, win=512,
+              comment="ACK, window 512 << 7")
+        # 64 KiB of data in flight: only within the window when the SYN's scale was kept
+        c.tcp(False, S, C, "PA", seq=700001, ack=new_isn + 1, payload=b"w" * 1400, win=512,
+              comment="data")
+        c.tcp(True, C, S, "A", seq=new_isn + 1, ack=701401, win=512, comment="ACK")
+        c.tcp(False, S, C, "PA", seq=701401 + 60000, ack=new_isn + 1, payload=b"x" * 1000,
+              win=512, comment="data 60000 bytes on (within 512 << 7)")
+    return c
+
+
 ALL = [craft_probes, craft_window, craft_close, craft_simopen, craft_retrans, craft_padding,
-       craft_years]
+       craft_years, craft_reuse]
 
 
 def main():

@@ -2,7 +2,12 @@
 """Crafted TCP probes through the gateway (scapy; run in the client namespace).
 
 Usage:
-  probes.py send DST DPORT BASE_SPORT OUT.json   send every probe, write what to look for
+  probes.py send DST DPORT BASE_SPORT OUT.json [WARM]
+                                                 send every probe, write what to look for;
+                                                 WARM: data segments each connection sends
+                                                 (each acknowledged) before its probe, so that
+                                                 statewall has offloaded it to the kernel
+                                                 fast path (default 0)
   probes.py lone DST DPORT BASE_SPORT OUT.json [NAME:SPORT:DPORT:SEQ:ACK ...]
                                                  only the packets of no connection (no server
                                                  needed): ack, fin, null, xmas, syn_fin, ...;
@@ -31,8 +36,9 @@ WAIT = 2
 
 
 class Prober:
-    def __init__(self, dst, dport, base):
+    def __init__(self, dst, dport, base, warm=0):
         self.dst, self.dport, self.port = dst, dport, base
+        self.warm = warm
         self.v6 = ":" in dst
         self.expect = []
 
@@ -70,6 +76,17 @@ class Prober:
             raise SystemExit(f"no SYN/ACK for source port {sport}")
         seq, ack = isn + 1, sa[TCP].seq + 1
         send(self.pkt(sport, "A", seq, ack))
+        for i in range(self.warm):
+            # Each segment waits for the server's ACK: segments each way validate the flow.
+            p = self.pkt(sport, "PA", seq, ack, b"warm %d\n" % i)
+            flt = f"tcp and src port {self.dport} and dst port {sport}"
+            got = sniff(filter=flt, timeout=WAIT, count=1,
+                        lfilter=lambda q, end=seq + len(p[Raw].load): (
+                            TCP in q and q[TCP].ack == end),
+                        started_callback=lambda p=p: send(p))
+            if not got:
+                raise SystemExit(f"no ACK for warm-up data on source port {sport}")
+            seq += len(p[Raw].load)
         return sport, seq, ack
 
     def data(self, sport, seq, ack, payload):
@@ -180,8 +197,9 @@ def check(pcap, expect):
 
 
 def main(a):
-    if len(a) == 5 and a[0] == "send":
-        expect = Prober(a[1], int(a[2]), int(a[3])).run()
+    if len(a) in (5, 6) and a[0] == "send":
+        warm = int(a[5]) if len(a) == 6 else 0
+        expect = Prober(a[1], int(a[2]), int(a[3]), warm).run()
         with open(a[4], "w") as f:
             json.dump(expect, f, indent=1)
         return 0

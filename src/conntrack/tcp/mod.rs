@@ -128,6 +128,13 @@ pub enum Step {
 mod cflag {
     /// Simultaneous open seen.
     pub const SIMOPEN: u8 = 1 << 0;
+    /// The last ignored SYN offered window scaling (Linux `last_flags`).
+    pub const LAST_WSCALE: u8 = 1 << 1;
+    /// The last ignored SYN offered SACK (Linux `last_flags`).
+    pub const LAST_SACK: u8 = 1 << 2;
+    /// The last ignored SYN's window scale (Linux `last_wscale`, at most 14) is kept in the
+    /// high four bits.
+    pub const WSCALE_SHIFT: u8 = 4;
 }
 
 /// TCP part of a connection entry.
@@ -181,6 +188,7 @@ impl TcpConn {
                 } else {
                     0
                 },
+            segments: 0,
         };
         // Until the other side speaks, its end is what this segment acknowledges.
         let reply = Peer {
@@ -196,6 +204,15 @@ impl TcpConn {
             misc: 0,
             last_end: end,
             peers: [orig, reply],
+        }
+    }
+
+    /// A connection adopted from its RST ([`crate::conntrack::Via::admitted`]): picked up as
+    /// [`TcpConn::pickup`] does, already closed.
+    pub fn pickup_reset(seg: &TcpHeader) -> TcpConn {
+        TcpConn {
+            state: TcpState::Close,
+            ..TcpConn::pickup(seg)
         }
     }
 
@@ -274,6 +291,61 @@ impl TcpConn {
         self.last_end = Seq(0);
     }
 
+    /// Whether the connection is validated for the kernel fast path: ESTABLISHED, both windows
+    /// learned from its own handshake (not picked up mid-stream, where they are liberal), and
+    /// at least `segments` segments accepted from each side since the handshake.
+    pub fn validated(&self, segments: u8) -> bool {
+        self.state == TcpState::Established
+            && self
+                .peers
+                .iter()
+                .all(|p| p.maxwin != 0 && !p.has(pflag::LIBERAL))
+            && [Dir::Original, Dir::Reply]
+                .iter()
+                .all(|d| self.established_segments(*d) >= segments)
+    }
+
+    fn established_segments(&self, dir: Dir) -> u8 {
+        self.peers[dir.idx()].segments
+    }
+
+    /// The kernel carried this connection's middle (the fast path) and statewall saw none of
+    /// it: what it knows of the windows is stale. `seg`, from `dir`, is the first segment it
+    /// sees again (a FIN, a RST, ...), which the kernel's own window check let through
+    /// (`nf_conntrack_tcp_be_liberal = 0`). Both windows are learned anew, as for a connection
+    /// picked up mid-stream but keeping the window scales and options of its handshake: the
+    /// sender's end moves forward to this segment, the receiver's to what it acknowledges, and
+    /// the receiver's window is learned from its next segment. The counts of segments since
+    /// the handshake start again.
+    pub fn resume(&mut self, dir: Dir, seg: &TcpHeader) {
+        let keep = pflag::WSCALE | pflag::SACK_PERM | pflag::LIBERAL | pflag::FIN_SENT;
+        for p in &mut self.peers {
+            *p = Peer {
+                scale: p.scale,
+                flags: p.flags & keep,
+                ..Peer::default()
+            };
+        }
+        let end = seg_end(seg);
+        let sender = &mut self.peers[dir.idx()];
+        sender.end = end;
+        sender.maxwin = (u32::from(seg.window) << sender.scale).max(1);
+        sender.maxend = end + sender.maxwin;
+        if seg.flags.ack() {
+            let receiver = &mut self.peers[dir.flip().idx()];
+            let mut acked = seg.ack;
+            if receiver.has(pflag::SACK_PERM) {
+                if let Some(edge) = seg.options.sack_right_edge.filter(|e| e.after(acked)) {
+                    acked = edge;
+                }
+            }
+            receiver.end = acked;
+            receiver.maxend = acked;
+            receiver.flags |= pflag::RESUMED;
+        }
+        self.note_last(dir, Class::of(seg.flags), seg);
+    }
+
     /// The next sequence number of each side: `(original, reply)`.
     pub fn next_seqs(&self) -> (Seq, Seq) {
         (self.peers[0].end, self.peers[1].end)
@@ -301,13 +373,20 @@ impl TcpConn {
         if class == Class::Syn && matches!(old, TcpState::TimeWait | TcpState::Close) {
             return Ok(Step::Reopen);
         }
-        self.check_closed(dir, class, seg)?;
+        // SYNs and SYN/ACKs are judged by the table (a SYN reusing the tuple of a half-closed
+        // connection is ignored, the SYN/ACK answering it resynchronises), not as data.
+        if !matches!(class, Class::Syn | Class::SynAck) {
+            self.check_closed(dir, class, seg)?;
+        }
         let mut new = match transition(dir, class, old) {
             Cell::To(s) => s,
             Cell::Invalid => return Err(invalid_reason(dir, class)),
             Cell::Ignore => {
                 if !self.resync(dir, class, seg) {
                     self.note_last(dir, class, seg);
+                    if class == Class::Syn && dir == Dir::Original {
+                        self.note_syn_options(seg);
+                    }
                     return Ok(Step::Ignore);
                 }
                 TcpState::SynRecv
@@ -332,6 +411,10 @@ impl TcpConn {
         self.note_last(dir, class, seg);
         if seg.flags.fin() {
             self.peers[dir.idx()].flags |= pflag::FIN_SENT;
+        }
+        if old == TcpState::Established && new == TcpState::Established {
+            let sender = &mut self.peers[dir.idx()];
+            sender.segments = sender.segments.saturating_add(1);
         }
         self.state = new;
         Ok(Step::Accept)
@@ -373,17 +456,39 @@ impl TcpConn {
         if !acks_ignored_syn {
             return false;
         }
-        // The ignored SYN's window is not kept (entries stay small): the window grows from
-        // the next segments, as the check's lower bound only needs it to be non-zero.
+        // The ignored SYN's window scale and SACK-permitted are kept (Linux's `last_wscale`,
+        // `last_flags`); its window is not (entries stay small): the window grows from the
+        // next segments, as the check's lower bound only needs it to be non-zero.
+        let mut flags = 0;
+        if self.misc & cflag::LAST_WSCALE != 0 {
+            flags |= pflag::WSCALE;
+        }
+        if self.misc & cflag::LAST_SACK != 0 {
+            flags |= pflag::SACK_PERM;
+        }
         self.peers[last_dir.idx()] = Peer {
             end: self.last_end,
             maxend: self.last_end,
             maxwin: 1,
+            scale: self.misc >> cflag::WSCALE_SHIFT,
+            flags,
             ..Peer::default()
         };
         self.peers[dir.idx()] = Peer::default();
         self.state = TcpState::SynSent;
         true
+    }
+
+    /// Keeps the options of an ignored SYN for a resynchronisation on its SYN/ACK.
+    fn note_syn_options(&mut self, seg: &TcpHeader) {
+        let mut misc = self.misc & cflag::SIMOPEN;
+        if let Some(shift) = seg.options.wscale {
+            misc |= cflag::LAST_WSCALE | (shift.min(14) << cflag::WSCALE_SHIFT);
+        }
+        if seg.options.sack_permitted {
+            misc |= cflag::LAST_SACK;
+        }
+        self.misc = misc;
     }
 
     fn note_last(&mut self, dir: Dir, class: Class, seg: &TcpHeader) {

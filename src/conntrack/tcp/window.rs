@@ -38,6 +38,11 @@ pub(super) mod pflag {
     /// (its first segment seen was a retransmission): an ACK of the other side beyond `end`,
     /// by at most that side's window, moves `end` up once instead of being invalid.
     pub const LAGGING: u8 = 1 << 6;
+    /// This side's `end` is only a lower bound, what the other side acknowledged when the
+    /// connection came back from the kernel fast path (it may have sent more that statewall
+    /// never saw): an ACK beyond it, within the window the other side advertised, moves it
+    /// forward, until this side sends a segment itself.
+    pub const RESUMED: u8 = 1 << 7;
 }
 
 /// What one side has sent, as far as the other side's window goes.
@@ -56,6 +61,9 @@ pub(super) struct Peer {
     pub(super) scale: u8,
     /// [`pflag`] bits.
     pub(super) flags: u8,
+    /// Segments accepted from this side in ESTABLISHED since the handshake or the return from
+    /// the fast path (saturating; the fast path waits for a few each way). In what was padding.
+    pub(super) segments: u8,
 }
 
 impl Peer {
@@ -85,6 +93,20 @@ pub(super) fn seg_end(seg: &TcpHeader) -> Seq {
     seg.seq + seg.payload_len + u32::from(seg.flags.syn()) + u32::from(seg.flags.fin())
 }
 
+/// A segment of a connection picked up mid-stream (window scale unknown) that broke a bound:
+/// passed, and the ends widened to what it shows.
+fn liberal_learn(sender: &mut Peer, receiver: &mut Peer, end: Seq, sack: Seq) -> Window {
+    sender.maxwin = sender.maxwin.max(end - sender.end);
+    if end.after(sender.end) {
+        sender.end = end;
+        sender.maxend = end + sender.maxwin;
+    }
+    if sack.after(receiver.end) {
+        receiver.end = sack;
+    }
+    Window::Accept
+}
+
 /// Outcome of the window check.
 pub(super) enum Window {
     Accept,
@@ -93,6 +115,33 @@ pub(super) enum Window {
 }
 
 impl TcpConn {
+    /// Whether `dir`'s side may have sent a segment starting at `seq`: what an ICMP error
+    /// quoting such a segment must show (pf's check in `pf_test_state_icmp`). The segment
+    /// starts at most at the highest sequence number the receiver allowed, and at least the
+    /// largest window the receiver advertised below the sender's end (a segment in flight or
+    /// retransmitted). A side that has sent nothing has nothing to be quoted.
+    pub fn may_have_sent(&self, dir: Dir, seq: Seq) -> bool {
+        let [orig, reply] = &self.peers;
+        let (sender, receiver) = match dir {
+            Dir::Original => (orig, reply),
+            Dir::Reply => (reply, orig),
+        };
+        if sender.maxwin == 0 {
+            return false;
+        }
+        let lowest = sender.end - receiver.maxwin.max(1);
+        !seq.before(lowest) && !seq.after(sender.maxend)
+    }
+
+    /// A later fragment of a segment `dir`'s side sent passed: the segment reaches `end`.
+    pub fn extend_sent(&mut self, dir: Dir, end: Seq) {
+        let sender = &mut self.peers[dir as usize];
+        if end.after(sender.end) {
+            sender.end = end;
+            sender.flags |= pflag::UNACKED;
+        }
+    }
+
     /// The van Rooij window check (Linux `tcp_in_window`), learning from valid segments.
     pub(super) fn in_window(&mut self, dir: Dir, state: TcpState, seg: &TcpHeader) -> Window {
         let [orig, reply] = &mut self.peers;
@@ -127,7 +176,9 @@ impl TcpConn {
                     return Window::Accept;
                 }
             } else {
-                // First segment from this side of a connection picked up mid-stream.
+                // First segment from this side of a connection picked up mid-stream (or back
+                // from the fast path).
+                sender.flags &= !pflag::RESUMED;
                 sender.end = end;
                 let swin = win << sender.scale;
                 sender.maxwin = swin.max(1);
@@ -142,11 +193,18 @@ impl TcpConn {
             }
         } else if f.syn()
             && end.after(sender.end)
-            && ((state == TcpState::SynSent && dir == Dir::Original)
-                || (state == TcpState::SynRecv && dir == Dir::Reply))
+            && matches!(state, TcpState::SynSent | TcpState::SynRecv)
         {
-            // RFC 9293: a reinitialised TCP may reuse the tuple with a higher ISN.
+            // RFC 9293: a reinitialised TCP may reuse the tuple with a higher ISN; its
+            // retransmitted SYN (or SYN/ACK) may differ in sequence number and options.
             sender.init_from_syn(seg, end);
+            if dir == Dir::Reply && !(sender.has(pflag::WSCALE) && receiver.has(pflag::WSCALE)) {
+                sender.scale = 0;
+                receiver.scale = 0;
+            }
+            if dir == Dir::Reply && !f.ack() {
+                return Window::Accept;
+            }
         }
 
         if !f.ack() || (f.rst() && ack == Seq(0)) {
@@ -154,20 +212,20 @@ impl TcpConn {
             ack = receiver.end;
             sack = ack;
         }
-        if seq == end && !f.rst() {
-            // No data: only the ACK is checked (keepalives with seq = next - 1 land here).
+        if f.rst() && seq == Seq(0) && state == TcpState::SynSent {
+            // A RST answering the SYN.
             seq = sender.end;
             end = seq;
         }
 
+        if receiver.has(pflag::RESUMED) && sack.after(receiver.end) && !sack.after(receiver.maxend)
+        {
+            // Back from the fast path: the receiver sent data statewall did not see (the kernel
+            // forwarded it). It fit in the window this side advertised (`receiver.maxend`, from
+            // this side's segments since the resume), so an ACK beyond that is still unsent data.
+            receiver.end = sack;
+        }
         let liberal = sender.has(pflag::LIBERAL);
-        if !seq.before(sender.maxend + 1) && !liberal {
-            return Window::Invalid(DropReason::SeqAboveWindow);
-        }
-        if !end.after(sender.end - receiver.maxwin - 1) {
-            // Already acknowledged data retransmitted.
-            return Window::Ignore;
-        }
         let max_ack_window = sender.maxwin.max(MAX_ACK_WINDOW);
         if !sack.before(receiver.end + 1) && receiver.has(pflag::LAGGING) {
             // An adopted connection whose receiver was first seen retransmitting: the ACK
@@ -178,31 +236,48 @@ impl TcpConn {
             }
             receiver.flags &= !pflag::LAGGING;
         }
-        if !sack.before(receiver.end + 1) && !liberal {
-            return Window::Invalid(DropReason::AckUnsentData);
+        let ack_ok = sack.after(receiver.end - max_ack_window - 1);
+        if !seq.before(sender.maxend + 1) {
+            // I fails: the segment starts beyond what the receiver allowed.
+            let overshot = (end - sender.maxend).wrapping_add(1);
+            let in_recv_win = receiver.maxwin != 0 && end.after(sender.end - receiver.maxwin - 1);
+            if in_recv_win && ack_ok && overshot <= receiver.maxwin && sack.before(receiver.end + 1)
+            {
+                // Linux's work-around for TCPs that send more than the receiver's window
+                // allows: passed without learning, except that the sender's end moves, so the
+                // receiver's ACK of these bytes is valid.
+                if !liberal {
+                    sender.end = end;
+                    sender.flags |= pflag::UNACKED;
+                    return Window::Ignore;
+                }
+            } else if !liberal {
+                return Window::Invalid(DropReason::SeqAboveWindow);
+            }
+            return liberal_learn(sender, receiver, end, sack);
         }
-        if !sack.after(receiver.end - max_ack_window - 1) {
-            // An overly delayed ACK: a segment sent before later ACKs, reordered behind them.
-            // Nothing is learned from its ACK, but new data it carries passed the sequence
-            // checks and the receiver will acknowledge it: remember where it ends.
+        if !sack.before(receiver.end + 1) {
+            // III fails: it acknowledges data never sent.
+            if !liberal {
+                return Window::Invalid(DropReason::AckUnsentData);
+            }
+            return liberal_learn(sender, receiver, end, sack);
+        }
+        if receiver.maxwin != 0 && !end.after(sender.end - receiver.maxwin - 1) {
+            // II fails: already acknowledged data retransmitted.
+            return Window::Ignore;
+        }
+        if !ack_ok {
+            // IV fails: an overly delayed ACK, a segment sent before later ACKs and reordered
+            // behind them. Nothing is learned from its ACK; but new data it carries passed the
+            // sequence checks and the receiver will acknowledge it: its end is remembered
+            // (Linux ignores it whole, and then calls that ACK invalid).
             if end.after(sender.end) && !f.rst() {
                 sender.end = end;
                 sender.flags |= pflag::UNACKED;
                 return Window::Accept;
             }
             return Window::Ignore;
-        }
-        if liberal && (!seq.before(sender.maxend + 1) || sack.after(receiver.end)) {
-            // Picked-up connection with an unknown window scale: pass, widen, learn the ends.
-            sender.maxwin = sender.maxwin.max(end - sender.end);
-            if end.after(sender.end) {
-                sender.end = end;
-                sender.maxend = end + sender.maxwin;
-            }
-            if sack.after(receiver.end) {
-                receiver.end = sack;
-            }
-            return Window::Accept;
         }
 
         let win = if f.syn() { win } else { win << sender.scale };

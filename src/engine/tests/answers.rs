@@ -2,6 +2,8 @@
 //! connections, the rate limits, the `[probes]` mode and the rule file's `probes` line, and
 //! the RSTs of a recheck on reload.
 
+use std::net::IpAddr;
+
 use super::*;
 use crate::packet::Seq;
 use crate::ratelimit::ProbesConfig;
@@ -138,4 +140,82 @@ fn recheck_revokes_connections_the_new_rules_refuse() {
         2,
         DropReason::Revoked,
     );
+}
+
+#[test]
+fn recheck_judges_flows_as_they_opened_without_spending_limits() {
+    for p in LABS {
+        let e = engine();
+        for port in 0..8 {
+            accept(
+                &e,
+                &p.ports(41000 + port, 80).tcp(C, SYN, 100, 0).build(),
+                0,
+            );
+        }
+        accept(&e, &echo(p, C, true), 0);
+        let rules = "policy drop\nallow tcp to any port 80 limit 5/m burst 5\n\
+                     allow icmp type echo-request\nallow icmpv6 type echo-request\n";
+        let new = crate::rules::load_str("t.rules", rules)
+            .expect("rules")
+            .policy;
+        // Eight open connections, a limit of five new ones: none is revoked, and the echo
+        // flow matches its type rule.
+        assert_eq!(e.recheck(&new, Timestamp::from_secs(1)).revoked, 0, "{p:?}");
+        assert_eq!(e.recheck(&new, Timestamp::from_secs(1)).revoked, 0, "{p:?}");
+        // The new rules' tokens are all there for new connections.
+        let new = Arc::new(new);
+        e.set_policy(Arc::clone(&new));
+        let admitted = (0..8)
+            .filter(|port| {
+                let syn = p.ports(42000 + port, 80).tcp(C, SYN, 100, 0).build();
+                run(&e, &syn, 1).accepted()
+            })
+            .count();
+        assert_eq!(admitted, 5, "{p:?}");
+        // An echo flow is revoked by rules that allow only other ICMP types.
+        let other =
+            "policy drop\nallow tcp\nallow icmp type echo-reply\nallow icmpv6 type echo-reply\n";
+        let other = crate::rules::load_str("t.rules", other)
+            .expect("rules")
+            .policy;
+        assert_eq!(
+            e.recheck(&other, Timestamp::from_secs(1)).revoked,
+            1,
+            "{p:?}"
+        );
+    }
+}
+
+#[test]
+fn recheck_rsts_stay_within_the_answer_limits() {
+    for p in LABS {
+        let config = EngineConfig {
+            probes: ProbesConfig {
+                burst: 10,
+                per_source_burst: 6,
+                ..ProbesConfig::default()
+            },
+            ..Default::default()
+        };
+        let e = Engine::new(config);
+        for port in 0..50 {
+            let q = p.ports(43000 + port, 80);
+            accept(&e, &q.tcp(C, SYN, 100, 0).build(), 0);
+            accept(&e, &q.tcp(S, SYN | ACK, 900, 101).build(), 0);
+            accept(&e, &q.tcp(C, ACK, 101, 901).build(), 0);
+        }
+        let cut = crate::rules::load_str("t.rules", "policy reject\n").expect("rules");
+        let r = e.recheck(&cut.policy, Timestamp::from_secs(1));
+        assert_eq!(r.revoked, 50);
+        // Both ends are one source each: six RSTs to each, and ten in all.
+        let to = |ip: IpAddr| {
+            r.actions
+                .iter()
+                .filter(|a| matches!(a, Action::SendRst(rst) if rst.dst == ip))
+                .count()
+        };
+        assert_eq!(r.actions.len(), 10, "{p:?}");
+        assert!(to(p.client) <= 6 && to(p.server) <= 6, "{p:?}");
+    }
 }

@@ -1,9 +1,9 @@
 //! Engine scenarios: whole packets through [`Engine::process`], IPv4 and IPv6, built by the
 //! shared packet factory ([`crate::testing`]). By topic: `tcp` (connections and their
-//! lifetime), `datagrams` (UDP, ICMP, other protocols, fragments), `limits` (a full table, the
-//! per-source limit), `pickup` (adopting flows after a restart), `answers` (probes, rejects,
-//! rate limits, recheck), `events` (scan alerts, blocks, rule log lines), `drops` (drop lines
-//! and their limits).
+//! lifetime), `datagrams` (UDP, ICMP, other protocols), `fragments` (datagrams seen
+//! unreassembled), `limits` (a full table, the per-source limit), `pickup` (adopting flows
+//! after a restart), `answers` (probes, rejects, rate limits, recheck), `events` (scan alerts,
+//! blocks, rule log lines), `drops` (drop lines and their limits).
 
 use super::*;
 use crate::conntrack::TcpState;
@@ -13,7 +13,10 @@ mod answers;
 mod datagrams;
 mod drops;
 mod events;
+mod fragments;
 mod limits;
+mod offload;
+mod operator;
 mod pickup;
 mod tcp;
 

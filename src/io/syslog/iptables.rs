@@ -449,6 +449,8 @@ mod tests {
                 in_iface: Some("g0"),
                 out_iface: Some("g1"),
                 mac: Some(mac),
+                fastpath: false,
+                admitted: false,
             };
             let pkt = Packet::decode(&ip, &meta).expect("the capture decodes");
             let mut line = String::new();

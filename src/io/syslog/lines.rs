@@ -47,26 +47,30 @@ pub fn severity(event: &Event) -> Severity {
     match event {
         Event::RuleMatch(_) | Event::Drop(_) => Severity::Notice,
         Event::Scan(_) | Event::Block(_) | Event::Suppressed(_) => Severity::Warning,
+        Event::New(_) | Event::Destroy(_) => Severity::Info,
     }
 }
 
 /// The syslog body of an event, with the default prefixes.
-pub fn body(event: &Event) -> String {
+pub fn body(event: &Event) -> Option<String> {
     render(event, &Prefixes::default())
 }
 
-/// The syslog body of an event, packet lines with `prefixes`.
-pub fn render(event: &Event, prefixes: &Prefixes) -> String {
-    match event {
+/// The syslog body of an event, packet lines with `prefixes`; `None` for the events syslog
+/// does not carry: connection events, and drops whose line is not due (`[syslog] drops`,
+/// the drop-line rate limits), which only the event stream shows.
+pub fn render(event: &Event, prefixes: &Prefixes) -> Option<String> {
+    Some(match event {
         Event::RuleMatch(m) => rule_line(m),
         Event::Scan(alert) => alert.body(),
         Event::Block(ev) => block_line(ev),
-        Event::Drop(d) => drop_line(d, prefixes),
+        Event::Drop(d) if d.line => drop_line(d, prefixes),
         Event::Suppressed(s) => KvLine::new("SUPPRESSED")
             .kv("lines", s.lines)
             .kv("seconds", s.seconds)
             .finish(),
-    }
+        Event::Drop(_) | Event::New(_) | Event::Destroy(_) => return None,
+    })
 }
 
 /// `PREFIX` + the packet's fields + `REASON=…`.
@@ -162,6 +166,10 @@ fn block_line(ev: &BlockEvent) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn line(event: &Event) -> String {
+        body(event).expect("a syslog line")
+    }
     use crate::event::LoggedPacket;
     use crate::packet::{Packet, PacketMeta};
     use crate::rules::{RuleAction, RuleInfo};
@@ -185,12 +193,12 @@ mod tests {
             reason: "portscan".into(),
         };
         assert_eq!(
-            body(&Event::Block(block)),
+            line(&Event::Block(block)),
             "BLOCK SRC=198.51.100.2 GROUP=198.51.100.2/32 ttl=600 level=1 reason=portscan"
         );
         let expire = Event::Block(BlockEvent::Expire { src, net, level: 1 });
         assert_eq!(
-            body(&expire),
+            line(&expire),
             "EXPIRE SRC=198.51.100.2 GROUP=198.51.100.2/32 level=1"
         );
         assert_eq!(severity(&expire), Severity::Warning);
@@ -199,7 +207,7 @@ mod tests {
             net: "198.51.100.0/24".parse().expect("net"),
         });
         assert_eq!(
-            body(&unblock),
+            line(&unblock),
             "UNBLOCK SRC=198.51.100.2 GROUP=198.51.100.0/24"
         );
         let unblock = Event::Block(BlockEvent::Unblock {
@@ -207,7 +215,7 @@ mod tests {
             net: "2001:db8:bad::/64".parse().expect("net"),
         });
         assert_eq!(
-            body(&unblock),
+            line(&unblock),
             "UNBLOCK SRC=2001:db8:bad::7 GROUP=2001:db8:bad::/64"
         );
     }
@@ -245,7 +253,7 @@ mod tests {
         };
         let ev = Event::RuleMatch(m.clone());
         assert_eq!(
-            body(&ev),
+            line(&ev),
             "RULE action=drop rule=t.rules:2 label=\"dns \\\"out\\\"\" IN=g0 OUT=g1 MAC= \
              SRC=198.51.100.2 DST=203.0.113.2 LEN=29 TOS=0x00 PREC=0x00 TTL=64 ID=4321 DF \
              PROTO=UDP SPT=5353 DPT=53 LEN=9 REASON=policy_drop"
@@ -257,7 +265,7 @@ mod tests {
             packet: LoggedPacket::of(&pkt, &PacketMeta::default()),
         };
         assert_eq!(
-            body(&Event::RuleMatch(allowed)),
+            line(&Event::RuleMatch(allowed)),
             "RULE action=allow rule=t.rules:2 IN= OUT= SRC=198.51.100.2 DST=203.0.113.2 \
              LEN=29 TOS=0x00 PREC=0x00 TTL=64 ID=4321 DF PROTO=UDP SPT=5353 DPT=53 LEN=9"
         );
@@ -285,28 +293,39 @@ mod tests {
         let drop = Event::Drop(DropEvent {
             reason: DropReason::TcpXmas,
             packet: probe(0x29),
+            line: true,
         });
         let expected = "DROP IN=eth0 OUT= MAC=02:00:00:00:00:01:02:00:00:00:00:02:08:00 \
                         SRC=198.51.100.2 DST=203.0.113.2 LEN=40 TOS=0x00 PREC=0x00 TTL=64 ID=54321 \
                         DF PROTO=TCP SPT=40000 DPT=22 WINDOW=1024 RES=0x00 URG PSH FIN URGP=0 \
                         REASON=tcp_xmas";
-        assert_eq!(body(&drop), expected);
+        assert_eq!(line(&drop), expected);
         assert_eq!(severity(&drop), Severity::Notice);
         let reject = Event::Drop(DropEvent {
             reason: DropReason::PolicyReject,
             packet: probe(0x02),
+            line: true,
         });
         let prefixes = Prefixes {
             drop: "sw-drop: ".into(),
             reject: "sw-reject: ".into(),
         };
-        let line = render(&reject, &prefixes);
+        let line = render(&reject, &prefixes).expect("a line");
         assert!(line.starts_with("sw-reject: IN=eth0 OUT= MAC="), "{line}");
         assert!(
             line.ends_with(" RES=0x00 SYN URGP=0 REASON=policy_reject"),
             "{line}"
         );
-        assert!(render(&drop, &prefixes).starts_with("sw-drop: IN=eth0 "));
+        assert!(render(&drop, &prefixes)
+            .expect("a line")
+            .starts_with("sw-drop: IN=eth0 "));
+        // A drop only the event stream wants has no line.
+        let streamed = Event::Drop(DropEvent {
+            reason: DropReason::NoConnection,
+            packet: probe(0x10),
+            line: false,
+        });
+        assert_eq!(body(&streamed), None);
     }
 
     #[test]
@@ -315,7 +334,7 @@ mod tests {
             lines: 118,
             seconds: 5,
         });
-        assert_eq!(body(&ev), "SUPPRESSED lines=118 seconds=5");
+        assert_eq!(line(&ev), "SUPPRESSED lines=118 seconds=5");
         assert_eq!(severity(&ev), Severity::Warning);
     }
 }

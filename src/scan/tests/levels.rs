@@ -50,16 +50,33 @@ fn block_action_from_block_level() {
         ..Default::default()
     };
     let d = det(cfg.clone());
-    let alerts = scan(&d, ProbeKind::Fin, 1..=15, 0);
-    assert_eq!(alerts.len(), 2);
-    assert_eq!(
-        (alerts[0].action, alerts[0].block),
-        (AlertAction::Rst, None)
-    );
-    assert_eq!(alerts[1].action, AlertAction::Block);
-    assert_eq!(alerts[1].block, Some("198.51.100.0/24".parse().unwrap()));
+    // Forgeable evidence never blocks, whatever its level.
+    let alerts = scan(&d, ProbeKind::Fin, 1..=60, 0);
+    assert_eq!(alerts.len(), 3);
+    assert!(alerts
+        .iter()
+        .all(|a| (a.action, a.block) == (AlertAction::Rst, None)));
+    // Completed handshakes to as many ports as a level-2 alert needs (3 × 15) do.
+    let (client, server) = (ip(SCANNER), ip(TARGET));
+    let mut alerts = Vec::new();
+    for port in 1..=45u16 {
+        let syn = probe_flow(ProbeKind::Syn, (client, 40000 + port), (server, port));
+        alerts.extend(d.on_input(ms(100), syn));
+        alerts.extend(d.on_input(ms(101), reply(client, server, 6, port)));
+        alerts.extend(d.on_input(ms(102), established(client, server, port)));
+        if port < 45 {
+            assert!(
+                alerts.iter().all(|a| a.block.is_none()),
+                "{port}: {alerts:?}"
+            );
+        }
+    }
+    let alerts: Vec<_> = alerts.into_iter().filter(|a| a.block.is_some()).collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!((alerts[0].level, alerts[0].action), (2, AlertAction::Block));
+    assert_eq!(alerts[0].block, Some("198.51.100.0/24".parse().unwrap()));
     let list = cfg.blocklist().unwrap();
-    let a = &alerts[1];
+    let a = &alerts[0];
     let net = a.block.unwrap();
     assert!(list
         .block(a.scanner, net, a.scan_type.name(), ms(0))

@@ -1,5 +1,5 @@
 //! What must not count: completed connections, retries, late segments of closed connections
-//! (tombstones), servers' late replies, allow lists.
+//! (tombstones: servers' late replies too), allow lists.
 
 use super::*;
 
@@ -94,16 +94,29 @@ fn tombstones_are_bounded() {
 }
 
 #[test]
-fn late_replies_from_service_ports_are_not_probes() {
+fn late_replies_are_known_by_their_connection_not_their_source_port() {
+    // A server's late ACKs to the client ports of connections that ended are hidden by the
+    // tombstones those connections left (expiry leaves them too).
     let d = medium();
-    let server = ip(TARGET);
+    let (client, server) = (ip(SCANNER), ip(TARGET));
+    for p in 40000..40050u16 {
+        d.on_input(ms(0), closed((client, p), (server, 443)));
+    }
     let alerts: Vec<_> = (40000..40050u16)
         .flat_map(|p| {
-            let ack = probe_flow(ProbeKind::Ack, (server, 443), (ip(SCANNER), p));
-            d.on_input(ms(0), ack)
+            let ack = probe_flow(ProbeKind::Ack, (server, 443), (client, p));
+            d.on_input(ms(1_000), ack)
         })
         .collect();
-    assert!(alerts.is_empty());
+    assert!(alerts.is_empty(), "{alerts:?}");
+    // `nmap -sA -g 80` (or -sF, -sM): probes from a service port to the high ports are seen.
+    for kind in [ProbeKind::Ack, ProbeKind::Fin, ProbeKind::Maimon] {
+        let d = medium();
+        let alerts: Vec<_> = (1024..1100u16)
+            .flat_map(|p| d.on_input(ms(0), probe_flow(kind, (client, 80), (server, p))))
+            .collect();
+        assert!(!alerts.is_empty(), "{kind:?} from port 80 went unseen");
+    }
 }
 
 #[test]
@@ -134,4 +147,33 @@ fn allowlists() {
     )
     .is_empty());
     assert_eq!(scan(&d, ProbeKind::Fin, [104], 10).len(), 1);
+}
+
+#[test]
+fn a_busy_client_is_never_blocked() {
+    // Blocking on, lowest level: 200 hosts on 443 and 1000 connections to one port, all
+    // completed within the window. Many hosts on one port is no proof of a scan.
+    let d = det(ScanConfig {
+        block: true,
+        block_level: 1,
+        ..Default::default()
+    });
+    let client = ip("10.0.0.5");
+    let mut alerts = Vec::new();
+    for i in 0..200u16 {
+        let server = IpAddr::from([192, 0, 2, (i % 250) as u8]);
+        let server = if i < 250 { server } else { ip(TARGET) };
+        let syn = probe_flow(ProbeKind::Syn, (client, 40000 + i), (server, 443));
+        alerts.extend(d.on_input(ms(u64::from(i)), syn));
+        alerts.extend(d.on_input(ms(u64::from(i) + 30), reply(client, server, 6, 443)));
+        alerts.extend(d.on_input(ms(u64::from(i) + 31), established(client, server, 443)));
+    }
+    for sport in 0..1000u16 {
+        let syn = probe_flow(ProbeKind::Syn, (client, 20000 + sport), (ip(TARGET), 8443));
+        alerts.extend(d.on_input(ms(500), syn));
+        alerts.extend(d.on_input(ms(530), reply(client, ip(TARGET), 6, 8443)));
+        alerts.extend(d.on_input(ms(531), established(client, ip(TARGET), 8443)));
+    }
+    alerts.extend(d.on_timer(ms(10_000)));
+    assert!(alerts.is_empty(), "{alerts:?}");
 }

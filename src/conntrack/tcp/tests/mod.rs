@@ -115,6 +115,7 @@ fn conn_time_wait() -> TcpConn {
 
 mod closing;
 mod established;
+mod linux;
 mod opening;
 
 mod flags {
