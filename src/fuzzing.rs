@@ -185,6 +185,7 @@ fn sink_event(e: &crate::event::Event) {
             tag: "statewall",
             pid: 1,
             pen: 32473,
+            zone: &crate::time::Zone::UTC,
         };
         let line = format_line(
             &h,

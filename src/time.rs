@@ -1,5 +1,6 @@
 //! Time as the engine sees it: a monotonic timestamp handed in by the caller; and the one
-//! conversion from Unix seconds to a UTC calendar date, for the outputs that print dates.
+//! conversion from Unix seconds to a calendar date, for the outputs that print dates: in UTC,
+//! or in a [`Zone`] (RFC 3164 syslog lines are local time).
 //!
 //! The engine never reads a clock. The daemon passes the time elapsed since it started; replay
 //! passes capture timestamps; tests pass whatever they like.
@@ -131,7 +132,53 @@ impl Tick {
     }
 }
 
-/// A UTC calendar date and time of day (syslog timestamps, `statewall status`).
+/// A time zone: the offset from UTC at each instant, DST included.
+///
+/// The system's zone is read as the C library would, but in pure Rust (jiff): `TZ` first (a
+/// name under /usr/share/zoneinfo, a `:/path`, or a POSIX rule such as `EST5EDT,M3.2.0,M11.1.0`),
+/// else the TZif file /etc/localtime. Nothing calls `localtime_r`/`tzset`, which read the
+/// environment without a lock and are not sound beside other threads (the `time` crate
+/// refuses local offsets in multi-threaded processes for that reason). jiff caches the system
+/// zone and looks again every 5 minutes, so a `timedatectl set-timezone` is picked up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Zone(jiff::tz::TimeZone);
+
+impl Zone {
+    /// Coordinated Universal Time.
+    pub const UTC: Zone = Zone(jiff::tz::TimeZone::UTC);
+
+    /// The system's zone (`TZ`, else /etc/localtime), or why there is none.
+    pub fn system() -> Result<Zone, String> {
+        jiff::tz::TimeZone::try_system()
+            .map(Zone)
+            .map_err(|e| e.to_string())
+    }
+
+    /// A zone from the contents of a TZif file (as in /usr/share/zoneinfo).
+    pub fn tzif(name: &str, data: &[u8]) -> Result<Zone, String> {
+        jiff::tz::TimeZone::tzif(name, data)
+            .map(Zone)
+            .map_err(|e| e.to_string())
+    }
+
+    /// A zone from a POSIX `TZ` rule, e.g. `EST5EDT,M3.2.0,M11.1.0`.
+    pub fn posix(rule: &str) -> Result<Zone, String> {
+        jiff::tz::TimeZone::posix(rule)
+            .map(Zone)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The zone's offset from UTC at `unix_secs`, in seconds (east positive).
+    pub fn offset_secs(&self, unix_secs: u64) -> i32 {
+        let at = i64::try_from(unix_secs)
+            .ok()
+            .and_then(|s| jiff::Timestamp::from_second(s).ok());
+        // Past jiff's range (year 9999): no offset rather than a panic.
+        at.map_or(0, |t| self.0.to_offset(t).seconds())
+    }
+}
+
+/// A calendar date and time of day, UTC or local (syslog timestamps, `statewall status`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Civil {
     /// Year.
@@ -173,6 +220,15 @@ impl Civil {
         }
     }
 
+    /// Seconds since the Unix epoch to the date and time of day in `zone` at that instant.
+    pub fn from_unix_in(secs: u64, zone: &Zone) -> Civil {
+        let local = i64::try_from(secs)
+            .unwrap_or(i64::MAX)
+            .saturating_add(i64::from(zone.offset_secs(secs)));
+        // Before the epoch (the first hours of 1970 east of Greenwich): the epoch.
+        Civil::from_unix(u64::try_from(local).unwrap_or(0))
+    }
+
     /// Three-letter English month name (`Jan`..`Dec`), as RFC 3164 writes it.
     pub fn month_abbrev(&self) -> &'static str {
         const MONTHS: [&str; 12] = [
@@ -192,7 +248,7 @@ impl Civil {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -231,6 +287,51 @@ mod tests {
         let c = Civil::from_unix(1_795_550_042);
         assert_eq!(c.rfc3339(), "2026-11-24T19:54:02Z");
         assert_eq!(c.month_abbrev(), "Nov");
+    }
+
+    /// America/New_York from tzdata 2025b.
+    pub(crate) fn new_york() -> Zone {
+        let data = include_bytes!("../tests/zoneinfo/America/New_York");
+        Zone::tzif("America/New_York", data).expect("TZif")
+    }
+
+    /// Local time across 2026's two DST changes in New York (TZif file and POSIX rule), and
+    /// a zone a half hour off.
+    #[test]
+    fn local_dates_follow_the_zone_across_dst() {
+        let rule = Zone::posix("EST5EDT,M3.2.0,M11.1.0").expect("rule");
+        let local = |secs, zone: &Zone| {
+            let c = Civil::from_unix_in(secs, zone);
+            format!(
+                "{} {:2} {:02}:{:02}:{:02}",
+                c.month_abbrev(),
+                c.day,
+                c.hour,
+                c.min,
+                c.sec
+            )
+        };
+        for zone in [new_york(), rule] {
+            // Spring forward: 2026-03-08 07:00:00Z is 03:00 EDT, a second before 01:59:59 EST.
+            assert_eq!(local(1_772_953_199, &zone), "Mar  8 01:59:59");
+            assert_eq!(local(1_772_953_200, &zone), "Mar  8 03:00:00");
+            assert_eq!(zone.offset_secs(1_772_953_200), -4 * 3600);
+            // Fall back: 2026-11-01 06:00:00Z is 01:00 EST, a second after 01:59:59 EDT.
+            assert_eq!(local(1_793_512_799, &zone), "Nov  1 01:59:59");
+            assert_eq!(local(1_793_512_800, &zone), "Nov  1 01:00:00");
+            assert_eq!(zone.offset_secs(1_793_512_800), -5 * 3600);
+            // The day changes too: 2026-11-29T03:00:00Z is the 28th in New York.
+            assert_eq!(local(1_795_921_200, &zone), "Nov 28 22:00:00");
+        }
+        let kolkata = Zone::posix("IST-5:30").expect("rule");
+        assert_eq!(local(1_795_921_200, &kolkata), "Nov 29 08:30:00");
+        assert_eq!(local(1_795_921_200, &Zone::UTC), "Nov 29 03:00:00");
+        // East of Greenwich at the epoch, and far past jiff's range: no panic.
+        assert_eq!(local(0, &kolkata), "Jan  1 05:30:00");
+        assert_eq!(Zone::UTC.offset_secs(u64::MAX), 0);
+        assert_eq!(new_york().offset_secs(u64::MAX), 0);
+        assert!(Zone::tzif("x", b"not a TZif file").is_err());
+        assert!(Zone::posix("not a rule").is_err());
     }
 
     #[test]

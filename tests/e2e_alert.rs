@@ -5,10 +5,16 @@
 //! - psad 2.4.6 (`psad -A -m FILE`, a private configuration) names the scanner and the scan
 //!   types;
 //! - fail2ban-regex matches the scanner's lines with contrib/fail2ban's filter, and a real
-//!   fail2ban-server (private configuration, the shipped jail and its iptables ban action)
-//!   bans the scanner in the gateway;
+//!   fail2ban-server (private configuration, the shipped jail and its ban action) bans the
+//!   scanner through `statewall block`: it is in `statewall blocks`, its packets are dropped
+//!   as `blocked`, and fail2ban's unban (at its stop) lifts the block;
 //! - CrowdSec 1.4.6 (a private configuration, contrib/crowdsec's parser and scenario) raises
 //!   an alert on the scanner in replay mode.
+//!
+//! statewall and the tools run in [`ZONE`] (TZ), 5:30 east of the lab's UTC: statewall
+//! writes RFC 3164 timestamps in that local time (rsyslogd, left in UTC, keeps the sender's
+//! timestamp), and fail2ban (a one-minute findtime) bans only on lines whose local time is
+//! now.
 //!
 //! Run as root: `cargo test --release --features e2e --test e2e_alert -- --test-threads=1`
 //! (scripts/test does). The lab is torn down even on failure; a missing tool is a failure.
@@ -21,7 +27,10 @@ mod e2e;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use e2e::{require, root, script, Lab, Statewall, CLI_V4, SRV_V4};
+use e2e::{ctl, output_text, require, root, script, stats_json, Lab, Statewall, CLI_V4, SRV_V4};
+
+/// The time zone of every process: not UTC, and a half-hour offset.
+const ZONE: &str = "Asia/Kolkata";
 
 /// Rejected by policy (the SYN scan's SYNs are answered, so nmap does not retry), probes of
 /// no connection answered with RSTs: every scan is quick, one line per probe.
@@ -107,7 +116,7 @@ fn scans_are_seen_by_psad_fail2ban_and_crowdsec() {
     std::fs::create_dir_all(&dir).expect("dir");
     let rules = dir.join("statewall.rules");
     std::fs::write(&rules, RULES).expect("rules");
-    let sw = Statewall::start(
+    let sw = Statewall::start_env(
         &lab,
         &dir,
         &format!(
@@ -115,6 +124,7 @@ fn scans_are_seen_by_psad_fail2ban_and_crowdsec() {
              [syslog]\ntarget = \"udp://127.0.0.1:5514\"\nformat = \"rfc3164\"\n",
             rules.display()
         ),
+        &[("TZ", ZONE)],
     );
 
     // The four TCP scans psad tells apart, 100 ports each.
@@ -129,7 +139,6 @@ fn scans_are_seen_by_psad_fail2ban_and_crowdsec() {
     }
     let complete = wait_for(15, || drop_lines(&messages).len() >= 400);
     let lines = drop_lines(&messages);
-    sw.stop();
     assert!(
         complete,
         "{} drop lines of 400:\n{}",
@@ -137,13 +146,31 @@ fn scans_are_seen_by_psad_fail2ban_and_crowdsec() {
         lines.join("\n")
     );
     eprintln!("sample lines:\n{}", lines[..4].join("\n"));
+    // The last line's time of day is the zone's, this minute or the one before.
+    let now: Vec<String> = ["-d '1 min ago' ", ""]
+        .iter()
+        .map(|ago| {
+            lab.ok("gw", 5, &format!("TZ={ZONE} date {ago}'+%H:%M'"))
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    let last = &lines[lines.len() - 1];
+    let hhmm = last.get(7..12).unwrap_or_default();
+    eprintln!("{ZONE} time now {}, of the last line {hhmm}", now[1]);
+    assert!(
+        now.iter().any(|t| t == hhmm),
+        "not {ZONE}'s time ({now:?}): {last}"
+    );
     for l in &lines {
         assert!(l.contains(&format!(" SRC={CLI_V4} DST={SRV_V4} ")), "{l}");
         assert!(l.contains(" statewall["), "{l}");
     }
 
+    // fail2ban bans through the running daemon; the other tools read the file afterwards.
+    fail2ban(&mut lab, &messages, &dir.join("control.sock"));
+    sw.stop();
     psad(&lab, &messages);
-    fail2ban(&mut lab, &messages);
     crowdsec(&lab, &messages);
     eprintln!("took {:?}", t0.elapsed());
 }
@@ -160,7 +187,7 @@ fn psad(lab: &Lab, messages: &Path) {
         "gw",
         60,
         &format!(
-            "psad -c {}/etc/psad.conf -A -m {} --no-netstat --analysis-write-data",
+            "TZ={ZONE} psad -c {}/etc/psad.conf -A -m {} --no-netstat --analysis-write-data",
             d.display(),
             messages.display()
         ),
@@ -184,14 +211,30 @@ fn psad(lab: &Lab, messages: &Path) {
     assert!(named.len() >= 3, "psad named {named:?} only:\n{text}");
 }
 
+/// The `statewall blocks --json` entries.
+fn blocks(sock: &Path) -> Vec<serde_json::Value> {
+    let out = ctl(sock, &["blocks", "--json"]);
+    assert!(out.status.success(), "blocks: {}", output_text(&out));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("blocks json");
+    list.as_array().cloned().unwrap_or_default()
+}
+
+fn blocked_drops(sock: &Path) -> u64 {
+    stats_json(sock)["drops"]["blocked"].as_u64().unwrap_or(0)
+}
+
 /// fail2ban-regex matches the scanner's lines with the shipped filter; a fail2ban-server
-/// with the shipped jail bans the scanner with iptables in the gateway.
-fn fail2ban(lab: &mut Lab, messages: &Path) {
+/// with the shipped jail and action bans the scanner through `statewall block` on `sock`.
+fn fail2ban(lab: &mut Lab, messages: &Path, sock_sw: &Path) {
     let filter = root().join("contrib/fail2ban/filter.d/statewall.conf");
     let out = lab.ok(
         "gw",
         60,
-        &format!("fail2ban-regex {} {}", messages.display(), filter.display()),
+        &format!(
+            "TZ={ZONE} fail2ban-regex {} {}",
+            messages.display(),
+            filter.display()
+        ),
     );
     let summary = out
         .lines()
@@ -208,8 +251,9 @@ fn fail2ban(lab: &mut Lab, messages: &Path) {
 
     // Debian's stock configuration with the shipped filter and jail on top, in a private
     // directory: its own socket, pid file and database, the log path pointed at the test's
-    // file and polling (no pyinotify, no systemd journal here) in jail.local, Debian's
-    // jail.d (sshd on the journal) left out.
+    // file and polling (no pyinotify, no systemd journal here) in jail.local, the statewall
+    // binary and the test's control socket in action.d/statewall.local, Debian's jail.d
+    // (sshd on the journal) left out.
     let d = lab.tmp.join("f2b");
     let conf = d.join("conf");
     std::fs::create_dir_all(&d).expect("f2b dir");
@@ -227,6 +271,21 @@ fn fail2ban(lab: &mut Lab, messages: &Path) {
         conf.join("jail.d/statewall.conf"),
     )
     .expect("jail");
+    std::fs::copy(
+        root().join("contrib/fail2ban/action.d/statewall.conf"),
+        conf.join("action.d/statewall.conf"),
+    )
+    .expect("action");
+    std::fs::write(
+        conf.join("action.d/statewall.local"),
+        format!(
+            "[Init]\nstatewall = {}\nsocket = {}\n",
+            env!("CARGO_BIN_EXE_statewall"),
+            sock_sw.display()
+        ),
+    )
+    .expect("action.local");
+    assert!(blocks(sock_sw).is_empty(), "blocked before the ban");
     let sock = d.join("fail2ban.sock");
     std::fs::write(
         conf.join("fail2ban.conf"),
@@ -249,7 +308,7 @@ fn fail2ban(lab: &mut Lab, messages: &Path) {
     lab.spawn(
         "gw",
         &format!(
-            "exec fail2ban-server -f -x -c {} -s {} -p {}/fail2ban.pid",
+            "TZ={ZONE} exec fail2ban-server -f -x -c {} -s {} -p {}/fail2ban.pid",
             conf.display(),
             sock.display(),
             d.display()
@@ -270,24 +329,54 @@ fn fail2ban(lab: &mut Lab, messages: &Path) {
     });
     let status = client("status statewall");
     eprintln!("fail2ban-client status statewall:\n{status}");
+    let log = || read(&d.join("fail2ban.log"));
+    if !banned {
+        let _ = client("stop");
+        panic!("fail2ban did not ban {CLI_V4}:\n{status}\nlog:\n{}", log());
+    }
+    // The ban is statewall's block (the action's TTL: the jail's bantime, 10m), not an
+    // iptables rule.
+    let is_ban = |b: &serde_json::Value| b["net"] == format!("{CLI_V4}/32");
+    wait_for(10, || blocks(sock_sw).iter().any(is_ban));
+    let list = blocks(sock_sw);
+    let rendered = String::from_utf8_lossy(&ctl(sock_sw, &["blocks"]).stdout).into_owned();
+    eprintln!("statewall blocks after the ban:\n{rendered}");
+    let entry = list
+        .iter()
+        .find(|b| is_ban(b))
+        .unwrap_or_else(|| panic!("{CLI_V4} not in statewall blocks: {list:?}\n{}", log()));
+    assert_eq!(entry["ttl_secs"], 600, "{entry}");
     let rules = lab.ok("gw", 10, "iptables -S");
+    assert!(
+        !rules.contains("f2b-"),
+        "an iptables ban besides the block:\n{rules}"
+    );
+
+    // The scanner's packets are dropped as blocked now.
+    let before = blocked_drops(sock_sw);
+    lab.sh(
+        "cli",
+        20,
+        &format!("nmap -n -Pn -T4 --max-retries 0 -sS -p 1-10 {SRV_V4}"),
+    );
+    let after = blocked_drops(sock_sw);
+    eprintln!("drops blocked: {before} before, {after} after 10 SYNs of the banned scanner");
+    assert!(after >= before + 10, "blocked drops {before} -> {after}");
+
+    // fail2ban's stop unbans: `statewall unblock` lifts the block.
     let _ = client("stop");
     assert!(
-        banned,
-        "fail2ban did not ban {CLI_V4}:\n{status}\nlog:\n{}",
-        read(&d.join("fail2ban.log"))
+        wait_for(15, || blocks(sock_sw).is_empty()),
+        "still blocked after fail2ban's unban: {:?}\n{}",
+        blocks(sock_sw),
+        log()
     );
-    eprintln!("gateway rules after the ban:\n{rules}");
-    assert!(
-        rules
-            .lines()
-            .any(|l| l.contains("f2b-statewall") && l.contains(CLI_V4)),
-        "no iptables ban of {CLI_V4}:\n{rules}"
-    );
-    assert!(
-        rules.contains("-A FORWARD -j f2b-statewall"),
-        "the ban chain is not in FORWARD:\n{rules}"
-    );
+    let actions: Vec<String> = log()
+        .lines()
+        .filter(|l| l.contains("[statewall]") && (l.contains("Ban ") || l.contains("Unban ")))
+        .map(str::to_owned)
+        .collect();
+    eprintln!("fail2ban's log:\n{}", actions.join("\n"));
 }
 
 /// CrowdSec with the shipped parser and scenario raises an alert on the scanner (replay of
@@ -308,7 +397,7 @@ fn crowdsec(lab: &Lab, messages: &Path) {
         "gw",
         90,
         &format!(
-            "crowdsec -c {}/config.yaml -dsn file://{} -type syslog",
+            "TZ={ZONE} crowdsec -c {}/config.yaml -dsn file://{} -type syslog",
             d.display(),
             messages.display()
         ),

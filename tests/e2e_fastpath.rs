@@ -10,6 +10,8 @@
 //! - connections offloaded before a restart of statewall, idle during it, end with a FIN or a
 //!   RST that is the first segment the new process sees of them: they close cleanly, the RST
 //!   reaches the server, and nothing answers the client with a RST;
+//! - an offloaded UDP flow stays in statewall's table past its timeout while the kernel
+//!   carries it (the pass over the kernel's fast-path flows refreshes it);
 //! - the sysctls the fast path relies on are checked at start.
 //!
 //! Run as root: `cargo test --release --features e2e --test e2e_fastpath -- --test-threads=1`
@@ -267,6 +269,47 @@ fn a_fin_or_rst_after_a_restart_ends_an_offloaded_connection_cleanly_v4_v6() {
     assert_eq!(rsts(rst_srv.stop()), "1", "the client's RST at the server");
     first.assert_no_drops();
     second.assert_no_drops();
+}
+
+#[test]
+fn an_offloaded_flow_outlives_statewall_timeout_while_the_kernel_carries_it() {
+    let mut lab = Lab::up();
+    let apps = script("apps.py");
+    lab.spawn("srv", &format!("exec python3 {apps} udp-echo 5300"));
+    // A replied UDP flow expires from statewall's table 3 s after the last packet statewall
+    // saw; on the fast path it sees none after the first exchanges, and only the pass over the
+    // kernel's fast-path flows (every second here) keeps the entry.
+    let config = format!("{QUIET}refresh = 1\n[conntrack.timeouts]\nudp_replied = 3\n");
+    let sw = Statewall::start(&lab, &lab.tmp.join("sw"), &config);
+    let sock = lab.tmp.join("sw").join("control.sock");
+    let out = lab.tmp.join("udp-stream.json");
+    lab.spawn(
+        "cli",
+        &format!(
+            "exec python3 {apps} udp-stream {SRV_V4} 5300 100 9 {}",
+            out.display()
+        ),
+    );
+    std::thread::sleep(Duration::from_secs(7));
+    let conns = output_text(&ctl(&sock, &["conns"]));
+    assert!(
+        conns
+            .lines()
+            .any(|l| l.contains("dport=5300") && l.contains("[OFFLOAD]")),
+        "{conns}"
+    );
+    assert!(wait_for(10, || out.exists()), "udp-stream did not end");
+    let stream: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("stream")).expect("json");
+    let stats = sw.stop();
+    eprintln!("{stream}\n{}", stats.line);
+    assert_eq!(stream["lost"], 0, "{stream}");
+    // One flow from start to end: never expired, never opened again; and the kernel carried
+    // it (about 180 datagrams both ways).
+    assert_eq!(stats.get("expired"), 0, "{}", stats.line);
+    assert_eq!(stats.get("new"), 1, "{}", stats.line);
+    assert!(stats.get("packets") < 20, "{}", stats.line);
+    stats.assert_no_drops();
 }
 
 #[test]

@@ -480,9 +480,22 @@ fn runs_as_the_unit_runs_it_a_system_user_with_two_capabilities() {
         "policy drop\nallow tcp to any port 8080\nreject tcp to any port 8081\n",
     )
     .expect("rules");
+    // Syslog lines (RFC 3164, local time) to a listener in the gateway: the daemon reads the
+    // system's zone under the sandbox (below, /etc/localtime is Asia/Kolkata's for it).
+    let syslog_out = lab.tmp.join("syslog.out");
+    lab.spawn(
+        "gw",
+        &format!(
+            "exec python3 -c 'import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             s.bind((\"127.0.0.1\",5515))\nf=open(sys.argv[1],\"ab\",0)\n\
+             while True: f.write(s.recv(65535)+b\"\\n\")' {}",
+            syslog_out.display()
+        ),
+    );
     let cfg = dir.join("statewall.toml");
     let text = format!(
-        "rules = \"{}\"\n[log]\nstats_interval = 0\n[control]\nsocket = \"{}\"\ngroup = \"{}\"\n",
+        "rules = \"{}\"\n[log]\nstats_interval = 0\n[control]\nsocket = \"{}\"\ngroup = \"{}\"\n\
+         [syslog]\ntarget = \"udp://127.0.0.1:5515\"\n",
         rules.display(),
         dir.join("control.sock").display(),
         user.name
@@ -497,14 +510,16 @@ fn runs_as_the_unit_runs_it_a_system_user_with_two_capabilities() {
         format!("--regid={}", user.name),
     );
     // The unit's /proc (ProtectProc=invisible, ProcSubset=pid: a proc of its own, mounted
-    // as systemd mounts it) in a mount namespace of the daemon's own, then the user and the
+    // as systemd mounts it) and another time zone in /etc/localtime (a bind mount over its
+    // target) in a mount namespace of the daemon's own, then the user and the
     // capabilities, then the unit's system call filter (tests/e2e/sandbox.py reads it from
     // the unit file), in systemd's order. Copies where the user can read them.
     let proc_subset = lab.tmp.join("proc-subset.sh");
     std::fs::write(
         &proc_subset,
         "#!/bin/sh
-mount -t proc -o hidepid=invisible,subset=pid proc /proc && exec \"$@\"\n",
+mount -t proc -o hidepid=invisible,subset=pid proc /proc &&
+mount --bind /usr/share/zoneinfo/Asia/Kolkata /etc/localtime && exec \"$@\"\n",
     )
     .expect("write");
     std::fs::set_permissions(&proc_subset, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -585,6 +600,36 @@ mount -t proc -o hidepid=invisible,subset=pid proc /proc && exec \"$@\"\n",
         t0.elapsed() < Duration::from_secs(2),
         "no RST: {:?}",
         t0.elapsed()
+    );
+    // The reject's syslog line is stamped in the zone of the daemon's /etc/localtime.
+    let reject_line = || {
+        std::fs::read_to_string(&syslog_out)
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.contains("REASON=policy_reject"))
+            .map(str::to_owned)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while reject_line().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let line = reject_line().unwrap_or_default();
+    let now: Vec<String> = ["-d '1 min ago' ", ""]
+        .iter()
+        .map(|ago| {
+            lab.ok("gw", 5, &format!("TZ=Asia/Kolkata date {ago}'+%H:%M'"))
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    // `<PRI>Mmm dd hh:mm:ss`: the time of day after the priority and the date.
+    let hhmm = line
+        .find('>')
+        .and_then(|i| line.get(i + 8..i + 13))
+        .unwrap_or_default();
+    assert!(
+        now.iter().any(|t| t == hhmm),
+        "not Asia/Kolkata's time ({now:?}): {line:?}"
     );
     // The control socket: the daemon's user and group, mode 0660, reached by root and by a
     // member of the group; who reloaded is logged.

@@ -55,6 +55,37 @@ proptest! {
         prop_assert!(sim.delivered_bytes[0] <= sim.params.len[0]);
     }
 
+    /// Port reuse: after a complete transfer the old flow is left half-closed (FIN one way),
+    /// with both FINs but the last ACK (LAST_ACK) or closed (TIME_WAIT); the client then
+    /// opens a new connection from the same port with a random ISN and other options (window
+    /// scale, so a resynchronisation that forgets the SYN's scale drops the data).
+    #[test]
+    fn port_reuse_after_a_close_is_never_dropped(
+        seed in any::<u64>(),
+        params in params(),
+        again in params(),
+        closing in 0u8..3,
+    ) {
+        let mut sim = Sim::new(seed, params.clone());
+        prop_assume!(sim.transfer());
+        let (first, second) = sim.closers();
+        sim.close(first);
+        match closing {
+            0 => {}
+            1 => {
+                // The second FIN seen, its ACK never.
+                sim.send_fin(second);
+                if let Some(fin) = sim.flight.pop() {
+                    sim.wire(&fin.bytes, "second fin");
+                }
+            }
+            _ => sim.close(second),
+        }
+        let mut next = sim.reuse(Params { ipv6: params.ipv6, ..again });
+        next.run_conversation();
+        prop_assert_eq!(&next.drops, &Vec::<String>::new());
+    }
+
     #[test]
     fn corruptions_are_always_dropped(seed in any::<u64>(), params in params(), kind in 0u8..5) {
         let mut sim = Sim::new(seed, params);
@@ -484,6 +515,19 @@ impl Sim {
     }
 
     fn run_conversation(&mut self) {
+        if !self.transfer() {
+            // A slow conversation (tiny windows, heavy loss): what ran so far was checked.
+            return;
+        }
+        // Close: first closer, then the other; retransmit FINs until acknowledged.
+        let (first, second) = self.closers();
+        self.close(first);
+        self.close(second);
+    }
+
+    /// The handshake and every byte of data delivered and acknowledged; false when the
+    /// conversation was cut short (step budget).
+    fn transfer(&mut self) -> bool {
         self.handshake();
         let mut guard = 0;
         while !self.all_data_delivered() && guard < STEP_BUDGET {
@@ -498,26 +542,40 @@ impl Sim {
             }
             guard += 1;
         }
-        if guard >= STEP_BUDGET {
-            // A slow conversation (tiny windows, heavy loss): what ran so far was checked.
-            return;
-        }
-        // Close: first closer, then the other; retransmit FINs until acknowledged.
-        let (first, second) = if self.params.a_closes_first {
+        guard < STEP_BUDGET
+    }
+
+    /// Who closes first, who second.
+    fn closers(&self) -> (Side, Side) {
+        if self.params.a_closes_first {
             (Side::A, Side::B)
         } else {
             (Side::B, Side::A)
-        };
-        for side in [first, second] {
-            let mut tries = 0;
-            while !self.ends[side.other().i()].fin_received && tries < 1000 {
-                self.send_fin(side);
-                while !self.flight.is_empty() {
-                    self.deliver_one();
-                }
-                tries += 1;
-            }
         }
+    }
+
+    /// `side` sends its FIN until the other side received it (and acknowledged it).
+    fn close(&mut self, side: Side) {
+        let mut tries = 0;
+        while !self.ends[side.other().i()].fin_received && tries < 1000 {
+            self.send_fin(side);
+            while !self.flight.is_empty() {
+                self.deliver_one();
+            }
+            tries += 1;
+        }
+    }
+
+    /// A new conversation on the same tuple through the same engine, a second on: new ISNs
+    /// and `params`'s options, as a client reusing its port does (the old flow's segments
+    /// still in flight are gone).
+    fn reuse(mut self, params: Params) -> Sim {
+        let seed = self.rand();
+        let mut next = Sim::new(seed, params);
+        next.engine = std::mem::replace(&mut self.engine, Engine::new(EngineConfig::default()));
+        next.clock_ms = self.clock_ms + 1000;
+        next.drops = std::mem::take(&mut self.drops);
+        next
     }
 
     /// A corrupted segment and the drop reason it must get.

@@ -342,6 +342,7 @@ fn auto_block_and_syslog_line() {
         tag: "statewall",
         pid: 1,
         pen: 32473,
+        zone: &statewall::time::Zone::UTC,
     };
     let line = format_line(
         &header,

@@ -27,9 +27,11 @@
 # contrib/conntrackd/conntrackd.conf with their "B:" lines for gateway B and the paths of the
 # run directory; the notify/ready/resync glue is contrib/keepalived/statewall-ha.
 # Firewall: `statewall` runs statewall (STATEWALL_BIN, default target/release/statewall;
-# LAB_HA_STATEWALL_EXTRA: a TOML file appended to its configuration) in both gateways; `linux`
+# LAB_HA_STATEWALL_EXTRA: a TOML file appended to its configuration, without [ha];
+# LAB_HA_TAKEOVER_WINDOW: [ha] takeover_window) in both gateways, with [ha] enable and the
+# rules of DIR/statewall.rules (the Linux reference's policy); `linux`
 # is the kernel-only reference (conntrack, nf_conntrack_tcp_loose=0, INVALID dropped, new
-# connections only from the client segment); `none` forwards everything.
+# connections only from the client segment, to the lab's services); `none` forwards everything.
 # Every wait is bounded; a failed lab_ha_up leaves the cleanup to its caller (scripts/lab).
 
 LAB_HA_VIP_LAN_V4=198.51.100.1
@@ -108,11 +110,28 @@ LOG_FILE=$w/ha-$g.log
 EOF
     if [[ $fw == statewall ]]; then
         mkdir -p "$w/sw-$g"
+        # The Linux reference's policy (_lab_ha_linux_rules): new connections only from the
+        # client segment to the lab's services (echo 7000, UDP echo 7001, HTTP 8080; anything
+        # else, e.g. 7002, is refused) and pings.
+        cat >"$w/statewall.rules" <<'EOF'
+policy drop
+probes rst
+allow in lan0 out wan0 tcp to 203.0.113.0/24 port { 7000, 8080 }
+allow in lan0 out wan0 tcp to 2001:db8:2::/64 port { 7000, 8080 }
+allow in lan0 out wan0 udp to 203.0.113.0/24 port 7001
+allow in lan0 out wan0 udp to 2001:db8:2::/64 port 7001
+allow in lan0 out wan0 icmp type echo-request
+allow in lan0 out wan0 icmpv6 type echo-request
+EOF
         {
+            echo "rules = \"$w/statewall.rules\""
             echo "[control]"
             echo "socket = \"$sock\""
             echo "[log]"
             echo "stats_interval = 0"
+            echo "[ha]"
+            echo "enable = true"
+            echo "takeover_window = ${LAB_HA_TAKEOVER_WINDOW:-10}"
             if [[ -n ${LAB_HA_STATEWALL_EXTRA:-} ]]; then
                 cat "$LAB_HA_STATEWALL_EXTRA"
             fi
@@ -164,7 +183,10 @@ lab_ha_start() {
             }
             log="$w/statewall-$g.out"
             : >"$log"
-            _lab_ha_spawn "$p" "statewall-$g" "$ns" "$bin" run --config "$w/statewall-$g.toml"
+            # STATEWALL_BIN names the binary for this script; statewall would read it as the
+            # setting `bin` (STATEWALL_SECTION__KEY overrides) and refuse it.
+            _lab_ha_spawn "$p" "statewall-$g" "$ns" env -u STATEWALL_BIN "$bin" run \
+                --config "$w/statewall-$g.toml"
             _lab_ha_wait 10 "statewall in $ns" grep -q "statewall running" "$log" || {
                 cat "$log" >&2
                 return 1
@@ -236,8 +258,15 @@ _lab_ha_linux_rules() {
         ip netns exec "$ns" "$ipt" -P FORWARD DROP
         ip netns exec "$ns" "$ipt" -A FORWARD -m conntrack --ctstate INVALID -j DROP
         ip netns exec "$ns" "$ipt" -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
-        ip netns exec "$ns" "$ipt" -A FORWARD -i lan0 -o wan0 -m conntrack --ctstate NEW -j ACCEPT
+        ip netns exec "$ns" "$ipt" -A FORWARD -i lan0 -o wan0 -p tcp -m multiport --dports 7000,8080 \
+            -m conntrack --ctstate NEW -j ACCEPT
+        ip netns exec "$ns" "$ipt" -A FORWARD -i lan0 -o wan0 -p udp --dport 7001 \
+            -m conntrack --ctstate NEW -j ACCEPT
     done
+    ip netns exec "$ns" iptables -A FORWARD -i lan0 -o wan0 -p icmp --icmp-type echo-request \
+        -m conntrack --ctstate NEW -j ACCEPT
+    ip netns exec "$ns" ip6tables -A FORWARD -i lan0 -o wan0 -p icmpv6 --icmpv6-type echo-request \
+        -m conntrack --ctstate NEW -j ACCEPT
 }
 
 _lab_ha_link() {

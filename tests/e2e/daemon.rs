@@ -19,6 +19,11 @@ impl Statewall {
     /// Writes a config (control socket and runtime directory under `dir`, `extra` TOML
     /// appended) and starts `statewall run` in `lab`'s gateway; waits until it runs.
     pub fn start(lab: &Lab, dir: &Path, extra: &str) -> Statewall {
+        Self::start_env(lab, dir, extra, &[])
+    }
+
+    /// Like [`Statewall::start`], with `env` added to the daemon's environment (e.g. `TZ`).
+    pub fn start_env(lab: &Lab, dir: &Path, extra: &str, env: &[(&str, &str)]) -> Statewall {
         std::fs::create_dir_all(dir).expect("state dir");
         let config = dir.join("statewall.toml");
         let text = format!(
@@ -26,11 +31,15 @@ impl Statewall {
             dir.join("control.sock").display()
         );
         std::fs::write(&config, text).expect("write config");
-        Self::start_with(lab, &config, dir)
+        Self::spawn(lab, &config, dir, env)
     }
 
     /// Starts `statewall run --config CONFIG` (log in `dir`), waits until it runs.
     pub fn start_with(lab: &Lab, config: &Path, dir: &Path) -> Statewall {
+        Self::spawn(lab, config, dir, &[])
+    }
+
+    fn spawn(lab: &Lab, config: &Path, dir: &Path, env: &[(&str, &str)]) -> Statewall {
         let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
         let log = dir.join(format!("statewall-{n}.log"));
         let child = Command::new("ip")
@@ -39,6 +48,7 @@ impl Statewall {
             .arg("run")
             .arg("--config")
             .arg(config)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))

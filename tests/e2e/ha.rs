@@ -21,6 +21,9 @@ pub const HTTP_PORT: u16 = 8080;
 pub const IDLE: usize = 200;
 /// Size of the download, MiB.
 pub const DOWNLOAD_MIB: u32 = 100;
+/// statewall's `[ha] takeover_window` in the lab, seconds (the default is 10; the probes sent
+/// "during the takeover" need a margin on a loaded machine).
+pub const TAKEOVER_WINDOW: u64 = 20;
 
 /// What filters the gateways.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +82,12 @@ impl HaLab {
     /// Builds the lab: both gateways running `firewall` (statewall with `extra` TOML appended
     /// to its configuration), keepalived and conntrackd; gateway a is master.
     pub fn up(firewall: Firewall, extra: &str) -> HaLab {
+        HaLab::up_topology(firewall, extra, "vrrp")
+    }
+
+    /// Like [`HaLab::up`] in `topology` (`vrrp`, or `ecmp`: both gateways active behind
+    /// router namespaces, no keepalived).
+    pub fn up_topology(firewall: Firewall, extra: &str, topology: &str) -> HaLab {
         require(&[
             "ip",
             "iptables",
@@ -110,7 +119,7 @@ impl HaLab {
         let t0 = Instant::now();
         let out = lab
             .lab_cmd()
-            .args(["up", &lab.prefix, firewall.arg()])
+            .args(["up", &lab.prefix, firewall.arg(), topology])
             .env("LAB_HA_STATEWALL_EXTRA", &extra_file)
             .output()
             .expect("run scripts/lab ha up");
@@ -120,7 +129,11 @@ impl HaLab {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        eprintln!("lab ha up ({}): {:?}", firewall.arg(), t0.elapsed());
+        eprintln!(
+            "lab ha up ({}, {topology}): {:?}",
+            firewall.arg(),
+            t0.elapsed()
+        );
         lab
     }
 
@@ -131,7 +144,8 @@ impl HaLab {
             .arg("ha")
             .env("LAB_HA_DIR", &self.dir)
             .env("STATEWALL_BIN", env!("CARGO_BIN_EXE_statewall"))
-            .env("LAB_HA_RESYNC_QUIET", "1");
+            .env("LAB_HA_RESYNC_QUIET", "1")
+            .env("LAB_HA_TAKEOVER_WINDOW", TAKEOVER_WINDOW.to_string());
         c
     }
 
@@ -235,6 +249,58 @@ impl HaLab {
             &format!("cat /sys/class/net/{dev}/address"),
         );
         out.trim().to_string()
+    }
+
+    /// CPU seconds (user + system) the lab's daemon `what` (`conntrackd`, `statewall`) of
+    /// gateway `g` has used so far; `None` when it does not run.
+    pub fn cpu_s(&self, g: &str, what: &str) -> Option<f64> {
+        let pid = std::fs::read_to_string(self.dir.join(format!("{what}-{g}.pid"))).ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok()?;
+        // Fields after the command name (which may hold spaces): state is field 3, utime and
+        // stime fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
+        let rest = stat.rsplit_once(')')?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        Some(ticks as f64 / 100.0)
+    }
+
+    /// One line of [`HaLab::cpu_s`] for conntrackd and the firewall on both gateways.
+    pub fn cpu_report(&self) -> String {
+        let mut parts = Vec::new();
+        for what in ["conntrackd", "statewall"] {
+            for g in ["a", "b"] {
+                if let Some(s) = self.cpu_s(g, what) {
+                    parts.push(format!("{what} {g} {s:.2}"));
+                }
+            }
+        }
+        format!("CPU seconds: {}", parts.join(", "))
+    }
+
+    /// The drops of Linux alone in gateway `g` (iptables and ip6tables FORWARD counters):
+    /// `invalid` (the INVALID rule) and `policy` (the chain's DROP policy).
+    pub fn linux_drops(&self, g: &str) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for ipt in ["iptables", "ip6tables"] {
+            let text = self.ok(
+                &format!("gw{g}"),
+                10,
+                &format!("{ipt} -w -L FORWARD -v -n -x"),
+            );
+            for line in text.lines() {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                let (key, n) = if line.starts_with("Chain FORWARD (policy DROP") {
+                    ("policy", words.get(4))
+                } else if line.contains("ctstate INVALID") {
+                    ("invalid", words.first())
+                } else {
+                    continue;
+                };
+                let n = n.and_then(|w| w.parse::<u64>().ok()).unwrap_or(0);
+                *out.entry(key.to_string()).or_insert(0) += n;
+            }
+        }
+        out
     }
 
     /// statewall's log (stderr) in gateway `g`.
@@ -585,30 +651,7 @@ pub fn switch(
         &format!("udp port {UDP_PORT} or ({RST_FILTER})"),
     );
     let cap_srv = lab.capture("srv", &format!("{label}-srv"), RST_FILTER);
-    let tag = label.replace(' ', "-");
-    let udp_out = lab.tmp.join(format!("udp-{tag}.json"));
-    let dl_out = lab.tmp.join(format!("download-{tag}.sum"));
-    let apps = script("apps.py");
-    // The download starts 2 s before the trigger and lasts until span_s after it.
-    let rate_kib = u64::from(DOWNLOAD_MIB) * 1024 / u64::from(span_s + 2);
-    lab.spawn(
-        "cli",
-        &format!(
-            "curl -sS --fail --limit-rate {rate_kib}K http://{}:{HTTP_PORT}/big | sha256sum > {dl}.tmp && mv {dl}.tmp {dl}",
-            SRV_V4,
-            dl = dl_out.display()
-        ),
-    );
-    lab.spawn(
-        "cli",
-        &format!(
-            "exec python3 {apps} udp-stream {} {UDP_PORT} 10 {} {}",
-            SRV_V4,
-            span_s + 3,
-            udp_out.display()
-        ),
-    );
-    std::thread::sleep(Duration::from_secs(2));
+    let streams = Streams::start(lab, label, span_s);
     let t_trigger = wall();
     let before = lab.notified(to, "MASTER").len();
     trigger(lab);
@@ -619,17 +662,10 @@ pub fn switch(
     );
     let t_master = lab.notified(to, "MASTER")[before];
     lab.wait_master(to, 10);
-    assert!(
-        wait_for(u64::from(span_s) + 60, || udp_out.exists()
-            && dl_out.exists()),
-        "{label}: the UDP stream or the download did not finish"
-    );
+    let (download_ok, udp) = streams.wait(w, span_s);
     let idle = w.idle.check();
     let cli = cap_cli.stop();
     let srv = cap_srv.stop();
-    let udp: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&udp_out).expect("udp report"))
-            .expect("udp JSON");
     // First UDP answer after the trigger that came through the new master's MAC.
     let first = cli
         .iter()
@@ -646,11 +682,6 @@ pub fn switch(
                 .count() as u64
         })
         .unwrap_or(u64::MAX);
-    let is_rst = |l: &&String| {
-        (l.contains(&format!(".{ECHO_PORT}")) || l.contains(&format!(".{HTTP_PORT}")))
-            && l.contains("Flags [R")
-    };
-    let got_sum = std::fs::read_to_string(&dl_out).unwrap_or_default();
     Switch {
         label: label.to_string(),
         to_master_s: t_master - t_trigger,
@@ -660,9 +691,81 @@ pub fn switch(
         udp_sent: udp["sent"].as_u64().unwrap_or(0),
         udp_lost: udp["lost"].as_u64().unwrap_or(u64::MAX),
         udp_lost_outside: lost_outside,
-        download_ok: got_sum.split_whitespace().next() == Some(w.sum.as_str()),
+        download_ok,
         idle,
-        rst_cli: cli.iter().filter(is_rst).count(),
-        rst_srv: srv.iter().filter(is_rst).count(),
+        rst_cli: rsts(&cli),
+        rst_srv: rsts(&srv),
+    }
+}
+
+/// RSTs of the echo and HTTP connections in `tcpdump -r` lines of a [`RST_FILTER`] capture.
+pub fn rsts(lines: &[String]) -> usize {
+    lines
+        .iter()
+        .filter(|l| {
+            (l.contains(&format!(".{ECHO_PORT}")) || l.contains(&format!(".{HTTP_PORT}")))
+                && l.contains("Flags [R")
+        })
+        .count()
+}
+
+/// The download and the UDP stream of one switch, from cli.
+pub struct Streams {
+    label: String,
+    udp_out: PathBuf,
+    dl_out: PathBuf,
+}
+
+impl Streams {
+    /// Starts both; returns 2 s later. The download is rate-limited to last until `span_s`
+    /// seconds after that, the UDP stream (a request every 10 ms) 1 s longer.
+    pub fn start(lab: &mut HaLab, label: &str, span_s: u32) -> Streams {
+        let tag = label.replace(' ', "-");
+        let udp_out = lab.tmp.join(format!("udp-{tag}.json"));
+        let dl_out = lab.tmp.join(format!("download-{tag}.sum"));
+        let apps = script("apps.py");
+        let rate_kib = u64::from(DOWNLOAD_MIB) * 1024 / u64::from(span_s + 2);
+        lab.spawn(
+            "cli",
+            &format!(
+                "curl -sS --fail --limit-rate {rate_kib}K http://{}:{HTTP_PORT}/big | sha256sum > {dl}.tmp && mv {dl}.tmp {dl}",
+                SRV_V4,
+                dl = dl_out.display()
+            ),
+        );
+        lab.spawn(
+            "cli",
+            &format!(
+                "exec python3 {apps} udp-stream {} {UDP_PORT} 10 {} {}",
+                SRV_V4,
+                span_s + 3,
+                udp_out.display()
+            ),
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        Streams {
+            label: label.to_string(),
+            udp_out,
+            dl_out,
+        }
+    }
+
+    /// Waits (bounded) for both to finish: whether the download arrived complete and
+    /// unchanged, and the UDP stream's report (`apps.py udp-stream`).
+    pub fn wait(self, w: &Workload, span_s: u32) -> (bool, serde_json::Value) {
+        assert!(
+            wait_for(u64::from(span_s) + 60, || self.udp_out.exists()
+                && self.dl_out.exists()),
+            "{}: the UDP stream or the download did not finish",
+            self.label
+        );
+        let udp =
+            serde_json::from_str(&std::fs::read_to_string(&self.udp_out).expect("udp report"))
+                .expect("udp JSON");
+        let got_sum = std::fs::read_to_string(&self.dl_out).unwrap_or_default();
+        (
+            got_sum.split_whitespace().next() == Some(w.sum.as_str()),
+            udp,
+        )
     }
 }

@@ -6,7 +6,10 @@
 //! - [`daemon`]: `statewall run` in the gateway, its final counters, the control client;
 //! - [`apps`]: the traffic endpoints of `tests/e2e/apps.py` (also used by `scripts/demo` and
 //!   `scripts/record-captures`), starting with the HTTP server every suite uses;
-//! - [`ha`]: the two-gateway HA lab (`scripts/lab ha`) and its failover workload.
+//! - [`ha`]: the two-gateway HA lab (`scripts/lab ha`) and its failover workload;
+//! - [`ha_probes`]: statewall's side of it (counters, role, injected flows, probe rounds);
+//! - [`flood`]: bounded floods from spoofed sources (`tests/e2e/flood.py`), the legitimate
+//!   traffic measured through them, and Linux conntrack's ruleset to compare with.
 //!
 //! A missing tool or missing root privileges is a test failure, never a skip.
 //!
@@ -15,7 +18,9 @@
 
 pub mod apps;
 pub mod daemon;
+pub mod flood;
 pub mod ha;
+pub mod ha_probes;
 pub mod lab;
 
 use std::path::PathBuf;

@@ -8,6 +8,12 @@ Usage:
                                                  (each acknowledged) before its probe, so that
                                                  statewall has offloaded it to the kernel
                                                  fast path (default 0)
+  probes.py lone DST DPORT BASE_SPORT OUT.json [NAME:SPORT:DPORT:SEQ:ACK ...]
+                                                 only the packets of no connection (no server
+                                                 needed): ack, fin, null, xmas, syn_fin, ...;
+                                                 then one data segment (PSH/ACK) per NAME on
+                                                 that tuple, as if mid-stream (a flow the
+                                                 kernel table holds, e.g. after a failover)
   probes.py check CAPTURE.pcap EXPECT.json       print {probe: packets seen} as JSON
 
 `send` talks to a `apps.py sink` server at DST:DPORT. Each probe uses its own source port
@@ -101,8 +107,15 @@ class Prober:
         send(self.pkt(sport, "A", seq, ack))
         return seq, ack
 
-    def run(self):
-        # Out-of-state packets of no connection: never reach the server.
+    def segment(self, name, sport, dport, seq, ack):
+        """One data segment of a flow this client never opened through scapy."""
+        p = self.ip() / TCP(sport=sport, dport=dport, flags="PA", seq=seq, ack=ack,
+                            window=64240) / Raw(f"{name}\n".encode())
+        send(p)
+        self.record(name, "drop", p)
+
+    def lone_all(self):
+        """Out-of-state packets of no connection: never reach the server."""
         self.lone("ack", "A")
         self.lone("fin", "F")
         self.lone("null", "")
@@ -112,6 +125,10 @@ class Prober:
         self.lone("fin_ack_maimon", "FA")
         self.lone("syn_ack", "SA")
         self.lone("data", "PA", b"no connection\n")
+        return self.expect
+
+    def run(self):
+        self.lone_all()
 
         # Established connections and their invalid packets.
         s, seq, ack = self.connect()
@@ -185,6 +202,15 @@ def main(a):
         expect = Prober(a[1], int(a[2]), int(a[3]), warm).run()
         with open(a[4], "w") as f:
             json.dump(expect, f, indent=1)
+        return 0
+    if len(a) >= 5 and a[0] == "lone":
+        prober = Prober(a[1], int(a[2]), int(a[3]))
+        prober.lone_all()
+        for spec in a[5:]:
+            name, sport, dport, seq, ack = spec.split(":")
+            prober.segment(name, int(sport), int(dport), int(seq), int(ack))
+        with open(a[4], "w") as f:
+            json.dump(prober.expect, f, indent=1)
         return 0
     if len(a) == 3 and a[0] == "check":
         with open(a[2]) as f:

@@ -1,13 +1,16 @@
 //! One syslog line from an event body: RFC 3164 (`<PRI>Mmm dd hh:mm:ss HOST TAG[PID]: MSG`) or
 //! RFC 5424 (with the body's `key=value` pairs as structured data), and RFC 6587 octet
-//! counting for TCP. Pure: the time is passed in.
+//! counting for TCP. Pure: the time and the time zone are passed in.
+//!
+//! RFC 3164 has no offset in its timestamp and means the sender's local time (syslog daemons,
+//! fail2ban and psad read it so); RFC 5424 writes UTC with its `Z`.
 
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::alert::{fields, Severity};
 use crate::config::{Facility, Format};
-use crate::time::Civil;
+use crate::time::{Civil, Zone};
 
 /// What a line needs besides the event itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +27,8 @@ pub struct Header<'a> {
     pub pid: u32,
     /// Enterprise number for the SD-ID.
     pub pen: u32,
+    /// Zone of RFC 3164 timestamps (the system's); RFC 5424 ones are UTC.
+    pub zone: &'a Zone,
 }
 
 /// Formats one syslog line (without framing) for `body` at wall-clock `time`.
@@ -33,9 +38,9 @@ pub fn format_line(h: &Header<'_>, severity: Severity, time: SystemTime, body: &
         Ok(d) => (d.as_secs(), d.subsec_micros()),
         Err(_) => (0, 0),
     };
-    let c = Civil::from_unix(secs);
     match h.format {
         Format::Rfc3164 => {
+            let c = Civil::from_unix_in(secs, h.zone);
             let mut line = format!(
                 "<{pri}>{} {:2} {:02}:{:02}:{:02} ",
                 c.month_abbrev(),
@@ -51,21 +56,24 @@ pub fn format_line(h: &Header<'_>, severity: Severity, time: SystemTime, body: &
             let _ = write!(line, "{}[{}]: {}", h.tag, h.pid, one_line(body));
             line
         }
-        Format::Rfc5424 => format!(
-            "<{pri}>1 {:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{micros:06}Z {} {} {} {} {} {}",
-            c.year,
-            c.month,
-            c.day,
-            c.hour,
-            c.min,
-            c.sec,
-            header_field(h.host.unwrap_or("-"), 255),
-            header_field(h.tag, 48),
-            h.pid,
-            msgid(body),
-            structured_data(h.pen, body),
-            one_line(body),
-        ),
+        Format::Rfc5424 => {
+            let c = Civil::from_unix(secs);
+            format!(
+                "<{pri}>1 {:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{micros:06}Z {} {} {} {} {} {}",
+                c.year,
+                c.month,
+                c.day,
+                c.hour,
+                c.min,
+                c.sec,
+                header_field(h.host.unwrap_or("-"), 255),
+                header_field(h.tag, 48),
+                h.pid,
+                msgid(body),
+                structured_data(h.pen, body),
+                one_line(body),
+            )
+        }
     }
 }
 
@@ -149,6 +157,11 @@ mod tests {
     }
 
     fn header(format: Format, host: Option<&'static str>) -> Header<'static> {
+        static UTC: Zone = Zone::UTC;
+        in_zone(format, host, &UTC)
+    }
+
+    fn in_zone<'z>(format: Format, host: Option<&'static str>, zone: &'z Zone) -> Header<'z> {
         Header {
             format,
             facility: Facility::Auth,
@@ -156,6 +169,7 @@ mod tests {
             tag: "statewall",
             pid: 42,
             pen: 32473,
+            zone,
         }
     }
 
@@ -183,6 +197,52 @@ mod tests {
         let early = UNIX_EPOCH + Duration::from_secs(86_400 * 3);
         let line = format_line(&header(Format::Rfc3164, None), Severity::Info, early, "x");
         assert_eq!(line, "<38>Jan  4 00:00:00 statewall[42]: x");
+    }
+
+    /// RFC 3164 in the zone's local time, DST included; RFC 5424 stays UTC.
+    #[test]
+    fn rfc3164_is_local_time_and_rfc5424_utc() {
+        let ny = crate::time::tests::new_york();
+        let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
+        let line = |format, secs| {
+            format_line(
+                &in_zone(format, Some("gw"), &ny),
+                Severity::Warning,
+                at(secs),
+                "x",
+            )
+        };
+        // 2026-11-29T19:05:09Z: 14:05:09 EST.
+        assert_eq!(
+            format_line(
+                &in_zone(Format::Rfc3164, Some("gw"), &ny),
+                Severity::Warning,
+                when(),
+                BODY
+            ),
+            format!("<36>Nov 29 14:05:09 gw statewall[42]: {BODY}")
+        );
+        // Across 2026's DST changes (2026-03-08 07:00:00Z and 2026-11-01 06:00:00Z).
+        assert_eq!(
+            line(Format::Rfc3164, 1_772_953_199),
+            "<36>Mar  8 01:59:59 gw statewall[42]: x"
+        );
+        assert_eq!(
+            line(Format::Rfc3164, 1_772_953_200),
+            "<36>Mar  8 03:00:00 gw statewall[42]: x"
+        );
+        assert_eq!(
+            line(Format::Rfc3164, 1_793_512_799),
+            "<36>Nov  1 01:59:59 gw statewall[42]: x"
+        );
+        assert_eq!(
+            line(Format::Rfc3164, 1_793_512_800),
+            "<36>Nov  1 01:00:00 gw statewall[42]: x"
+        );
+        assert_eq!(
+            line(Format::Rfc5424, 1_793_512_800),
+            "<36>1 2026-11-01T06:00:00.000000Z gw statewall 42 x - x"
+        );
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! an exponential backoff (100 ms doubling up to 5 s), reconnecting TCP as needed.
 //!
 //! Delivery is best effort, as syslog is: a UDP datagram lost on the way, or a TCP frame
-//! written just before the collector restarted, is gone. Timestamps are UTC.
+//! written just before the collector restarted, is gone. RFC 3164 timestamps are the system's local
+//! time (TZ, /etc/localtime), RFC 5424 ones UTC.
 
 pub mod format;
 pub mod iptables;

@@ -14,6 +14,11 @@ use std::time::{Duration, Instant, SystemTime};
 use super::format::{format_line, octet_frame, Header};
 use crate::alert::Severity;
 use crate::config::{Format, SyslogConfig, SyslogConfigError, Target};
+use crate::time::Zone;
+
+/// How often the worker asks for the system's time zone again (jiff reads it again at most
+/// every 5 minutes): a changed /etc/localtime reaches the lines without a restart.
+const ZONE_RECHECK: Duration = Duration::from_secs(60);
 
 /// Why the sender could not start.
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +199,9 @@ struct Worker {
     conn: Option<Conn>,
     backoff: Duration,
     next_try: Instant,
+    /// Zone of RFC 3164 timestamps, and when it was looked up.
+    zone: Zone,
+    zone_checked: Instant,
 }
 
 impl Worker {
@@ -209,6 +217,15 @@ impl Worker {
             .to_string_lossy()
             .trim()
             .to_owned();
+        let zone = Zone::system().unwrap_or_else(|e| {
+            if cfg.format == Format::Rfc3164 {
+                tracing::warn!(
+                    error = %e,
+                    "no system time zone (TZ, /etc/localtime): RFC 3164 timestamps are UTC"
+                );
+            }
+            Zone::UTC
+        });
         Worker {
             cfg,
             target,
@@ -220,6 +237,8 @@ impl Worker {
             conn: None,
             backoff: BACKOFF_MIN,
             next_try: Instant::now(),
+            zone,
+            zone_checked: Instant::now(),
         }
     }
 
@@ -269,6 +288,13 @@ impl Worker {
                     self.backlog.pop_front();
                     Counters::bump(&self.counters.dropped);
                 }
+                if self.zone_checked.elapsed() >= ZONE_RECHECK {
+                    // A zone that vanished meanwhile: keep the last one.
+                    if let Ok(zone) = Zone::system() {
+                        self.zone = zone;
+                    }
+                    self.zone_checked = Instant::now();
+                }
                 let line = format_line(&self.header(), severity, time, &body);
                 self.backlog.push_back(line);
             }
@@ -287,6 +313,7 @@ impl Worker {
             tag: &self.cfg.tag,
             pid: std::process::id(),
             pen: self.cfg.pen,
+            zone: &self.zone,
         }
     }
 

@@ -1,0 +1,191 @@
+//! Floods and the legitimate traffic measured through them (`tests/e2e/flood.py`), and the two
+//! firewalls they are measured on: statewall and Linux conntrack's own ruleset.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::lab::Lab;
+use super::script;
+
+/// The spoofed sources' range (RFC 2544 benchmarking).
+pub const SPOOFED: &str = "198.18.0.0/15";
+
+/// Routes the spoofed range from the gateway back to the client's segment: what servers
+/// answer to spoofed sources crosses the gateway, as on a real network, and ends at the
+/// client, whose kernel drops it (it does not hold those addresses).
+pub fn route_spoofed_range(lab: &Lab) {
+    lab.ok(
+        "gw",
+        10,
+        &format!("ip route replace {SPOOFED} via 198.51.100.2 dev g0"),
+    );
+}
+
+/// The kernel's own stateful ruleset in the gateway (what `tests/e2e_gateway.rs` compares
+/// against): INVALID dropped, ESTABLISHED/RELATED accepted, then the rule fragments `v4` and
+/// `v6` for what is left (NEW packets; empty: every new connection allowed), the conntrack
+/// table flushed first.
+pub fn kernel_ruleset(lab: &Lab, v4: &[&str], v6: &[&str]) {
+    let mut cmd = String::from(
+        "conntrack -F >/dev/null 2>&1; conntrack -F -f ipv6 >/dev/null 2>&1; \
+         for t in iptables ip6tables; do \
+         $t -F FORWARD && \
+         $t -A FORWARD -m conntrack --ctstate INVALID -j DROP && \
+         $t -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT || exit 1; done; ",
+    );
+    for (t, rules) in [("iptables", v4), ("ip6tables", v6)] {
+        for rule in rules {
+            cmd.push_str(&format!("{t} -A FORWARD {rule} || exit 1; "));
+        }
+    }
+    lab.ok("gw", 10, &cmd);
+}
+
+/// Polls `cond` every 50 ms until it holds or `secs` pass; returns whether it held.
+pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Outcome of a round of connection attempts (`flood.py attempts`).
+#[derive(Clone, Debug, Default)]
+pub struct Attempts {
+    /// Requests answered completely.
+    pub ok: u64,
+    /// Attempts made.
+    pub n: u64,
+    /// The failures by kind.
+    pub errors: String,
+}
+
+impl std::fmt::Display for Attempts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.ok, self.n)?;
+        if self.ok < self.n {
+            write!(f, " {}", self.errors)?;
+        }
+        Ok(())
+    }
+}
+
+/// Starts `n` HTTP requests to `addr:8080` (apps.py httpd) from the client, one every
+/// `interval_ms`, each given `timeout` seconds, optionally from the local address `bind`;
+/// returns the file its result will be in ([`Attempts::read`]).
+pub fn attempts_start(
+    lab: &mut Lab,
+    name: &str,
+    addr: &str,
+    n: u32,
+    interval_ms: u32,
+    timeout: u32,
+    bind: Option<&str>,
+) -> PathBuf {
+    let out = lab.tmp.join(format!("attempts-{name}.json"));
+    let _ = std::fs::remove_file(&out);
+    lab.spawn(
+        "cli",
+        &format!(
+            "exec python3 {} attempts {addr} 8080 {n} {} {timeout} {} {}",
+            script("flood.py"),
+            f64::from(interval_ms) / 1000.0,
+            out.display(),
+            bind.unwrap_or("")
+        ),
+    );
+    out
+}
+
+impl Attempts {
+    /// Waits for the result of [`attempts_start`].
+    pub fn read(path: &Path) -> Attempts {
+        assert!(
+            wait_for(120, || path.exists()),
+            "no result in {}",
+            path.display()
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json");
+        Attempts {
+            ok: v["ok"].as_u64().unwrap_or(0),
+            n: v["ok"].as_u64().unwrap_or(0) + v["failed"].as_u64().unwrap_or(0),
+            errors: v["errors"].to_string(),
+        }
+    }
+}
+
+/// `n` idle TCP connections from the client to the server's `flood.py echo-many` on port
+/// 7000, each of which exchanged a line (apps.py idle-set).
+pub struct IdleSet {
+    dir: PathBuf,
+    log: PathBuf,
+    checks: u32,
+}
+
+impl IdleSet {
+    /// Opens them (the echo server must run).
+    pub fn open(lab: &mut Lab, name: &str, addr: &str, n: usize) -> IdleSet {
+        let dir = lab.tmp.join(name);
+        std::fs::create_dir_all(&dir).expect("idle dir");
+        let log = lab.tmp.join(format!("{name}.log"));
+        lab.spawn(
+            "cli",
+            &format!(
+                "ulimit -n 65536; exec python3 {} idle-set {addr} 7000 {n} {} > {} 2>&1",
+                script("apps.py"),
+                dir.display(),
+                log.display()
+            ),
+        );
+        assert!(
+            wait_for(120, || dir.join("ready").exists()),
+            "idle connections not opened: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        IdleSet {
+            dir,
+            log,
+            checks: 0,
+        }
+    }
+
+    /// Sends a line on every connection; returns how many were echoed (within 10 s).
+    pub fn alive(&mut self) -> u64 {
+        self.checks += 1;
+        let name = format!("c{}", self.checks);
+        std::fs::write(self.dir.join(format!("check-{name}")), "").expect("check file");
+        let result = self.dir.join(format!("result-{name}"));
+        assert!(
+            wait_for(60, || result.exists()),
+            "idle check hangs: {}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&result).expect("read")).expect("json");
+        v["alive"].as_u64().unwrap_or(0)
+    }
+
+    /// Closes them.
+    pub fn close(self) {
+        let _ = std::fs::write(self.dir.join("stop"), "");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Runs `flood.py ARGS` in the client (bounded by `secs`); returns its summary line.
+pub fn flood(lab: &Lab, secs: u32, args: &str) -> String {
+    lab.ok(
+        "cli",
+        secs,
+        &format!("python3 {} {args}", script("flood.py")),
+    )
+    .trim()
+    .to_string()
+}
