@@ -166,7 +166,7 @@ impl Conntrack {
             key,
             conn,
             self.limits.per_source_limit(),
-            (tick, self.limits.max_entries),
+            (tick, self.limits.candidate_cap()),
             &self.counts,
         ) {
             Ok(_) => Adoption::Adopted,

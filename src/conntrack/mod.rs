@@ -319,7 +319,7 @@ impl Conntrack {
         }
         let state = opening.state();
         let limit = self.limits.per_source_limit();
-        let cap = (opening.now, self.limits.max_entries);
+        let cap = (opening.now, self.limits.candidate_cap());
         let inserted = match opening.key {
             AnyKey::V4(key) => insert(&self.v4, key, opening.conn, limit, cap, &self.counts)
                 .map(|old| old.map(|(c, n)| ConnRecord::of(&key, &c, n))),

@@ -148,7 +148,7 @@ fn learn<A: Addr>(
         let was_open = matches!(old, TcpState::SynRecv | TcpState::Established);
         if was_open && conn.has(flags::ASSURED) && conn.closing() {
             side.table
-                .note_candidate(key, side.now, side.ct.limits.max_entries);
+                .note_candidate(key, side.now, side.ct.limits.candidate_cap());
         }
     }
     let offload = &side.ct.offload;

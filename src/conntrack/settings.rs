@@ -98,7 +98,18 @@ impl Limits {
             self.per_source
         }
     }
+
+    /// How many early-drop candidates each family's table remembers (its clock hand): an
+    /// eighth of `max_entries`, at least [`MIN_CANDIDATES`]. Each costs a key and a tick
+    /// (20 B for IPv4), so remembering every entry would add 20 B to each of them; candidates
+    /// the queue forgot are still found by the bounded scan behind it.
+    pub fn candidate_cap(&self) -> usize {
+        (self.max_entries / 8).max(MIN_CANDIDATES)
+    }
 }
+
+/// The fewest early-drop candidates a table remembers, whatever its size.
+pub const MIN_CANDIDATES: usize = 1024;
 
 /// When a validated flow goes to the kernel fast path (`[offload]`, docs/performance.md): the
 /// kernel then forwards its middle (packets without SYN, FIN or RST of a connection it calls
