@@ -219,10 +219,16 @@ fn metrics_events_kill_block_and_unblock_in_the_lab() {
         "events: {:?}",
         received(&stream_out)
     );
-    let logged = std::fs::read_to_string(dir.join("events.json")).unwrap_or_default();
+    // The event log has its own writer thread: it may be a moment behind the stream.
+    let log_file = dir.join("events.json");
+    let logged = || std::fs::read_to_string(&log_file).unwrap_or_default();
     assert!(
-        logged.contains("\"event\":\"new\"") && logged.contains("\"no_connection\""),
-        "event log: {logged}"
+        wait_for(10, || {
+            let l = logged();
+            l.contains("\"event\":\"new\"") && l.contains("\"no_connection\"")
+        }),
+        "event log: {}",
+        logged()
     );
 
     // promtool finds nothing to lint in the exposition.
