@@ -25,9 +25,11 @@
 mod e2e;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use e2e::{ctl, output_text, require, root, script, stats_json, Lab, Statewall, CLI_V4, SRV_V4};
+use e2e::{
+    ctl, output_text, require, root, script, stats_json, wait_for, Lab, Statewall, CLI_V4, SRV_V4,
+};
 
 /// The time zone of every process: not UTC, and a half-hour offset.
 const ZONE: &str = "Asia/Kolkata";
@@ -35,18 +37,6 @@ const ZONE: &str = "Asia/Kolkata";
 /// Rejected by policy (the SYN scan's SYNs are answered, so nmap does not retry), probes of
 /// no connection answered with RSTs: every scan is quick, one line per probe.
 const RULES: &str = "policy reject\nprobes rst\nallow icmp\n";
-
-/// Waits up to `secs` for `cond`.
-fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    cond()
-}
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()

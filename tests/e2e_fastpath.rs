@@ -23,9 +23,9 @@
 #[allow(dead_code)]
 mod e2e;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::{ctl, output_text, script, Lab, Statewall, SRV_V4, SRV_V6};
+use e2e::{ctl, output_text, script, wait_for, Lab, Statewall, SRV_V4, SRV_V6};
 
 /// Quiet statewall (no periodic stats lines), offloading TCP after two segments each way (the
 /// probes and the echo client exchange a few segments only).
@@ -42,18 +42,6 @@ fn fastpath_entries(lab: &Lab, family: &str) -> usize {
         &format!("conntrack -L -f {family} -m {FASTPATH} 2>/dev/null"),
     );
     String::from_utf8_lossy(&out.stdout).lines().count()
-}
-
-/// Polls `cond` every 100 ms for up to `secs`.
-fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    cond()
 }
 
 #[test]

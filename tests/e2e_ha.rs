@@ -141,7 +141,7 @@ fn inject_flows(lab: &HaLab) {
     }
     for f in [&REFUSED, &UNMARKED] {
         assert!(
-            e2e::ha::wait_for(20, || lab.kernel_has("b", f.sport)),
+            e2e::wait_for(20, || lab.kernel_has("b", f.sport)),
             "{}: not replicated to b",
             f.name
         );
@@ -220,7 +220,7 @@ fn statewall_pair_keeps_every_connection_and_its_judgement() {
     let mut w = Workload::start(&mut lab);
     // The standby follows the kernel table: it holds the idle connections before any failover.
     assert!(
-        e2e::ha::wait_for(20, || lab.tracked("b", ECHO_PORT) >= w.idle.n),
+        e2e::wait_for(20, || lab.tracked("b", ECHO_PORT) >= w.idle.n),
         "standby b tracks {} of the {} idle connections",
         lab.tracked("b", ECHO_PORT),
         w.idle.n
@@ -244,7 +244,7 @@ fn statewall_pair_keeps_every_connection_and_its_judgement() {
     // (to judge it on its first packet), not the second.
     inject_flows(&lab);
     assert!(
-        e2e::ha::wait_for(20, || lab.tracked("b", REFUSED.sport) == 1),
+        e2e::wait_for(20, || lab.tracked("b", REFUSED.sport) == 1),
         "b did not take the refused flow's entry from the kernel table"
     );
     assert_eq!(
@@ -262,7 +262,7 @@ fn statewall_pair_keeps_every_connection_and_its_judgement() {
         );
         mid = drops(lab, "b");
         assert!(
-            e2e::ha::wait_for(TAKEOVER_WINDOW + 30, || lab.role("b") == "active"),
+            e2e::wait_for(TAKEOVER_WINDOW + 30, || lab.role("b") == "active"),
             "b still {}",
             lab.role("b")
         );
@@ -349,7 +349,7 @@ fn statewall_ecmp_pair_keeps_the_flows_of_a_lost_gateway() {
     assert!(on_a + on_b >= w.idle.n as u64, "a {on_a} + b {on_b}");
     for g in ["a", "b"] {
         assert!(
-            e2e::ha::wait_for(20, || lab.tracked(g, ECHO_PORT) >= w.idle.n),
+            e2e::wait_for(20, || lab.tracked(g, ECHO_PORT) >= w.idle.n),
             "gateway {g} tracks {} of the {} idle connections",
             lab.tracked(g, ECHO_PORT),
             w.idle.n

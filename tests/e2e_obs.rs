@@ -11,9 +11,11 @@ mod e2e;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::{ctl, http_server, output_text, require, script, stats_json, Lab, Statewall, SRV_V4};
+use e2e::{
+    ctl, http_server, output_text, require, script, stats_json, wait_for, Lab, Statewall, SRV_V4,
+};
 use serde_json::Value;
 
 /// Where statewall serves its metrics in the gateway namespace.
@@ -22,18 +24,6 @@ const METRICS: &str = "127.0.0.1:9559";
 const PROMETHEUS: &str = "127.0.0.1:9590";
 /// The echo server's port (apps.py echo-server).
 const ECHO: u16 = 7000;
-
-/// Polls `cond` every 100 ms for `secs` seconds.
-fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    cond()
-}
 
 /// A child process killed (and reaped) on drop.
 struct Killed(Child);

@@ -14,10 +14,10 @@ mod e2e;
 
 use std::time::Duration;
 
-use e2e::flood::{
-    attempts_start, flood, kernel_ruleset, route_spoofed_range, wait_for, Attempts, IdleSet,
+use e2e::flood::{attempts_start, flood, kernel_ruleset, route_spoofed_range, Attempts, IdleSet};
+use e2e::{
+    cleanup, http_server, script, url, wait_for, FinalStats, Lab, Statewall, CLI_V4, SRV_V4,
 };
-use e2e::{cleanup, http_server, script, url, FinalStats, Lab, Statewall, CLI_V4, SRV_V4};
 
 /// The scale of the floods (`TRUST_FLOOD_SCALE`, scripts/flood sets it).
 fn scale() -> f64 {

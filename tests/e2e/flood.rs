@@ -2,10 +2,10 @@
 //! firewalls they are measured on: statewall and Linux conntrack's own ruleset.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::lab::Lab;
-use super::script;
+use super::{script, wait_for};
 
 /// The spoofed sources' range (RFC 2544 benchmarking).
 pub const SPOOFED: &str = "198.18.0.0/15";
@@ -39,20 +39,6 @@ pub fn kernel_ruleset(lab: &Lab, v4: &[&str], v6: &[&str]) {
         }
     }
     lab.ok("gw", 10, &cmd);
-}
-
-/// Polls `cond` every 50 ms until it holds or `secs` pass; returns whether it held.
-pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Outcome of a round of connection attempts (`flood.py attempts`).

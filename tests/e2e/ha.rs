@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{require, root, script, signal, SRV_V4};
+use super::{require, root, script, signal, wait_for, SRV_V4};
 
 /// The echo server's TCP port (idle connections).
 pub const ECHO_PORT: u16 = 7000;
@@ -49,20 +49,6 @@ pub fn wall() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or_default()
-}
-
-/// Polls `cond` every 50 ms until it holds or `secs` pass; returns whether it held.
-pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// One HA lab.

@@ -25,6 +25,7 @@ pub mod lab;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 // The helpers most tests use, by their short names (a test crate may leave some unused).
 #[allow(unused_imports)]
@@ -68,5 +69,19 @@ pub fn require(tools: &[&str]) {
             .status()
             .expect("run sh");
         assert!(found.success(), "{tool} is missing: run scripts/setup");
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds or `secs` pass; returns whether it held.
+pub fn wait_for(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
