@@ -24,8 +24,8 @@
 mod e2e;
 
 use e2e::ha::{
-    rsts, switch, Firewall, HaLab, IdleSet, Streams, Switch, Workload, ECHO_PORT, RST_FILTER,
-    TAKEOVER_WINDOW,
+    rsts, switch, Firewall, HaLab, Streams, Switch, Workload, ECHO_PORT, IDLE_CHECK_SECS,
+    RST_FILTER, TAKEOVER_WINDOW,
 };
 use e2e::ha_probes::{delta, drops, probe_round, Injected, ProbeRound, REFUSED_PORT};
 
@@ -178,11 +178,11 @@ fn linux_alone_reference_keeps_every_connection() {
     // INVALID: the client times out), the replicated ones survive.
     lab.lab(&["stop", "a", "conntrackd"]);
     lab.lab(&["stop", "b", "conntrackd"]);
-    let mut fresh = IdleSet::open(&mut lab, "fresh", 20);
+    let mut fresh = lab.idle_set("fresh", 20);
     lab.lab(&["stop", "a", "keepalived"]);
     lab.wait_master("b", 20);
-    let old = w.idle.check();
-    let new = fresh.check();
+    let old = w.idle.check(IDLE_CHECK_SECS);
+    let new = fresh.check(IDLE_CHECK_SECS);
     eprintln!("linux without conntrackd: replicated {old:?}, not replicated {new:?}");
     assert_eq!(old.alive, w.idle.n as u64, "{old:?}");
     assert_eq!(new.alive, 0, "{new:?}");
@@ -311,13 +311,13 @@ fn statewall_pair_keeps_every_connection_and_its_judgement() {
 
     // The new master's own connections: the idle ones survived this failover too, and new
     // ones open and answer through it.
-    let old = w.idle.check();
+    let old = w.idle.check(IDLE_CHECK_SECS);
     assert_eq!(
         old.alive, w.idle.n as u64,
         "after the probes' failover: {old:?}"
     );
-    let mut fresh = IdleSet::open(&mut lab, "fresh", 20);
-    let new = fresh.check();
+    let mut fresh = lab.idle_set("fresh", 20);
+    let new = fresh.check(IDLE_CHECK_SECS);
     assert_eq!(
         new.alive, 20,
         "connections opened on the new master: {new:?}"
@@ -364,7 +364,7 @@ fn statewall_ecmp_pair_keeps_the_flows_of_a_lost_gateway() {
     let t_trigger = e2e::ha::wall();
     lab.lab(&["links", "a", "down"]);
     let (download_ok, udp) = streams.wait(&w, 6);
-    let idle = w.idle.check();
+    let idle = w.idle.check(IDLE_CHECK_SECS);
     let (rst_cli, rst_srv) = (rsts(&cap_cli.stop()), rsts(&cap_srv.stop()));
     let b = e2e::ha_probes::statewall_json(&lab, "b", &["stats"]);
     eprintln!(
@@ -391,7 +391,7 @@ fn statewall_ecmp_pair_keeps_the_flows_of_a_lost_gateway() {
         "{label}: UDP lost outside the switch: {udp}"
     );
     // New connections go through b alone now.
-    let mut fresh = IdleSet::open(&mut lab, "fresh", 20);
-    let new = fresh.check();
+    let mut fresh = lab.idle_set("fresh", 20);
+    let new = fresh.check(IDLE_CHECK_SECS);
     assert_eq!(new.alive, 20, "connections opened after a's loss: {new:?}");
 }

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use e2e::apps::IdleSet;
 use e2e::{
     ctl, http_server, output_text, require, script, stats_json, wait_for, Lab, Statewall, SRV_V4,
 };
@@ -107,42 +108,6 @@ fn received(out: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// An idle-set of `n` connections to the echo server (apps.py idle-set), ready.
-fn idle_set(lab: &mut Lab, name: &str, n: usize) -> std::path::PathBuf {
-    let dir = lab.tmp.join(name);
-    std::fs::create_dir_all(&dir).expect("idle dir");
-    lab.spawn(
-        "cli",
-        &format!(
-            "exec python3 {} idle-set {SRV_V4} {ECHO} {n} {}",
-            script("apps.py"),
-            dir.display()
-        ),
-    );
-    assert!(
-        wait_for(20, || dir.join("ready").exists()),
-        "idle-set {name} not ready"
-    );
-    dir
-}
-
-/// Asks an idle-set to send a line on each connection; its result (counts) within `secs`.
-fn check(dir: &Path, name: &str, secs: u64) -> Value {
-    std::fs::write(dir.join(format!("check-{name}")), "").expect("check");
-    let result = dir.join(format!("result-{name}"));
-    assert!(wait_for(secs, || result.exists()), "no result {name}");
-    // Written at once by the helper; read until it parses.
-    let mut v = Value::Null;
-    wait_for(5, || {
-        v = std::fs::read_to_string(&result)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(Value::Null);
-        !v.is_null()
-    });
-    v
-}
-
 fn curl_ok(lab: &Lab) -> bool {
     lab.sh(
         "cli",
@@ -234,8 +199,8 @@ fn metrics_events_kill_block_and_unblock_in_the_lab() {
     );
 
     // kill: two live connections to the echo server end; both ends get a RST.
-    let idle = idle_set(&mut lab, "idle", 2);
-    assert_eq!(check(&idle, "before", 15)["alive"], 2);
+    let mut idle = IdleSet::in_lab(&mut lab, "idle", (SRV_V4, ECHO), 2, 20);
+    assert_eq!(idle.check(15).alive, 2);
     let out = ctl(
         &sock,
         &["kill", "--proto", "tcp", "--port", &ECHO.to_string()],
@@ -246,19 +211,19 @@ fn metrics_events_kill_block_and_unblock_in_the_lab() {
         text.starts_with("2 connections killed (4 RSTs sent)"),
         "{text}"
     );
-    let after = check(&idle, "killed", 15);
-    assert_eq!(after["alive"], 0, "{after}");
-    assert_eq!(after["reset"], 2, "{after}");
+    let after = idle.check(15);
+    assert_eq!(after.alive, 0, "{after:?}");
+    assert_eq!(after.reset, 2, "{after:?}");
 
     // block: new connections and the packets of existing ones are dropped; unblock: both go
     // through again (the existing connection's retransmission gets its echo).
-    let idle = idle_set(&mut lab, "idle2", 1);
-    assert_eq!(check(&idle, "before", 15)["alive"], 1);
+    let mut idle = IdleSet::in_lab(&mut lab, "idle2", (SRV_V4, ECHO), 1, 20);
+    assert_eq!(idle.check(15).alive, 1);
     let out = ctl(&sock, &["block", "198.51.100.0/24", "--ttl", "10m"]);
     assert!(out.status.success(), "block: {}", output_text(&out));
     assert!(!curl_ok(&lab), "a new connection from a blocked network");
     let blocked = drops(&sock, "blocked");
-    std::fs::write(idle.join("check-blocked"), "").expect("check");
+    let blocked_round = idle.ask();
     assert!(
         wait_for(10, || drops(&sock, "blocked") > blocked),
         "the existing connection's packets are not dropped"
@@ -271,11 +236,8 @@ fn metrics_events_kill_block_and_unblock_in_the_lab() {
     );
     let out = ctl(&sock, &["unblock", "198.51.100.2"]);
     assert!(out.status.success(), "unblock: {}", output_text(&out));
-    let result = idle.join("result-blocked");
-    assert!(wait_for(15, || result.exists()), "no result after unblock");
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&result).unwrap_or_default())
-        .unwrap_or(Value::Null);
-    assert_eq!(v["alive"], 1, "the existing connection after unblock: {v}");
+    let v = idle.result(&blocked_round, 15);
+    assert_eq!(v.alive, 1, "the existing connection after unblock: {v:?}");
     assert!(curl_ok(&lab), "a new connection after unblock");
 
     // Prometheus has scraped statewall: its series are in the API.

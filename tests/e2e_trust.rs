@@ -14,7 +14,8 @@ mod e2e;
 
 use std::time::Duration;
 
-use e2e::flood::{attempts_start, flood, kernel_ruleset, route_spoofed_range, Attempts, IdleSet};
+use e2e::apps::IdleSet;
+use e2e::flood::{attempts_start, flood, kernel_ruleset, route_spoofed_range, Attempts};
 use e2e::{
     cleanup, http_server, script, url, wait_for, FinalStats, Lab, Statewall, CLI_V4, SRV_V4,
 };
@@ -102,7 +103,13 @@ fn spoofed_syn_flood_with_idle_connections_and_a_download() {
     let syns = scaled(200_000.0);
     let secs = 3.0 * scale();
     let round = |lab: &mut Lab, fw: Firewall| {
-        let mut set = IdleSet::open(lab, &format!("idle-{}", fw.name()), SRV_V4, idle);
+        let mut set = IdleSet::in_lab(
+            lab,
+            &format!("idle-{}", fw.name()),
+            (SRV_V4, 7000),
+            idle,
+            120,
+        );
         let out = lab.tmp.join(format!("download-{}", fw.name()));
         lab.spawn(
             "cli",
@@ -140,7 +147,7 @@ fn spoofed_syn_flood_with_idle_connections_and_a_download() {
             None,
         );
         let after = Attempts::read(&after);
-        let idle_alive = set.alive();
+        let idle_alive = set.check(60).alive;
         set.close();
         let rc = out.with_extension("rc");
         assert!(wait_for(60, || rc.exists()), "download did not finish");

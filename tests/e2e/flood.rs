@@ -2,7 +2,6 @@
 //! firewalls they are measured on: statewall and Linux conntrack's own ruleset.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::lab::Lab;
 use super::{script, wait_for};
@@ -104,64 +103,6 @@ impl Attempts {
             n: v["ok"].as_u64().unwrap_or(0) + v["failed"].as_u64().unwrap_or(0),
             errors: v["errors"].to_string(),
         }
-    }
-}
-
-/// `n` idle TCP connections from the client to the server's `flood.py echo-many` on port
-/// 7000, each of which exchanged a line (apps.py idle-set).
-pub struct IdleSet {
-    dir: PathBuf,
-    log: PathBuf,
-    checks: u32,
-}
-
-impl IdleSet {
-    /// Opens them (the echo server must run).
-    pub fn open(lab: &mut Lab, name: &str, addr: &str, n: usize) -> IdleSet {
-        let dir = lab.tmp.join(name);
-        std::fs::create_dir_all(&dir).expect("idle dir");
-        let log = lab.tmp.join(format!("{name}.log"));
-        lab.spawn(
-            "cli",
-            &format!(
-                "ulimit -n 65536; exec python3 {} idle-set {addr} 7000 {n} {} > {} 2>&1",
-                script("apps.py"),
-                dir.display(),
-                log.display()
-            ),
-        );
-        assert!(
-            wait_for(120, || dir.join("ready").exists()),
-            "idle connections not opened: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        IdleSet {
-            dir,
-            log,
-            checks: 0,
-        }
-    }
-
-    /// Sends a line on every connection; returns how many were echoed (within 10 s).
-    pub fn alive(&mut self) -> u64 {
-        self.checks += 1;
-        let name = format!("c{}", self.checks);
-        std::fs::write(self.dir.join(format!("check-{name}")), "").expect("check file");
-        let result = self.dir.join(format!("result-{name}"));
-        assert!(
-            wait_for(60, || result.exists()),
-            "idle check hangs: {}",
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&result).expect("read")).expect("json");
-        v["alive"].as_u64().unwrap_or(0)
-    }
-
-    /// Closes them.
-    pub fn close(self) {
-        let _ = std::fs::write(self.dir.join("stop"), "");
-        std::thread::sleep(Duration::from_millis(300));
     }
 }
 

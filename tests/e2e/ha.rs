@@ -9,6 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::apps::{IdleCheck, IdleSet};
 use super::{require, root, script, signal, wait_for, SRV_V4};
 
 /// The echo server's TCP port (idle connections).
@@ -19,6 +20,8 @@ pub const UDP_PORT: u16 = 7001;
 pub const HTTP_PORT: u16 = 8080;
 /// Idle connections held across every failover.
 pub const IDLE: usize = 200;
+/// How long a round over the idle connections may take to report (each waits 10 s at most).
+pub const IDLE_CHECK_SECS: u64 = 40;
 /// Size of the download, MiB.
 pub const DOWNLOAD_MIB: u32 = 100;
 /// statewall's `[ha] takeover_window` in the lab, seconds (the default is 10; the probes sent
@@ -191,6 +194,14 @@ impl HaLab {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `n` idle connections from cli to the server's echo port (each exchanged a line first).
+    pub fn idle_set(&mut self, name: &str, n: usize) -> IdleSet {
+        let tmp = self.tmp.clone();
+        IdleSet::open(&tmp, name, (SRV_V4, ECHO_PORT), n, 60, |cmd| {
+            self.spawn("cli", cmd);
+        })
     }
 
     /// Starts `sh -c SCRIPT` in the background in namespace `which` (killed at teardown).
@@ -438,86 +449,9 @@ impl Workload {
                 "nothing listens on {port} in srv"
             );
         }
-        let idle = IdleSet::open(lab, "idle", IDLE);
+        let idle = lab.idle_set("idle", IDLE);
         Workload { sum, idle }
     }
-}
-
-/// Idle TCP connections from cli to the echo server, held by one client process.
-pub struct IdleSet {
-    dir: PathBuf,
-    log: PathBuf,
-    checks: u32,
-    /// How many.
-    pub n: usize,
-}
-
-impl IdleSet {
-    /// Opens `n` connections (each exchanges one line first).
-    pub fn open(lab: &mut HaLab, name: &str, n: usize) -> IdleSet {
-        let dir = lab.tmp.join(name);
-        std::fs::create_dir_all(&dir).expect("idle dir");
-        let log = lab.tmp.join(format!("{name}.log"));
-        lab.spawn(
-            "cli",
-            &format!(
-                "exec python3 {} idle-set {} {ECHO_PORT} {n} {} > {} 2>&1",
-                script("apps.py"),
-                SRV_V4,
-                dir.display(),
-                log.display()
-            ),
-        );
-        assert!(
-            wait_for(60, || dir.join("ready").exists()),
-            "idle connections not opened: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        IdleSet {
-            dir,
-            log,
-            checks: 0,
-            n,
-        }
-    }
-
-    /// Sends one line on every connection and waits (10 s at most) for the echoes.
-    pub fn check(&mut self) -> IdleCheck {
-        self.checks += 1;
-        let name = format!("c{}", self.checks);
-        std::fs::write(self.dir.join(format!("check-{name}")), "").expect("check file");
-        let result = self.dir.join(format!("result-{name}"));
-        assert!(
-            wait_for(40, || result.exists()),
-            "idle check {name} hangs: {}",
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
-        let text = std::fs::read_to_string(&result).expect("result");
-        let v: serde_json::Value = serde_json::from_str(&text).expect("result JSON");
-        let n = |k: &str| v[k].as_u64().unwrap_or(u64::MAX);
-        IdleCheck {
-            alive: n("alive"),
-            reset: n("reset"),
-            closed: n("closed"),
-            timeout: n("timeout"),
-            other: n("other"),
-        }
-    }
-}
-
-/// One round of pings over the idle connections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IdleCheck {
-    /// Answered.
-    pub alive: u64,
-    /// Reset.
-    pub reset: u64,
-    /// Closed by the peer.
-    pub closed: u64,
-    /// No answer within 10 s.
-    pub timeout: u64,
-    /// Anything else.
-    pub other: u64,
 }
 
 /// How the master fails.
@@ -649,7 +583,7 @@ pub fn switch(
     let t_master = lab.notified(to, "MASTER")[before];
     lab.wait_master(to, 10);
     let (download_ok, udp) = streams.wait(w, span_s);
-    let idle = w.idle.check();
+    let idle = w.idle.check(IDLE_CHECK_SECS);
     let cli = cap_cli.stop();
     let srv = cap_srv.stop();
     // First UDP answer after the trigger that came through the new master's MAC.

@@ -5,7 +5,8 @@
 //! - [`lab`]: the namespaces, commands in them, background processes, captures;
 //! - [`daemon`]: `statewall run` in the gateway, its final counters, the control client;
 //! - [`apps`]: the traffic endpoints of `tests/e2e/apps.py` (also used by `scripts/demo` and
-//!   `scripts/record-captures`), starting with the HTTP server every suite uses;
+//!   `scripts/record-captures`), starting with the HTTP server every suite uses, and the idle
+//!   connections (`IdleSet`) the flood, HA and observability tests hold open;
 //! - [`ha`]: the two-gateway HA lab (`scripts/lab ha`) and its failover workload;
 //! - [`ha_probes`]: statewall's side of it (counters, role, injected flows, probe rounds);
 //! - [`flood`]: bounded floods from spoofed sources (`tests/e2e/flood.py`), the legitimate
