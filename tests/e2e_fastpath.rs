@@ -89,28 +89,13 @@ fn crafted_probes_on_offloaded_connections_v4_v6() {
             "{offloaded} {family} flows on the fast path"
         );
         let pcap = cap.stop();
-        let seen = lab.ok(
-            "cli",
-            60,
-            &format!(
-                "/usr/bin/python3 {probes} check {} {}",
-                pcap.display(),
-                expect.display()
-            ),
-        );
-        let seen: serde_json::Value = serde_json::from_str(seen.trim()).expect("check output");
-        let expect: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&expect).expect("expectations"))
-                .expect("json");
-        for e in expect.as_array().expect("array") {
-            let probe = e["name"].as_str().unwrap_or_default();
-            let want_pass = e["expect"] == "pass";
-            let copies = e["copies"].as_u64().unwrap_or(1);
-            let n = seen[probe].as_u64().unwrap_or(0);
-            let ok = if want_pass { n >= copies } else { n == 0 };
-            eprintln!("{probe:<24} {family}: expected {}, seen {n}", e["expect"]);
-            if !ok {
-                wrong.push(format!("{probe} ({family}): seen {n}"));
+        for p in e2e::probes::check(&pcap, &expect, |cmd| lab.ok("cli", 60, cmd)) {
+            eprintln!(
+                "{:<24} {family}: expected \"{}\", seen {}",
+                p.name, p.expect, p.seen
+            );
+            if !p.as_expected() {
+                wrong.push(format!("{} ({family}): seen {}", p.name, p.seen));
             }
         }
     }

@@ -175,26 +175,12 @@ fn probe_matrix(lab: &mut Lab, tag: &str, base_port: u16) -> Vec<(String, String
             ),
         );
         let pcap = cap.stop();
-        let seen = lab.ok(
-            "cli",
-            60,
-            &format!(
-                "/usr/bin/python3 {probes} check {} {}",
-                pcap.display(),
-                expect.display()
-            ),
-        );
-        let seen: serde_json::Value = serde_json::from_str(seen.trim()).expect("check output");
-        let expect: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&expect).expect("expectations"))
-                .expect("json");
-        for e in expect.as_array().expect("array") {
-            let probe = e["name"].as_str().unwrap_or_default();
+        for p in e2e::probes::check(&pcap, &expect, |cmd| lab.ok("cli", 60, cmd)) {
             rows.push((
-                format!("{probe} (v{})", if i == 0 { 4 } else { 6 }),
-                e["expect"].as_str().unwrap_or_default().to_string(),
-                seen[probe].as_u64().unwrap_or(0),
-                e["copies"].as_u64().unwrap_or(1),
+                format!("{} (v{})", p.name, if i == 0 { 4 } else { 6 }),
+                p.expect,
+                p.seen,
+                p.copies,
             ));
         }
     }

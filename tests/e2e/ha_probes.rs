@@ -186,16 +186,9 @@ pub fn probe_round(
         })
         .collect();
     let pcap = lab.tmp.join(format!("probes-{tag}-srv.pcap"));
-    let out = lab.ok(
-        "cli",
-        60,
-        &format!(
-            "/usr/bin/python3 {} check {} {}",
-            script("probes.py"),
-            pcap.display(),
-            expect.display()
-        ),
-    );
-    let seen = serde_json::from_str(&out).unwrap_or_else(|e| panic!("probes check: {e}: {out}"));
+    let seen = super::probes::check(&pcap, &expect, |cmd| lab.ok("cli", 60, cmd))
+        .into_iter()
+        .map(|p| (p.name, p.seen))
+        .collect();
     ProbeRound { seen, answered }
 }

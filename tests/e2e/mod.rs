@@ -9,6 +9,7 @@
 //!   connections (`IdleSet`) the flood, HA and observability tests hold open;
 //! - [`ha`]: the two-gateway HA lab (`scripts/lab ha`) and its failover workload;
 //! - [`ha_probes`]: statewall's side of it (counters, role, injected flows, probe rounds);
+//! - [`probes`]: what a capture saw of the crafted probes of `tests/e2e/probes.py`;
 //! - [`flood`]: bounded floods from spoofed sources (`tests/e2e/flood.py`), the legitimate
 //!   traffic measured through them, and Linux conntrack's ruleset to compare with.
 //!
@@ -23,6 +24,7 @@ pub mod flood;
 pub mod ha;
 pub mod ha_probes;
 pub mod lab;
+pub mod probes;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
