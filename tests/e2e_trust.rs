@@ -15,7 +15,9 @@ mod e2e;
 use std::time::Duration;
 
 use e2e::apps::IdleSet;
-use e2e::flood::{attempts_start, flood, kernel_ruleset, route_spoofed_range, Attempts};
+use e2e::flood::{
+    attempts_after, attempts_during, attempts_start, kernel_ruleset, route_spoofed_range, Attempts,
+};
 use e2e::{
     cleanup, http_server, script, url, wait_for, FinalStats, Lab, Statewall, CLI_V4, SRV_V4,
 };
@@ -120,33 +122,15 @@ fn spoofed_syn_flood_with_idle_connections_and_a_download() {
             ),
         );
         std::thread::sleep(Duration::from_millis(500));
-        // 60 new connections spread over the flood, each given 4 s (SYN retransmits at 1 s
-        // and 3 s), while 4 096 spoofed tuples send `syns` SYNs.
-        let during = attempts_start(
+        // 60 new connections spread over the flood while 4 096 spoofed tuples send `syns` SYNs.
+        let (during, summary) = attempts_during(
             lab,
             &format!("during-{}", fw.name()),
-            SRV_V4,
             60,
-            (secs * 1000.0 / 60.0) as u32,
-            4,
-            None,
-        );
-        let summary = flood(
-            lab,
-            (secs as u32) + 60,
+            secs,
             &format!("syn {SRV_V4} 8080 {syns} 4096 {secs}"),
         );
-        let during = Attempts::read(&during);
-        let after = attempts_start(
-            lab,
-            &format!("after-{}", fw.name()),
-            SRV_V4,
-            40,
-            25,
-            4,
-            None,
-        );
-        let after = Attempts::read(&after);
+        let after = attempts_after(lab, &format!("after-{}", fw.name()));
         let idle_alive = set.check(60).alive;
         set.close();
         let rc = out.with_extension("rc");
@@ -259,31 +243,14 @@ fn spoofed_udp_flood_at_a_responsive_server() {
     let datagrams = scaled(60_000.0);
     let secs = 3.0 * scale();
     let round = |lab: &mut Lab, fw: Firewall| {
-        let during = attempts_start(
+        let (during, summary) = attempts_during(
             lab,
             &format!("during-{}", fw.name()),
-            SRV_V4,
             30,
-            (secs * 1000.0 / 30.0) as u32,
-            4,
-            None,
-        );
-        let summary = flood(
-            lab,
-            (secs as u32) + 60,
+            secs,
             &format!("udp {SRV_V4} 5353 {datagrams} 20000 {secs}"),
         );
-        let during = Attempts::read(&during);
-        let after = attempts_start(
-            lab,
-            &format!("after-{}", fw.name()),
-            SRV_V4,
-            40,
-            25,
-            4,
-            None,
-        );
-        let after = Attempts::read(&after);
+        let after = attempts_after(lab, &format!("after-{}", fw.name()));
         let udp_after = lab
             .sh(
                 "cli",
@@ -337,21 +304,13 @@ fn random_source_ack_flood_answers_stay_bounded() {
             &format!("rst-{}", fw.name()),
             "tcp[tcpflags] & tcp-rst != 0 and dst net 198.18.0.0/15",
         );
-        let during = attempts_start(
+        let (during, summary) = attempts_during(
             lab,
             &format!("during-{}", fw.name()),
-            SRV_V4,
             20,
-            (secs * 1000.0 / 20.0) as u32,
-            4,
-            None,
-        );
-        let summary = flood(
-            lab,
-            (secs as u32) + 60,
+            secs,
             &format!("ack {SRV_V4} 8080 {acks} {secs}"),
         );
-        let during = Attempts::read(&during);
         let pcap = cap.stop();
         let answers = lab.ok(
             "cli",

@@ -116,3 +116,31 @@ pub fn flood(lab: &Lab, secs: u32, args: &str) -> String {
     .trim()
     .to_string()
 }
+
+/// `n` new connections to the server's port 8080, spread over a flood of `secs` seconds
+/// (`flood.py ARGS`), each given 4 s (SYN retransmits at 1 s and 3 s): their result and the
+/// flood's summary line.
+pub fn attempts_during(
+    lab: &mut Lab,
+    name: &str,
+    n: u32,
+    secs: f64,
+    args: &str,
+) -> (Attempts, String) {
+    let during = attempts_start(
+        lab,
+        name,
+        super::SRV_V4,
+        n,
+        (secs * 1000.0 / f64::from(n)) as u32,
+        4,
+        None,
+    );
+    let summary = flood(lab, (secs as u32) + 60, args);
+    (Attempts::read(&during), summary)
+}
+
+/// 40 new connections to the server's port 8080, 25 ms apart, each given 4 s (after a flood).
+pub fn attempts_after(lab: &mut Lab, name: &str) -> Attempts {
+    Attempts::read(&attempts_start(lab, name, super::SRV_V4, 40, 25, 4, None))
+}
