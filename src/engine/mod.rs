@@ -301,12 +301,12 @@ impl Engine {
         }
     }
 
-    /// Whether the packet comes from a blocked source (O(1): see [`Blocklist`]). Only its
-    /// packets are dropped: traffic *to* it (connections from the protected side) is the
-    /// rules' business, and a block can never cut an address off from the others.
+    /// Whether the packet comes from a blocked source, or goes to a network an operator blocked
+    /// (each O(1), one atomic load while no such block exists: see [`Blocklist`]). A scan's
+    /// block drops only what the scanner sends: traffic *to* it is the rules' business, and
+    /// such a block can never cut an address off from the others.
     fn blocked(&self, pkt: &Packet<'_>, now: Timestamp) -> bool {
-        self.blocks.any()
-            && (self.blocks.is_blocked(pkt.src, now) || self.blocks.is_blocked_to(pkt.dst, now))
+        self.blocks.is_blocked(pkt.src, now) || self.blocks.is_blocked_to(pkt.dst, now)
     }
 
     /// Replaces the policy for new connections; tracked connections stay (and keep naming

@@ -19,7 +19,7 @@ impl Engine {
     /// has its entry refreshed: it does not expire while the kernel forwards it.
     pub fn keep_offloaded(&self, flow: &KernelFlow, now: Timestamp) -> bool {
         let b = &self.blocks;
-        if b.any() && (b.is_blocked(flow.orig.0, now) || b.is_blocked(flow.resp.0, now)) {
+        if b.is_blocked(flow.orig.0, now) || b.is_blocked(flow.resp.0, now) {
             // Either end's packets are dropped: the flow must come back to statewall.
             return false;
         }
