@@ -204,6 +204,11 @@ impl ConnRecord {
             counts,
         }
     }
+
+    /// The record of an entry evicted to make room.
+    fn evicted<A: Addr>((key, conn, counts): table::Evicted<A>) -> ConnRecord {
+        ConnRecord::of(&key, &conn, counts)
+    }
 }
 
 /// A flow [`Conntrack::open`] opened, and the entries that made room for it.
@@ -396,11 +401,11 @@ impl Conntrack {
             let evicted = if v4_first {
                 self.v4
                     .evict_oldest(now, &self.counts)
-                    .map(|e| e.map(|(k, c, n)| ConnRecord::of(&k, &c, n)))
+                    .map(|e| e.map(ConnRecord::evicted))
             } else {
                 self.v6
                     .evict_oldest(now, &self.counts)
-                    .map(|e| e.map(|(k, c, n)| ConnRecord::of(&k, &c, n)))
+                    .map(|e| e.map(ConnRecord::evicted))
             };
             if let Some(Some(r)) = evicted {
                 return Some(r);
@@ -408,11 +413,11 @@ impl Conntrack {
         }
         self.v4
             .evict_scanned(scan, now, &self.counts)
-            .map(|(k, c, n)| ConnRecord::of(&k, &c, n))
+            .map(ConnRecord::evicted)
             .or_else(|| {
                 self.v6
                     .evict_scanned(scan, now, &self.counts)
-                    .map(|(k, c, n)| ConnRecord::of(&k, &c, n))
+                    .map(ConnRecord::evicted)
             })
     }
 
