@@ -701,6 +701,65 @@ mod tests {
         assert_eq!(icmp_port_unreachable(&v6_fragment(0)[..44], &OPTS), None);
     }
 
+    /// An IP packet of `family` with `proto` as its (first) next header and `body` after the
+    /// fixed header.
+    fn raw_ip(v6: bool, proto: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        if v6 {
+            let (src, dst): (Ipv6Addr, Ipv6Addr) = (CLI6.parse().unwrap(), SRV6.parse().unwrap());
+            out.extend_from_slice(&[0x60, 0, 0, 0]);
+            out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+            out.extend_from_slice(&[proto, 64]);
+            out.extend_from_slice(&src.octets());
+            out.extend_from_slice(&dst.octets());
+        } else {
+            let (src, dst): (Ipv4Addr, Ipv4Addr) = (CLI4.parse().unwrap(), SRV4.parse().unwrap());
+            out.extend_from_slice(&[0x45, 0]);
+            out.extend_from_slice(&(20 + body.len() as u16).to_be_bytes());
+            out.extend_from_slice(&[0, 1, 0, 0, 64, proto, 0, 0]);
+            out.extend_from_slice(&src.octets());
+            out.extend_from_slice(&dst.octets());
+        }
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// The engine fuzz target found an IPv6 packet whose port unreachable did not decode: the
+    /// quote decoder read ICMP of the other family, and its own walk of IPv6 extension headers,
+    /// where the packet's decoder had read neither. Whatever a packet decodes as, the error
+    /// quoting it decodes too.
+    #[test]
+    fn the_error_quoting_any_decodable_packet_decodes() {
+        // One destination-options header (8 bytes, next header `next`).
+        let dest_opts = |next: u8| [next, 0, 1, 4, 0, 0, 0, 0];
+        let mut chain = Vec::new();
+        for next in [60, 60, 60, 59] {
+            chain.extend_from_slice(&dest_opts(next));
+        }
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("v6, ICMPv4 number, empty", raw_ip(true, 1, &[])),
+            ("v6, ICMPv4 echo byte", raw_ip(true, 1, &[8])),
+            (
+                "v6, ICMPv4 echo, 5 bytes",
+                raw_ip(true, 1, &[8, 0, 0, 0, 0]),
+            ),
+            ("v4, ICMPv6 number, empty", raw_ip(false, 58, &[])),
+            ("v4, ICMPv6 echo byte", raw_ip(false, 58, &[128])),
+            ("v6, unknown protocol, 1 byte", raw_ip(true, 253, &[7])),
+            ("v6, four destination options", raw_ip(true, 60, &chain)),
+        ];
+        for (name, pkt) in cases {
+            let decoded = Packet::decode(&pkt, &PacketMeta::default());
+            assert!(
+                decoded.is_ok(),
+                "{name}: the case itself decodes: {decoded:?}"
+            );
+            let reply = icmp_port_unreachable(&pkt, &OPTS).unwrap_or_else(|| panic!("{name}"));
+            let back = Packet::decode(&reply, &PacketMeta::default());
+            assert!(back.is_ok(), "{name}: the answer does not decode: {back:?}");
+        }
+    }
+
     proptest::proptest! {
         /// Attacker-controlled bytes never panic the ICMP builder, and what it builds is
         /// bounded and checksummed.
@@ -717,6 +776,7 @@ mod tests {
                     sum_words(&reply[8..40]) + 58 + body.len() as u32 + sum_words(body)
                 };
                 proptest::prop_assert_eq!(fold(sum), 0xffff);
+                proptest::prop_assert!(Packet::decode(&reply, &PacketMeta::default()).is_ok());
             }
         }
 
@@ -738,6 +798,7 @@ mod tests {
             if let Some(reply) = icmp_port_unreachable(&bytes, &OPTS) {
                 proptest::prop_assert!(reply.len() <= 1280);
                 proptest::prop_assert!(reply.len() >= 28);
+                proptest::prop_assert!(Packet::decode(&reply, &PacketMeta::default()).is_ok());
             }
         }
 

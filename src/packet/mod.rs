@@ -19,7 +19,7 @@
 //! connection tracking is in use (the daemon checks it at start), the kernel reassembles
 //! fragments before the FORWARD hook and statewall sees whole datagrams.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use etherparse::LaxIpSlice;
 use thiserror::Error;
@@ -83,6 +83,17 @@ pub enum Family {
     V4,
     /// IPv6.
     V6,
+}
+
+impl Family {
+    /// The protocol number of this family's ICMP (1 or 58); the other family's number is
+    /// just another protocol.
+    pub const fn icmp_proto(self) -> u8 {
+        match self {
+            Family::V4 => proto::ICMP,
+            Family::V6 => proto::ICMPV6,
+        }
+    }
 }
 
 /// The TCP options statewall uses.
@@ -439,8 +450,7 @@ fn decode_transport(
             }
             Ok(Transport::Udp { sport, dport })
         }
-        proto::ICMP if family == Family::V4 => decode_icmp(Family::V4, data).map(Transport::Icmp),
-        proto::ICMPV6 if family == Family::V6 => decode_icmp(Family::V6, data).map(Transport::Icmp),
+        p if p == family.icmp_proto() => decode_icmp(family, data).map(Transport::Icmp),
         _ => Ok(Transport::Other),
     }
 }
@@ -534,44 +544,25 @@ fn decode_icmp(family: Family, data: &[u8]) -> Result<IcmpHeader, DecodeError> {
 
 /// Decodes the packet quoted by an ICMP error: its IP header and the first 8 bytes of its
 /// transport header (all that RFC 792 guarantees).
+///
+/// The quote is read the way [`Packet::decode`] reads a packet (the same extension header walk,
+/// ICMP only of the error's own family), leniently about its length (a quote is the start of a
+/// packet), so that an error quoting any packet statewall decoded decodes too.
 fn decode_embedded(family: Family, quoted: &[u8]) -> Option<Embedded> {
-    let (src, dst, proto, l4, later_fragment) = match family {
-        Family::V4 => {
-            if quoted.first()? >> 4 != 4 {
-                return None;
-            }
-            let ihl = usize::from(quoted[0] & 0x0f) * 4;
-            if ihl < 20 {
-                return None;
-            }
-            let src: [u8; 4] = quoted.get(12..16)?.try_into().ok()?;
-            let dst: [u8; 4] = quoted.get(16..20)?.try_into().ok()?;
-            let offset = be16(quoted, 6)? & 0x1fff;
-            (
-                IpAddr::V4(Ipv4Addr::from(src)),
-                IpAddr::V4(Ipv4Addr::from(dst)),
-                *quoted.get(9)?,
-                // What follows a non-first fragment's header is data, maybe not even 4 bytes.
-                quoted.get(ihl..).unwrap_or_default(),
-                offset > 0,
-            )
+    // An extension header chain cut by the quote ends the walk where it was cut.
+    let (ip, _cut) = LaxIpSlice::from_slice(quoted).ok()?;
+    let later_fragment = match &ip {
+        LaxIpSlice::Ipv4(v4) if family == Family::V4 => v4.header().fragments_offset().value() > 0,
+        LaxIpSlice::Ipv6(v6) if family == Family::V6 => {
+            fragment_v6(v6.extensions().slice(), v6.header().next_header().0)
+                .is_some_and(|f| f.offset > 0)
         }
-        Family::V6 => {
-            if quoted.first()? >> 4 != 6 {
-                return None;
-            }
-            let src: [u8; 16] = quoted.get(8..24)?.try_into().ok()?;
-            let dst: [u8; 16] = quoted.get(24..40)?.try_into().ok()?;
-            let (proto, l4, offset) = skip_v6_extensions(*quoted.get(6)?, quoted.get(40..)?)?;
-            (
-                IpAddr::V6(Ipv6Addr::from(src)),
-                IpAddr::V6(Ipv6Addr::from(dst)),
-                proto,
-                l4,
-                offset > 0,
-            )
-        }
+        _ => return None,
     };
+    let (src, dst) = (ip.source_addr(), ip.destination_addr());
+    let proto = ip.payload().ip_number.0;
+    // What follows a non-first fragment's header is data, maybe not even 4 bytes.
+    let l4 = ip.payload().payload;
     let mut e = Embedded {
         src,
         dst,
@@ -594,7 +585,7 @@ fn decode_embedded(family: Family, quoted: &[u8]) -> Option<Embedded> {
                 e.tcp_seq = be32(l4, 4).map(Seq);
             }
         }
-        proto::ICMP | proto::ICMPV6 => {
+        p if p == family.icmp_proto() => {
             let t = *l4.first()?;
             e.icmp_type = Some(t);
             e.echo_request = matches!(t, 8 | 128);
@@ -605,26 +596,6 @@ fn decode_embedded(family: Family, quoted: &[u8]) -> Option<Embedded> {
         _ => {}
     }
     Some(e)
-}
-
-/// Skips IPv6 extension headers in a quoted packet; returns the transport protocol, its bytes
-/// and the fragment offset (0 without a fragment header).
-fn skip_v6_extensions(mut next: u8, mut rest: &[u8]) -> Option<(u8, &[u8], u16)> {
-    let mut offset = 0;
-    for _ in 0..8 {
-        let len = match next {
-            0 | 43 | 60 => (usize::from(*rest.get(1)?) + 1) * 8,
-            44 => {
-                offset = be16(rest, 2)? >> 3;
-                8
-            }
-            51 => (usize::from(*rest.get(1)?) + 2) * 4,
-            _ => return Some((next, rest, offset)),
-        };
-        next = *rest.first()?;
-        rest = rest.get(len..)?;
-    }
-    None
 }
 
 #[cfg(test)]
