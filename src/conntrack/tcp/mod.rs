@@ -148,7 +148,9 @@ pub struct TcpConn {
     last_class: u8,
     /// [`cflag`] bits.
     misc: u8,
-    /// Sequence end of that segment (for resynchronising on an ignored SYN).
+    /// What an answer to that segment names: a SYN's sequence end (its SYN/ACK acknowledges
+    /// it: resynchronising on an ignored SYN), an ACK's acknowledgement number (the RST
+    /// answering an unacceptable ACK carries it as its sequence number, RFC 9293 §3.10.7.3).
     last_end: Seq,
     /// Per direction: `[original, reply]`.
     peers: [Peer; 2],
@@ -494,7 +496,11 @@ impl TcpConn {
     fn note_last(&mut self, dir: Dir, class: Class, seg: &TcpHeader) {
         self.last_dir = dir as u8;
         self.last_class = class as u8;
-        self.last_end = seg_end(seg);
+        self.last_end = if class == Class::Ack {
+            seg.ack
+        } else {
+            seg_end(seg)
+        };
     }
 
     /// RST: an exact sequence number closes; inside the window passes without closing (the
@@ -507,6 +513,15 @@ impl TcpConn {
             // The sender's window is unknown (a connection adopted from the kernel table, whose
             // first segment from this side is a RST): pass it without closing, the endpoint
             // checks the sequence number itself (RFC 5961).
+            return Ok(Step::Ignore);
+        }
+        let answers_ignored_ack = Class::from_u8(self.last_class) == Class::Ack
+            && self.last_dir != dir as u8
+            && seg.seq == self.last_end;
+        if handshake && r.maxwin == 0 && answers_ignored_ack {
+            // RFC 9293 §3.5.2 half-open recovery: the opener answers the peer's ACK (of an old
+            // connection on this tuple) with `RST <SEQ=SEG.ACK>`; it ends that old connection
+            // at the peer and leaves this one opening.
             return Ok(Step::Ignore);
         }
         let exact = if handshake && s.maxwin == 0 {

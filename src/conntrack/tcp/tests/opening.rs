@@ -93,6 +93,29 @@ mod syn_sent {
         assert_eq!(c.state, TcpState::SynSent);
     }
 
+    /// RFC 9293 §3.5.2 half-open recovery, the suricata-verify captures' case Linux passes: a
+    /// client whose new SYN meets the server's old half-open connection gets that connection's
+    /// ACK and answers it with `RST <SEQ=SEG.ACK>`. The RST must reach the server (it ends the
+    /// old connection there, and the client's next SYN opens the new one); it does not close
+    /// the entry. Without the ACK before it, a RST at a sequence number the client never used
+    /// is still dropped.
+    #[test]
+    fn client_rst_answering_the_servers_stray_ack_passes_without_closing() {
+        let mut c = conn_syn_sent();
+        send!(c, C, seg(RST, 300, 0, 0), Err(DropReason::RstOutOfWindow));
+        send!(c, S, seg(ACK, 77_000, 300, 0), Ok(Step::Ignore));
+        send!(c, C, seg(RST, 300, 0, 0), Ok(Step::Ignore));
+        assert_eq!(c.state, TcpState::SynSent);
+        // Only the RST answering that ACK: another sequence number is still dropped.
+        send!(c, S, seg(ACK, 77_000, 300, 0), Ok(Step::Ignore));
+        send!(c, C, seg(RST, 301, 0, 0), Err(DropReason::RstOutOfWindow));
+        // The client's retransmitted SYN then opens the connection.
+        send!(c, C, syn());
+        send!(c, S, syn_ack());
+        send!(c, C, seg(ACK, C_ISN + 1, S_ISN + 1, 0));
+        assert_eq!(c.state, TcpState::Established);
+    }
+
     #[test]
     fn client_may_abort_its_syn() {
         let mut c = conn_syn_sent();
