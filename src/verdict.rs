@@ -41,6 +41,42 @@ impl Verdict {
     }
 }
 
+/// What an accepted packet's verdict tells the kernel about its flow's fast path (the FASTPATH
+/// bit of the connection mark, [`crate::marks`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FastPath {
+    /// The flow is not on the fast path: the verdict clears the bit.
+    #[default]
+    Off,
+    /// The flow is on the fast path: the verdict sets the bit, and the kernel forwards the
+    /// flow's middle from then on.
+    On,
+    /// The flow was on the fast path before this packet and stays there, and the packet came
+    /// without the bit (queued before the verdict that set it was saved): its verdict leaves
+    /// the connection mark alone. Setting the bit again here could put the flow back on the
+    /// fast path after a later packet (its FIN, queued behind this one) took it off, and
+    /// segments would overtake the teardown statewall is judging.
+    Unchanged,
+}
+
+impl FastPath {
+    /// The verdict of a packet of a flow on the fast path before it (`before`) and after it
+    /// (`after`), the packet having come with the FASTPATH and ADMITTED bits restored from the
+    /// connection mark or not.
+    pub fn of(before: bool, after: bool, came_fastpath: bool, came_admitted: bool) -> FastPath {
+        match (before, after) {
+            (_, false) => FastPath::Off,
+            (true, true) if !came_fastpath && came_admitted => FastPath::Unchanged,
+            _ => FastPath::On,
+        }
+    }
+
+    /// Whether the flow is on the fast path after the packet.
+    pub fn is_on(self) -> bool {
+        self != FastPath::Off
+    }
+}
+
 /// How an accepted packet passed. Each kind has its counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Pass {

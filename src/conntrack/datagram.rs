@@ -7,7 +7,7 @@
 
 use super::{flags, flow_of, kernel, Addr, Dir, Milestone, ProtoState, Side, Track, Tracked};
 use crate::proto;
-use crate::verdict::{DropReason, Pass, Verdict};
+use crate::verdict::{DropReason, FastPath, Pass, Verdict};
 
 /// A flow still busy this long after it opened (2 s, in ticks) is a stream.
 const STREAM_TICKS: i32 = 20;
@@ -47,6 +47,7 @@ pub(super) fn track<A: Addr>(
         }
         conn.expires = side.now.after_secs(timeout);
         let offload = &side.ct.offload;
+        let was_offloaded = conn.has(flags::OFFLOADED);
         if offload.enable && offload.datagrams && conn.has(flags::SEEN_REPLY) {
             // Answered once: the kernel may carry the rest (a one-way stream after its first
             // reply included).
@@ -57,7 +58,12 @@ pub(super) fn track<A: Addr>(
             state: Some(conn.state()),
             milestone: first_reply.then(|| Milestone::Replied(flow_of(k, conn))),
             adopted: None,
-            offloaded: conn.has(flags::OFFLOADED),
+            fastpath: FastPath::of(
+                was_offloaded,
+                conn.has(flags::OFFLOADED),
+                side.via.fastpath,
+                side.via.admitted,
+            ),
         };
         return Track::Judged(kernel::claim(k, conn, tracked));
     }

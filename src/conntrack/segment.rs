@@ -10,7 +10,7 @@ use super::{
 };
 use crate::packet::TcpHeader;
 use crate::proto;
-use crate::verdict::{DropReason, Pass, Verdict};
+use crate::verdict::{DropReason, FastPath, Pass, Verdict};
 
 /// Tracks one TCP segment.
 pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
@@ -36,7 +36,7 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
         if resumed {
             conn.flags &= !flags::OFFLOADED;
         }
-        let offloaded = conn.has(flags::OFFLOADED);
+        let mut offloaded = conn.has(flags::OFFLOADED);
         let ProtoState::Tcp(tc) = &mut conn.proto else {
             return Track::Judged(Tracked::drop(DropReason::MalformedTcp, None));
         };
@@ -48,11 +48,28 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
         // never saw a handshake, so the SYN is not a retransmission, and resynchronising on
         // it would admit what the rules never judged.
         let blind_syn = blind && tcp.flags.syn() && !tcp.flags.ack();
-        let step = if blind_syn {
+        let mut step = if blind_syn {
             Ok(Step::Reopen)
         } else {
             tc.track(dir, tcp)
         };
+        if offloaded
+            && side.via.admitted
+            && matches!(
+                step,
+                Err(DropReason::AckUnsentData | DropReason::SeqAboveWindow)
+            )
+        {
+            // A segment of a flow on the fast path, beyond what statewall saw, that the kernel's
+            // window check let through (ADMITTED came with it): the kernel carried the
+            // segments in between. It came without FASTPATH because another packet of the
+            // flow (its FIN, on the other CPU) cleared the bit and was queued just after it:
+            // the flow is back from the fast path with this segment.
+            conn.flags &= !flags::OFFLOADED;
+            offloaded = false;
+            tc.resume(dir, tcp);
+            step = tc.track(dir, tcp);
+        }
         match step {
             Ok(Step::Accept) => {
                 let (k, conn) = entry.pair_mut();
@@ -64,8 +81,9 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
                 let state = Some(ConnState::Tcp(tc.state));
                 let (k, conn) = entry.pair_mut();
                 side.account(k, conn, dir);
+                let via = side.via;
                 let tracked = Tracked {
-                    offloaded,
+                    fastpath: FastPath::of(offloaded, offloaded, via.fastpath, via.admitted),
                     ..Tracked::pass(Pass::Ignored, state)
                 };
                 return Track::Judged(kernel::claim(&key, conn, tracked));
@@ -111,6 +129,7 @@ fn learn<A: Addr>(
 ) -> Tracked {
     let key = *entry.key();
     let conn = entry.value_mut();
+    let was_offloaded = conn.has(flags::OFFLOADED);
     let t = &side.ct.timeouts;
     let (new, timeout) = match &conn.proto {
         ProtoState::Tcp(tc) => (tc.state, tc.timeout(t)),
@@ -169,6 +188,11 @@ fn learn<A: Addr>(
         state: Some(ConnState::Tcp(new)),
         milestone,
         adopted: None,
-        offloaded: conn.has(flags::OFFLOADED),
+        fastpath: FastPath::of(
+            was_offloaded,
+            conn.has(flags::OFFLOADED),
+            side.via.fastpath,
+            side.via.admitted,
+        ),
     }
 }

@@ -57,7 +57,7 @@ use crate::ratelimit::{ProbesConfig, Rate, RateLimiter, TokenBucket};
 use crate::rules::Policy;
 use crate::scan::{ScanConfig, ScanDetector};
 use crate::time::Timestamp;
-use crate::verdict::{Action, DropReason, Pass, Verdict};
+use crate::verdict::{Action, DropReason, FastPath, Pass, Verdict};
 
 /// The engine's answer for one packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,9 +71,9 @@ pub struct Decision {
     /// What the outputs report (rule matches, scan alerts, blocks); empty for most packets, and
     /// then nothing was allocated.
     pub events: Vec<Event>,
-    /// The packet's flow is on the kernel fast path: an accepted packet leaves with the
-    /// FASTPATH bit, and the kernel forwards the flow's middle from then on.
-    pub fastpath: bool,
+    /// What the verdict tells the kernel about the flow's fast path (an accepted packet
+    /// leaving with the FASTPATH bit: the kernel forwards the flow's middle from then on).
+    pub fastpath: FastPath,
 }
 
 impl Decision {
@@ -83,7 +83,7 @@ impl Decision {
             state,
             action: None,
             events: Vec::new(),
-            fastpath: false,
+            fastpath: FastPath::Off,
         }
     }
 
@@ -280,7 +280,9 @@ impl Engine {
                     }
                 }
                 let mut d = Decision::new(t.verdict, t.state);
-                d.fastpath = t.offloaded && t.verdict.is_accept();
+                if t.verdict.is_accept() {
+                    d.fastpath = t.fastpath;
+                }
                 if let Some(m) = t.milestone {
                     self.observe_milestone(m, now, &mut d.events);
                 }

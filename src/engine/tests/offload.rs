@@ -32,17 +32,26 @@ fn back(e: &Engine, bytes: &[u8], secs: u64) -> Decision {
 /// Handshake and data each way until the flow is offloaded (two segments each way after the
 /// handshake); returns the next sequence numbers `(client, server)`.
 fn offload_tcp(e: &Engine, p: Pair) -> (u32, u32) {
-    assert!(!accept(e, &p.tcp(C, SYN, 100, 0).build(), 0).fastpath);
-    assert!(!accept(e, &p.tcp(S, SYN | ACK, 900, 101).build(), 0).fastpath);
-    assert!(!accept(e, &p.tcp(C, ACK, 101, 901).build(), 0).fastpath);
+    assert!(!accept(e, &p.tcp(C, SYN, 100, 0).build(), 0)
+        .fastpath
+        .is_on());
+    assert!(!accept(e, &p.tcp(S, SYN | ACK, 900, 101).build(), 0)
+        .fastpath
+        .is_on());
+    assert!(!accept(e, &p.tcp(C, ACK, 101, 901).build(), 0)
+        .fastpath
+        .is_on());
     let d = accept(e, &p.tcp(C, ACK | PSH, 101, 901).payload(100).build(), 1);
-    assert!(!d.fastpath, "one segment from the client only");
+    assert!(!d.fastpath.is_on(), "one segment from the client only");
     let d = accept(e, &p.tcp(S, ACK | PSH, 901, 201).payload(100).build(), 1);
-    assert!(!d.fastpath, "one segment each way");
+    assert!(!d.fastpath.is_on(), "one segment each way");
     let d = accept(e, &p.tcp(C, ACK | PSH, 201, 1001).payload(100).build(), 1);
-    assert!(!d.fastpath, "two from the client, one from the server");
+    assert!(
+        !d.fastpath.is_on(),
+        "two from the client, one from the server"
+    );
     let d = accept(e, &p.tcp(S, ACK, 1001, 301).build(), 1);
-    assert!(d.fastpath, "two segments each way: offloaded");
+    assert!(d.fastpath.is_on(), "two segments each way: offloaded");
     assert!(e.connections(Timestamp::from_secs(1), |_| true)[0].offloaded);
     (301, 1001)
 }
@@ -75,12 +84,12 @@ fn the_fast_path_is_off_unless_configured() {
                 &p.tcp(C, ACK | PSH, 101 + i * 10, 901).payload(10).build(),
                 1,
             );
-            assert!(!d.fastpath);
+            assert!(!d.fastpath.is_on());
             let d = accept(&e, &p.tcp(S, ACK, 901, 111 + i * 10).build(), 1);
-            assert!(!d.fastpath);
+            assert!(!d.fastpath.is_on());
         }
         accept(&e, &udp(p, C, 10), 1);
-        assert!(!accept(&e, &udp(p, S, 10), 1).fastpath);
+        assert!(!accept(&e, &udp(p, S, 10), 1).fastpath.is_on());
     }
 }
 
@@ -93,14 +102,14 @@ fn a_tcp_flow_is_offloaded_after_segments_each_way_and_its_close_is_judged() {
         let (c, s) = (c + 1_000_000, s + 1_000_000);
         let d = back(&e, &p.tcp(C, FIN | ACK, c, s).build(), 60);
         assert!(d.accepted(), "{:?}", d.reason());
-        assert!(!d.fastpath, "a teardown leaves the fast path");
+        assert!(!d.fastpath.is_on(), "a teardown leaves the fast path");
         assert_eq!(d.state, Some(ConnState::Tcp(TcpState::FinWait)));
         // The rest of the close, from both sides, through statewall with learned windows.
         let d = accept(&e, &p.tcp(S, FIN | ACK, s, c + 1).build(), 60);
         assert_eq!(d.state, Some(ConnState::Tcp(TcpState::LastAck)));
         let d = accept(&e, &p.tcp(C, ACK, c + 1, s + 1).build(), 60);
         assert_eq!(d.state, Some(ConnState::Tcp(TcpState::TimeWait)));
-        assert!(!d.fastpath);
+        assert!(!d.fastpath.is_on());
         // The stricter case holds: data after a full close is dropped.
         dropped(
             &e,
@@ -135,7 +144,7 @@ fn a_rst_after_the_fast_path_closes_and_data_after_it_is_dropped() {
         let d = back(&e, &p.tcp(S, RST | ACK, s, c).build(), 30);
         assert!(d.accepted(), "{:?}", d.reason());
         assert_eq!(d.state, Some(ConnState::Tcp(TcpState::Close)));
-        assert!(!d.fastpath);
+        assert!(!d.fastpath.is_on());
         dropped(
             &e,
             &p.tcp(C, ACK | PSH, c, s).payload(10).build(),
@@ -155,23 +164,35 @@ fn a_flow_back_from_the_fast_path_is_offloaded_again_once_validated() {
     // its counts start again, this segment the client's first.
     let d = back(&e, &p.tcp(C, ACK, c, s).build(), 5);
     assert!(d.accepted(), "{:?}", d.reason());
-    assert!(!d.fastpath);
+    assert!(!d.fastpath.is_on());
     let d = accept(&e, &p.tcp(C, ACK | PSH, c, s).payload(10).build(), 5);
-    assert!(!d.fastpath, "two from the client, none from the server");
+    assert!(
+        !d.fastpath.is_on(),
+        "two from the client, none from the server"
+    );
     let d = accept(&e, &p.tcp(S, ACK, s, c + 10).build(), 5);
-    assert!(!d.fastpath, "the server's window learned, one segment");
+    assert!(
+        !d.fastpath.is_on(),
+        "the server's window learned, one segment"
+    );
     let d = accept(&e, &p.tcp(S, ACK | PSH, s, c + 10).payload(10).build(), 5);
-    assert!(d.fastpath, "two each way again");
+    assert!(d.fastpath.is_on(), "two each way again");
 }
 
 #[test]
 fn datagram_flows_are_offloaded_once_replied_even_one_way_after() {
     for p in LABS {
         let e = offloading();
-        assert!(!accept(&e, &udp(p, C, 64), 0).fastpath);
-        assert!(!accept(&e, &udp(p, C, 64), 0).fastpath);
-        assert!(accept(&e, &udp(p, S, 64), 0).fastpath, "the first reply");
-        assert!(accept(&e, &udp(p, C, 64), 0).fastpath, "one way after it");
+        assert!(!accept(&e, &udp(p, C, 64), 0).fastpath.is_on());
+        assert!(!accept(&e, &udp(p, C, 64), 0).fastpath.is_on());
+        assert!(
+            accept(&e, &udp(p, S, 64), 0).fastpath.is_on(),
+            "the first reply"
+        );
+        assert!(
+            accept(&e, &udp(p, C, 64), 0).fastpath.is_on(),
+            "one way after it"
+        );
         let off = Engine::new(EngineConfig {
             offload: Offload {
                 enable: true,
@@ -181,7 +202,7 @@ fn datagram_flows_are_offloaded_once_replied_even_one_way_after() {
             ..EngineConfig::default()
         });
         accept(&off, &udp(p, C, 64), 0);
-        assert!(!accept(&off, &udp(p, S, 64), 0).fastpath);
+        assert!(!accept(&off, &udp(p, S, 64), 0).fastpath.is_on());
     }
 }
 
@@ -190,7 +211,7 @@ fn the_kernel_keeps_an_offloaded_flow_alive_in_the_table() {
     let p = LABS[0];
     let e = offloading();
     accept(&e, &udp(p, C, 64), 0);
-    assert!(accept(&e, &udp(p, S, 64), 0).fastpath);
+    assert!(accept(&e, &udp(p, S, 64), 0).fastpath.is_on());
     let flow = kernel_flow(p, crate::proto::UDP);
     // The kernel forwards the flow for ten minutes; statewall sees none of its packets but
     // hears from the kernel table every ten seconds (UDP replied timeout: 120 s).
@@ -356,5 +377,123 @@ fn after_a_restart_the_rst_of_an_admitted_flow_passes_and_closes_it() {
         let late = p.ports(40001, 80).tcp(S, RST, 9000, 0).build();
         let d = admitted(&e, &late, 61);
         assert_eq!(d.reason(), Some(DropReason::NoConnection));
+    }
+}
+
+/// The race behind the teardown drops the lab saw with the fast path on: packets of a flow
+/// queued before the verdict that put it on the fast path was saved come with ADMITTED but
+/// without FASTPATH. If their verdicts set FASTPATH again, one saved after the flow's FIN
+/// reached the queue (and cleared the bit) puts the flow back on the fast path while statewall
+/// judges the FIN: segments overtake the teardown, and later ACKs of them are dropped as
+/// `ack_unsent_data`. Those verdicts leave the connection mark alone; the packet that offloads
+/// the flow sets the bit, a teardown clears it, and a packet of a kernel connection without
+/// statewall's bits (a new kernel entry) sets it again.
+#[test]
+fn packets_queued_before_the_offload_leave_the_connection_mark_alone() {
+    let marks = crate::marks::ConnMarks::default();
+    for p in LABS {
+        let e = offloading();
+        let mut fast = FastPath::Off;
+        let (mut c, mut s) = (101, 901);
+        let mut seen = 0;
+        for (i, seg) in [
+            p.tcp(C, SYN, 100, 0).build(),
+            p.tcp(S, SYN | ACK, 900, 101).build(),
+            p.tcp(C, ACK, 101, 901).build(),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let d = if i == 0 {
+                accept(&e, &seg, 0)
+            } else {
+                admitted(&e, &seg, 0)
+            };
+            assert_eq!(d.fastpath, FastPath::Off);
+        }
+        // Data each way until the flow is offloaded, every packet with ADMITTED.
+        while fast == FastPath::Off {
+            let d = admitted(&e, &p.tcp(C, ACK | PSH, c, s).payload(100).build(), 1);
+            c += 100;
+            fast = d.fastpath;
+            if fast != FastPath::Off {
+                break;
+            }
+            let d = admitted(&e, &p.tcp(S, ACK | PSH, s, c).payload(100).build(), 1);
+            s += 100;
+            fast = d.fastpath;
+            seen += 1;
+            assert!(seen < 10, "never offloaded");
+        }
+        assert_eq!(
+            fast,
+            FastPath::On,
+            "the packet that offloads the flow sets the bit"
+        );
+        // Queued behind it before its verdict was saved: ADMITTED, no FASTPATH.
+        let d = admitted(&e, &p.tcp(S, ACK, s, c).build(), 1);
+        assert!(d.accepted());
+        assert_eq!(d.fastpath, FastPath::Unchanged);
+        let mark = marks.verdict_mark(marks.admitted(), d.fastpath);
+        assert!(
+            !marks.is_admitted(mark),
+            "the save rule skips it: {mark:#x}"
+        );
+        // A packet of a kernel connection without statewall's bits sets them again.
+        let d = accept(&e, &p.tcp(C, ACK, c, s).build(), 1);
+        assert_eq!(d.fastpath, FastPath::On);
+        // The FIN, which came with FASTPATH (the queue rule cleared it), takes it off.
+        let d = back(&e, &p.tcp(C, FIN | ACK, c, s).build(), 2);
+        assert!(d.accepted(), "{:?}", d.reason());
+        assert_eq!(d.fastpath, FastPath::Off);
+        // What was queued behind the FIN stays off the fast path.
+        let d = admitted(&e, &p.tcp(S, ACK, s, c + 1).build(), 2);
+        assert_eq!(d.fastpath, FastPath::Off);
+    }
+}
+
+/// The lab's case: the server's last data went over the fast path, its FIN came back with
+/// FASTPATH, and the client's ACK of that data (sent before the FIN reached it) is queued
+/// behind the FIN.
+#[test]
+fn the_ack_of_data_the_kernel_forwarded_just_before_a_fin_passes() {
+    for p in LABS {
+        let e = offloading();
+        let (c, s) = offload_tcp(&e, p);
+        // Six bytes from the server on the fast path, then its FIN, handed back.
+        let d = back(&e, &p.tcp(S, FIN | ACK, s + 6, c).build(), 2);
+        assert!(d.accepted(), "{:?}", d.reason());
+        let d = admitted(&e, &p.tcp(C, ACK, c, s + 6).build(), 2);
+        assert!(d.accepted(), "the ACK of the data: {:?}", d.reason());
+        let d = admitted(&e, &p.tcp(C, FIN | ACK, c, s + 7).build(), 2);
+        assert!(d.accepted(), "the client's FIN: {:?}", d.reason());
+    }
+}
+
+/// The same, as the lab saw it on two CPUs: the client's ACK reached the queue before the FIN
+/// that had cleared FASTPATH (so the ACK came with ADMITTED only). The kernel's window check
+/// let the ACK through: statewall learns the windows anew from it, as from the FIN.
+#[test]
+fn the_ack_of_data_the_kernel_forwarded_passes_when_it_overtakes_the_fin() {
+    for p in LABS {
+        let e = offloading();
+        let (c, s) = offload_tcp(&e, p);
+        let d = admitted(&e, &p.tcp(C, ACK, c, s + 6).build(), 2);
+        assert!(d.accepted(), "the ACK of the data: {:?}", d.reason());
+        assert_eq!(d.fastpath, FastPath::Off, "back from the fast path");
+        let d = back(&e, &p.tcp(S, FIN | ACK, s + 6, c).build(), 2);
+        assert!(d.accepted(), "the FIN: {:?}", d.reason());
+        let d = admitted(&e, &p.tcp(C, FIN | ACK, c, s + 7).build(), 2);
+        assert!(d.accepted(), "the client's FIN: {:?}", d.reason());
+        // Without ADMITTED (the kernel found it INVALID, or does not hold the flow) the same
+        // ACK beyond what statewall saw is still dropped.
+        let e = offloading();
+        let (c, s) = offload_tcp(&e, p);
+        dropped(
+            &e,
+            &p.tcp(C, ACK, c, s + 6).build(),
+            2,
+            DropReason::AckUnsentData,
+        );
     }
 }
