@@ -53,19 +53,18 @@ pub(super) fn track<A: Addr>(
             // reply included).
             conn.flags |= flags::OFFLOADED;
         }
-        let tracked = Tracked {
+        return Track::Judged(Tracked {
             verdict: Verdict::Accept(Pass::Tracked),
             state: Some(conn.state()),
             milestone: first_reply.then(|| Milestone::Replied(flow_of(k, conn))),
-            adopted: None,
+            adopted: kernel::claim(k, conn),
             fastpath: FastPath::of(
                 was_offloaded,
                 conn.has(flags::OFFLOADED),
                 side.via.fastpath,
                 side.via.admitted,
             ),
-        };
-        return Track::Judged(kernel::claim(k, conn, tracked));
+        });
     }
     if !may_open {
         return Track::Judged(Tracked::drop(DropReason::IcmpUnexpectedReply, None));

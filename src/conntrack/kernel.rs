@@ -5,9 +5,7 @@
 
 use std::net::IpAddr;
 
-use super::{
-    flags, flow_of, insert, Addr, Conn, Conntrack, KernelTcp, Key, ProtoState, TcpConn, Tracked,
-};
+use super::{flags, flow_of, insert, Addr, Conn, Conntrack, KernelTcp, Key, ProtoState, TcpConn};
 use crate::proto;
 use crate::time::{Tick, Timestamp};
 use crate::verdict::Flow;
@@ -90,13 +88,16 @@ impl std::fmt::Display for AdoptionReport {
 }
 
 /// A packet used an entry: if it was adopted from the kernel and not used since, it is the
-/// flow's own now, and the engine checks this first packet against the rules.
-pub(super) fn claim<A: Addr>(key: &Key<A>, conn: &mut Conn, mut tracked: Tracked) -> Tracked {
+/// flow's own now, and the engine checks this first packet against the rules (the flow
+/// returned, for [`super::Tracked::adopted`]). Called where the `Tracked` is built, so that it is
+/// built once.
+#[inline]
+pub(super) fn claim<A: Addr>(key: &Key<A>, conn: &mut Conn) -> Option<Flow> {
     if conn.has(flags::KERNEL) {
         conn.flags &= !flags::KERNEL;
-        tracked.adopted = Some(flow_of(key, conn));
+        return Some(flow_of(key, conn));
     }
-    tracked
+    None
 }
 
 impl Conntrack {

@@ -99,6 +99,7 @@ pub struct Key<A: Addr> {
 impl<A: Addr> Key<A> {
     /// The key of a packet from `src:sport` to `dst:dport`, and whether the source is the low
     /// endpoint.
+    #[inline]
     pub fn new(proto: u8, src: A, sport: u16, dst: A, dport: u16) -> (Key<A>, bool) {
         if (src, sport) <= (dst, dport) {
             let key = Key {

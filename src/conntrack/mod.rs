@@ -277,6 +277,7 @@ impl Conntrack {
 
     /// Tracks one decoded packet with what the kernel's connection mark said of its flow
     /// ([`Via`]).
+    #[inline(always)]
     pub fn track_via(&self, pkt: &Packet<'_>, via: Via, now: Timestamp) -> Track {
         match (pkt.src, pkt.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => self
@@ -480,6 +481,7 @@ struct Side<'c, A: Addr> {
 
 impl<A: Addr> Side<'_, A> {
     /// Dispatches to the protocol's tracker.
+    #[inline(always)]
     fn track(&self, pkt: &Packet<'_>) -> Track {
         let t = &self.ct.timeouts;
         match &pkt.transport {
@@ -535,6 +537,7 @@ impl<A: Addr> Side<'_, A> {
     }
 
     /// The live entry under `key`, locked for update.
+    #[inline]
     fn live(&self, key: &Key<A>) -> Option<RefMut<'_, Key<A>, Conn>> {
         self.table.get_live(key, self.now, &self.ct.counts)
     }
@@ -545,6 +548,7 @@ impl<A: Addr> Side<'_, A> {
     }
 
     /// Counts the packet on the entry `conn` under `key` (held), in direction `dir`.
+    #[inline(always)]
     fn account(&self, key: &Key<A>, conn: &mut Conn, dir: Dir) {
         self.table.account(key, conn, dir, self.len);
     }

@@ -13,6 +13,7 @@ use crate::proto;
 use crate::verdict::{DropReason, FastPath, Pass, Verdict};
 
 /// Tracks one TCP segment.
+#[inline(always)]
 pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
     let (key, from_lo) = side.key(proto::TCP, (tcp.sport, tcp.dport));
     if let Err(reason) = check_flags(tcp.flags) {
@@ -74,19 +75,18 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
             Ok(Step::Accept) => {
                 let (k, conn) = entry.pair_mut();
                 side.account(k, conn, dir);
-                let tracked = learn(side, &mut entry, dir, old);
-                return Track::Judged(kernel::claim(&key, entry.value_mut(), tracked));
+                return learn(side, &mut entry, dir, old);
             }
             Ok(Step::Ignore) => {
                 let state = Some(ConnState::Tcp(tc.state));
                 let (k, conn) = entry.pair_mut();
                 side.account(k, conn, dir);
                 let via = side.via;
-                let tracked = Tracked {
+                return Track::Judged(Tracked {
                     fastpath: FastPath::of(offloaded, offloaded, via.fastpath, via.admitted),
+                    adopted: kernel::claim(&key, conn),
                     ..Tracked::pass(Pass::Ignored, state)
-                };
-                return Track::Judged(kernel::claim(&key, conn, tracked));
+                });
             }
             Err(reason) => {
                 return Track::Judged(Tracked::drop(reason, Some(ConnState::Tcp(old))));
@@ -120,20 +120,24 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
 }
 
 /// A valid segment was accepted by the state machine: refresh the entry, mark it assured when
-/// the handshake completes, keep the per-source count in step, and report the milestone.
+/// the handshake completes, keep the per-source count in step, and report the milestone (and
+/// the claim of an adopted entry: [`kernel::claim`]).
+#[inline(always)]
 fn learn<A: Addr>(
     side: &Side<'_, A>,
     entry: &mut RefMut<'_, Key<A>, Conn>,
     dir: Dir,
     old: TcpState,
-) -> Tracked {
+) -> Track {
     let key = *entry.key();
     let conn = entry.value_mut();
     let was_offloaded = conn.has(flags::OFFLOADED);
     let t = &side.ct.timeouts;
     let (new, timeout) = match &conn.proto {
         ProtoState::Tcp(tc) => (tc.state, tc.timeout(t)),
-        ProtoState::Datagram(_) => return Tracked::drop(DropReason::MalformedTcp, None),
+        ProtoState::Datagram(_) => {
+            return Track::Judged(Tracked::drop(DropReason::MalformedTcp, None));
+        }
     };
     if dir == Dir::Reply {
         conn.flags |= flags::SEEN_REPLY;
@@ -183,16 +187,16 @@ fn learn<A: Addr>(
         // Its handshake is not done, or its teardown began: every packet to statewall again.
         conn.flags &= !flags::OFFLOADED;
     }
-    Tracked {
+    Track::Judged(Tracked {
         verdict: Verdict::Accept(Pass::Tracked),
         state: Some(ConnState::Tcp(new)),
         milestone,
-        adopted: None,
+        adopted: kernel::claim(&key, conn),
         fastpath: FastPath::of(
             was_offloaded,
             conn.has(flags::OFFLOADED),
             side.via.fastpath,
             side.via.admitted,
         ),
-    }
+    })
 }

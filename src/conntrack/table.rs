@@ -86,6 +86,7 @@ impl<A: Addr> Table<A> {
 
     /// The live (not expired) entry under `key`, locked for update. An expired entry found on
     /// the way is removed.
+    #[inline]
     pub fn get_live(
         &self,
         key: &Key<A>,
@@ -97,8 +98,15 @@ impl<A: Addr> Table<A> {
             return Some(entry);
         }
         drop(entry);
-        self.remove_if(key, |c| !c.expires.is_after(now), counts);
+        self.remove_expired(key, now, counts);
         None
+    }
+
+    /// Removes the entry under `key` if it expired by `now` (found so by a lookup).
+    #[cold]
+    #[inline(never)]
+    fn remove_expired(&self, key: &Key<A>, now: Tick, counts: &TableCounts) {
+        self.remove_if(key, |c| !c.expires.is_after(now), counts);
     }
 
     /// Read-only copy of the live entry under `key`.
@@ -111,16 +119,24 @@ impl<A: Addr> Table<A> {
 
     /// Counts one packet of `len` bytes in direction `dir` on the entry `conn` under `key`
     /// (held by the caller).
+    #[inline(always)]
     pub fn account(&self, key: &Key<A>, conn: &mut Conn, dir: Dir, len: u32) {
         let wrapped = conn.tally.add(dir, len);
         if wrapped.iter().any(|w| *w) {
-            let mut high = self.spill.entry(*key).or_insert_with(|| {
-                self.spilled.fetch_add(1, Ordering::Relaxed);
-                [[0; 2]; 2]
-            });
-            for (h, w) in high[dir.idx()].iter_mut().zip(wrapped) {
-                *h = h.wrapping_add(u32::from(w));
-            }
+            self.spill_over(key, dir, wrapped);
+        }
+    }
+
+    /// Carries the counters of `key` in direction `dir` that wrapped into their high words.
+    #[cold]
+    #[inline(never)]
+    fn spill_over(&self, key: &Key<A>, dir: Dir, wrapped: [bool; 2]) {
+        let mut high = self.spill.entry(*key).or_insert_with(|| {
+            self.spilled.fetch_add(1, Ordering::Relaxed);
+            [[0; 2]; 2]
+        });
+        for (h, w) in high[dir.idx()].iter_mut().zip(wrapped) {
+            *h = h.wrapping_add(u32::from(w));
         }
     }
 

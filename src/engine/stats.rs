@@ -52,6 +52,7 @@ fn bump(c: &AtomicU64) {
 
 impl Counters {
     /// Counts one packet's verdict: every counter a verdict moves, in one place.
+    #[inline]
     pub(super) fn count(&self, verdict: Verdict) {
         bump(&self.packets);
         match verdict {

@@ -430,6 +430,7 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
     ]))
 }
 
+#[inline(always)]
 fn decode_transport(
     family: Family,
     proto: u8,

@@ -91,6 +91,7 @@ impl TcpState {
     }
 
     /// Timeout of this state.
+    #[inline]
     pub fn timeout(self, t: &Timeouts) -> u32 {
         match self {
             TcpState::SynSent | TcpState::SynSent2 => t.syn_sent,
@@ -354,6 +355,7 @@ impl TcpConn {
     }
 
     /// Timeout for the current state, capped while data is unacknowledged.
+    #[inline]
     pub fn timeout(&self, t: &Timeouts) -> u32 {
         let base = self.state.timeout(t);
         let unacked = self.peers.iter().any(|p| p.has(pflag::UNACKED));

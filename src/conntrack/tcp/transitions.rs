@@ -22,6 +22,7 @@ pub(super) enum Class {
 
 impl Class {
     /// The column of a segment: its flag shape, invalid shapes having none.
+    #[inline]
     pub(super) fn of(f: TcpFlags) -> Class {
         match f.shape() {
             TcpShape::Syn => Class::Syn,
@@ -47,6 +48,7 @@ impl Class {
 
 /// Checks the flag combination of a segment ([`TcpFlags::shape`]): the valid shapes are Linux's;
 /// every invalid shape gets its own reason (they are scan signatures).
+#[inline]
 pub fn check_flags(f: TcpFlags) -> Result<(), DropReason> {
     match f.shape() {
         TcpShape::Syn | TcpShape::SynAck | TcpShape::Ack | TcpShape::FinAck | TcpShape::Rst => {
