@@ -101,7 +101,7 @@ impl Adopter {
     /// (whatever the watch may have missed).
     pub fn take_over(&self) -> Result<HaReport, String> {
         let now = self.now();
-        self.engine.take_over(now.saturating_add(self.window));
+        self.engine.take_over(now, now.saturating_add(self.window));
         let r = self
             .adopt_all()
             .map_err(|e| format!("took over, but the kernel table cannot be read: {e}"))?;
@@ -167,7 +167,8 @@ pub fn start(
         let t0 = Instant::now();
         match adopter.adopt_all() {
             Ok(r) => {
-                engine.take_over(adopter.now().saturating_add(adopter.window));
+                let now = adopter.now();
+                engine.take_over(now, now.saturating_add(adopter.window));
                 tracing::info!(
                     window_s = adopter.window.as_secs(),
                     "restart detected: adopted the flows the kernel table holds with the \
