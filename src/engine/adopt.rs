@@ -6,7 +6,7 @@
 //!   force, in the flow's orientation and with that packet's interfaces, and a flow they
 //!   refuse is closed (`adopt_refused`).
 //! * A **standby** (no address, so no traffic expected) and a gateway in its **takeover
-//!   window** (after `statewall takeover`, or after a restart) drop a mid-stream segment of an
+//!   window** (after `statewall takeover`) drop a mid-stream segment of an
 //!   unknown flow (an ACK, a FIN, a RST or a SYN/ACK without an entry) silently: its flow's
 //!   replication may simply be late, and a RST would cut it. It is counted
 //!   (`takeover_unknown`) and not reported to the scan detector. Clear probe shapes (NULL,

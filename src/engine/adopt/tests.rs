@@ -562,3 +562,20 @@ fn the_stragglers_of_a_live_flow_pass_a_new_standby() {
         assert_eq!(e.stats().new_connections, 1);
     }
 }
+
+#[test]
+fn a_plain_restart_adopts_and_is_active_at_once() {
+    // What the daemon does after a restart without a pair: adopt the kernel table, no
+    // takeover window (the table kept every flow statewall admitted; none is late).
+    let p = Pair::V4;
+    let e = engine();
+    e.adopt_kernel(&kernel_tcp(p, TcpState::Established, true), at(1));
+    assert_eq!(e.role(at(1)), Role::Active);
+    let c = p.tcp(Side::Client, ACK, 1_000, 2_000).payload(10);
+    assert_eq!(verdict(&e, &c.build(), 1), ACCEPT);
+    // Any other mid-stream segment is of no connection, answered at once (a scan's ACK).
+    let other = Pair::V4.ports(41000, 81);
+    let d = e.process(&other.tcp(Side::Client, ACK, 1, 1).build(), &META, at(1));
+    assert_eq!(d.verdict, Verdict::Drop(DropReason::NoConnection));
+    assert!(matches!(d.action, Some(Action::SendRst(_))));
+}
