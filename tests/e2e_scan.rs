@@ -229,10 +229,9 @@ fn stealth_scans_alert_once_and_read_closed_with_probes_rst_v4_v6() {
     eprintln!("{}", stats.line);
 
     // A fresh detector for the window scan, which reads as an ACK scan. This start is a
-    // restart: it adopts the kernel table and opens the takeover window, during which
-    // mid-stream segments of unknown flows (these ACK probes) are dropped silently, not
-    // answered ([ha] takeover_window, docs/ha.md); the scan needs the answers at once.
-    let sw = sl.start(RULES, "[ha]\ntakeover_window = 0\n");
+    // restart: it adopts the kernel table and is active at once (no takeover window outside a
+    // pair), so these ACK probes of unknown flows are answered.
+    let sw = sl.start(RULES, "");
     let from = sl.lines().len();
     let states = sl.nmap("-sW -p 1-200", SRV_V4);
     assert_states(&states, "closed", 200, "nmap -sW v4");

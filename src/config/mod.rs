@@ -174,7 +174,7 @@ pub struct HaSection {
     /// (replicated there by conntrackd) as they appear, and drop unknown mid-stream segments
     /// silently until `statewall takeover`.
     pub enable: bool,
-    /// Seconds after a takeover (and after a restart) during which mid-stream TCP segments of
+    /// Seconds after a takeover during which mid-stream TCP segments of
     /// unknown flows are dropped silently, since their flow's replication may be late.
     pub takeover_window: u64,
 }

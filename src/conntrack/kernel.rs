@@ -214,15 +214,32 @@ impl Conntrack {
 
     /// Every live entry follows the kernel again, as if just adopted: this gateway stops
     /// handling traffic (the peer does), so the peer's updates, replicated into the kernel
-    /// table, are what is true of the flows from now on; the TCP windows are forgotten and
-    /// learned from the next segments. Returns how many entries.
+    /// table, are what is true of the flows from now on; what statewall knew of the TCP
+    /// windows becomes lower bounds, moved up by the next segments ([`TcpConn::go_stale`]), so
+    /// that the segments still in flight when the address moves pass. Returns how many
+    /// entries.
     pub fn follow_kernel(&self, now: Timestamp) -> u64 {
+        self.standby
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.lose_sight(now, flags::KERNEL)
+    }
+
+    /// This gateway takes over from the peer, which carried the flows: what it knows of their
+    /// TCP windows is stale ([`TcpConn::go_stale`]), and they settle again from the segments it
+    /// forwards from now on. Returns how many entries.
+    pub fn take_back(&self, now: Timestamp) -> u64 {
+        self.standby
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.lose_sight(now, 0)
+    }
+
+    fn lose_sight(&self, now: Timestamp, set: u8) -> u64 {
         let tick = now.tick();
         let mut n = 0;
         let mut visit = |c: &mut Conn| {
-            c.flags |= flags::KERNEL;
+            c.flags |= set;
             if let ProtoState::Tcp(tc) = &mut c.proto {
-                tc.forget_windows();
+                tc.go_stale();
             }
             n += 1;
         };

@@ -67,6 +67,9 @@ pub struct Conntrack {
     expired: AtomicU64,
     /// Datagrams whose first fragment passed (`fragments`).
     fragments: Fragments,
+    /// This gateway stands by ([`Conntrack::follow_kernel`]) until it takes over
+    /// ([`Conntrack::take_back`]): the few segments it sees do not settle stale windows.
+    standby: std::sync::atomic::AtomicBool,
 }
 
 /// What tracking says about a packet.
@@ -261,6 +264,7 @@ impl Conntrack {
             early_drops: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             fragments: Fragments::default(),
+            standby: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

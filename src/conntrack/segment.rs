@@ -71,6 +71,11 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
             tc.resume(dir, tcp);
             step = tc.track(dir, tcp);
         }
+        if matches!(step, Ok(Step::Accept))
+            && !side.ct.standby.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            tc.settle();
+        }
         match step {
             Ok(Step::Accept) => {
                 let (k, conn) = entry.pair_mut();

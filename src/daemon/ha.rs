@@ -3,8 +3,11 @@
 //! `takeover` / `standby` commands.
 //!
 //! * A restart (with kernel tracking, i.e. without `notrack`): every flow the kernel table holds
-//!   with the ADMITTED bit is adopted before the workers start, and the takeover window opens.
-//!   This replaces blind pickup, which stays for `notrack` (the kernel then knows nothing).
+//!   with the ADMITTED bit is adopted before the workers start, and the gateway is active at
+//!   once: the kernel table kept every flow statewall admitted, so a mid-stream segment of any
+//!   other flow is `no_connection` as usual. The takeover window is for a pair, where a flow's
+//!   replication from the peer may be late. This replaces blind pickup, which stays for
+//!   `notrack` (the kernel then knows nothing).
 //! * `[ha] enable`: the daemon starts as the standby. It subscribes to the table's events
 //!   first, then adopts what the table holds, then keeps adopting (and forgetting) entries as
 //!   conntrackd injects (and removes) them, so that it is ready before keepalived moves the
@@ -101,7 +104,7 @@ impl Adopter {
     /// (whatever the watch may have missed).
     pub fn take_over(&self) -> Result<HaReport, String> {
         let now = self.now();
-        self.engine.take_over(now.saturating_add(self.window));
+        self.engine.take_over(now, now.saturating_add(self.window));
         let r = self
             .adopt_all()
             .map_err(|e| format!("took over, but the kernel table cannot be read: {e}"))?;
@@ -167,9 +170,8 @@ pub fn start(
         let t0 = Instant::now();
         match adopter.adopt_all() {
             Ok(r) => {
-                engine.take_over(adopter.now().saturating_add(adopter.window));
+                // No takeover window: the table is complete (nothing is replicated late).
                 tracing::info!(
-                    window_s = adopter.window.as_secs(),
                     "restart detected: adopted the flows the kernel table holds with the \
                      ADMITTED mark ({r}) in {:?}; no blind pickup",
                     t0.elapsed()

@@ -6,7 +6,7 @@
 //!   force, in the flow's orientation and with that packet's interfaces, and a flow they
 //!   refuse is closed (`adopt_refused`).
 //! * A **standby** (no address, so no traffic expected) and a gateway in its **takeover
-//!   window** (after `statewall takeover`, or after a restart) drop a mid-stream segment of an
+//!   window** (after `statewall takeover`) drop a mid-stream segment of an
 //!   unknown flow (an ACK, a FIN, a RST or a SYN/ACK without an entry) silently: its flow's
 //!   replication may simply be late, and a RST would cut it. It is counted
 //!   (`takeover_unknown`) and not reported to the scan detector. Clear probe shapes (NULL,
@@ -68,18 +68,23 @@ impl Engine {
     }
 
     /// This gateway stops handling traffic (it lost the addresses): it becomes the standby.
-    /// Every tracked flow follows the kernel table again (the peer's updates arrive there) and
-    /// will be learned anew from its next segments. Returns how many flows.
+    /// Every tracked flow follows the kernel table again (the peer's updates arrive there), its
+    /// next packet is judged by the rules again, and what was known of its TCP windows are
+    /// lower bounds from now on (the segments in flight while the address moves still pass).
+    /// Returns how many flows.
     pub fn stand_by(&self, now: Timestamp) -> u64 {
         self.takeover_until.store(STANDBY, Ordering::Relaxed);
         self.conntrack.follow_kernel(now)
     }
 
-    /// This gateway handles traffic from now on; until `until` (the takeover window) unknown
-    /// mid-stream segments are still dropped silently.
-    pub fn take_over(&self, until: Timestamp) {
+    /// This gateway handles traffic from `now` on; until `until` (the takeover window) unknown
+    /// mid-stream segments are still dropped silently. The flows it tracked while the peer
+    /// carried them (stragglers it saw as the standby) went on without it: their TCP windows
+    /// are lower bounds again.
+    pub fn take_over(&self, now: Timestamp, until: Timestamp) {
         self.takeover_until
             .store(until.as_nanos(), Ordering::Relaxed);
+        self.conntrack.take_back(now);
     }
 
     /// The role at `now`.

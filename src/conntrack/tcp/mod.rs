@@ -136,7 +136,14 @@ mod cflag {
     /// The last ignored SYN's window scale (Linux `last_wscale`, at most 14) is kept in the
     /// high four bits.
     pub const WSCALE_SHIFT: u8 = 4;
+    /// The windows are stale lower bounds ([`super::TcpConn::go_stale`]): this gateway did not
+    /// see every segment for a while (it stood by, or the peer gateway carried the flow).
+    pub const STALE: u8 = 1 << 3;
 }
+
+/// Segments each side must send in ESTABLISHED after the windows went stale before they are
+/// judged strictly again.
+const RELEARN_SEGMENTS: u8 = 4;
 
 /// TCP part of a connection entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -268,30 +275,54 @@ impl TcpConn {
     }
 
     /// Brings a connection adopted earlier (and not used since) up to the kernel's news: its
-    /// state, and its window scales when the kernel knows them.
+    /// state, and its window scales when the kernel knows them. A connection statewall tracked
+    /// itself before it went back to following the kernel keeps what it knew of the windows
+    /// (stale lower bounds): only its state follows.
     pub fn refresh(&mut self, k: &KernelTcp) {
-        if k.window_scale.iter().chain(&k.sack_perm).any(|b| *b) {
+        if !self.stale() && k.window_scale.iter().chain(&k.sack_perm).any(|b| *b) {
             *self = TcpConn::adopted(k);
         } else {
             self.state = k.state;
         }
     }
 
-    /// Forgets both windows (this gateway stops seeing the connection's segments: the peer
-    /// gateway does); they are learned again from the next segments. The state, the window
-    /// scales and the options stay.
-    pub fn forget_windows(&mut self) {
-        for p in &mut self.peers {
-            *p = Peer {
-                scale: p.scale,
-                flags: (p.flags & (pflag::WSCALE | pflag::SACK_PERM | pflag::LIBERAL))
-                    | pflag::LAGGING,
-                ..Peer::default()
-            };
+    /// This gateway stops seeing every segment of the connection (it stands by and the peer
+    /// gateway forwards the flow, or it takes over from the peer, which did): what it knows of
+    /// both windows becomes a set of lower bounds. The segments still in flight when the
+    /// address moves, and the flow's segments when it comes back, may be further on than those
+    /// bounds: a segment beyond them moves them up (the sender's end, and the receiver's end
+    /// to what it acknowledges) and is learned as usual, instead of being invalid; an older
+    /// one (a retransmission, a delayed ACK) is ignored as before. The windows are judged
+    /// strictly again once each side has sent [`RELEARN_SEGMENTS`] segments in ESTABLISHED
+    /// while this gateway forwards the flow ([`TcpConn::settle`]). The state, the scales and the options stay; so do the state rules (nothing after a
+    /// RST, data beyond a FIN) and the flag checks. A connection judged liberally already
+    /// (picked up, window scale unknown) stays so, and one whose windows are still to be
+    /// learned (adopted, no segment seen) has nothing stale.
+    pub fn go_stale(&mut self) {
+        if self.peers.iter().any(|p| p.has(pflag::LIBERAL))
+            || self.peers.iter().all(|p| p.maxwin == 0)
+        {
+            return;
         }
-        self.last_dir = Dir::Original as u8;
-        self.last_class = Class::Ack as u8;
-        self.last_end = Seq(0);
+        self.misc |= cflag::STALE;
+        for p in &mut self.peers {
+            p.segments = 0;
+        }
+    }
+
+    /// The gateway forwards the flow (it is not the standby): stale windows are judged strictly
+    /// again once each side has sent [`RELEARN_SEGMENTS`] segments in ESTABLISHED since they
+    /// went stale. A standby sees only a few of the flow's segments (the peer forwards the
+    /// rest), so its windows stay stale until it takes over.
+    pub(crate) fn settle(&mut self) {
+        if self.stale() && self.peers.iter().all(|p| p.segments >= RELEARN_SEGMENTS) {
+            self.misc &= !cflag::STALE;
+        }
+    }
+
+    /// Whether the windows are stale lower bounds ([`TcpConn::go_stale`]).
+    pub(crate) fn stale(&self) -> bool {
+        self.misc & cflag::STALE != 0
     }
 
     /// Whether the connection is validated for the kernel fast path: ESTABLISHED, both windows
@@ -299,6 +330,7 @@ impl TcpConn {
     /// at least `segments` segments accepted from each side since the handshake.
     pub fn validated(&self, segments: u8) -> bool {
         self.state == TcpState::Established
+            && !self.stale()
             && self
                 .peers
                 .iter()
@@ -480,12 +512,14 @@ impl TcpConn {
         };
         self.peers[dir.idx()] = Peer::default();
         self.state = TcpState::SynSent;
+        // A new connection: nothing stale about its windows.
+        self.misc &= !cflag::STALE;
         true
     }
 
     /// Keeps the options of an ignored SYN for a resynchronisation on its SYN/ACK.
     fn note_syn_options(&mut self, seg: &TcpHeader) {
-        let mut misc = self.misc & cflag::SIMOPEN;
+        let mut misc = self.misc & (cflag::SIMOPEN | cflag::STALE);
         if let Some(shift) = seg.options.wscale {
             misc |= cflag::LAST_WSCALE | (shift.min(14) << cflag::WSCALE_SHIFT);
         }
@@ -542,7 +576,8 @@ impl TcpConn {
         }
         let in_window =
             s.maxwin != 0 && !seg.seq.after(s.maxend) && !seg.seq.before(s.end - r.maxwin);
-        if in_window || s.has(pflag::LIBERAL) {
+        if in_window || s.has(pflag::LIBERAL) || self.stale() {
+            // Stale windows: the RST may belong to where the flow went on through the peer.
             Ok(Step::Ignore)
         } else {
             Err(DropReason::RstOutOfWindow)

@@ -144,6 +144,7 @@ impl TcpConn {
 
     /// The van Rooij window check (Linux `tcp_in_window`), learning from valid segments.
     pub(super) fn in_window(&mut self, dir: Dir, state: TcpState, seg: &TcpHeader) -> Window {
+        let stale = self.stale();
         let [orig, reply] = &mut self.peers;
         let (sender, receiver) = match dir {
             Dir::Original => (orig, reply),
@@ -224,6 +225,19 @@ impl TcpConn {
             // forwarded it). It fit in the window this side advertised (`receiver.maxend`, from
             // this side's segments since the resume), so an ACK beyond that is still unsent data.
             receiver.end = sack;
+        }
+        if stale && sender.maxwin != 0 && receiver.maxwin != 0 {
+            // Stale windows (`TcpConn::go_stale`): the flow went on without statewall, so what
+            // it knew are lower bounds. A segment beyond them shows where each side is now.
+            if sack.after(receiver.end) {
+                receiver.end = sack;
+                if sack.after(receiver.maxend) {
+                    receiver.maxend = sack;
+                }
+            }
+            if end.after(sender.maxend) {
+                sender.maxend = end;
+            }
         }
         let liberal = sender.has(pflag::LIBERAL);
         let max_ack_window = sender.maxwin.max(MAX_ACK_WINDOW);

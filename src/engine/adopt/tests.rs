@@ -318,7 +318,7 @@ fn the_takeover_window_closes() {
     let p = Pair::V4.ports(41000, 80);
     let e = engine();
     e.stand_by(at(1));
-    e.take_over(at(10));
+    e.take_over(at(1), at(10));
     assert_eq!(e.role(at(5)), Role::TakingOver { secs_left: 5 });
     let ack = p.tcp(Side::Client, ACK, 1, 1).build();
     assert_eq!(
@@ -370,7 +370,7 @@ fn an_ack_beyond_the_senders_window_is_still_unsent_data() {
 }
 
 #[test]
-fn standing_by_forgets_the_windows_and_judges_the_next_packet_again() {
+fn standing_by_keeps_the_windows_as_lower_bounds_and_judges_the_next_packet_again() {
     let p = Pair::V4;
     let e = engine();
     // A connection statewall follows from its handshake.
@@ -392,7 +392,6 @@ fn standing_by_forgets_the_windows_and_judges_the_next_packet_again() {
         .tcp(Side::Server, ACK, 501 + 20_000_000, 101 + 10_000_100)
         .window(1000);
     assert_eq!(verdict(&e, &back.build(), 3), ACCEPT);
-    // The scale (2) survived: the server's window of 1000 is 4000 bytes, not 1000.
     let inside = p.tcp(
         Side::Server,
         ACK,
@@ -400,17 +399,22 @@ fn standing_by_forgets_the_windows_and_judges_the_next_packet_again() {
         101 + 10_000_100,
     );
     assert_eq!(verdict(&e, &inside.payload(10).build(), 3), ACCEPT);
-    // Past that window it passes only as Linux's overshoot work-around does: ignored, nothing
-    // learned from it (with the scale lost, `inside` would have been that too).
-    let over = p.tcp(
-        Side::Server,
-        ACK,
-        501 + 20_000_000 + 5_000,
-        101 + 10_000_100,
-    );
+    // It takes over again and forwards the flow: after a few segments each way the windows
+    // are judged strictly again, with the scale (2) of the handshake.
+    e.take_over(at(4), at(4));
+    let (mut c, mut s) = (101 + 10_000_100, 501 + 20_002_010);
+    for _ in 0..4 {
+        let up = p.tcp(Side::Client, ACK | PSH, c, s).window(1000);
+        assert_eq!(verdict(&e, &up.payload(10).build(), 4), ACCEPT);
+        c += 10;
+        let down = p.tcp(Side::Server, ACK, s, c).window(1000);
+        assert_eq!(verdict(&e, &down.payload(10).build(), 4), ACCEPT);
+        s += 10;
+    }
+    let far = p.tcp(Side::Server, ACK, s + 1_000_000, c).payload(10);
     assert_eq!(
-        verdict(&e, &over.payload(10).build(), 3),
-        Verdict::Accept(Pass::Ignored)
+        verdict(&e, &far.build(), 4),
+        Verdict::Drop(DropReason::SeqAboveWindow)
     );
     // And the rules judged it again (a flow the rules refuse today is closed).
     let refused = Pair::V4.ports(40009, 80);
@@ -452,4 +456,126 @@ fn adoption_respects_the_table_limit() {
         ..a
     };
     assert_eq!(e.adopt_kernel(&mixed, at(1)), Adoption::Unsupported);
+}
+
+#[test]
+fn the_stragglers_of_a_live_flow_pass_a_new_standby() {
+    // A download statewall followed from its handshake (scale 7 both ways): the server
+    // advertises a small window (100 << 7 = 12800 bytes), the client a large one (256000).
+    for p in Pair::BOTH {
+        let e = engine();
+        let steps = [
+            p.tcp(Side::Client, SYN, 100, 0).wscale(7).sack_permitted(),
+            p.tcp(Side::Server, SYN | ACK, 500, 101)
+                .wscale(7)
+                .sack_permitted(),
+            p.tcp(Side::Client, ACK, 101, 501).window(2000),
+            p.tcp(Side::Client, ACK | PSH, 101, 501)
+                .window(2000)
+                .payload(1000),
+            p.tcp(Side::Server, ACK, 501, 1101)
+                .window(100)
+                .payload(1448),
+            p.tcp(Side::Server, ACK, 1949, 1101)
+                .window(100)
+                .payload(1448),
+            p.tcp(Side::Client, ACK, 1101, 3397).window(2000),
+            p.tcp(Side::Server, ACK, 3397, 1101)
+                .window(100)
+                .payload(1448),
+            p.tcp(Side::Client, ACK, 1101, 4845).window(2000),
+        ];
+        for s in &steps {
+            let d = e.process(&s.build(), &META, at(1));
+            assert!(d.accepted(), "{p:?} before: {:?}", d.verdict);
+        }
+        // keepalived says BACKUP: VRRP moves the address, and the segments in flight still
+        // reach this gateway for a moment, while the peer forwards the rest of the flow.
+        e.stand_by(at(2));
+        let stragglers = [
+            // The next segment of the download.
+            (
+                "next data",
+                p.tcp(Side::Server, ACK, 4845, 1101)
+                    .window(100)
+                    .payload(1448),
+            ),
+            // Further on: the client's ACKs of the segments between went through the peer;
+            // inside the window the client advertised (256000 bytes from 4845).
+            (
+                "data the peer's ACKs allowed",
+                p.tcp(Side::Server, ACK, 4845 + 1448 * 20, 1101)
+                    .window(100)
+                    .payload(1448),
+            ),
+            (
+                "its ACK",
+                p.tcp(Side::Client, ACK, 1101, 4845 + 1448 * 21)
+                    .window(2000),
+            ),
+            (
+                "client data",
+                p.tcp(Side::Client, ACK | PSH, 1101, 4845 + 1448 * 21)
+                    .window(2000)
+                    .payload(100),
+            ),
+            (
+                "a retransmission",
+                p.tcp(Side::Server, ACK, 4845, 1101)
+                    .window(100)
+                    .payload(1448),
+            ),
+            (
+                "a delayed ACK of data sent before the standby",
+                p.tcp(Side::Client, ACK, 1201, 3397).window(2000),
+            ),
+            (
+                "an ACK of data that went through the peer",
+                p.tcp(Side::Client, ACK, 1201, 4845 + 1448 * 30)
+                    .window(2000),
+            ),
+            (
+                "the data after it",
+                p.tcp(Side::Server, ACK, 4845 + 1448 * 30, 1201)
+                    .window(100)
+                    .payload(1448),
+            ),
+            (
+                "another ACK of data that went through the peer",
+                p.tcp(Side::Client, ACK, 1201, 4845 + 1448 * 40)
+                    .window(2000),
+            ),
+        ];
+        for (what, s) in &stragglers {
+            let d = e.process(&s.build(), &META, at(2));
+            assert!(d.accepted(), "{p:?} {what}: {:?}", d.verdict);
+        }
+        // Out-of-state probes on the flow's tuple are still dropped.
+        for (flags, reason) in [
+            (0, DropReason::TcpNull),
+            (FIN | PSH | URG, DropReason::TcpXmas),
+            (SYN | FIN, DropReason::TcpSynFin),
+        ] {
+            let probe = p.tcp(Side::Client, flags, 1201, 0);
+            assert_eq!(verdict(&e, &probe.build(), 2), Verdict::Drop(reason));
+        }
+        assert_eq!(e.stats().new_connections, 1);
+    }
+}
+
+#[test]
+fn a_plain_restart_adopts_and_is_active_at_once() {
+    // What the daemon does after a restart without a pair: adopt the kernel table, no
+    // takeover window (the table kept every flow statewall admitted; none is late).
+    let p = Pair::V4;
+    let e = engine();
+    e.adopt_kernel(&kernel_tcp(p, TcpState::Established, true), at(1));
+    assert_eq!(e.role(at(1)), Role::Active);
+    let c = p.tcp(Side::Client, ACK, 1_000, 2_000).payload(10);
+    assert_eq!(verdict(&e, &c.build(), 1), ACCEPT);
+    // Any other mid-stream segment is of no connection, answered at once (a scan's ACK).
+    let other = Pair::V4.ports(41000, 81);
+    let d = e.process(&other.tcp(Side::Client, ACK, 1, 1).build(), &META, at(1));
+    assert_eq!(d.verdict, Verdict::Drop(DropReason::NoConnection));
+    assert!(matches!(d.action, Some(Action::SendRst(_))));
 }
