@@ -285,6 +285,12 @@ impl<'a> Packet<'a> {
             LaxIpSlice::Ipv4(v4) => {
                 let h = v4.header();
                 let header_len = usize::from(h.ihl()) * 4;
+                if h.total_len() != 0 && usize::from(h.total_len()) < header_len {
+                    // A total length shorter than its own header: the kernel drops it
+                    // (ip_rcv_core), and any length statewall took from it would contradict
+                    // the bytes it decoded (etherparse falls back to the buffer's length).
+                    return Err(DecodeError::Ip);
+                }
                 let fields = IpFields {
                     tos: (h.dcp().value() << 2) | h.ecn().value(),
                     id: h.identification(),
