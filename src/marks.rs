@@ -99,14 +99,12 @@ impl ConnMarks {
     /// says of the flow's fast path: `current` plus ADMITTED, with FASTPATH set
     /// ([`FastPath::On`]) or cleared ([`FastPath::Off`]), every other bit unchanged; the save
     /// rule writes both bits into the connection mark, so the verdict puts a flow on the fast
-    /// path or takes it off. [`FastPath::Unchanged`]: both bits cleared, so that the save rule
-    /// (which only sees packets carrying ADMITTED) leaves the connection mark as it is.
+    /// path or takes it off.
     pub fn verdict_mark(&self, current: u32, fastpath: FastPath) -> u32 {
         let admitted = current | self.admitted;
         match fastpath {
             FastPath::On => admitted | self.fastpath,
             FastPath::Off => admitted & !self.fastpath,
-            FastPath::Unchanged => current & !self.mask(),
         }
     }
 
@@ -174,11 +172,6 @@ mod tests {
         assert_eq!(m.verdict_mark(0x3000_00ff, FastPath::Off), 0x1000_00ff);
         assert_eq!(m.verdict_mark(0x2000_0000, FastPath::Off), 0x1000_0000);
         assert_eq!(m.verdict_mark(0x1000_0000, FastPath::On), 0x3000_0000);
-        // No ADMITTED in the packet mark: the save rule leaves the connection mark alone.
-        assert_eq!(
-            m.verdict_mark(0x1000_00ff, FastPath::Unchanged),
-            0x0000_00ff
-        );
         assert!(m.is_fastpath(0x2000_0001));
         assert!(!m.is_fastpath(0x1000_0001));
     }

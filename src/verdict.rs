@@ -51,29 +51,21 @@ pub enum FastPath {
     /// The flow is on the fast path: the verdict sets the bit, and the kernel forwards the
     /// flow's middle from then on.
     On,
-    /// The flow was on the fast path before this packet and stays there, and the packet came
-    /// without the bit (queued before the verdict that set it was saved): its verdict leaves
-    /// the connection mark alone. Setting the bit again here could put the flow back on the
-    /// fast path after a later packet (its FIN, queued behind this one) took it off, and
-    /// segments would overtake the teardown statewall is judging.
-    Unchanged,
 }
 
 impl FastPath {
-    /// The verdict of a packet of a flow on the fast path before it (`before`) and after it
-    /// (`after`), the packet having come with the FASTPATH and ADMITTED bits restored from the
-    /// connection mark or not.
-    pub fn of(before: bool, after: bool, came_fastpath: bool, came_admitted: bool) -> FastPath {
-        match (before, after) {
-            (_, false) => FastPath::Off,
-            (true, true) if !came_fastpath && came_admitted => FastPath::Unchanged,
-            _ => FastPath::On,
+    /// The verdict of a packet after which its flow is on the fast path (`on`) or not.
+    pub fn of(on: bool) -> FastPath {
+        if on {
+            FastPath::On
+        } else {
+            FastPath::Off
         }
     }
 
     /// Whether the flow is on the fast path after the packet.
     pub fn is_on(self) -> bool {
-        self != FastPath::Off
+        self == FastPath::On
     }
 }
 

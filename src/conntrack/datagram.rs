@@ -47,7 +47,6 @@ pub(super) fn track<A: Addr>(
         }
         conn.expires = side.now.after_secs(timeout);
         let offload = &side.ct.offload;
-        let was_offloaded = conn.has(flags::OFFLOADED);
         if offload.enable && offload.datagrams && conn.has(flags::SEEN_REPLY) {
             // Answered once: the kernel may carry the rest (a one-way stream after its first
             // reply included).
@@ -58,12 +57,7 @@ pub(super) fn track<A: Addr>(
             state: Some(conn.state()),
             milestone: first_reply.then(|| Milestone::Replied(flow_of(k, conn))),
             adopted: kernel::claim(k, conn),
-            fastpath: FastPath::of(
-                was_offloaded,
-                conn.has(flags::OFFLOADED),
-                side.via.fastpath,
-                side.via.admitted,
-            ),
+            fastpath: FastPath::of(conn.has(flags::OFFLOADED)),
         });
     }
     if !may_open {

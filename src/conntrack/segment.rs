@@ -86,9 +86,8 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
                 let state = Some(ConnState::Tcp(tc.state));
                 let (k, conn) = entry.pair_mut();
                 side.account(k, conn, dir);
-                let via = side.via;
                 return Track::Judged(Tracked {
-                    fastpath: FastPath::of(offloaded, offloaded, via.fastpath, via.admitted),
+                    fastpath: FastPath::of(offloaded),
                     adopted: kernel::claim(&key, conn),
                     ..Tracked::pass(Pass::Ignored, state)
                 });
@@ -136,7 +135,6 @@ fn learn<A: Addr>(
 ) -> Track {
     let key = *entry.key();
     let conn = entry.value_mut();
-    let was_offloaded = conn.has(flags::OFFLOADED);
     let t = &side.ct.timeouts;
     let (new, timeout) = match &conn.proto {
         ProtoState::Tcp(tc) => (tc.state, tc.timeout(t)),
@@ -197,11 +195,6 @@ fn learn<A: Addr>(
         state: Some(ConnState::Tcp(new)),
         milestone,
         adopted: kernel::claim(&key, conn),
-        fastpath: FastPath::of(
-            was_offloaded,
-            conn.has(flags::OFFLOADED),
-            side.via.fastpath,
-            side.via.admitted,
-        ),
+        fastpath: FastPath::of(conn.has(flags::OFFLOADED)),
     })
 }

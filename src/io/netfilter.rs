@@ -50,12 +50,6 @@
 //! it still may be there. An ICMP error related to such a flow (`RELATED`, the flow's mark
 //! restored) leaves it on the fast path: it is judged as an error, not as a packet of the flow.
 //!
-//! Packets queued behind the one whose verdict put the flow on the fast path, before that
-//! verdict was saved, come with `A` but without `F`. Their verdicts leave the connection mark
-//! alone ([`crate::verdict::FastPath::Unchanged`]: the packet leaves without `A`, so the save
-//! rule skips it): setting `F` again from them could undo the clearing done by the flow's FIN
-//! queued behind them, and segments would overtake the teardown statewall is judging.
-//!
 //! The rules are data ([`Plan`]: a list of [`Rule`]s, each naming its family and table), so
 //! `statewall print-rules` shows exactly what the daemon installs, and more rules (in any
 //! table, in a chain named [`CHAIN`]) are added by adding data.
