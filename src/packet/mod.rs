@@ -569,7 +569,14 @@ fn decode_embedded(family: Family, quoted: &[u8]) -> Option<Embedded> {
     let (src, dst) = (ip.source_addr(), ip.destination_addr());
     let proto = ip.payload().ip_number.0;
     // What follows a non-first fragment's header is data, maybe not even 4 bytes.
-    let l4 = ip.payload().payload;
+    let l4 = match &ip {
+        // Whatever follows the header, as Linux reads a quote: some routers rewrite the quoted
+        // total length (RFC 1812 §4.3.2.3), and a quote statewall builds never goes past it.
+        LaxIpSlice::Ipv4(v4) => quoted
+            .get(usize::from(v4.header().ihl()) * 4..)
+            .unwrap_or_default(),
+        LaxIpSlice::Ipv6(_) => ip.payload().payload,
+    };
     let mut e = Embedded {
         src,
         dst,
@@ -774,6 +781,35 @@ pub(crate) mod tests {
         assert_eq!(e.proto, proto::UDP);
         assert_eq!((e.sport, e.dport), (5353, 9999));
         assert_eq!(e.src, IpAddr::from([198, 51, 100, 2]));
+    }
+
+    /// Some routers rewrite the quoted header's total length (RFC 1812 §4.3.2.3): the ports
+    /// after the quoted header are read whatever it says, as Linux does.
+    #[test]
+    fn icmp_error_reads_the_ports_past_a_rewritten_total_length() {
+        let mut tcp = Vec::new();
+        PacketBuilder::ipv4([198, 51, 100, 2], [203, 0, 113, 2], 64)
+            .tcp(40000, 80, 7, 1000)
+            .write(&mut tcp, b"hello")
+            .expect("write");
+        tcp[2..4].copy_from_slice(&20u16.to_be_bytes());
+        let mut icmp = Vec::new();
+        PacketBuilder::ipv4([192, 0, 2, 1], [198, 51, 100, 2], 64)
+            .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::Host,
+            ))
+            .write(&mut icmp, &tcp[..28])
+            .expect("write");
+        let p = Packet::decode(&icmp, &PacketMeta::default()).expect("decodes");
+        let Transport::Icmp(IcmpHeader {
+            kind: IcmpKind::Error(e),
+            ..
+        }) = p.transport
+        else {
+            panic!("not an ICMP error")
+        };
+        assert_eq!((e.proto, e.sport, e.dport), (proto::TCP, 40000, 80));
+        assert_eq!(e.tcp_seq, Some(Seq(7)));
     }
 
     #[test]
