@@ -20,8 +20,6 @@
 
 use thiserror::Error;
 
-use crate::verdict::FastPath;
-
 /// A `connmark_mask` that cannot be used.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum MarkError {
@@ -95,16 +93,16 @@ impl ConnMarks {
         current | self.admitted
     }
 
-    /// The packet mark an accepted packet of an admitted flow leaves with, from what statewall
-    /// says of the flow's fast path: `current` plus ADMITTED, with FASTPATH set
-    /// ([`FastPath::On`]) or cleared ([`FastPath::Off`]), every other bit unchanged; the save
-    /// rule writes both bits into the connection mark, so the verdict puts a flow on the fast
-    /// path or takes it off.
-    pub fn verdict_mark(&self, current: u32, fastpath: FastPath) -> u32 {
+    /// The packet mark an accepted packet of an admitted flow leaves with when statewall says
+    /// whether the flow is on the fast path: `current` plus ADMITTED, with FASTPATH set or
+    /// cleared (`fastpath`), every other bit unchanged. The save rule writes both bits into the
+    /// connection mark, so the verdict puts a flow on the fast path or takes it off.
+    pub fn verdict_mark(&self, current: u32, fastpath: bool) -> u32 {
         let admitted = current | self.admitted;
-        match fastpath {
-            FastPath::On => admitted | self.fastpath,
-            FastPath::Off => admitted & !self.fastpath,
+        if fastpath {
+            admitted | self.fastpath
+        } else {
+            admitted & !self.fastpath
         }
     }
 
@@ -168,10 +166,10 @@ mod tests {
     #[test]
     fn the_verdict_sets_or_clears_fastpath_and_nothing_else() {
         let m = ConnMarks::default();
-        assert_eq!(m.verdict_mark(0x0000_00ff, FastPath::On), 0x3000_00ff);
-        assert_eq!(m.verdict_mark(0x3000_00ff, FastPath::Off), 0x1000_00ff);
-        assert_eq!(m.verdict_mark(0x2000_0000, FastPath::Off), 0x1000_0000);
-        assert_eq!(m.verdict_mark(0x1000_0000, FastPath::On), 0x3000_0000);
+        assert_eq!(m.verdict_mark(0x0000_00ff, true), 0x3000_00ff);
+        assert_eq!(m.verdict_mark(0x3000_00ff, false), 0x1000_00ff);
+        assert_eq!(m.verdict_mark(0x2000_0000, false), 0x1000_0000);
+        assert_eq!(m.verdict_mark(0x1000_0000, true), 0x3000_0000);
         assert!(m.is_fastpath(0x2000_0001));
         assert!(!m.is_fastpath(0x1000_0001));
     }

@@ -41,34 +41,6 @@ impl Verdict {
     }
 }
 
-/// What an accepted packet's verdict tells the kernel about its flow's fast path (the FASTPATH
-/// bit of the connection mark, [`crate::marks`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum FastPath {
-    /// The flow is not on the fast path: the verdict clears the bit.
-    #[default]
-    Off,
-    /// The flow is on the fast path: the verdict sets the bit, and the kernel forwards the
-    /// flow's middle from then on.
-    On,
-}
-
-impl FastPath {
-    /// The verdict of a packet after which its flow is on the fast path (`on`) or not.
-    pub fn of(on: bool) -> FastPath {
-        if on {
-            FastPath::On
-        } else {
-            FastPath::Off
-        }
-    }
-
-    /// Whether the flow is on the fast path after the packet.
-    pub fn is_on(self) -> bool {
-        self == FastPath::On
-    }
-}
-
 /// How an accepted packet passed. Each kind has its counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Pass {

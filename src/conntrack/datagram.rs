@@ -7,7 +7,7 @@
 
 use super::{flags, flow_of, kernel, Addr, Dir, Milestone, ProtoState, Side, Track, Tracked};
 use crate::proto;
-use crate::verdict::{DropReason, FastPath, Pass, Verdict};
+use crate::verdict::{DropReason, Pass, Verdict};
 
 /// A flow still busy this long after it opened (2 s, in ticks) is a stream.
 const STREAM_TICKS: i32 = 20;
@@ -57,7 +57,7 @@ pub(super) fn track<A: Addr>(
             state: Some(conn.state()),
             milestone: first_reply.then(|| Milestone::Replied(flow_of(k, conn))),
             adopted: kernel::claim(k, conn),
-            fastpath: FastPath::of(conn.has(flags::OFFLOADED)),
+            offloaded: conn.has(flags::OFFLOADED),
         });
     }
     if !may_open {

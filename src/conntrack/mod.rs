@@ -50,7 +50,7 @@ pub use walk::{ConnInfo, StateCounts};
 use crate::packet::{Packet, Transport};
 use crate::proto;
 use crate::time::{Tick, Timestamp};
-use crate::verdict::{DropReason, FastPath, Flow, Pass, Verdict};
+use crate::verdict::{DropReason, Flow, Pass, Verdict};
 
 /// The connection table of both families, with its timeouts and limits.
 pub struct Conntrack {
@@ -104,8 +104,9 @@ pub struct Tracked {
     /// The flow (originator first) when this is the first packet of a flow adopted from the
     /// kernel table: the engine checks it against the rules in force.
     pub adopted: Option<Flow>,
-    /// What the packet's accept verdict tells the kernel about the flow's fast path.
-    pub fastpath: FastPath,
+    /// The flow is on the kernel fast path after this packet (its accept verdict carries the
+    /// FASTPATH bit).
+    pub offloaded: bool,
 }
 
 impl Tracked {
@@ -115,7 +116,7 @@ impl Tracked {
             state,
             milestone: None,
             adopted: None,
-            fastpath: FastPath::Off,
+            offloaded: false,
         }
     }
 
@@ -125,7 +126,7 @@ impl Tracked {
             state,
             milestone: None,
             adopted: None,
-            fastpath: FastPath::Off,
+            offloaded: false,
         }
     }
 }

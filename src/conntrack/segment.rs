@@ -10,7 +10,7 @@ use super::{
 };
 use crate::packet::TcpHeader;
 use crate::proto;
-use crate::verdict::{DropReason, FastPath, Pass, Verdict};
+use crate::verdict::{DropReason, Pass, Verdict};
 
 /// Tracks one TCP segment.
 #[inline(always)]
@@ -70,7 +70,7 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
                 let (k, conn) = entry.pair_mut();
                 side.account(k, conn, dir);
                 return Track::Judged(Tracked {
-                    fastpath: FastPath::of(offloaded),
+                    offloaded,
                     adopted: kernel::claim(&key, conn),
                     ..Tracked::pass(Pass::Ignored, state)
                 });
@@ -178,6 +178,6 @@ fn learn<A: Addr>(
         state: Some(ConnState::Tcp(new)),
         milestone,
         adopted: kernel::claim(&key, conn),
-        fastpath: FastPath::of(conn.has(flags::OFFLOADED)),
+        offloaded: conn.has(flags::OFFLOADED),
     })
 }

@@ -57,7 +57,7 @@ use crate::ratelimit::{ProbesConfig, Rate, RateLimiter, TokenBucket};
 use crate::rules::Policy;
 use crate::scan::{ScanConfig, ScanDetector};
 use crate::time::Timestamp;
-use crate::verdict::{Action, DropReason, FastPath, Pass, Verdict};
+use crate::verdict::{Action, DropReason, Pass, Verdict};
 
 /// The engine's answer for one packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,9 +71,9 @@ pub struct Decision {
     /// What the outputs report (rule matches, scan alerts, blocks); empty for most packets, and
     /// then nothing was allocated.
     pub events: Vec<Event>,
-    /// What the verdict tells the kernel about the flow's fast path (an accepted packet
-    /// leaving with the FASTPATH bit: the kernel forwards the flow's middle from then on).
-    pub fastpath: FastPath,
+    /// The packet's flow is on the kernel fast path: an accepted packet leaves with the
+    /// FASTPATH bit, and the kernel forwards the flow's middle from then on.
+    pub fastpath: bool,
 }
 
 impl Decision {
@@ -83,7 +83,7 @@ impl Decision {
             state,
             action: None,
             events: Vec::new(),
-            fastpath: FastPath::Off,
+            fastpath: false,
         }
     }
 
@@ -306,11 +306,7 @@ impl Engine {
                     state: t.state,
                     action: None,
                     events,
-                    fastpath: if t.verdict.is_accept() {
-                        t.fastpath
-                    } else {
-                        FastPath::Off
-                    },
+                    fastpath: t.offloaded && t.verdict.is_accept(),
                 }
             }
             Track::New(opening) => self.admit(pkt, meta, *opening, now),

@@ -37,7 +37,7 @@ use crate::io::actions::ActionHandler;
 use crate::marks::ConnMarks;
 use crate::packet::PacketMeta;
 use crate::time::Timestamp;
-use crate::verdict::{FastPath, Pass, Verdict};
+use crate::verdict::{Pass, Verdict};
 
 /// A queue that cannot be set up.
 #[derive(Debug, Error)]
@@ -468,7 +468,7 @@ impl Judge {
             Err(_) => {
                 bump(&self.counters.panics);
                 tracing::error!(queue = self.num, "engine panicked; packet dropped");
-                (false, false, FastPath::Off)
+                (false, false, false)
             }
         };
         if accept {

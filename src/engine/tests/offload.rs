@@ -32,26 +32,17 @@ fn back(e: &Engine, bytes: &[u8], secs: u64) -> Decision {
 /// Handshake and data each way until the flow is offloaded (two segments each way after the
 /// handshake); returns the next sequence numbers `(client, server)`.
 fn offload_tcp(e: &Engine, p: Pair) -> (u32, u32) {
-    assert!(!accept(e, &p.tcp(C, SYN, 100, 0).build(), 0)
-        .fastpath
-        .is_on());
-    assert!(!accept(e, &p.tcp(S, SYN | ACK, 900, 101).build(), 0)
-        .fastpath
-        .is_on());
-    assert!(!accept(e, &p.tcp(C, ACK, 101, 901).build(), 0)
-        .fastpath
-        .is_on());
+    assert!(!accept(e, &p.tcp(C, SYN, 100, 0).build(), 0).fastpath);
+    assert!(!accept(e, &p.tcp(S, SYN | ACK, 900, 101).build(), 0).fastpath);
+    assert!(!accept(e, &p.tcp(C, ACK, 101, 901).build(), 0).fastpath);
     let d = accept(e, &p.tcp(C, ACK | PSH, 101, 901).payload(100).build(), 1);
-    assert!(!d.fastpath.is_on(), "one segment from the client only");
+    assert!(!d.fastpath, "one segment from the client only");
     let d = accept(e, &p.tcp(S, ACK | PSH, 901, 201).payload(100).build(), 1);
-    assert!(!d.fastpath.is_on(), "one segment each way");
+    assert!(!d.fastpath, "one segment each way");
     let d = accept(e, &p.tcp(C, ACK | PSH, 201, 1001).payload(100).build(), 1);
-    assert!(
-        !d.fastpath.is_on(),
-        "two from the client, one from the server"
-    );
+    assert!(!d.fastpath, "two from the client, one from the server");
     let d = accept(e, &p.tcp(S, ACK, 1001, 301).build(), 1);
-    assert!(d.fastpath.is_on(), "two segments each way: offloaded");
+    assert!(d.fastpath, "two segments each way: offloaded");
     assert!(e.connections(Timestamp::from_secs(1), |_| true)[0].offloaded);
     (301, 1001)
 }
@@ -84,12 +75,12 @@ fn the_fast_path_is_off_unless_configured() {
                 &p.tcp(C, ACK | PSH, 101 + i * 10, 901).payload(10).build(),
                 1,
             );
-            assert!(!d.fastpath.is_on());
+            assert!(!d.fastpath);
             let d = accept(&e, &p.tcp(S, ACK, 901, 111 + i * 10).build(), 1);
-            assert!(!d.fastpath.is_on());
+            assert!(!d.fastpath);
         }
         accept(&e, &udp(p, C, 10), 1);
-        assert!(!accept(&e, &udp(p, S, 10), 1).fastpath.is_on());
+        assert!(!accept(&e, &udp(p, S, 10), 1).fastpath);
     }
 }
 
@@ -102,14 +93,14 @@ fn a_tcp_flow_is_offloaded_after_segments_each_way_and_its_close_is_judged() {
         let (c, s) = (c + 1_000_000, s + 1_000_000);
         let d = back(&e, &p.tcp(C, FIN | ACK, c, s).build(), 60);
         assert!(d.accepted(), "{:?}", d.reason());
-        assert!(!d.fastpath.is_on(), "a teardown leaves the fast path");
+        assert!(!d.fastpath, "a teardown leaves the fast path");
         assert_eq!(d.state, Some(ConnState::Tcp(TcpState::FinWait)));
         // The rest of the close, from both sides, through statewall with learned windows.
         let d = accept(&e, &p.tcp(S, FIN | ACK, s, c + 1).build(), 60);
         assert_eq!(d.state, Some(ConnState::Tcp(TcpState::LastAck)));
         let d = accept(&e, &p.tcp(C, ACK, c + 1, s + 1).build(), 60);
         assert_eq!(d.state, Some(ConnState::Tcp(TcpState::TimeWait)));
-        assert!(!d.fastpath.is_on());
+        assert!(!d.fastpath);
         // The stricter case holds: data after a full close is dropped.
         dropped(
             &e,
@@ -144,7 +135,7 @@ fn a_rst_after_the_fast_path_closes_and_data_after_it_is_dropped() {
         let d = back(&e, &p.tcp(S, RST | ACK, s, c).build(), 30);
         assert!(d.accepted(), "{:?}", d.reason());
         assert_eq!(d.state, Some(ConnState::Tcp(TcpState::Close)));
-        assert!(!d.fastpath.is_on());
+        assert!(!d.fastpath);
         dropped(
             &e,
             &p.tcp(C, ACK | PSH, c, s).payload(10).build(),
@@ -164,35 +155,23 @@ fn a_flow_back_from_the_fast_path_is_offloaded_again_once_validated() {
     // its counts start again, this segment the client's first.
     let d = back(&e, &p.tcp(C, ACK, c, s).build(), 5);
     assert!(d.accepted(), "{:?}", d.reason());
-    assert!(!d.fastpath.is_on());
+    assert!(!d.fastpath);
     let d = accept(&e, &p.tcp(C, ACK | PSH, c, s).payload(10).build(), 5);
-    assert!(
-        !d.fastpath.is_on(),
-        "two from the client, none from the server"
-    );
+    assert!(!d.fastpath, "two from the client, none from the server");
     let d = accept(&e, &p.tcp(S, ACK, s, c + 10).build(), 5);
-    assert!(
-        !d.fastpath.is_on(),
-        "the server's window learned, one segment"
-    );
+    assert!(!d.fastpath, "the server's window learned, one segment");
     let d = accept(&e, &p.tcp(S, ACK | PSH, s, c + 10).payload(10).build(), 5);
-    assert!(d.fastpath.is_on(), "two each way again");
+    assert!(d.fastpath, "two each way again");
 }
 
 #[test]
 fn datagram_flows_are_offloaded_once_replied_even_one_way_after() {
     for p in LABS {
         let e = offloading();
-        assert!(!accept(&e, &udp(p, C, 64), 0).fastpath.is_on());
-        assert!(!accept(&e, &udp(p, C, 64), 0).fastpath.is_on());
-        assert!(
-            accept(&e, &udp(p, S, 64), 0).fastpath.is_on(),
-            "the first reply"
-        );
-        assert!(
-            accept(&e, &udp(p, C, 64), 0).fastpath.is_on(),
-            "one way after it"
-        );
+        assert!(!accept(&e, &udp(p, C, 64), 0).fastpath);
+        assert!(!accept(&e, &udp(p, C, 64), 0).fastpath);
+        assert!(accept(&e, &udp(p, S, 64), 0).fastpath, "the first reply");
+        assert!(accept(&e, &udp(p, C, 64), 0).fastpath, "one way after it");
         let off = Engine::new(EngineConfig {
             offload: Offload {
                 enable: true,
@@ -202,7 +181,7 @@ fn datagram_flows_are_offloaded_once_replied_even_one_way_after() {
             ..EngineConfig::default()
         });
         accept(&off, &udp(p, C, 64), 0);
-        assert!(!accept(&off, &udp(p, S, 64), 0).fastpath.is_on());
+        assert!(!accept(&off, &udp(p, S, 64), 0).fastpath);
     }
 }
 
@@ -211,7 +190,7 @@ fn the_kernel_keeps_an_offloaded_flow_alive_in_the_table() {
     let p = LABS[0];
     let e = offloading();
     accept(&e, &udp(p, C, 64), 0);
-    assert!(accept(&e, &udp(p, S, 64), 0).fastpath.is_on());
+    assert!(accept(&e, &udp(p, S, 64), 0).fastpath);
     let flow = kernel_flow(p, crate::proto::UDP);
     // The kernel forwards the flow for ten minutes; statewall sees none of its packets but
     // hears from the kernel table every ten seconds (UDP replied timeout: 120 s).
