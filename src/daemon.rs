@@ -223,9 +223,18 @@ pub fn run(settings: Settings) -> Result<(), DaemonError> {
     let mut queues = Vec::new();
     for num in first..=first.saturating_add(settings.queue.count - 1) {
         let mut q = queue::open(num, opts)?;
-        if settings.queue.recv_buffer > 0 {
-            let granted = queue::set_recv_buffer(&mut q, num, settings.queue.recv_buffer)?;
+        let (granted, whole) = queue::set_recv_buffer(&mut q, num, opts.recv_buffer)?;
+        if whole {
             tracing::info!(queue = num, bytes = granted, "receive buffer set");
+        } else {
+            tracing::warn!(
+                queue = num,
+                asked = opts.recv_buffer,
+                bytes = granted,
+                "receive buffer smaller than asked (SO_RCVBUFFORCE needs CAP_NET_ADMIN, \
+                 SO_RCVBUF is capped by net.core.rmem_max): bursts may be lost at the socket \
+                 (kernel_user_dropped) before the queue is full"
+            );
         }
         queues.push((num, q));
     }

@@ -69,6 +69,7 @@ fn main() -> ExitCode {
         gso: true,
         fail_open: false,
         max_len: args.max_len,
+        recv_buffer: args.rcvbuf,
     };
     let mut q = match queue::open(args.queue, opts) {
         Ok(q) => q,

@@ -43,6 +43,8 @@ fn main() -> ExitCode {
         gso: !args.no_gso,
         fail_open: false,
         max_len: args.max_len,
+        // The baseline keeps the system's default buffer (never set).
+        recv_buffer: 0,
     };
     let mut handles = Vec::new();
     for num in args.queue..=args.queue.saturating_add(args.count.max(1) - 1) {

@@ -91,8 +91,8 @@ pub struct QueueSection {
     /// Microseconds the oldest held verdict may wait for more (held verdicts are sent anyway
     /// as soon as no packet is waiting).
     pub verdict_delay_us: u64,
-    /// Receive buffer of each queue's socket, bytes (0: the system's default,
-    /// `net.core.rmem_default`).
+    /// Receive buffer of each queue's socket, bytes (0: sized to hold `max_len` packets,
+    /// [`crate::io::queue::recv_buffer_for`]).
     pub recv_buffer: usize,
 }
 
@@ -103,7 +103,7 @@ impl Default for QueueSection {
             count: 1,
             copy_range: 256,
             gso: true,
-            max_len: 4096,
+            max_len: 1024,
             fail_open: false,
             cpu_fanout: true,
             recv_batch: 16,

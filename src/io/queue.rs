@@ -68,6 +68,10 @@ pub struct QueueOptions {
     pub fail_open: bool,
     /// Kernel queue length.
     pub max_len: u32,
+    /// Receive buffer the daemon asks for, bytes (`[queue] recv_buffer`, or
+    /// [`recv_buffer_for`] the queue's length when that is 0; [`open`] leaves the buffer
+    /// alone: [`set_recv_buffer`]).
+    pub recv_buffer: usize,
 }
 
 impl From<&QueueSection> for QueueOptions {
@@ -77,8 +81,31 @@ impl From<&QueueSection> for QueueOptions {
             gso: q.gso,
             fail_open: q.fail_open,
             max_len: q.max_len,
+            recv_buffer: match q.recv_buffer {
+                0 => recv_buffer_for(q.max_len, q.copy_range),
+                bytes => bytes,
+            },
         }
     }
+}
+
+/// What the kernel charges a queue's socket for one queued packet of which `copy_range` bytes
+/// are copied (`nfqnl_build_packet_message`): the copy and up to 256 bytes of netlink header
+/// and attributes, in an skb whose data area (with its 320-byte `skb_shared_info`) comes from
+/// a power-of-two slab, plus the 256-byte `sk_buff` itself. 1280 bytes for the default copy
+/// range of 256.
+pub fn message_truesize(copy_range: u16) -> usize {
+    (usize::from(copy_range) + 256 + 320).next_power_of_two() + 256
+}
+
+/// The receive buffer that holds a full kernel queue: `max_len` packets of `copy_range`
+/// bytes, with a quarter to spare; halved, since the kernel doubles what `SO_RCVBUF` asks
+/// for (its bookkeeping); at most 1 GiB. With a smaller buffer (the system's default holds
+/// about 160 such packets), a burst is lost at the socket (`kernel_user_dropped`) long before
+/// the queue is full, so `[queue] max_len` would not be the bound it says it is.
+pub fn recv_buffer_for(max_len: u32, copy_range: u16) -> usize {
+    let full = (max_len as usize).saturating_mul(message_truesize(copy_range));
+    (full / 8 * 5).min(1 << 30)
 }
 
 /// Opens and binds queue `num` with `opts`.
@@ -106,14 +133,20 @@ pub fn open(num: u16, opts: QueueOptions) -> Result<nfq::Queue, QueueError> {
 
 /// Sets the receive buffer of queue `num`'s socket to `bytes` (`SO_RCVBUFFORCE`, or
 /// `SO_RCVBUF` up to `net.core.rmem_max` without the capability); returns the size the kernel
-/// granted (it doubles the request for its bookkeeping).
-pub fn set_recv_buffer(q: &mut nfq::Queue, num: u16, bytes: usize) -> Result<usize, QueueError> {
-    q.set_recv_buffer_size(bytes)
+/// granted (it doubles the request for its bookkeeping) and whether that is all of it.
+pub fn set_recv_buffer(
+    q: &mut nfq::Queue,
+    num: u16,
+    bytes: usize,
+) -> Result<(usize, bool), QueueError> {
+    let granted = q
+        .set_recv_buffer_size(bytes)
         .map_err(|source| QueueError::Configure {
             queue: num,
             what: "set the receive buffer",
             source,
-        })
+        })?;
+    Ok((granted, granted >= bytes.saturating_mul(2)))
 }
 
 /// How an idle worker's receive waits at most before it beats.
@@ -643,6 +676,26 @@ mod tests {
         );
         assert_eq!(s[1].queue, 1);
         assert!(parse_kernel_stats("garbage\n").is_empty());
+    }
+
+    #[test]
+    fn the_receive_buffer_holds_a_full_queue() {
+        assert_eq!(message_truesize(256), 1280);
+        assert_eq!(message_truesize(60), 1280);
+        assert_eq!(message_truesize(1500), 4352);
+        // The default queue: 1 024 packets of 256 bytes, with a quarter to spare, halved
+        // for the kernel's doubling (what the SYN flood test keeps without socket losses).
+        assert_eq!(recv_buffer_for(1024, 256), 819_200);
+        assert!(2 * recv_buffer_for(1024, 256) >= 1024 * message_truesize(256));
+        assert_eq!(recv_buffer_for(u32::MAX, u16::MAX), 1 << 30);
+        let opts = |recv_buffer| {
+            QueueOptions::from(&QueueSection {
+                recv_buffer,
+                ..QueueSection::default()
+            })
+        };
+        assert_eq!(opts(0).recv_buffer, recv_buffer_for(1024, 256));
+        assert_eq!(opts(65536).recv_buffer, 65536, "an explicit size wins");
     }
 
     #[test]

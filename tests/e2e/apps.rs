@@ -158,7 +158,7 @@ impl IdleSet {
 }
 
 /// One round of lines over the idle connections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IdleCheck {
     /// Answered.
     pub alive: u64,
