@@ -37,7 +37,7 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
         if resumed {
             conn.flags &= !flags::OFFLOADED;
         }
-        let offloaded = conn.has(flags::OFFLOADED);
+        let mut offloaded = conn.has(flags::OFFLOADED);
         let ProtoState::Tcp(tc) = &mut conn.proto else {
             return Track::Judged(Tracked::drop(DropReason::MalformedTcp, None));
         };
@@ -49,11 +49,28 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
         // never saw a handshake, so the SYN is not a retransmission, and resynchronising on
         // it would admit what the rules never judged.
         let blind_syn = blind && tcp.flags.syn() && !tcp.flags.ack();
-        let step = if blind_syn {
+        let mut step = if blind_syn {
             Ok(Step::Reopen)
         } else {
             tc.track(dir, tcp)
         };
+        if offloaded
+            && side.via.admitted
+            && matches!(
+                step,
+                Err(DropReason::AckUnsentData | DropReason::SeqAboveWindow)
+            )
+        {
+            // A segment of a flow on the fast path, beyond what statewall saw, that the kernel's
+            // window check let through (ADMITTED came with it): the kernel carried the
+            // segments in between. It came without FASTPATH because another packet of the
+            // flow (its FIN, on the other CPU) cleared the bit and was queued just after it:
+            // the flow is back from the fast path with this segment.
+            conn.flags &= !flags::OFFLOADED;
+            offloaded = false;
+            tc.resume(dir, tcp);
+            step = tc.track(dir, tcp);
+        }
         if matches!(step, Ok(Step::Accept))
             && !side.ct.standby.load(std::sync::atomic::Ordering::Relaxed)
         {

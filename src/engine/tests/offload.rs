@@ -376,3 +376,31 @@ fn the_ack_of_data_the_kernel_forwarded_just_before_a_fin_passes() {
         assert!(d.accepted(), "the client's FIN: {:?}", d.reason());
     }
 }
+
+/// The same, as the lab saw it on two CPUs: the client's ACK reached the queue before the FIN
+/// that had cleared FASTPATH (so the ACK came with ADMITTED only). The kernel's window check
+/// let the ACK through: statewall learns the windows anew from it, as from the FIN.
+#[test]
+fn the_ack_of_data_the_kernel_forwarded_passes_when_it_overtakes_the_fin() {
+    for p in LABS {
+        let e = offloading();
+        let (c, s) = offload_tcp(&e, p);
+        let d = admitted(&e, &p.tcp(C, ACK, c, s + 6).build(), 2);
+        assert!(d.accepted(), "the ACK of the data: {:?}", d.reason());
+        assert!(!d.fastpath, "back from the fast path");
+        let d = back(&e, &p.tcp(S, FIN | ACK, s + 6, c).build(), 2);
+        assert!(d.accepted(), "the FIN: {:?}", d.reason());
+        let d = admitted(&e, &p.tcp(C, FIN | ACK, c, s + 7).build(), 2);
+        assert!(d.accepted(), "the client's FIN: {:?}", d.reason());
+        // Without ADMITTED (the kernel found it INVALID, or does not hold the flow) the same
+        // ACK beyond what statewall saw is still dropped.
+        let e = offloading();
+        let (c, s) = offload_tcp(&e, p);
+        dropped(
+            &e,
+            &p.tcp(C, ACK, c, s + 6).build(),
+            2,
+            DropReason::AckUnsentData,
+        );
+    }
+}
