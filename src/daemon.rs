@@ -85,6 +85,9 @@ pub enum DaemonError {
     /// The kernel conntrack table cannot be read (a gateway of a pair needs it).
     #[error("kernel conntrack table: {0}")]
     Kernel(#[from] crate::io::ctnetlink::CtError),
+    /// The watch of the pair's virtual addresses (`[ha] addresses`) could not start.
+    #[error("[ha] addresses: {0}")]
+    AddrWatch(#[from] crate::io::addr_watch::AddrWatchError),
     /// A queue worker failed for good.
     #[error(transparent)]
     Worker(#[from] queue::WorkerFailed),

@@ -28,8 +28,9 @@
 # run directory; the notify/ready/resync glue is contrib/keepalived/statewall-ha.
 # Firewall: `statewall` runs statewall (STATEWALL_BIN, default target/release/statewall;
 # LAB_HA_STATEWALL_EXTRA: a TOML file appended to its configuration, without [ha];
-# LAB_HA_TAKEOVER_WINDOW: [ha] takeover_window) in both gateways, with [ha] enable and the
-# rules of DIR/statewall.rules (the Linux reference's policy); `linux`
+# LAB_HA_TAKEOVER_WINDOW: [ha] takeover_window; LAB_HA_ADDRESSES=0: no [ha] addresses, the
+# virtual addresses otherwise) in both gateways, with [ha] enable and the rules of
+# DIR/statewall.rules (the Linux reference's policy); `linux`
 # is the kernel-only reference (conntrack, nf_conntrack_tcp_loose=0, INVALID dropped, new
 # connections only from the client segment, to the lab's services); `none` forwards everything.
 # Every wait is bounded; a failed lab_ha_up leaves the cleanup to its caller (scripts/lab).
@@ -132,6 +133,11 @@ EOF
             echo "[ha]"
             echo "enable = true"
             echo "takeover_window = ${LAB_HA_TAKEOVER_WINDOW:-10}"
+            # Stand by the moment keepalived removes a virtual address (LAB_HA_ADDRESSES=0:
+            # only on keepalived's BACKUP notification).
+            if [[ ${LAB_HA_ADDRESSES:-1} == 1 ]]; then
+                echo "addresses = [\"$LAB_HA_VIP_LAN_V4\", \"$LAB_HA_VIP_WAN_V4\", \"$LAB_HA_VIP_LAN_V6\", \"$LAB_HA_VIP_WAN_V6\"]"
+            fi
             if [[ -n ${LAB_HA_STATEWALL_EXTRA:-} ]]; then
                 cat "$LAB_HA_STATEWALL_EXTRA"
             fi

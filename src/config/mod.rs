@@ -177,6 +177,11 @@ pub struct HaSection {
     /// Seconds after a takeover during which mid-stream TCP segments of
     /// unknown flows are dropped silently, since their flow's replication may be late.
     pub takeover_window: u64,
+    /// The virtual addresses keepalived moves between the pair: when one of them leaves this
+    /// host (rtnetlink `RTM_DELADDR`), statewall stands by at once instead of waiting for
+    /// keepalived's BACKUP notification, which runs after the peer took the address. Empty:
+    /// the notification alone.
+    pub addresses: Vec<std::net::IpAddr>,
 }
 
 impl Default for HaSection {
@@ -184,6 +189,7 @@ impl Default for HaSection {
         HaSection {
             enable: false,
             takeover_window: 10,
+            addresses: Vec::new(),
         }
     }
 }
@@ -451,6 +457,12 @@ impl Settings {
         if self.ha.takeover_window > 3600 {
             return bad("ha.takeover_window", "at most 3600 seconds");
         }
+        if !self.ha.enable && !self.ha.addresses.is_empty() {
+            return bad(
+                "ha.addresses",
+                "the virtual addresses of a pair need [ha] enable = true",
+            );
+        }
         if self.netfilter.hooks.is_empty() {
             return bad(
                 "netfilter.hooks",
@@ -633,6 +645,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("ha.takeover_window"), "{e}");
+        let s = load(
+            "[ha]\nenable = true\naddresses = [\"198.51.100.1\", \"2001:db8:1::1\"]\n",
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(
+            s.ha.addresses,
+            [
+                "198.51.100.1".parse::<std::net::IpAddr>().unwrap(),
+                "2001:db8:1::1".parse().unwrap()
+            ]
+        );
+        let e = load("[ha]\naddresses = [\"198.51.100.1\"]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ha.addresses"), "{e}");
+        let e = load("[ha]\nenable = true\naddresses = [\"gw-a\"]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("addresses"), "{e}");
     }
 
     #[test]

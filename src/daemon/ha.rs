@@ -11,8 +11,12 @@
 //! * `[ha] enable`: the daemon starts as the standby. It subscribes to the table's events
 //!   first, then adopts what the table holds, then keeps adopting (and forgetting) entries as
 //!   conntrackd injects (and removes) them, so that it is ready before keepalived moves the
-//!   addresses — keepalived tells it only afterwards (`statewall takeover`).
+//!   addresses — keepalived tells it only afterwards (`statewall takeover`). With `[ha]
+//!   addresses`, it also watches the host's addresses and stands by the moment one of them
+//!   leaves (keepalived removes them as soon as the peer preempts this gateway; its BACKUP
+//!   notification, `statewall standby`, comes later).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -21,7 +25,8 @@ use crate::adopt::AdoptionReport;
 use crate::config::Settings;
 use crate::control::HaReport;
 use crate::daemon::DaemonError;
-use crate::engine::Engine;
+use crate::engine::{Engine, Role};
+use crate::io::addr_watch::{AddrWatch, AddrWatchError};
 use crate::io::ctnetlink::CtError;
 use crate::io::kernel_flows::{self, KernelChange, KernelWatch};
 use crate::marks::ConnMarks;
@@ -100,6 +105,48 @@ impl Adopter {
         Ok(())
     }
 
+    /// Watches the host's addresses from a thread of its own: when one of `vips` leaves this
+    /// host while it handles traffic, it stands by, as `statewall standby` would. Removals
+    /// lost to an overflowed socket are logged; keepalived's notification still comes.
+    fn watch_addresses(self: &Arc<Self>, vips: Vec<IpAddr>) -> Result<(), DaemonError> {
+        let mut watch = AddrWatch::open(Duration::from_secs(1))?;
+        let me = Arc::clone(self);
+        thread::Builder::new()
+            .name("ha-addresses".into())
+            .spawn(move || {
+                let mut gone = Vec::new();
+                loop {
+                    gone.clear();
+                    match watch.recv(&mut gone) {
+                        Ok(()) => {}
+                        Err(AddrWatchError::Lost) => {
+                            tracing::warn!(
+                                "address changes lost: the standby waits for keepalived's \
+                                 notification"
+                            );
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "address changes");
+                            thread::sleep(Duration::from_secs(1));
+                        }
+                    }
+                    let Some(vip) = gone.iter().find(|a| vips.contains(a)) else {
+                        continue;
+                    };
+                    if me.engine.role(me.now()) == Role::Standby {
+                        continue;
+                    }
+                    tracing::info!(address = %vip, "a virtual address left this host");
+                    me.stand_by();
+                }
+            })
+            .map_err(|source| DaemonError::Setup {
+                what: "start the watch of the virtual addresses",
+                source,
+            })?;
+        Ok(())
+    }
+
     /// `statewall takeover`: the takeover window opens and the table is read once more
     /// (whatever the watch may have missed).
     pub fn take_over(&self) -> Result<HaReport, String> {
@@ -158,6 +205,9 @@ pub fn start(
     if settings.ha.enable {
         engine.stand_by(adopter.now());
         adopter.watch()?;
+        if !settings.ha.addresses.is_empty() {
+            adopter.watch_addresses(settings.ha.addresses.clone())?;
+        }
         let t0 = Instant::now();
         let r = adopter.adopt_all()?;
         tracing::info!(
