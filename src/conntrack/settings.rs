@@ -99,17 +99,21 @@ impl Limits {
         }
     }
 
-    /// How many early-drop candidates each family's table remembers (its clock hand): an
-    /// eighth of `max_entries`, at least [`MIN_CANDIDATES`]. Each costs a key and a tick
-    /// (20 B for IPv4), so remembering every entry would add 20 B to each of them; candidates
-    /// the queue forgot are still found by the bounded scan behind it.
+    /// How many early-drop candidates each family's table remembers (its clock hand): every
+    /// entry of a table of up to [`ALL_CANDIDATES`] entries, an eighth of a larger one. Each
+    /// costs a key and a tick (20 B for IPv4), so remembering every entry of a large table
+    /// would add 20 B to each of them; candidates the queue forgot are still found by the
+    /// bounded scan behind it. The queue keeps the newest candidates, so under a flood an
+    /// entry is evicted after as many newer ones as the queue holds: a new connection's
+    /// handshake has that long (a table of 4 096 remembered 1 024 before: 16 ms of a flood of
+    /// 64 000 SYNs/s; 2^16 is a second of it).
     pub fn candidate_cap(&self) -> usize {
-        (self.max_entries / 8).max(MIN_CANDIDATES)
+        (self.max_entries / 8).max(self.max_entries.min(ALL_CANDIDATES))
     }
 }
 
-/// The fewest early-drop candidates a table remembers, whatever its size.
-pub const MIN_CANDIDATES: usize = 1024;
+/// Tables of up to this many entries remember every early-drop candidate (1.3 MB for IPv4).
+pub const ALL_CANDIDATES: usize = 1 << 16;
 
 /// When a validated flow goes to the kernel fast path (`[offload]`, docs/performance.md): the
 /// kernel then forwards its middle (packets without SYN, FIN or RST of a connection it calls

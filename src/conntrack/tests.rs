@@ -410,6 +410,38 @@ fn early_drop_finds_victims_wherever_they_are() {
 }
 
 #[test]
+fn a_new_connection_outlives_every_older_half_open_entry_in_a_flood() {
+    // The SYN flood of e2e_trust (a table of 4 096 full of spoofed half-open flows): early drop
+    // took the oldest of the candidates it remembered, but it remembered only the newest 1 024,
+    // so a legitimate SYN's entry was evicted after 1 024 more SYNs, not after the 4 095 older
+    // entries: a handshake that took longer than that (the queue in between) was cut.
+    let max = 4096;
+    let ct = small(max, 64);
+    let p = Pair::V4;
+    let flood = |n: u32, secs: u64| {
+        let syn = p
+            .ports(1024 + (n % 60_000) as u16, 80)
+            .tcp(Side::Client, SYN, n, 0)
+            .build();
+        open(&ct, &syn, secs);
+    };
+    for n in 0..max as u32 {
+        flood(n, 0);
+    }
+    let legit = p.ports(61_000, 8080);
+    open(&ct, &legit.tcp(Side::Client, SYN, 7, 0).build(), 1);
+    // Every entry older than the legitimate one goes first.
+    for n in 0..(max as u32 - 1) {
+        flood(100_000 + n, 1);
+    }
+    assert_eq!(ct.totals().early_drops, max as u64);
+    match track(&ct, &legit.tcp(Side::Server, SYN | ACK, 100, 8).build(), 1) {
+        Track::Judged(t) => assert!(t.verdict.is_accept(), "the SYN/ACK: {t:?}"),
+        other => panic!("the SYN/ACK found no entry: {other:?}"),
+    }
+}
+
+#[test]
 fn answered_once_is_not_assured_streams_are_icmp_never() {
     // Issue 15, item 2: UDP and ICMP echo flows were assured on their first reply, so a
     // spoofed flood at a responsive server filled the table with flows never evicted.
