@@ -560,6 +560,12 @@ impl TcpConn {
             // at the peer and leaves this one opening.
             return Ok(Step::Ignore);
         }
+        if handshake && s.maxwin == 0 && !seg.flags.ack() {
+            // A RST without ACK answering the SYN: the opener ignores it (RFC 9293 §3.10.7.3).
+            // Linux passes it (and closes its entry); it passes here without closing, so that
+            // a blind RST cannot end the handshake's state.
+            return Ok(Step::Ignore);
+        }
         let exact = if handshake && s.maxwin == 0 {
             // Answering the SYN: acceptable when it acknowledges the SYN (RFC 9293 §3.10.7.3).
             seg.flags.ack() && seg.ack == r.end

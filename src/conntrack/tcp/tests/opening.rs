@@ -89,8 +89,20 @@ mod syn_sent {
             seg(RST | ACK, 0, C_ISN + 7, 0),
             Err(DropReason::RstOutOfWindow)
         );
-        send!(c, S, seg(RST, 0, 0, 0), Err(DropReason::RstOutOfWindow));
         assert_eq!(c.state, TcpState::SynSent);
+    }
+
+    /// suricata-verify bug-3844: the server answers the SYN with a RST without ACK (seq 2222),
+    /// the client's next SYN opens the connection. The opener ignores such a RST (RFC 9293
+    /// §3.10.7.3) and Linux passes it: it passes, without closing the entry.
+    #[test]
+    fn rst_without_ack_answering_the_syn_passes_without_closing() {
+        let mut c = conn_syn_sent();
+        send!(c, S, seg(RST, 2222, 0, 0), Ok(Step::Ignore));
+        assert_eq!(c.state, TcpState::SynSent);
+        send!(c, S, syn_ack());
+        send!(c, C, seg(ACK, C_ISN + 1, S_ISN + 1, 0));
+        assert_eq!(c.state, TcpState::Established);
     }
 
     /// RFC 9293 §3.5.2 half-open recovery, the suricata-verify captures' case Linux passes: a
