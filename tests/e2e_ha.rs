@@ -116,8 +116,8 @@ fn failover_suite(lab: &mut HaLab, w: &mut Workload, name: &str) -> Vec<Switch> 
             // segments of the live flows still in flight when the address moved pass it. A
             // master preempted by a failback stands by the moment keepalived removes its
             // virtual addresses (`[ha] addresses`), not tens of milliseconds later when the
-            // BACKUP notification runs `statewall standby` (with LAB_HA_ADDRESSES=0 it
-            // dropped 2-4 such segments in every failback: docs/ha.md, Known limits).
+            // BACKUP notification runs `statewall standby` (under load, before the watch, it
+            // dropped 2-4 such segments in failbacks: docs/ha.md, Known limits).
             assert_eq!(
                 window, 0,
                 "{label}: the old master {} dropped live-flow segments: {old:?}",

@@ -567,8 +567,9 @@ impl TcpConn {
             return Ok(Step::Ignore);
         }
         let exact = if handshake && s.maxwin == 0 {
-            // Answering the SYN: acceptable when it acknowledges the SYN (RFC 9293 §3.10.7.3).
-            seg.flags.ack() && seg.ack == r.end
+            // Answering the SYN (with ACK, above): acceptable when it acknowledges the SYN
+            // (RFC 9293 §3.10.7.3).
+            seg.ack == r.end
         } else if handshake && r.maxwin == 0 {
             // The opener aborting its own SYN.
             seg.seq == s.end
