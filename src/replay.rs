@@ -171,12 +171,11 @@ fn ip_offset(link: DataLink, data: &[u8]) -> Result<Option<usize>, ReplayError> 
     };
     Ok(match link {
         DataLink::ETHERNET => {
+            // Any number of VLAN tags (802.1Q, 802.1ad, pre-standard QinQ 0x9100): each is 4
+            // bytes, so the walk ends at the frame's end.
             let mut at = 12;
-            // Up to two VLAN tags.
-            for _ in 0..2 {
-                if matches!(be16(at), Some(0x8100 | 0x88a8)) {
-                    at += 4;
-                }
+            while matches!(be16(at), Some(0x8100 | 0x88a8 | 0x9100)) {
+                at += 4;
             }
             be16(at).filter(|t| is_ip(*t)).map(|_| at + 2)
         }
@@ -397,6 +396,52 @@ mod tests {
         assert_eq!((sum.skipped, sum.dropped), (1, 1));
         assert!(text.ends_with("packets=2 accepted=0 dropped=1 skipped=1\n"));
         assert!(text.contains("no_connection"));
+    }
+
+    /// An Ethernet frame with one VLAN tag per TPID in `tpids`, outermost first.
+    fn tagged(tpids: &[u16], ip: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        for (i, tpid) in tpids.iter().enumerate() {
+            f.extend_from_slice(&tpid.to_be_bytes());
+            f.extend_from_slice(&(100 + i as u16).to_be_bytes());
+        }
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(ip);
+        f
+    }
+
+    #[test]
+    fn ethernet_frames_are_read_under_any_number_of_vlan_tags() {
+        // One connection whose frames carry 0 to 4 tags of the three TPIDs in use (802.1Q,
+        // 802.1ad, the pre-standard QinQ 0x9100): a frame the reader skipped would leave the
+        // handshake without its SYN and every later segment would be dropped.
+        let frames = vec![
+            tagged(&[0x8100, 0x8100, 0x8100], &tcp(true, "S", 100, 0)),
+            tagged(&[], &tcp(false, "SA", 900, 101)),
+            tagged(&[0x88a8, 0x8100], &tcp(true, "A", 101, 901)),
+            tagged(
+                &[0x9100, 0x88a8, 0x8100, 0x8100],
+                &tcp(true, "FA", 101, 901),
+            ),
+            tagged(&[0x8100], &tcp(false, "FA", 901, 102)),
+            tagged(&[0x8100, 0x8100, 0x8100], &tcp(true, "A", 102, 902)),
+        ];
+        let (sum, text) = run(&capture(DataLink::ETHERNET, &frames));
+        assert_eq!((sum.skipped, sum.dropped), (0, 0), "{text}");
+        assert!(
+            text.ends_with("packets=6 accepted=6 dropped=0 skipped=0\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_frame_that_is_all_vlan_tags_is_skipped() {
+        let mut f = vec![0u8; 12];
+        for _ in 0..3 {
+            f.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]);
+        }
+        let (sum, _) = run(&capture(DataLink::ETHERNET, &[f]));
+        assert_eq!((sum.skipped, sum.dropped), (1, 0));
     }
 
     #[test]
