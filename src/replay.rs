@@ -351,13 +351,6 @@ mod tests {
         Pair::V4.tcp(side, bits, seq, ack).window(1000).build()
     }
 
-    fn ethernet(ip: &[u8]) -> Vec<u8> {
-        let mut f = vec![0u8; 12];
-        f.extend_from_slice(&[0x08, 0x00]);
-        f.extend_from_slice(ip);
-        f
-    }
-
     fn run(pcap: &[u8]) -> (ReplaySummary, String) {
         let engine = Engine::new(EngineConfig::default());
         let mut out = Vec::new();
@@ -391,7 +384,7 @@ mod tests {
             f.extend_from_slice(&[0u8; 28]);
             f
         };
-        let frames = vec![arp, ethernet(&tcp(true, "A", 1, 1))];
+        let frames = vec![arp, tagged(&[], &tcp(true, "A", 1, 1))];
         let (sum, text) = run(&capture(DataLink::ETHERNET, &frames));
         assert_eq!((sum.skipped, sum.dropped), (1, 1));
         assert!(text.ends_with("packets=2 accepted=0 dropped=1 skipped=1\n"));

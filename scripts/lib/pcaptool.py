@@ -78,7 +78,7 @@ def l3_of(linktype, buf):
             return None
         et = struct.unpack("!H", buf[12:14])[0]
         off = 14
-        while et in (0x8100, 0x88A8) and len(buf) >= off + 4:  # VLAN tags
+        while et in (0x8100, 0x88A8, 0x9100) and len(buf) >= off + 4:  # VLAN tags
             et = struct.unpack("!H", buf[off + 2:off + 4])[0]
             off += 4
         l3 = buf[off:]
