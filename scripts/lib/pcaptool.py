@@ -12,6 +12,11 @@ Usage:
                                       the IPv4 header checksum, so that the replay gateway
                                       forwards every packet (conntrack confirms an entry
                                       only when its packet leaves the gateway)
+                                    - rewrites the IPv6 loopback address ::1 (source or
+                                      destination) to 2001:db8:ff::1: Linux discards
+                                      packets with ::1 arriving on a non-loopback interface
+                                      before netfilter (ip6_rcv_core), so conntrack would
+                                      never judge the many captures taken on lo
                                     - pads every packet truncated by a snaplen with zeros up
                                       to the length its IP header announces, so the kernel
                                       accepts it (checksums over the padding are then wrong:
@@ -133,8 +138,14 @@ def ip_checksum(hdr):
     return ~s & 0xFFFF
 
 
+LOOPBACK6 = socket.inet_pton(socket.AF_INET6, "::1")
+# A documentation address outside the lab's subnets (2001:db8:1::/64, 2001:db8:2::/64).
+LOOPBACK6_STANDIN = socket.inet_pton(socket.AF_INET6, "2001:db8:ff::1")
+
+
 def forwardable(et, l3):
-    """TTL / hop limit at least 2 (the gateway forwards it), IPv4 header checksum right."""
+    """TTL / hop limit at least 2 (the gateway forwards it), IPv4 header checksum right,
+    IPv6 loopback addresses replaced (the kernel drops them before conntrack sees them)."""
     b = bytearray(l3)
     if et == 0x0800 and len(b) >= 20:
         ihl = (b[0] & 0x0F) * 4
@@ -143,8 +154,12 @@ def forwardable(et, l3):
         if 20 <= ihl <= len(b):
             b[10:12] = b"\0\0"
             b[10:12] = struct.pack("!H", ip_checksum(bytes(b[:ihl])))
-    elif et == 0x86DD and len(b) >= 40 and b[7] < 2:
-        b[7] = 64
+    elif et == 0x86DD and len(b) >= 40:
+        if b[7] < 2:
+            b[7] = 64
+        for at in (8, 24):  # source, destination
+            if b[at:at + 16] == LOOPBACK6:
+                b[at:at + 16] = LOOPBACK6_STANDIN
     return bytes(b)
 
 
