@@ -12,7 +12,7 @@ use statewall::control;
 use statewall::daemon;
 use statewall::engine::{Engine, EngineConfig};
 use statewall::io::netfilter::Plan;
-use statewall::replay::{replay, ReplayOptions};
+use statewall::replay::{replay, Fragments, ReplayOptions};
 use statewall::rules;
 
 #[derive(Parser)]
@@ -64,6 +64,10 @@ enum Command {
         /// Also report accepted packets.
         #[arg(long, short)]
         verbose: bool,
+        /// Hand IP fragments to the engine one by one instead of reassembling them first as
+        /// the gateway's kernel does (a gateway without kernel reassembly).
+        #[arg(long)]
+        no_defrag: bool,
         /// Use this configuration's timeouts and limits (default: built-in defaults, every new
         /// connection allowed, nothing under /etc read).
         #[arg(long)]
@@ -261,8 +265,21 @@ fn main() -> ExitCode {
             file,
             json,
             verbose,
+            no_defrag,
             config,
-        } => cmd_replay(file, json, verbose, config),
+        } => {
+            let fragments = if no_defrag {
+                Fragments::AsSeen
+            } else {
+                Fragments::Reassemble
+            };
+            let opts = ReplayOptions {
+                json,
+                verbose,
+                fragments,
+            };
+            cmd_replay(file, opts, config)
+        }
         Command::Check { file, config, json } => cmd_check(file, config, json),
         Command::Status(c) => c.call(control::cli_status),
         Command::Stats(c) => c.call(control::cli_stats),
@@ -494,7 +511,7 @@ fn cmd_check(file: Option<PathBuf>, config: Option<PathBuf>, json: bool) -> Exit
     exit(code)
 }
 
-fn cmd_replay(file: PathBuf, json: bool, verbose: bool, config: Option<PathBuf>) -> ExitCode {
+fn cmd_replay(file: PathBuf, opts: ReplayOptions, config: Option<PathBuf>) -> ExitCode {
     let engine = match config {
         Some(path) => {
             let settings = match load_settings(&path) {
@@ -526,7 +543,7 @@ fn cmd_replay(file: PathBuf, json: bool, verbose: bool, config: Option<PathBuf>)
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    match replay(input, &engine, ReplayOptions { json, verbose }, &mut out) {
+    match replay(input, &engine, opts, &mut out) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("statewall: {}: {e}", file.display());

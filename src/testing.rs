@@ -650,6 +650,46 @@ pub fn fuzz_seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     ]
 }
 
+/// Splits a whole IP packet into fragments as a sender would: at most `size` data bytes each
+/// (rounded down to a multiple of 8, at least 8). IPv4 copies the header (and so the packet's
+/// identifier) into each fragment; IPv6 puts everything after the fixed header (extension headers included)
+/// into the fragmentable part, behind a fragment header with identifier `id`.
+pub fn fragments(packet: &[u8], size: usize, id: u32) -> Vec<Vec<u8>> {
+    let size = (size & !7).max(8);
+    let v4 = packet[0] >> 4 == 4;
+    let head = if v4 {
+        usize::from(packet[0] & 0x0f) * 4
+    } else {
+        40
+    };
+    let body = &packet[head..];
+    let mut out = Vec::new();
+    for (i, chunk) in body.chunks(size).enumerate() {
+        let offset = u16::try_from(i * size / 8).expect("offset fits");
+        let more = (i + 1) * size < body.len();
+        let mut f = packet[..head].to_vec();
+        if v4 {
+            let total = u16::try_from(head + chunk.len()).expect("fits IPv4");
+            f[2..4].copy_from_slice(&total.to_be_bytes());
+            let field = (u16::from(f[6] & 0x40) << 8) | (u16::from(more) << 13) | offset;
+            f[6..8].copy_from_slice(&field.to_be_bytes());
+            f[10..12].copy_from_slice(&[0, 0]);
+            let sum = checksum(&[&f]);
+            f[10..12].copy_from_slice(&sum.to_be_bytes());
+        } else {
+            let payload = u16::try_from(8 + chunk.len()).expect("fits IPv6");
+            f[4..6].copy_from_slice(&payload.to_be_bytes());
+            f[6] = 44;
+            f.extend_from_slice(&[packet[6], 0]);
+            f.extend_from_slice(&((offset << 3) | u16::from(more)).to_be_bytes());
+            f.extend_from_slice(&id.to_be_bytes());
+        }
+        f.extend_from_slice(chunk);
+        out.push(f);
+    }
+    out
+}
+
 /// The Internet checksum (RFC 1071) over the concatenation of `parts`.
 fn checksum(parts: &[&[u8]]) -> u16 {
     let mut sum: u32 = 0;

@@ -52,7 +52,7 @@ fn recorded_real_traffic_is_never_dropped() {
         assert!(drops.is_empty(), "{name}: {drops:?}");
         assert_eq!(
             last,
-            format!("packets={packets} accepted={packets} dropped=0 skipped=0"),
+            format!("packets={packets} accepted={packets} dropped=0 skipped=0 held=0"),
             "{name}"
         );
     }
@@ -79,12 +79,13 @@ fn crafted_captures_drop_exactly_the_expected_packets() {
         let (got, last) = replay(name);
         assert_eq!(got, want, "{name}");
         let total = spec["total"].as_u64().expect("total");
+        let held = spec["held"].as_u64().expect("held");
         let dropped = want.len() as u64;
         assert_eq!(
             last,
             format!(
-                "packets={total} accepted={} dropped={dropped} skipped=0",
-                total - dropped
+                "packets={total} accepted={} dropped={dropped} skipped=0 held={held}",
+                total - dropped - held
             ),
             "{name}"
         );
