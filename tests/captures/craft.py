@@ -22,7 +22,8 @@ import json
 import os
 import sys
 
-from scapy.all import IP, IPv6, TCP, Ether, Raw, wrpcap  # noqa: E402  (Debian python3-scapy)
+from scapy.all import (  # noqa: E402  (Debian python3-scapy)
+    IP, IPv6, IPv6ExtHdrFragment, TCP, Ether, Raw, fragment, fragment6, wrpcap)
 
 CLI4, SRV4 = "198.51.100.2", "203.0.113.2"
 CLI6, SRV6 = "2001:db8:1::2", "2001:db8:2::2"
@@ -33,6 +34,9 @@ WIN = 65535
 SYN_OPTS = [("MSS", 1460)]
 
 PASS = None
+# A fragment the gateway's kernel holds for reassembly: it gets no verdict of its own (the
+# fragment that completes its datagram carries the datagram's).
+HELD = "held"
 
 
 def DROP(reason):
@@ -89,20 +93,34 @@ class Capture:
         linktype = LINKTYPE_ETHERNET if self.ethernet else LINKTYPE_RAW
         wrpcap(os.path.join(outdir, self.name), pkts, linktype=linktype)
 
+    def fragments(self, pkt, frags, verdict=PASS, comment=""):
+        """`frags` of `pkt` in the order given: all held but the last, which completes the
+        datagram and gets `verdict`."""
+        for i, f in enumerate(frags):
+            last = i == len(frags) - 1
+            self.add(f, verdict if last else HELD, f"{comment} (fragment {i + 1}/{len(frags)})")
+
     def expected(self):
-        drops = {str(i + 1): v for i, (_p, v, _c) in enumerate(self.rows) if v is not None}
-        return {"drops": drops, "total": len(self.rows)}
+        drops = {str(i + 1): v for i, (_p, v, _c) in enumerate(self.rows)
+                 if v is not None and v != HELD}
+        held = sum(1 for (_p, v, _c) in self.rows if v == HELD)
+        return {"drops": drops, "total": len(self.rows), "held": held}
 
     def markdown(self):
         out = [f"### {self.name}", "", "| # | dir | packet | verdict |", "|---|---|---|---|"]
         for i, (pkt, v, c) in enumerate(self.rows):
-            t = pkt[TCP]
-            d = "c→s" if t.dport in (80, 8080) else "s→c"
-            plen = len(t.payload)
-            desc = f"{t.sprintf('%TCP.flags%')} seq={t.seq} ack={t.ack} len={plen} win={t.window}"
+            if TCP in pkt:
+                t = pkt[TCP]
+                d = "c→s" if t.dport in (80, 8080) else "s→c"
+                plen = len(t.payload)
+                desc = f"{t.sprintf('%TCP.flags%')} seq={t.seq} ack={t.ack} len={plen} win={t.window}"
+            else:
+                src = pkt[IPv6].src if IPv6 in pkt else pkt[IP].src
+                d = "c→s" if src in (CLI4, CLI6) else "s→c"
+                desc = "fragment"
             if IPv6 in pkt:
                 desc = "v6 " + desc
-            verdict = "pass" if v is None else f"**drop** `{v}`"
+            verdict = {None: "pass", HELD: "held"}.get(v, f"**drop** `{v}`")
             out.append(f"| {i + 1} | {d} | {desc} — {c} | {verdict} |")
         out.append("")
         return "\n".join(out)
@@ -333,8 +351,54 @@ def craft_reuse():
     return c
 
 
+def craft_fragments():
+    """Fragments, as the gateway's kernel reassembles them before statewall: a SYN in 8-byte
+    fragments, its TCP header split (suricata-verify bug-6887), last fragment first; data with
+    a duplicated fragment; data whose fragments overlap (RFC 5722: the datagram is discarded,
+    the sender's retransmission passes); the same over IPv6."""
+    c = Capture("crafted-fragments.pcap")
+    C, S = 40800, 80
+    syn = IP(src=CLI4, dst=SRV4, ttl=64, id=0x6887) / TCP(
+        sport=C, dport=S, flags="S", seq=1000, window=WIN, options=SYN_OPTS)
+    frags = fragment(IP(bytes(syn)), fragsize=8)
+    c.fragments(syn, frags[::-1], comment="SYN in 8-byte fragments, last first")
+    c.tcp(False, S, C, "SA", seq=5000, ack=1001, opts=SYN_OPTS, comment="SYN/ACK")
+    c.tcp(True, C, S, "A", seq=1001, ack=5001, comment="ACK (established)")
+    data = IP(src=CLI4, dst=SRV4, ttl=64, id=0x100) / TCP(
+        sport=C, dport=S, flags="PA", seq=1001, ack=5001, window=WIN) / Raw(b"d" * 100)
+    f = fragment(IP(bytes(data)), fragsize=48)
+    c.fragments(data, [f[0], f[1], f[0], f[2]], comment="100 bytes in 3 fragments, the first twice")
+    c.tcp(False, S, C, "A", seq=5001, ack=1101, comment="server ACKs the 100 bytes")
+    # Overlap: fragment 2 starts inside fragment 1 (a different byte 16..24 for each reader).
+    more = IP(src=CLI4, dst=SRV4, ttl=64, id=0x101) / TCP(
+        sport=C, dport=S, flags="PA", seq=1101, ack=5001, window=WIN) / Raw(b"e" * 40)
+    raw = bytes(more)[20:]
+    first = IP(src=CLI4, dst=SRV4, ttl=64, id=0x101, flags="MF", frag=0, proto=6) / Raw(raw[:32])
+    second = IP(src=CLI4, dst=SRV4, ttl=64, id=0x101, frag=2, proto=6) / Raw(raw[16:])
+    c.add(first, HELD, "40 bytes: first fragment, bytes 0..32")
+    c.add(second, HELD, "second fragment overlapping it (16..60): datagram discarded")
+    c.tcp(True, C, S, "PA", seq=1101, ack=5001, payload=b"e" * 40, comment="retransmitted whole")
+    c.tcp(False, S, C, "A", seq=5001, ack=1141, comment="server ACKs it")
+    # IPv6: a first fragment must hold the whole header chain (RFC 8200 4.5); one with 8
+    # bytes of the TCP header goes on unreassembled (Linux: INVALID), its followers wait in
+    # vain. The SYN sent again in 24-byte fragments passes.
+    def syn6(frag_id):
+        return IPv6(src=CLI6, dst=SRV6, hlim=64, fl=0) / IPv6ExtHdrFragment(id=frag_id) / TCP(
+            sport=C + 1, dport=S, flags="S", seq=3000, window=WIN,
+            options=SYN_OPTS + [("SAckOK", b""), ("Timestamp", (1, 0))])  # a 36-byte header
+    first, *rest = fragment6(IPv6(bytes(syn6(0x6887))), 56)
+    c.add(first, DROP("malformed_fragment"), "v6 SYN: first 8-byte fragment, TCP header cut")
+    for f in rest:
+        c.add(f, HELD, "v6 SYN: a later fragment (never completed)")
+    c.fragments(syn6(0x6888), fragment6(IPv6(bytes(syn6(0x6888))), 72),
+                comment="v6 SYN again in 24-byte fragments")
+    c.tcp(False, S, C + 1, "SA", seq=7000, ack=3001, opts=SYN_OPTS, v6=True, comment="SYN/ACK")
+    c.tcp(True, C + 1, S, "A", seq=3001, ack=7001, v6=True, comment="ACK (established)")
+    return c
+
+
 ALL = [craft_probes, craft_window, craft_close, craft_simopen, craft_retrans, craft_padding,
-       craft_years, craft_reuse]
+       craft_years, craft_reuse, craft_fragments]
 
 
 def main():
