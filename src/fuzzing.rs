@@ -11,6 +11,9 @@
 //! - [`control`]: control protocol request and response lines, round-tripped when valid.
 //! - [`rules`]: the rule loader on arbitrary text; a loaded policy is evaluated.
 //! - [`config`]: the configuration loader on arbitrary TOML; valid settings build an engine.
+//! - [`defrag`]: fragments through `statewall replay`'s reassembler (a small memory limit, time
+//!   moving on): what it gives back is a whole datagram whose length fields say its length,
+//!   and it never holds much more than its limit.
 // A fuzz target reports a broken invariant by panicking: that is its job.
 #![allow(clippy::panic)]
 
@@ -35,12 +38,13 @@ use crate::verdict::Action;
 pub type Body = fn(&[u8]);
 
 /// The fuzz targets, by name.
-pub const TARGETS: [(&str, Body); 5] = [
+pub const TARGETS: [(&str, Body); 6] = [
     ("decode", decode),
     ("engine", engine),
     ("control", control),
     ("rules", rules),
     ("config", config),
+    ("defrag", defrag),
 ];
 
 /// One flag byte (bit 0: a wire length is given), two bytes of wire length (LE), the packet.
@@ -55,6 +59,52 @@ pub fn decode(data: &[u8]) {
     };
     if let Ok(pkt) = Packet::decode(bytes, &meta) {
         std::hint::black_box(format!("{pkt:?}"));
+    }
+}
+
+/// Memory limit of the defrag target's reassembler (small, so the limit is reached).
+const DEFRAG_LIMIT: usize = 4096;
+
+/// Records of `[dt, len_lo, len_hi, bytes...]` (as [`engine`]'s, `dt` x 1 s) through one
+/// reassembler.
+pub fn defrag(data: &[u8]) {
+    use crate::replay::defrag::{Outcome, Reassembler};
+    let mut r = Reassembler::with_limit(DEFRAG_LIMIT);
+    let mut now = Duration::ZERO;
+    let mut rest = data;
+    while let Some((head, tail)) = rest.split_first_chunk::<3>() {
+        let len = usize::from(u16::from_le_bytes([head[1], head[2]]));
+        let (bytes, next) = tail.split_at(len.min(tail.len()));
+        rest = next;
+        now += Duration::from_secs(u64::from(head[0]));
+        if let Outcome::Complete(whole, n) = r.push(bytes, len, now) {
+            assert!(n >= 1, "a datagram of no fragment");
+            let declared = match whole.first().map(|b| b >> 4) {
+                Some(4) => usize::from(u16::from_be_bytes([whole[2], whole[3]])),
+                Some(6) => 40 + usize::from(u16::from_be_bytes([whole[4], whole[5]])),
+                other => panic!("reassembled a non-IP datagram: {other:?}"),
+            };
+            assert_eq!(
+                declared,
+                whole.len(),
+                "length fields of a reassembled datagram"
+            );
+            if whole[0] >> 4 == 4 {
+                assert_eq!(
+                    whole[6] & 0x3f,
+                    0,
+                    "fragment fields left in a whole datagram"
+                );
+                assert_eq!(whole[7], 0, "fragment offset left in a whole datagram");
+            }
+            std::hint::black_box(Packet::decode(&whole, &PacketMeta::default()).is_ok());
+        }
+        // Over the limit it takes nothing more, so at most one fragment's worth above it.
+        assert!(
+            r.held_bytes() <= 2 * (DEFRAG_LIMIT + 65_535),
+            "{}",
+            r.held_bytes()
+        );
     }
 }
 
@@ -381,6 +431,21 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         }
         out.push(("engine", (*name).to_string(), records));
         out.push(("engine", format!("{name}_recheck"), again));
+        // Each packet in fragments of 8 and 24 bytes, the second set last fragment first.
+        let mut frags = Vec::new();
+        for (i, p) in packets.iter().enumerate() {
+            record(&mut frags, 0, p);
+            for f in crate::testing::fragments(p, 8, i as u32) {
+                record(&mut frags, 0, &f);
+            }
+            for f in crate::testing::fragments(p, 24, i as u32 + 1000)
+                .iter()
+                .rev()
+            {
+                record(&mut frags, 1, f);
+            }
+        }
+        out.push(("defrag", (*name).to_string(), frags));
     }
     for (i, line) in [
         r#"{"v":1,"cmd":"status"}"#,
