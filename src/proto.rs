@@ -13,6 +13,8 @@ pub const ICMP: u8 = 1;
 pub const TCP: u8 = 6;
 /// UDP.
 pub const UDP: u8 = 17;
+/// IPsec authentication header (an IPv4 or IPv6 extension before the transport).
+pub const AH: u8 = 51;
 /// ICMP for IPv6.
 pub const ICMPV6: u8 = 58;
 /// SCTP.

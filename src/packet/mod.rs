@@ -274,7 +274,147 @@ pub struct Packet<'a> {
 
 impl<'a> Packet<'a> {
     /// Decodes the IP packet in `bytes`.
+    #[inline]
     pub fn decode(bytes: &'a [u8], meta: &PacketMeta<'_>) -> Result<Packet<'a>, DecodeError> {
+        let ip = IpLayer::plain_v4(bytes).map_or_else(|| IpLayer::parse(bytes), Ok)?;
+        let IpLayer {
+            family,
+            src,
+            dst,
+            ttl,
+            fields,
+            header_len,
+            declared_len,
+            frag,
+            zero_len_field,
+            proto,
+            data,
+        } = ip;
+        // Length of the packet: the IP header's, unless its length field is zero (GSO
+        // super-packets beyond 64 KiB, jumbograms), then the caller's figure, then the
+        // buffer's. The caller's figure is the frame's: Ethernet pads short frames to 60
+        // bytes, and that padding is no payload.
+        let len = match meta.wire_len {
+            _ if !zero_len_field => declared_len.max(header_len),
+            Some(n) if n >= header_len => n,
+            _ => bytes.len(),
+        };
+        let l4_len = len.saturating_sub(header_len);
+        let transport = match frag {
+            Some(f) if !f.is_first() => {
+                // RFC 1858: a TCP fragment at offset 8 bytes can rewrite the flags of the first.
+                if proto == proto::TCP && f.offset == 1 {
+                    return Err(DecodeError::Fragment);
+                }
+                Transport::Fragment
+            }
+            Some(_) => {
+                decode_transport(family, proto, data, l4_len).map_err(|_| DecodeError::Fragment)?
+            }
+            None => decode_transport(family, proto, data, l4_len)?,
+        };
+        Ok(Packet {
+            family,
+            src,
+            dst,
+            proto,
+            ttl,
+            ip: fields,
+            len,
+            header_len,
+            frag,
+            transport,
+            bytes,
+        })
+    }
+
+    /// The TCP header, if this is TCP.
+    pub fn tcp(&self) -> Option<&TcpHeader> {
+        match &self.transport {
+            Transport::Tcp(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Source and destination ports (0 when the protocol has none).
+    pub fn ports(&self) -> (u16, u16) {
+        match self.transport {
+            Transport::Tcp(t) => (t.sport, t.dport),
+            Transport::Udp { sport, dport } => (sport, dport),
+            _ => (0, 0),
+        }
+    }
+}
+
+/// What the decoder takes from the IP layer.
+#[derive(Debug, PartialEq, Eq)]
+struct IpLayer<'a> {
+    family: Family,
+    src: IpAddr,
+    dst: IpAddr,
+    ttl: u8,
+    fields: IpFields,
+    /// Length of the IP header, IPv6 extension headers included.
+    header_len: usize,
+    /// The length the IP header declares for the whole packet.
+    declared_len: usize,
+    frag: Option<Fragment>,
+    /// The length field is zero (GSO super-packet, jumbogram).
+    zero_len_field: bool,
+    /// The transport protocol (after IPv6 extension headers and an IPv4 AH).
+    proto: u8,
+    /// The transport part the buffer holds.
+    data: &'a [u8],
+}
+
+impl<'a> IpLayer<'a> {
+    /// The common case read directly: an IPv4 header without options carrying no
+    /// authentication header, whose total length is zero or at least its header. Everything
+    /// else goes to [`IpLayer::parse`]; the two agree wherever both apply (tested).
+    #[inline]
+    fn plain_v4(bytes: &'a [u8]) -> Option<IpLayer<'a>> {
+        let h: &[u8; 20] = bytes.first_chunk()?;
+        let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        if h[0] != 0x45 || h[9] == proto::AH || (total != 0 && total < 20) {
+            return None;
+        }
+        // etherparse's lax rule: the payload ends where the total length says, unless the
+        // buffer ends first or the field is zero.
+        let end = if total == 0 || total > bytes.len() {
+            bytes.len()
+        } else {
+            total
+        };
+        let id = u16::from_be_bytes([h[4], h[5]]);
+        let flags = u16::from_be_bytes([h[6], h[7]]);
+        let frag = Fragment {
+            id: u32::from(id),
+            offset: flags & 0x1fff,
+            more: flags & 0x2000 != 0,
+        };
+        Some(IpLayer {
+            family: Family::V4,
+            src: IpAddr::from([h[12], h[13], h[14], h[15]]),
+            dst: IpAddr::from([h[16], h[17], h[18], h[19]]),
+            ttl: h[8],
+            fields: IpFields {
+                tos: h[1],
+                id,
+                dont_fragment: flags & 0x4000 != 0,
+                flow_label: 0,
+            },
+            header_len: 20,
+            declared_len: total,
+            frag: (frag.more || frag.offset > 0).then_some(frag),
+            zero_len_field: total == 0,
+            proto: h[9],
+            data: &bytes[20..end],
+        })
+    }
+
+    /// Any IPv4 or IPv6 packet, through etherparse.
+    #[inline(never)]
+    fn parse(bytes: &'a [u8]) -> Result<IpLayer<'a>, DecodeError> {
         let ip = match LaxIpSlice::from_slice(bytes) {
             Ok((ip, None)) => ip,
             // A broken IPv6 extension header chain.
@@ -335,61 +475,19 @@ impl<'a> Packet<'a> {
                 )
             }
         };
-        // Length of the packet: the IP header's, unless its length field is zero (GSO
-        // super-packets beyond 64 KiB, jumbograms), then the caller's figure, then the
-        // buffer's. The caller's figure is the frame's: Ethernet pads short frames to 60
-        // bytes, and that padding is no payload.
-        let len = match meta.wire_len {
-            _ if !zero_len_field => declared_len.max(header_len),
-            Some(n) if n >= header_len => n,
-            _ => bytes.len(),
-        };
-        let l4_len = len.saturating_sub(header_len);
-        let proto = payload.ip_number.0;
-        let data = payload.payload;
-        let transport = match frag {
-            Some(f) if !f.is_first() => {
-                // RFC 1858: a TCP fragment at offset 8 bytes can rewrite the flags of the first.
-                if proto == proto::TCP && f.offset == 1 {
-                    return Err(DecodeError::Fragment);
-                }
-                Transport::Fragment
-            }
-            Some(_) => {
-                decode_transport(family, proto, data, l4_len).map_err(|_| DecodeError::Fragment)?
-            }
-            None => decode_transport(family, proto, data, l4_len)?,
-        };
-        Ok(Packet {
+        Ok(IpLayer {
             family,
             src: ip.source_addr(),
             dst: ip.destination_addr(),
-            proto,
             ttl,
-            ip: fields,
-            len,
+            fields,
             header_len,
+            declared_len,
             frag,
-            transport,
-            bytes,
+            zero_len_field,
+            proto: payload.ip_number.0,
+            data: payload.payload,
         })
-    }
-
-    /// The TCP header, if this is TCP.
-    pub fn tcp(&self) -> Option<&TcpHeader> {
-        match &self.transport {
-            Transport::Tcp(t) => Some(t),
-            _ => None,
-        }
-    }
-
-    /// Source and destination ports (0 when the protocol has none).
-    pub fn ports(&self) -> (u16, u16) {
-        match self.transport {
-            Transport::Tcp(t) => (t.sport, t.dport),
-            Transport::Udp { sport, dport } => (sport, dport),
-            _ => (0, 0),
-        }
     }
 }
 
@@ -878,5 +976,31 @@ pub(crate) mod tests {
             "FPU"
         );
         assert_eq!(TcpFlags(0).to_string(), "none");
+    }
+
+    proptest::proptest! {
+        /// The direct read of a plain IPv4 header gives what etherparse gives, whatever the
+        /// header's fields, lengths and the buffer's length (shorter, padded, GSO).
+        #[test]
+        fn plain_ipv4_reads_as_etherparse_does(
+            header in proptest::array::uniform20(proptest::num::u8::ANY),
+            total in proptest::prop_oneof![0u16..80, proptest::num::u16::ANY],
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..100),
+        ) {
+            let mut bytes = header.to_vec();
+            bytes[0] = 0x45;
+            bytes[2..4].copy_from_slice(&total.to_be_bytes());
+            bytes.extend_from_slice(&body);
+            let direct = IpLayer::plain_v4(&bytes);
+            let parsed = IpLayer::parse(&bytes);
+            match direct {
+                Some(d) => proptest::prop_assert_eq!(Ok(d), parsed),
+                // Left to etherparse: options, AH, a total length below the header.
+                None => proptest::prop_assert!(
+                    bytes[9] == proto::AH || (total != 0 && total < 20),
+                    "{:?}", bytes
+                ),
+            }
+        }
     }
 }
