@@ -74,8 +74,9 @@ pub struct ReplaySummary {
     pub dropped: u64,
     /// Frames that are not IP.
     pub skipped: u64,
-    /// Fragments taken by reassembly and not judged themselves: those of a datagram other
-    /// than the one that completed it, and those of datagrams never completed or discarded.
+    /// Fragments taken by reassembly and not judged themselves: every fragment of a datagram
+    /// but the one that completed it, and the fragments of datagrams never completed or
+    /// discarded.
     pub held: u64,
     /// Drops per reason name.
     pub drops: BTreeMap<String, u64>,
