@@ -355,17 +355,21 @@ impl Datagram {
 
     /// Whether `start..end` lies within one run of adjacent held pieces.
     fn covered(&self, start: usize, end: usize) -> bool {
-        let mut at = start;
-        for (offset, d) in self.pieces.range(..end) {
-            let piece_end = offset + d.len();
-            if *offset <= at && piece_end > at {
-                at = piece_end;
-            }
-            if at >= end {
-                return true;
-            }
+        let Some((&first, d)) = self.pieces.range(..=start).next_back() else {
+            return false;
+        };
+        let mut at = first + d.len();
+        if at <= start {
+            return false;
         }
-        false
+        // Pieces never overlap: the run goes on while the next one starts where it ends.
+        for (&offset, d) in self.pieces.range(first + 1..end) {
+            if offset != at {
+                break;
+            }
+            at += d.len();
+        }
+        at >= end
     }
 
     /// The whole datagram once every byte up to the end is held.

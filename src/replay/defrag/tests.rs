@@ -148,6 +148,15 @@ fn a_fragment_inside_a_run_of_adjacent_fragments_is_a_duplicate() {
     assert_eq!(out, Outcome::Discarded(Discard::Duplicate));
     let out = push_all(&mut r, &small[2..]);
     assert!(matches!(out.last(), Some(Outcome::Complete(..))), "{out:?}");
+    // Across a hole (0..8 and 16..24 held) the same fragment is an overlap.
+    let mut r = Reassembler::default();
+    for f in [&small[0], &small[2]] {
+        assert_eq!(r.push(f, f.len(), T0), Outcome::Held);
+    }
+    let wider = fragments(&whole, 24, 7);
+    let out = r.push(&wider[0], wider[0].len(), T0);
+    assert_eq!(out, Outcome::Discarded(Discard::Overlap));
+    assert_eq!(r.pending(), 0);
 }
 
 #[test]
