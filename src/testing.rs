@@ -652,8 +652,9 @@ pub fn fuzz_seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
 
 /// Splits a whole IP packet into fragments as a sender would: at most `size` data bytes each
 /// (rounded down to a multiple of 8, at least 8). IPv4 copies the header (and so the packet's
-/// identifier) into each fragment; IPv6 puts everything after the fixed header (extension headers included)
-/// into the fragmentable part, behind a fragment header with identifier `id`.
+/// identifier) into each fragment; IPv6 puts everything after the fixed header (extension
+/// headers included) into the fragmentable part, behind a fragment header with identifier
+/// `id`.
 pub fn fragments(packet: &[u8], size: usize, id: u32) -> Vec<Vec<u8>> {
     let size = (size & !7).max(8);
     let v4 = packet[0] >> 4 == 4;

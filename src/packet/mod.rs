@@ -5,8 +5,11 @@
 //! in [`PacketMeta::wire_len`], never from the buffer length. GSO super-packets larger than the
 //! MTU are therefore handled like any other packet.
 //!
-//! IPv4 options and IPv6 extension headers are skipped by `etherparse`. TCP, UDP, ICMP and
-//! ICMPv6 headers are decoded here, including the embedded header of ICMP errors.
+//! The common IP headers (IPv4 without options or AH, IPv6 with TCP, UDP or ICMPv6 right after
+//! the fixed header) are read directly; any other goes through `etherparse`, which skips IPv4
+//! options and IPv6 extension headers (a property test holds the two readings to the same
+//! result). TCP, UDP, ICMP and ICMPv6 headers are decoded here, including the embedded header
+//! of ICMP errors.
 //!
 //! **Fragments.** Every fragment says where it sits ([`Packet::frag`]: identifier, offset,
 //! more to come). A non-first fragment carries no transport header, so it is decoded as
