@@ -156,7 +156,6 @@ struct Datagram {
     end: Option<usize>,
     /// The first fragment's headers, once it has come.
     head: Option<Head>,
-    fragments: usize,
     bytes: usize,
 }
 
@@ -190,7 +189,7 @@ impl Reassembler {
     /// Takes `ip` (a packet from its IP header on, `len` bytes long on the wire) seen at `now`.
     pub fn push(&mut self, ip: &[u8], len: usize, now: Duration) -> Outcome {
         self.expire(now);
-        let ip = ip.get(..len.min(ip.len())).unwrap_or(ip);
+        let ip = &ip[..len.min(ip.len())];
         let piece = match ip.first().map(|b| b >> 4) {
             Some(4) => v4_piece(ip),
             Some(6) => v6_piece(ip),
@@ -222,7 +221,6 @@ impl Reassembler {
                     pieces: BTreeMap::new(),
                     end: None,
                     head: None,
-                    fragments: 0,
                     bytes: 0,
                 })
             }
@@ -230,7 +228,7 @@ impl Reassembler {
         match datagram.insert(&piece) {
             Ok(()) => {}
             Err(Refused::Fragment(why)) => {
-                if datagram.fragments == 0 {
+                if datagram.pieces.is_empty() {
                     // Nothing held: do not keep the datagram this fragment would have opened.
                     self.remove(&piece.key);
                 }
@@ -245,7 +243,7 @@ impl Reassembler {
         let Some(whole) = datagram.whole() else {
             return Outcome::Held;
         };
-        let fragments = datagram.fragments;
+        let fragments = datagram.pieces.len();
         self.remove(&piece.key);
         match whole {
             Ok(bytes) => Outcome::Complete(bytes, fragments),
@@ -348,7 +346,6 @@ impl Datagram {
             });
         }
         self.pieces.insert(p.offset, p.data.to_vec());
-        self.fragments += 1;
         self.bytes += p.data.len();
         Ok(())
     }
@@ -472,7 +469,10 @@ fn v6_piece(ip: &[u8]) -> Option<Piece<'_>> {
     // The extension headers before the fragment header (Linux's find_prev_fhdr).
     let (mut next, mut next_at, mut at) = (ip[6], 6, 40);
     while IpNumber(next) != IpNumber::IPV6_FRAGMENTATION_HEADER {
-        let len = ext_len(next, ip.get(at..)?)?;
+        let len = ext_len(next, *ip.get(at + 1)?)?;
+        if at + len > ip.len() {
+            return None;
+        }
         (next, next_at) = (ip[at], at);
         at += len;
     }
@@ -509,19 +509,18 @@ fn v6_piece(ip: &[u8]) -> Option<Piece<'_>> {
     })
 }
 
-/// Length of the IPv6 extension header `kind` at the start of `bytes`, or `None` when `kind`
-/// is no extension header (or the header is cut short).
-fn ext_len(kind: u8, bytes: &[u8]) -> Option<usize> {
-    let units = usize::from(*bytes.get(1)?);
-    let len = match IpNumber(kind) {
+/// Length of an IPv6 extension header of `kind` whose length byte is `units`, or `None` when
+/// `kind` names no extension header.
+fn ext_len(kind: u8, units: u8) -> Option<usize> {
+    let units = usize::from(units);
+    match IpNumber(kind) {
         IpNumber::IPV6_HEADER_HOP_BY_HOP
         | IpNumber::IPV6_ROUTE_HEADER
         | IpNumber::IPV6_DESTINATION_OPTIONS
-        | IpNumber::IPV6_FRAGMENTATION_HEADER => (units + 1) * 8,
-        IpNumber::AUTHENTICATION_HEADER => (units + 2) * 4,
-        _ => return None,
-    };
-    (len <= bytes.len()).then_some(len)
+        | IpNumber::IPV6_FRAGMENTATION_HEADER => Some((units + 1) * 8),
+        IpNumber::AUTHENTICATION_HEADER => Some((units + 2) * 4),
+        _ => None,
+    }
 }
 
 /// Whether a first fragment's data, whose first header is `next`, stops before the end of
@@ -535,16 +534,16 @@ fn headers_truncated(mut next: u8, data: &[u8]) -> bool {
             IpNumber::IPV6_NO_NEXT_HEADER => return false,
             _ => {}
         }
-        let Some(rest) = data.get(at..) else {
-            return true;
+        // A length byte past the end reads as 0: the header is cut short either way.
+        let Some(len) = ext_len(next, data.get(at + 1).copied().unwrap_or(0)) else {
+            break;
         };
-        match ext_len(next, rest) {
-            Some(len) => {
-                next = rest[0];
+        match data.get(at) {
+            Some(&n) if at + len <= data.len() => {
+                next = n;
                 at += len;
             }
-            None if is_ext(next) => return true,
-            None => break,
+            _ => return true,
         }
     }
     let need = match next {
@@ -553,18 +552,6 @@ fn headers_truncated(mut next: u8, data: &[u8]) -> bool {
         _ => 1,
     };
     at + need > data.len()
-}
-
-/// Whether `kind` names an IPv6 extension header.
-fn is_ext(kind: u8) -> bool {
-    matches!(
-        IpNumber(kind),
-        IpNumber::IPV6_HEADER_HOP_BY_HOP
-            | IpNumber::IPV6_ROUTE_HEADER
-            | IpNumber::IPV6_DESTINATION_OPTIONS
-            | IpNumber::IPV6_FRAGMENTATION_HEADER
-            | IpNumber::AUTHENTICATION_HEADER
-    )
 }
 
 #[cfg(test)]
