@@ -475,7 +475,9 @@ impl<'a> IpLayer<'a> {
             Ok((_, Some(_))) | Err(_) => return Err(DecodeError::Ip),
         };
         let payload = ip.payload();
-        let (family, ttl, fields, header_len, declared_len, frag, zero_len_field) = match &ip {
+        let (src, dst) = (ip.source_addr(), ip.destination_addr());
+        let (proto, data) = (payload.ip_number.0, payload.payload);
+        Ok(match &ip {
             LaxIpSlice::Ipv4(v4) => {
                 let h = v4.header();
                 let header_len = usize::from(h.ihl()) * 4;
@@ -485,62 +487,53 @@ impl<'a> IpLayer<'a> {
                     // the bytes it decoded (etherparse falls back to the buffer's length).
                     return Err(DecodeError::Ip);
                 }
-                let fields = IpFields {
-                    tos: (h.dcp().value() << 2) | h.ecn().value(),
-                    id: h.identification(),
-                    dont_fragment: h.dont_fragment(),
-                    flow_label: 0,
-                };
                 let frag = Fragment {
                     id: u32::from(h.identification()),
                     offset: h.fragments_offset().value(),
                     more: h.more_fragments(),
                 };
-                (
-                    Family::V4,
-                    h.ttl(),
-                    fields,
+                IpLayer {
+                    family: Family::V4,
+                    src,
+                    dst,
+                    ttl: h.ttl(),
+                    fields: IpFields {
+                        tos: (h.dcp().value() << 2) | h.ecn().value(),
+                        id: h.identification(),
+                        dont_fragment: h.dont_fragment(),
+                        flow_label: 0,
+                    },
                     header_len,
-                    usize::from(h.total_len()),
-                    (frag.more || frag.offset > 0).then_some(frag),
-                    h.total_len() == 0,
-                )
+                    declared_len: usize::from(h.total_len()),
+                    frag: (frag.more || frag.offset > 0).then_some(frag),
+                    zero_len_field: h.total_len() == 0,
+                    proto,
+                    data,
+                }
             }
             LaxIpSlice::Ipv6(v6) => {
                 let h = v6.header();
-                let ext_len = v6.extensions().slice().len();
-                // An atomic fragment (offset 0, no more) is a whole packet (RFC 6946).
-                let frag = fragment_v6(v6.extensions().slice(), h.next_header().0)
-                    .filter(|f| f.more || f.offset > 0);
-                let fields = IpFields {
-                    tos: h.traffic_class(),
-                    id: 0,
-                    dont_fragment: false,
-                    flow_label: h.flow_label().value(),
-                };
-                (
-                    Family::V6,
-                    h.hop_limit(),
-                    fields,
-                    40 + ext_len,
-                    40 + usize::from(h.payload_length()),
-                    frag,
-                    h.payload_length() == 0,
-                )
+                let exts = v6.extensions().slice();
+                IpLayer {
+                    family: Family::V6,
+                    src,
+                    dst,
+                    ttl: h.hop_limit(),
+                    fields: IpFields {
+                        tos: h.traffic_class(),
+                        id: 0,
+                        dont_fragment: false,
+                        flow_label: h.flow_label().value(),
+                    },
+                    header_len: 40 + exts.len(),
+                    declared_len: 40 + usize::from(h.payload_length()),
+                    // An atomic fragment (offset 0, no more) is a whole packet (RFC 6946).
+                    frag: fragment_v6(exts, h.next_header().0).filter(|f| f.more || f.offset > 0),
+                    zero_len_field: h.payload_length() == 0,
+                    proto,
+                    data,
+                }
             }
-        };
-        Ok(IpLayer {
-            family,
-            src: ip.source_addr(),
-            dst: ip.destination_addr(),
-            ttl,
-            fields,
-            header_len,
-            declared_len,
-            frag,
-            zero_len_field,
-            proto: payload.ip_number.0,
-            data: payload.payload,
         })
     }
 }
