@@ -298,6 +298,11 @@ pub fn replay(
     Ok(sum)
 }
 
+/// A capture time as reports show it: seconds and microseconds.
+fn seconds(time: Duration) -> String {
+    format!("{}.{:06}", time.as_secs(), time.subsec_micros())
+}
+
 /// With `verbose`: a fragment held by reassembly, or dropped by it (`why`).
 fn report_held(
     out: &mut impl Write,
@@ -309,7 +314,7 @@ fn report_held(
     if !opts.verbose {
         return Ok(());
     }
-    let time = format!("{}.{:06}", time.as_secs(), time.subsec_micros());
+    let time = seconds(time);
     let what = why.map_or("held", |_| "discarded");
     if opts.json {
         let line = serde_json::json!({
@@ -340,7 +345,7 @@ fn report(out: &mut impl Write, opts: ReplayOptions, r: &Reported<'_>) -> Result
     let time = r.time;
     let verdict = d.reason().map_or("accept", |r| r.name());
     let state = d.state.map(|s| s.to_string());
-    let time = format!("{}.{:06}", time.as_secs(), time.subsec_micros());
+    let time = seconds(time);
     let Ok(p) = Packet::decode(ip, r.meta) else {
         if opts.json {
             let line = serde_json::json!({"index": index, "time": time, "reason": verdict});
@@ -434,9 +439,13 @@ mod tests {
     }
 
     fn run(pcap: &[u8]) -> (ReplaySummary, String) {
+        run_with(pcap, ReplayOptions::default())
+    }
+
+    fn run_with(pcap: &[u8], opts: ReplayOptions) -> (ReplaySummary, String) {
         let engine = Engine::new(EngineConfig::default());
         let mut out = Vec::new();
-        let sum = replay(pcap, &engine, ReplayOptions::default(), &mut out).expect("replay");
+        let sum = replay(pcap, &engine, opts, &mut out).expect("replay");
         (sum, String::from_utf8(out).expect("utf8"))
     }
 
@@ -548,15 +557,12 @@ mod tests {
     #[test]
     fn without_reassembly_the_engine_judges_each_fragment() {
         let frames = fragmented_handshake(Pair::V4);
-        let engine = Engine::new(EngineConfig::default());
         let opts = ReplayOptions {
             fragments: Fragments::AsSeen,
             verbose: true,
             ..ReplayOptions::default()
         };
-        let pcap = capture(DataLink::RAW, &frames);
-        let mut out = Vec::new();
-        let sum = replay(&pcap[..], &engine, opts, &mut out).expect("replay");
+        let (sum, _) = run_with(&capture(DataLink::RAW, &frames), opts);
         // The first fragment cannot hold the TCP header: malformed, and so the rest after it.
         assert_eq!(sum.held, 0);
         assert!(
@@ -572,15 +578,11 @@ mod tests {
         let mut frames = crate::testing::fragments(&syn, 8, 5);
         let dup = frames[0].clone();
         frames.insert(1, dup);
-        let engine = Engine::new(EngineConfig::default());
         let opts = ReplayOptions {
             verbose: true,
             ..ReplayOptions::default()
         };
-        let pcap = capture(DataLink::RAW, &frames);
-        let mut out = Vec::new();
-        replay(&pcap[..], &engine, opts, &mut out).expect("replay");
-        let text = String::from_utf8(out).expect("utf8");
+        let (_, text) = run_with(&capture(DataLink::RAW, &frames), opts);
         assert!(text.contains("#1 fragment held\n"), "{text}");
         assert!(
             text.contains("#2 fragment discarded (duplicate)\n"),
@@ -617,15 +619,11 @@ mod tests {
 
     #[test]
     fn json_lines() {
-        let engine = Engine::new(EngineConfig::default());
-        let mut out = Vec::new();
         let opts = ReplayOptions {
             json: true,
             ..ReplayOptions::default()
         };
-        let pcap = capture(DataLink::RAW, &[tcp(true, "F", 1, 0)]);
-        replay(&pcap[..], &engine, opts, &mut out).expect("replay");
-        let text = String::from_utf8(out).expect("utf8");
+        let (_, text) = run_with(&capture(DataLink::RAW, &[tcp(true, "F", 1, 0)]), opts);
         let first: serde_json::Value =
             serde_json::from_str(text.lines().next().expect("line")).expect("json");
         assert_eq!(first["reason"], "tcp_fin_no_ack");
