@@ -685,7 +685,7 @@ pub fn stats_line(stats: &Stats, queues: &Counters, kernel: &[KernelQueueStats])
     let q: Vec<QueueStats> = queues.iter().map(|(n, c)| c.snapshot(*n)).collect();
     let sum = |f: fn(&QueueStats) -> u64| q.iter().map(f).sum::<u64>();
     let mut line = format!(
-        "packets={} accepted={} dropped={} entries={} new={} ignored={} expired={} early_drops={} answered={} answers_limited={} logs_suppressed={} adopted={}",
+        "packets={} accepted={} dropped={} entries={} new={} ignored={} expired={} early_drops={} resumed={} answered={} answers_limited={} logs_suppressed={} adopted={}",
         stats.packets,
         stats.accepted,
         stats.dropped,
@@ -694,6 +694,7 @@ pub fn stats_line(stats: &Stats, queues: &Counters, kernel: &[KernelQueueStats])
         stats.ignored,
         stats.expired,
         stats.early_drops,
+        stats.resumed,
         stats.answered,
         stats.answers_limited,
         stats.logs_suppressed,

@@ -190,13 +190,17 @@ fn spoofed_syn_flood_with_idle_connections_and_a_download() {
         "new connections after the flood: {}",
         sw.after
     );
-    // The goal is Linux's figure in the same run, but Linux runs with a table 64
-    // times larger (never full) and in the kernel: statewall's 4 096 entries are full of
-    // half-open spoofed flows, a new connection's entry is the oldest candidate after ~1 000
-    // more SYNs and the queue overflows (kernel_user_dropped). Before the early drop was
-    // Linux's: 3/60 during, 0/40 after.
+    // The goal is Linux's figure in the same run (60/60), although Linux runs with a
+    // table 64 times larger (never full) and in the kernel: statewall's 4 096 entries are
+    // full of half-open spoofed flows, a new connection's half-open entry is evicted after
+    // ~1 000 more SYNs (a few ms), and the queue overflows (kernel_queue_dropped 25-90 k).
+    // Evicted handshakes are remembered and complete (`resumed`), and half-closed connections
+    // are evicted only after every half-open one. Before the early drop was Linux's: 3/60
+    // during, 0/40 after; before the handshakes were remembered: 26-57/60 (resets: the
+    // handshake's ACK found no entry; timeouts: a half-closed connection's answer found
+    // none); since, 60/60 in 6 runs out of 6.
     assert!(
-        sw.during.ok * 2 >= sw.during.n,
+        sw.during.ok * 20 >= sw.during.n * 17,
         "new connections during the flood: {} (Linux {})",
         sw.during,
         k.during

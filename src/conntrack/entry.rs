@@ -25,6 +25,33 @@ impl std::fmt::Display for ConnState {
     }
 }
 
+/// Which entries early drop takes first when the table is full.
+///
+/// Linux evicts only unassured entries when a new one finds the table full, and TCP
+/// connections closing (`tcp_can_early_drop`) in its garbage collection once the table is 95 %
+/// full. statewall does both when the table is full, in this order, so that a flood of
+/// half-open flows makes room from itself before it takes a connection whose data still flows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Victim {
+    /// Taken first: unassured flows (half-open handshakes, datagram flows that are not a
+    /// stream) and TCP connections closed (TIME_WAIT, CLOSE), which carry nothing more.
+    First,
+    /// Taken only when no first victim is left: assured TCP connections in their teardown
+    /// (FIN_WAIT, CLOSE_WAIT, LAST_ACK), whose data may still flow (the answer to a request
+    /// whose sender half-closed) or whose last FIN and ACK are on their way.
+    Then,
+}
+
+impl Victim {
+    /// Both, in the order early drop takes them.
+    pub const ORDER: [Victim; 2] = [Victim::First, Victim::Then];
+
+    /// Index of the queue ([`super::Table`]).
+    pub fn idx(self) -> usize {
+        self as usize
+    }
+}
+
 /// Protocol-specific part of an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProtoState {
@@ -178,25 +205,21 @@ impl Conn {
         }
     }
 
-    /// Whether the entry may be evicted early when the table is full: an unassured flow, or a
-    /// TCP connection closing or closed (Linux's `tcp_can_early_drop`: FIN_WAIT, CLOSE_WAIT,
-    /// LAST_ACK, TIME_WAIT, CLOSE), whatever it was before.
-    pub fn early_droppable(&self) -> bool {
-        !self.has(flags::ASSURED) || self.closing()
-    }
-
-    /// Whether this is a TCP connection that is closing or closed.
-    pub fn closing(&self) -> bool {
+    /// When early drop may take the entry when the table is full ([`Victim`]): an unassured
+    /// flow, or a TCP connection closing or closed (Linux's `tcp_can_early_drop`: FIN_WAIT,
+    /// CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE), whatever it was before; `None`: never (an
+    /// assured flow that is open).
+    pub fn victim(&self) -> Option<Victim> {
+        if !self.has(flags::ASSURED) {
+            return Some(Victim::First);
+        }
         match &self.proto {
-            ProtoState::Tcp(t) => matches!(
-                t.state,
-                TcpState::FinWait
-                    | TcpState::CloseWait
-                    | TcpState::LastAck
-                    | TcpState::TimeWait
-                    | TcpState::Close
-            ),
-            ProtoState::Datagram(_) => false,
+            ProtoState::Tcp(t) => match t.state {
+                TcpState::TimeWait | TcpState::Close => Some(Victim::First),
+                TcpState::FinWait | TcpState::CloseWait | TcpState::LastAck => Some(Victim::Then),
+                _ => None,
+            },
+            ProtoState::Datagram(_) => None,
         }
     }
 

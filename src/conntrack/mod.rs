@@ -7,8 +7,9 @@
 //!             ├─ ICMP ────────── icmp::track     echo as a datagram flow; errors
 //!             │                                  related to a tracked flow     (icmp.rs)
 //!             └─ later fragment ─ passes when its first fragment did      (fragments.rs)
-//!        ──► Track: Judged (verdict of a flow) | New / MidStream (the engine decides, then
-//!            open()) | Stray (TCP segment of no connection) | Stateless (ICMP that opens nothing)
+//!        ──► Track: Judged (verdict of a flow) | New / MidStream / Resumed (the engine
+//!            decides, then open()) | Stray (TCP segment of no connection) | Stateless (ICMP
+//!            that opens nothing)
 //! ```
 //!
 //! A connection is stored once, under a key whose two endpoints are in canonical order (the
@@ -23,6 +24,7 @@
 mod datagram;
 mod entry;
 mod fragments;
+mod handshakes;
 mod icmp;
 mod kernel;
 mod key;
@@ -38,7 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::mapref::one::RefMut;
 
-pub use entry::{flags, Conn, ConnState, Counts, ProtoState, RuleTag, Tally};
+pub use entry::{flags, Conn, ConnState, Counts, ProtoState, RuleTag, Tally, Victim};
 pub use fragments::{Fragments, FRAGMENT_TTL, MAX_DATAGRAMS};
 pub use kernel::{Adoption, AdoptionReport, KernelFlow};
 pub use key::{Addr, AnyKey, Dir, Key};
@@ -63,6 +65,8 @@ pub struct Conntrack {
     offload: Offload,
     /// Entries evicted because the table was full.
     early_drops: AtomicU64,
+    /// Evicted handshakes that completed and came back ([`Track::Resumed`]).
+    resumed: AtomicU64,
     /// Entries removed by [`Conntrack::sweep`].
     expired: AtomicU64,
     /// Datagrams whose first fragment passed (`fragments`).
@@ -84,6 +88,10 @@ pub enum Track {
     /// without SYN or RST: data, a bare ACK, a FIN/ACK): adoptable after a restart
     /// ([`Conntrack::open`]), otherwise dropped as [`DropReason::NoConnection`].
     MidStream(Opening),
+    /// The segment completed a handshake that early drop had evicted from a full table
+    /// (`handshakes`): its connection, established, goes back into the table
+    /// ([`Conntrack::open`]), admitted by the rule that admitted its SYN.
+    Resumed(Opening),
     /// A TCP segment of no connection that opens none (FIN, RST, SYN/ACK, invalid flags...):
     /// dropped for this reason.
     Stray(DropReason),
@@ -175,6 +183,11 @@ impl Opening {
         self.conn.rule = rule;
     }
 
+    /// The rule that admitted the flow (a resumed one: the rule that admitted its SYN).
+    pub fn rule(&self) -> RuleTag {
+        self.conn.rule
+    }
+
     /// The flow, originator first.
     pub fn flow(&self) -> Flow {
         match &self.key {
@@ -248,6 +261,8 @@ pub struct TableTotals {
     pub entries: u64,
     /// Entries evicted because the table was full.
     pub early_drops: u64,
+    /// Evicted handshakes that completed and came back.
+    pub resumed: u64,
     /// Entries expired.
     pub expired: u64,
 }
@@ -263,6 +278,7 @@ impl Conntrack {
             limits,
             offload: Offload::OFF,
             early_drops: AtomicU64::new(0),
+            resumed: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             fragments: Fragments::default(),
             standby: std::sync::atomic::AtomicBool::new(false),
@@ -315,9 +331,9 @@ impl Conntrack {
         }
     }
 
-    /// Opens the flow of a [`Track::New`] or [`Track::MidStream`] packet, evicting an entry
-    /// first when the table is full (`early_drop`: the oldest unassured or closing one).
-    /// Returns the state it opened in and the entries that left for it.
+    /// Opens the flow of a [`Track::New`], [`Track::MidStream`] or [`Track::Resumed`] packet,
+    /// evicting an entry first when the table is full (`early_drop`: the oldest unassured or
+    /// closing one). Returns the state it opened in and the entries that left for it.
     pub fn open(&self, opening: Opening) -> Result<Opened, DropReason> {
         let mut evicted = None;
         if self.counts.entries() >= self.limits.max_entries {
@@ -346,6 +362,13 @@ impl Conntrack {
                 InsertError::TableFull => DropReason::TableFull,
                 InsertError::SourceLimit => DropReason::SourceLimit,
             })
+    }
+
+    /// Brings back the connection of a [`Track::Resumed`] packet (as [`Conntrack::open`]).
+    pub fn resume(&self, opening: Opening) -> Result<Opened, DropReason> {
+        let opened = self.open(opening)?;
+        self.resumed.fetch_add(1, Ordering::Relaxed);
+        Ok(opened)
     }
 
     /// The first fragment of a datagram passed at `now`: its later fragments may follow
@@ -390,40 +413,54 @@ impl Conntrack {
 
     /// Makes room for one entry, as Linux's early drop and its full-table garbage collection
     /// do: evicts the entry of either family that became evictable first (unassured flows, TCP
-    /// connections closing or closed: [`Conn::early_droppable`]) and still is, looking at up
-    /// to `early_drop_scan` candidates, then, for candidates the bounded queues lost, the
-    /// evictable entry expiring first among `early_drop_scan` entries of each table. Returns
-    /// the entry evicted.
+    /// connections closing or closed: [`Conn::victim`]) and still is, the first victims before
+    /// the others: for each class, up to `early_drop_scan` of its candidates, then, for
+    /// candidates its bounded queues lost, the one expiring first among `early_drop_scan`
+    /// entries of each table. Returns
+    /// the entry evicted; an evicted handshake is remembered until it completes (`handshakes`).
     fn early_drop(&self, now: Tick) -> Option<ConnRecord> {
         let scan = self.limits.early_drop_scan;
-        for _ in 0..scan {
-            let v4_first = match (self.v4.oldest_candidate(), self.v6.oldest_candidate()) {
-                (None, None) => break,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (Some(a), Some(b)) => !a.is_after(b),
-            };
-            let evicted = if v4_first {
-                self.v4
-                    .evict_oldest(now, &self.counts)
-                    .map(|e| e.map(ConnRecord::evicted))
-            } else {
-                self.v6
-                    .evict_oldest(now, &self.counts)
-                    .map(|e| e.map(ConnRecord::evicted))
-            };
-            if let Some(Some(r)) = evicted {
-                return Some(r);
+        let remember = self.limits.handshake_cap();
+        for victim in Victim::ORDER {
+            for _ in 0..scan {
+                let v4_first = match (
+                    self.v4.oldest_candidate(victim),
+                    self.v6.oldest_candidate(victim),
+                ) {
+                    (None, None) => break,
+                    (Some(_), None) => true,
+                    (None, Some(_)) => false,
+                    (Some(a), Some(b)) => !a.is_after(b),
+                };
+                let evicted = if v4_first {
+                    self.v4
+                        .evict_oldest(victim, now, remember, &self.counts)
+                        .map(|e| e.map(ConnRecord::evicted))
+                } else {
+                    self.v6
+                        .evict_oldest(victim, now, remember, &self.counts)
+                        .map(|e| e.map(ConnRecord::evicted))
+                };
+                if let Some(Some(r)) = evicted {
+                    return Some(r);
+                }
+            }
+            // The queue lost them (bounded, or being pruned by the sweep this moment): look in
+            // the tables before taking a victim of the next class.
+            let scanned = self
+                .v4
+                .evict_scanned(victim, scan, now, remember, &self.counts)
+                .map(ConnRecord::evicted)
+                .or_else(|| {
+                    self.v6
+                        .evict_scanned(victim, scan, now, remember, &self.counts)
+                        .map(ConnRecord::evicted)
+                });
+            if scanned.is_some() {
+                return scanned;
             }
         }
-        self.v4
-            .evict_scanned(scan, now, &self.counts)
-            .map(ConnRecord::evicted)
-            .or_else(|| {
-                self.v6
-                    .evict_scanned(scan, now, &self.counts)
-                    .map(ConnRecord::evicted)
-            })
+        None
     }
 
     /// Number of tracked entries (both families).
@@ -436,6 +473,7 @@ impl Conntrack {
         TableTotals {
             entries: self.counts.entries() as u64,
             early_drops: self.early_drops.load(Ordering::Relaxed),
+            resumed: self.resumed.load(Ordering::Relaxed),
             expired: self.expired.load(Ordering::Relaxed),
         }
     }
@@ -465,8 +503,8 @@ fn insert<A: Addr>(
         key.hi
     };
     let replaced = table.insert(key, origin, conn, limit, counts)?;
-    if conn.early_droppable() {
-        table.note_candidate(key, now, cap);
+    if let Some(victim) = conn.victim() {
+        table.note_candidate(key, victim, now, cap);
     }
     Ok(replaced)
 }

@@ -3,10 +3,11 @@
 
 use dashmap::mapref::one::RefMut;
 
+use super::handshakes::Recall;
 use super::tcp::{check_flags, Step, TcpConn, TcpState};
 use super::{
-    flags, flow_of, kernel, Addr, Conn, ConnState, Dir, Key, Milestone, ProtoState, Side, Track,
-    Tracked,
+    flags, flow_of, kernel, Addr, Conn, ConnState, Dir, Key, Milestone, Opening, ProtoState, Side,
+    Track, Tracked,
 };
 use crate::packet::TcpHeader;
 use crate::proto;
@@ -106,6 +107,9 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
         let timeout = conn.timeout(t);
         return Track::New(side.opening(key, from_lo, 0, ProtoState::Tcp(conn), timeout));
     }
+    if let Some(track) = recall(side, key, from_lo, tcp) {
+        return track;
+    }
     if f.ack() && !f.syn() && !f.rst() {
         // What a connection established before a restart carries: adoptable.
         let conn = ProtoState::Tcp(TcpConn::pickup(tcp));
@@ -121,6 +125,69 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
         return Track::MidStream(opening);
     }
     Track::Stray(DropReason::NoConnection)
+}
+
+/// A segment of no entry, judged by the handshake remembered under `key` if early drop evicted
+/// one ([`super::handshakes`]): the segment that completes it brings the connection back
+/// ([`Track::Resumed`]); one that its state machine accepts otherwise (the responder's
+/// SYN/ACK, a retransmission) passes and is learned there, taking no slot of the table.
+/// `None`: nothing remembered, or the segment does not fit (judged as of no connection).
+fn recall<A: Addr>(
+    side: &Side<'_, A>,
+    key: Key<A>,
+    from_lo: bool,
+    tcp: &TcpHeader,
+) -> Option<Track> {
+    let timeouts = &side.ct.timeouts;
+    side.table
+        .handshakes
+        .recall(&key, side.now, |conn| {
+            let dir = conn.dir(from_lo);
+            let ProtoState::Tcp(mut tc) = conn.proto else {
+                return Recall::Keep(None);
+            };
+            let old = tc.state;
+            let pass = match tc.track(dir, tcp) {
+                Ok(Step::Accept) => Pass::Tracked,
+                Ok(Step::Ignore) => Pass::Ignored,
+                Ok(Step::Reopen) | Err(_) => return Recall::Keep(None),
+            };
+            conn.proto = ProtoState::Tcp(tc);
+            conn.tally.add(dir, side.len);
+            if dir == Dir::Reply {
+                conn.flags |= flags::SEEN_REPLY;
+            }
+            if pass == Pass::Tracked {
+                conn.expires = side.now.after_secs(tc.timeout(timeouts));
+            }
+            let state = Some(ConnState::Tcp(tc.state));
+            match (old, tc.state) {
+                (TcpState::SynRecv, TcpState::Established) => {
+                    conn.flags |= flags::ASSURED;
+                    let opening = Opening {
+                        key: A::wrap(key),
+                        conn: *conn,
+                        now: side.now,
+                    };
+                    Recall::Take(Some(Track::Resumed(opening)))
+                }
+                // Refused (a RST): nothing left to complete.
+                (_, TcpState::Close) => {
+                    Recall::Take(Some(Track::Judged(Tracked::pass(pass, state))))
+                }
+                (TcpState::SynSent | TcpState::SynSent2, TcpState::SynRecv)
+                    if dir == Dir::Reply =>
+                {
+                    let milestone = Some(Milestone::Replied(flow_of(&key, conn)));
+                    Recall::Keep(Some(Track::Judged(Tracked {
+                        milestone,
+                        ..Tracked::pass(pass, state)
+                    })))
+                }
+                _ => Recall::Keep(Some(Track::Judged(Tracked::pass(pass, state)))),
+            }
+        })
+        .flatten()
 }
 
 /// A valid segment was accepted by the state machine: refresh the entry, mark it assured when
@@ -170,11 +237,15 @@ fn learn<A: Addr>(
         tracing::trace!(from = %old, to = %new, "tcp state");
         side.table
             .recount(&key, conn, side.ct.limits.per_source_limit());
-        // An assured connection that starts closing becomes evictable.
+        // An assured connection that starts closing becomes evictable, and one that closed
+        // a first victim.
         let was_open = matches!(old, TcpState::SynRecv | TcpState::Established);
-        if was_open && conn.has(flags::ASSURED) && conn.closing() {
-            side.table
-                .note_candidate(key, side.now, side.ct.limits.candidate_cap());
+        let closed = matches!(new, TcpState::TimeWait | TcpState::Close);
+        if conn.has(flags::ASSURED) && (was_open || closed) {
+            if let Some(victim) = conn.victim() {
+                let cap = side.ct.limits.candidate_cap();
+                side.table.note_candidate(key, victim, side.now, cap);
+            }
         }
     }
     let offload = &side.ct.offload;

@@ -110,7 +110,24 @@ impl Limits {
     pub fn candidate_cap(&self) -> usize {
         (self.max_entries / 8).max(self.max_entries.min(ALL_CANDIDATES))
     }
+
+    /// How many handshakes evicted by early drop each family remembers until they complete
+    /// ([`super::handshakes`]): half as many as the table holds, at least [`MIN_HANDSHAKES`]
+    /// (a second of a flood of 64 000 SYNs/s: what a new connection's SYN/ACK, ACK and their
+    /// retransmissions have to come back through a queue that the flood overflows), at most
+    /// [`MAX_HANDSHAKES`]. A remembered handshake costs about 135 B (IPv4) or 185 B (IPv6),
+    /// only while the table is full: 9 and 12 MB at the least, 18 and 24 MB for the default
+    /// table, at most 35 and 49 MB.
+    pub fn handshake_cap(&self) -> usize {
+        (self.max_entries / 2).clamp(MIN_HANDSHAKES, MAX_HANDSHAKES)
+    }
 }
+
+/// The fewest evicted handshakes a family remembers ([`Limits::handshake_cap`]).
+pub const MIN_HANDSHAKES: usize = 1 << 16;
+
+/// The most evicted handshakes a family remembers ([`Limits::handshake_cap`]).
+pub const MAX_HANDSHAKES: usize = 1 << 18;
 
 /// Tables of up to this many entries remember every early-drop candidate (1.3 MB for IPv4).
 pub const ALL_CANDIDATES: usize = 1 << 16;

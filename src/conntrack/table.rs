@@ -9,7 +9,8 @@ use dashmap::mapref::entry::Entry;
 use dashmap::mapref::one::RefMut;
 use dashmap::DashMap;
 
-use super::{flags, Addr, Conn, Counts, Dir, Key};
+use super::handshakes::{self, Handshakes};
+use super::{flags, Addr, Conn, Counts, Dir, Key, Victim};
 use crate::source::SourcePrefix;
 use crate::time::Tick;
 
@@ -38,6 +39,9 @@ impl TableCounts {
     }
 }
 
+/// Early drop's queue of one [`Victim`] class: keys with when they became candidates.
+type Candidates<A> = Mutex<VecDeque<(Key<A>, Tick)>>;
+
 /// An entry that left the table to make room: its key, the entry and its counters.
 pub type Evicted<A> = (Key<A>, Conn, Counts);
 
@@ -49,10 +53,13 @@ pub struct Table<A: Addr> {
     per_source: DashMap<A, u32, Hasher>,
     /// What one source is.
     sources: SourcePrefix,
-    /// Early drop's clock hand: the keys of entries that became evictable (opened unassured,
-    /// or a TCP connection that started closing), with when, oldest first. Bounded; a key
-    /// whose entry is gone, was replaced or is no longer evictable is skipped when it comes up.
-    candidates: Mutex<VecDeque<(Key<A>, Tick)>>,
+    /// Early drop's clock hands, one per [`Victim`] class: the keys of entries that became
+    /// evictable (opened unassured, a TCP connection that started closing or closed), with
+    /// when, oldest first. Bounded; a key whose entry is gone, was replaced or is no longer
+    /// of that class is skipped when it comes up.
+    candidates: [Candidates<A>; 2],
+    /// Handshakes early drop evicted, until they complete ([`handshakes`]).
+    pub(super) handshakes: Handshakes<A>,
     /// High words of the counters that wrapped (entries past 4 GiB or 4 G packets). Lock
     /// order: an entry of `map` may be held while this map is used, never the other way round.
     spill: DashMap<Key<A>, [[u32; 2]; 2], Hasher>,
@@ -78,7 +85,8 @@ impl<A: Addr> Table<A> {
             map: DashMap::with_hasher(Hasher::new()),
             per_source: DashMap::with_hasher(Hasher::new()),
             sources,
-            candidates: Mutex::new(VecDeque::new()),
+            candidates: [Mutex::new(VecDeque::new()), Mutex::new(VecDeque::new())],
+            handshakes: Handshakes::default(),
             spill: DashMap::with_hasher(Hasher::new()),
             spilled: AtomicUsize::new(0),
         }
@@ -248,74 +256,106 @@ impl<A: Addr> Table<A> {
             .map_or(0, |n| *n)
     }
 
-    /// Remembers that the entry under `key` became evictable at `now` (see
-    /// [`Conn::early_droppable`]); at most `cap` keys are kept, the oldest forgotten first.
-    pub fn note_candidate(&self, key: Key<A>, now: Tick, cap: usize) {
-        let mut q = self.queue();
+    /// Remembers that the entry under `key` became evictable at `now`, as `victim` (see
+    /// [`Conn::victim`]); at most `cap` keys of each class are kept, the oldest forgotten first.
+    pub fn note_candidate(&self, key: Key<A>, victim: Victim, now: Tick, cap: usize) {
+        let mut q = self.queue(victim);
         while q.len() >= cap.max(1) {
             q.pop_front();
         }
         q.push_back((key, now));
     }
 
-    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<(Key<A>, Tick)>> {
-        self.candidates
+    fn queue(&self, victim: Victim) -> std::sync::MutexGuard<'_, VecDeque<(Key<A>, Tick)>> {
+        self.candidates[victim.idx()]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Forgets the remembered candidates whose entries are gone or no longer evictable (an
-    /// idle connection established long ago). Filters outside the queue's lock; candidates
-    /// remembered meanwhile are newer and stay behind the survivors.
+    /// Forgets the remembered candidates whose entries are gone or no longer of their class
+    /// (an idle connection established long ago). Filters outside the queues' locks;
+    /// candidates remembered meanwhile are newer and stay behind the survivors.
     pub fn prune_candidates(&self) {
-        let old = std::mem::take(&mut *self.queue());
-        if old.is_empty() {
-            return;
+        for victim in Victim::ORDER {
+            let old = std::mem::take(&mut *self.queue(victim));
+            if old.is_empty() {
+                continue;
+            }
+            let kept: VecDeque<_> = old
+                .into_iter()
+                .filter(|(k, _)| self.map.get(k).is_some_and(|c| c.victim() == Some(victim)))
+                .collect();
+            let mut q = self.queue(victim);
+            let newer = std::mem::replace(&mut *q, kept);
+            q.extend(newer);
         }
-        let kept: VecDeque<_> = old
-            .into_iter()
-            .filter(|(k, _)| self.map.get(k).is_some_and(|c| c.early_droppable()))
-            .collect();
-        let mut q = self.queue();
-        let newer = std::mem::replace(&mut *q, kept);
-        q.extend(newer);
     }
 
-    /// When the oldest remembered candidate became evictable.
-    pub fn oldest_candidate(&self) -> Option<Tick> {
-        self.queue().front().map(|(_, t)| *t)
+    /// Forgets every candidate of class `victim` (what a prune in progress looks like to
+    /// early drop).
+    #[cfg(test)]
+    pub(super) fn forget_candidates(&self, victim: Victim) {
+        self.queue(victim).clear();
     }
 
-    /// Takes the oldest remembered candidate off the queue and evicts its entry if it still is
-    /// evictable (or expired). `None`: the queue is empty; `Some(evicted)` otherwise, the
-    /// entry evicted with its key and counters.
-    pub fn evict_oldest(&self, now: Tick, counts: &TableCounts) -> Option<Option<Evicted<A>>> {
-        let (key, _) = self.queue().pop_front()?;
-        Some(
-            self.remove_if(&key, |c| evictable(c, now), counts)
-                .map(|(conn, tally)| (key, conn, tally)),
-        )
+    /// When the oldest remembered candidate of class `victim` became evictable.
+    pub fn oldest_candidate(&self, victim: Victim) -> Option<Tick> {
+        self.queue(victim).front().map(|(_, t)| *t)
     }
 
-    /// Evicts the evictable entry that expires first among the first `scan` entries of the
-    /// table (the fallback for candidates the bounded queue lost). Returns the one
-    /// evicted, with its key and counters.
+    /// Takes the oldest remembered candidate of class `victim` off its queue and evicts its
+    /// entry if it still is of that class (or expired). `None`: the queue is empty;
+    /// `Some(evicted)` otherwise, the entry evicted with its key and counters. An evicted
+    /// handshake is remembered, at most `remember` of them ([`handshakes`]).
+    pub fn evict_oldest(
+        &self,
+        victim: Victim,
+        now: Tick,
+        remember: usize,
+        counts: &TableCounts,
+    ) -> Option<Option<Evicted<A>>> {
+        let (key, _) = self.queue(victim).pop_front()?;
+        let still = |c: &Conn| !c.expires.is_after(now) || c.victim() == Some(victim);
+        Some(self.evict(key, still, now, remember, counts))
+    }
+
+    /// Evicts the entry of class `victim` (or expired) that expires first among the first
+    /// `scan` entries of the table (the fallback for candidates the bounded queues lost, or
+    /// took away for a moment to prune them). Returns the one evicted, with its key and
+    /// counters.
     pub fn evict_scanned(
         &self,
+        victim: Victim,
         scan: usize,
         now: Tick,
+        remember: usize,
         counts: &TableCounts,
     ) -> Option<Evicted<A>> {
-        let victim = self
+        let of_class = |c: &Conn| !c.expires.is_after(now) || c.victim() == Some(victim);
+        let key = self
             .map
             .iter()
             .take(scan)
-            .filter(|e| evictable(e.value(), now))
+            .filter(|e| of_class(e.value()))
             .min_by_key(|e| e.value().expires.ticks_from(now))
             .map(|e| *e.key());
-        let key = victim?;
-        self.remove_if(&key, |c| evictable(c, now), counts)
-            .map(|(conn, tally)| (key, conn, tally))
+        self.evict(key?, of_class, now, remember, counts)
+    }
+
+    /// Evicts the entry under `key` if `pred` holds for it, remembering a handshake.
+    fn evict(
+        &self,
+        key: Key<A>,
+        pred: impl FnOnce(&Conn) -> bool,
+        now: Tick,
+        remember: usize,
+        counts: &TableCounts,
+    ) -> Option<Evicted<A>> {
+        let (conn, tally) = self.remove_if(&key, pred, counts)?;
+        if conn.expires.is_after(now) && handshakes::rememberable(&conn) {
+            self.handshakes.remember(key, conn, remember);
+        }
+        Some((key, conn, tally))
     }
 
     /// Removes every entry expired at `now`, calling `on_expire` for each (with its
@@ -378,11 +418,6 @@ impl<A: Addr> Table<A> {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
-}
-
-/// Whether early drop may take `conn` at `now`: evictable by its state, or expired.
-fn evictable(conn: &Conn, now: Tick) -> bool {
-    !conn.expires.is_after(now) || conn.early_droppable()
 }
 
 /// The address of the endpoint that opened `conn`.
@@ -477,28 +512,39 @@ mod tests {
         for n in 1..=3 {
             t.insert(key(n), [198, 51, 100, n], conn(100, 0), 10, &c)
                 .expect("room");
-            t.note_candidate(key(n), Tick(u32::from(n)), 10);
+            t.note_candidate(key(n), Victim::First, Tick(u32::from(n)), 10);
         }
         // The first became assured since: skipped (and forgotten).
         t.map.get_mut(&key(1)).expect("present").flags |= flags::ASSURED;
-        assert_eq!(t.oldest_candidate(), Some(Tick(1)));
-        assert_eq!(evicted(t.evict_oldest(Tick(5), &c)), Some(None));
-        assert_eq!(evicted(t.evict_oldest(Tick(5), &c)), Some(Some(key(2))));
+        assert_eq!(t.oldest_candidate(Victim::First), Some(Tick(1)));
+        assert_eq!(
+            evicted(t.evict_oldest(Victim::First, Tick(5), 8, &c)),
+            Some(None)
+        );
+        assert_eq!(
+            evicted(t.evict_oldest(Victim::First, Tick(5), 8, &c)),
+            Some(Some(key(2)))
+        );
         assert!(t.peek(&key(2), Tick(5)).is_none());
         assert!(t.peek(&key(1), Tick(5)).is_some());
-        assert_eq!(t.oldest_candidate(), Some(Tick(3)));
+        assert_eq!(t.oldest_candidate(Victim::First), Some(Tick(3)));
         // The queue is bounded: the oldest are forgotten, the scan still finds them.
-        t.note_candidate(key(9), Tick(6), 1);
-        assert_eq!(t.oldest_candidate(), Some(Tick(6)));
-        assert_eq!(evicted(t.evict_oldest(Tick(7), &c)), Some(None), "gone");
-        assert_eq!(evicted(t.evict_oldest(Tick(7), &c)), None);
+        t.note_candidate(key(9), Victim::First, Tick(6), 1);
+        assert_eq!(t.oldest_candidate(Victim::First), Some(Tick(6)));
         assert_eq!(
-            t.evict_scanned(64, Tick(7), &c).map(|(k, _, _)| k),
+            evicted(t.evict_oldest(Victim::First, Tick(7), 8, &c)),
+            Some(None),
+            "gone"
+        );
+        assert_eq!(evicted(t.evict_oldest(Victim::First, Tick(7), 8, &c)), None);
+        assert_eq!(
+            t.evict_scanned(Victim::First, 64, Tick(7), 8, &c)
+                .map(|(k, _, _)| k),
             Some(key(3))
         );
         assert!(t.peek(&key(3), Tick(7)).is_none());
         assert!(
-            t.evict_scanned(64, Tick(7), &c).is_none(),
+            t.evict_scanned(Victim::First, 64, Tick(7), 8, &c).is_none(),
             "assured entries stay"
         );
         assert_eq!(c.entries(), 1);

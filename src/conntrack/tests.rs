@@ -471,3 +471,32 @@ fn answered_once_is_not_assured_streams_are_icmp_never() {
     };
     assert_eq!(ct.open(o), Err(DropReason::TableFull));
 }
+
+#[test]
+fn a_half_open_entry_the_queues_lost_goes_before_a_closing_connection() {
+    // Seen live under a spoofed SYN flood: while the sweep pruned the first victims' queue
+    // (it takes the queue to filter it outside its lock) early drop found it empty and
+    // evicted a half-closed connection waiting for its answer, although the table was full
+    // of half-open entries.
+    for p in Pair::BOTH {
+        let ct = small(4, 16);
+        let (c, s) = (Side::Client, Side::Server);
+        handshake(&ct, p, 1);
+        judged(&ct, &p.tcp(c, ACK | FIN, 101, 901).build(), 1);
+        let t = judged(&ct, &p.tcp(s, ACK, 901, 102).build(), 1);
+        assert_eq!(t.state, Some(ConnState::Tcp(TcpState::CloseWait)));
+        for port in 0..3 {
+            open(
+                &ct,
+                &p.ports(30_000 + port, 80).tcp(c, SYN, 7, 0).build(),
+                2,
+            );
+        }
+        ct.v4.forget_candidates(Victim::First);
+        ct.v6.forget_candidates(Victim::First);
+        open(&ct, &p.ports(31_000, 80).tcp(c, SYN, 7, 0).build(), 2);
+        assert_eq!(ct.totals().early_drops, 1);
+        let t = judged(&ct, &p.tcp(s, ACK | PSH, 901, 102).payload(10).build(), 2);
+        assert!(t.verdict.is_accept(), "{t:?}");
+    }
+}

@@ -61,9 +61,12 @@ impl Conntrack {
         let v6 = self.v6.sweep(tick, &self.counts, &mut expire);
         let n = v4 + v6;
         self.expired.fetch_add(n as u64, Ordering::Relaxed);
-        // Early drop's queues forget the entries that are gone or assured since.
+        // Early drop's queues forget the entries that are gone or assured since, and the
+        // handshakes it evicted those that expired.
         self.v4.prune_candidates();
         self.v6.prune_candidates();
+        self.v4.handshakes.forget_expired(tick);
+        self.v6.handshakes.forget_expired(tick);
         n
     }
 
@@ -127,6 +130,11 @@ impl Conntrack {
         v4.for_each_mut(tick, |k, c| visit(ConnRecord::of(k, c, v4.counts(k, c)), c));
         let v6 = &self.v6;
         v6.for_each_mut(tick, |k, c| visit(ConnRecord::of(k, c, v6.counts(k, c)), c));
+        // What the handshakes evicted from a full table would bring back was admitted by rules
+        // or allowed by an operator who may refuse it now: forgotten, their next segment
+        // finds no connection (a retransmitted SYN is judged anew).
+        self.v4.handshakes.forget_all();
+        self.v6.handshakes.forget_all();
         revoked
     }
 }

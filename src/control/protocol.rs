@@ -928,6 +928,7 @@ mod tests {
                 "new_connections",
                 "packets",
                 "related",
+                "resumed",
                 "states"
             ]
         );

@@ -624,6 +624,7 @@ related            0
 fragments          0
 expired            0
 early_drops        0
+resumed            0
 entries            3
 answered           0
 answers_limited    0

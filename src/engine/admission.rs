@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::operator::{rsts_for, MAX_CLOSE_EVENTS};
 use super::{Decision, Engine};
-use crate::conntrack::{Opened, Opening, RuleTag};
+use crate::conntrack::{Milestone, Opened, Opening, RuleTag};
 use crate::event::{CloseReason, ConnOpened, Event, LoggedPacket, RuleMatch};
 use crate::packet::{Packet, PacketMeta, Transport};
 use crate::proto;
@@ -88,6 +88,23 @@ impl Engine {
             Err(reason) => d.verdict = Verdict::Drop(reason),
         }
         d
+    }
+
+    /// A handshake that early drop evicted from a full table completed (its originator's ACK
+    /// answered the SYN/ACK): the connection comes back into the table, established, under the
+    /// rule that admitted its SYN. Its eviction was reported; it is reported opened again.
+    pub(super) fn resume(&self, opening: Opening, now: Timestamp) -> Decision {
+        let flow = opening.flow();
+        let tag = opening.rule();
+        match self.conntrack.resume(opening) {
+            Ok(opened) => {
+                let mut d = Decision::accept(Pass::Tracked, Some(opened.state));
+                self.report_opened(flow, &opened, tag, false, &mut d.events);
+                self.observe_milestone(Milestone::Established(flow), now, &mut d.events);
+                d
+            }
+            Err(reason) => Decision::drop(reason),
+        }
     }
 
     /// The connection events of an opened flow: those that made room for it, then its own.

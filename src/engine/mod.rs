@@ -5,6 +5,7 @@
 //! ```text
 //! decode ─► block list ─► conntrack::track ─┬─ Judged ───────────── the flow's verdict
 //!                                            ├─ New ──── admission (rules) ─► open
+//!                                            ├─ Resumed ── an evicted handshake completed
 //!                                            ├─ MidStream ── adopt (pickup, rules) or a probe
 //!                                            ├─ Stray ───────────── a probe: answered, dropped
 //!                                            └─ Stateless ── rules alone
@@ -310,6 +311,7 @@ impl Engine {
                 }
             }
             Track::New(opening) => self.admit(pkt, meta, *opening, now),
+            Track::Resumed(opening) => self.resume(*opening, now),
             Track::MidStream(opening) if self.pickup_active(now) => {
                 self.adopt(pkt, meta, *opening, now)
             }

@@ -124,6 +124,8 @@ pub struct Stats {
     pub expired: u64,
     /// Entries evicted because the table was full.
     pub early_drops: u64,
+    /// Handshakes evicted from a full table that completed and came back into it.
+    pub resumed: u64,
     /// Entries in the tables.
     pub entries: u64,
     /// RSTs and ICMP unreachables asked for (probe and reject answers).
@@ -142,7 +144,7 @@ pub struct Stats {
 
 impl Stats {
     /// Every scalar counter with its name, in display order (`statewall stats`).
-    pub fn rows(&self) -> [(&'static str, u64); 14] {
+    pub fn rows(&self) -> [(&'static str, u64); 15] {
         [
             ("packets", self.packets),
             ("accepted", self.accepted),
@@ -153,6 +155,7 @@ impl Stats {
             ("fragments", self.fragments),
             ("expired", self.expired),
             ("early_drops", self.early_drops),
+            ("resumed", self.resumed),
             ("entries", self.entries),
             ("answered", self.answered),
             ("answers_limited", self.answers_limited),
@@ -216,6 +219,7 @@ impl Engine {
             fragments: load(&c.fragments),
             expired: table.expired,
             early_drops: table.early_drops,
+            resumed: table.resumed,
             entries: table.entries,
             answered: load(&c.answered),
             answers_limited: load(&c.answers_limited),

@@ -10,7 +10,7 @@
 //! | `conntrack_entries`, `conntrack_entries_limit` | gauge | — |
 //! | `conntrack_family_entries` | gauge | `family` (`ipv4`, `ipv6`) |
 //! | `conntrack_state_entries` | gauge | `state` (`ESTABLISHED`, `UNREPLIED`, ...) |
-//! | `conntrack_opened_total`, `conntrack_expired_total`, `conntrack_early_drops_total` | counter | — |
+//! | `conntrack_opened_total`, `conntrack_expired_total`, `conntrack_early_drops_total`, `conntrack_resumed_total` | counter | — |
 //! | `packets_total` | counter | — |
 //! | `verdicts_total` | counter | `verdict` (`accept`, `drop`) |
 //! | `accepted_packets_total` | counter | `kind` (`ignored`, `related`, `fragment`) |
@@ -164,6 +164,11 @@ pub fn render(s: &Snapshot) -> Result<String, prometheus::Error> {
         "conntrack_early_drops_total",
         "Unassured entries evicted because the table was full.",
         st.early_drops,
+    );
+    b.counter(
+        "conntrack_resumed_total",
+        "Handshakes evicted from a full table that completed and came back.",
+        st.resumed,
     );
     b.counter("packets_total", "Packets judged.", st.packets);
     b.counters(
