@@ -4,9 +4,14 @@
 //!   scales, reordering within the window, duplicates, loss and retransmission, both close
 //!   orders) are never dropped;
 //! - targeted corruptions of such conversations (sequence far outside the window, ACK of data
-//!   never sent, forbidden flag combinations) always are.
+//!   never sent, forbidden flag combinations) always are;
+//! - such conversations through a table of 8 entries kept full by a flood of spoofed SYNs (of
+//!   both families, between any two of the conversation's packets, until both ends sent their
+//!   FIN) are never dropped either: an evicted handshake completes, a closing connection goes
+//!   after the half-open ones.
 
 use proptest::prelude::*;
+use statewall::conntrack::Limits;
 use statewall::engine::{Engine, EngineConfig};
 use statewall::testing::{self, Pair, ACK, FIN, PSH, RST, SYN, URG};
 use statewall::verdict::DropReason;
@@ -84,6 +89,18 @@ proptest! {
         let mut next = sim.reuse(Params { ipv6: params.ipv6, ..again });
         next.run_conversation();
         prop_assert_eq!(&next.drops, &Vec::<String>::new());
+    }
+
+    #[test]
+    fn valid_conversations_outlive_a_spoofed_syn_flood(
+        seed in any::<u64>(),
+        params in params(),
+        per_packet in 0u32..6,
+    ) {
+        let mut sim = Sim::new(seed, params);
+        sim.flood_through_a_full_table(per_packet);
+        sim.run_conversation();
+        prop_assert_eq!(&sim.drops, &Vec::<String>::new());
     }
 
     #[test]
@@ -222,7 +239,20 @@ struct Sim {
     scaling: bool,
     /// Every packet on the wire, when `SIM_DUMP=FILE` asks for a capture of failures.
     dump: Option<Vec<(Timestamp, Vec<u8>)>>,
+    /// A spoofed SYN flood between the conversation's packets ([`Sim::flood_through_a_full_table`]).
+    flood: Option<Flood>,
 }
+
+/// Spoofed SYNs (198.18.0.0/15 and 2001:db8:ffff::/48, each from a tuple of its own) sent
+/// before each packet of the conversation: up to `per_packet`, at most `limit` in all.
+struct Flood {
+    per_packet: u32,
+    sent: u32,
+    limit: u32,
+}
+
+/// Entries of the flooded table.
+const FLOODED_TABLE: usize = 8;
 
 impl Drop for Sim {
     fn drop(&mut self) {
@@ -263,6 +293,7 @@ impl Sim {
             drops: Vec::new(),
             delivered_bytes: [0, 0],
             dump: std::env::var_os("SIM_DUMP").map(|_| Vec::new()),
+            flood: None,
         };
         sim.ends[0].isn = sim.rand() as u32;
         sim.ends[1].isn = sim.rand() as u32;
@@ -341,8 +372,79 @@ impl Sim {
         self.build(side, flags, (self.seq(side, off), ack), len, false)
     }
 
+    /// Runs the conversation through a table of [`FLOODED_TABLE`] entries, filled and kept
+    /// full by up to `per_packet` spoofed SYNs before each of its packets, until both ends
+    /// sent their FIN (after that its entry is closed and may go; so may any such entry on a
+    /// gateway). The total stays well under what the table remembers of evicted handshakes.
+    fn flood_through_a_full_table(&mut self, per_packet: u32) {
+        self.engine = Engine::new(EngineConfig {
+            limits: Limits {
+                max_entries: FLOODED_TABLE,
+                per_source: FLOODED_TABLE,
+                early_drop_scan: 16,
+                ..Limits::default()
+            },
+            ..EngineConfig::default()
+        });
+        self.flood = Some(Flood {
+            per_packet,
+            sent: 0,
+            limit: 20_000,
+        });
+        for _ in 0..FLOODED_TABLE {
+            self.spoofed_syn();
+        }
+    }
+
+    /// One spoofed SYN of the flood, from a tuple no other SYN used (its verdict is not the
+    /// conversation's: a full table of closing entries may refuse it).
+    fn spoofed_syn(&mut self) {
+        let Some(flood) = &mut self.flood else {
+            return;
+        };
+        let i = flood.sent;
+        flood.sent += 1;
+        let [_, hi, mid, lo] = i.to_be_bytes();
+        let (src, dst): (std::net::IpAddr, _) = if i % 2 == 0 {
+            let src = std::net::Ipv4Addr::new(198, 18 + (hi & 1), mid, lo);
+            (src.into(), Pair::V4.server)
+        } else {
+            let src = std::net::Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0xffff,
+                0,
+                0,
+                0,
+                u16::from(hi),
+                u16::from_be_bytes([mid, lo]),
+            );
+            (src.into(), Pair::V6.server)
+        };
+        let syn = testing::tcp(src, dst)
+            .ports(1024 + (i % 60_000) as u16, 443)
+            .flags(SYN)
+            .seq(i.wrapping_mul(2_654_435_761))
+            .build();
+        let now = self.now();
+        let _ = self.engine.process(&syn, &PacketMeta::default(), now);
+    }
+
     /// Passes a packet through the engine; records any drop.
     fn wire(&mut self, bytes: &[u8], what: &str) {
+        let closing = self.ends.iter().all(|e| e.fin_sent);
+        let per_packet = match &self.flood {
+            Some(f) if !closing && f.sent < f.limit => f.per_packet,
+            _ => 0,
+        };
+        let burst = if per_packet > 0 {
+            (self.rand() % u64::from(per_packet + 1)) as u32
+        } else {
+            0
+        };
+        for _ in 0..burst {
+            self.spoofed_syn();
+        }
         let now = self.now();
         if let Some(dump) = &mut self.dump {
             dump.push((now, bytes.to_vec()));
@@ -370,6 +472,10 @@ impl Sim {
         self.wire(&synack, "syn/ack");
         if self.chance(20) {
             self.wire(&synack, "syn/ack retransmit");
+        }
+        if self.chance(10) {
+            // The client's SYN timer fired while the SYN/ACK was on its way.
+            self.wire(&syn, "late syn retransmit");
         }
         let ack = self.segment(Side::A, ACK, 0, 0);
         self.wire(&ack, "handshake ack");

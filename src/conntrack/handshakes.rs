@@ -7,10 +7,12 @@
 //! RST, and the connection fails although it did nothing wrong.
 //!
 //! So an evicted TCP handshake is remembered here, outside the table: its entry as it was,
-//! in a bounded memory that forgets the oldest first. A segment that finds no entry is judged
-//! by the remembered one: the responder's SYN/ACK passes and is learned without taking a slot
-//! of the table, and the originator's ACK that completes the handshake brings the connection
-//! back into it, established (so early drop no longer takes it). A spoofer never sees the
+//! in a bounded memory that forgets the oldest first (and forgets it at once when a new entry
+//! takes the tuple). A segment that finds no entry is judged by the remembered one, as the
+//! entry would have judged it: the responder's SYN/ACK and a retransmitted SYN pass and are
+//! learned without taking a slot of the table, and the originator's ACK that completes the
+//! handshake brings the connection back into it, established (so early drop no longer takes
+//! it). A segment the remembered entry refuses is judged as of no connection. A spoofer never sees the
 //! server's SYN/ACK, so it cannot send that ACK: a flood of spoofed SYNs gains nothing from
 //! the memory, and a remembered handshake holds no slot until it really completes.
 
@@ -131,6 +133,17 @@ impl<A: Addr> Handshakes<A> {
                 self.len.store(m.entries.len(), Ordering::Relaxed);
                 Some(t)
             }
+        }
+    }
+
+    /// Forgets the handshake remembered under `key` (a new entry took the tuple).
+    pub fn forget(&self, key: &Key<A>) {
+        if self.len.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut m = self.lock();
+        if m.entries.remove(key).is_some() {
+            self.len.store(m.entries.len(), Ordering::Relaxed);
         }
     }
 

@@ -503,6 +503,8 @@ fn insert<A: Addr>(
         key.hi
     };
     let replaced = table.insert(key, origin, conn, limit, counts)?;
+    // What was remembered of an earlier handshake on the tuple is not this flow's.
+    table.handshakes.forget(&key);
     if let Some(victim) = conn.victim() {
         table.note_candidate(key, victim, now, cap);
     }

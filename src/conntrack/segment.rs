@@ -97,18 +97,26 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
                 return Track::Judged(Tracked::drop(reason, Some(ConnState::Tcp(old))));
             }
             // Judged below as a new connection; opening it replaces the old entry.
-            Ok(Step::Reopen) => drop(entry),
+            Ok(Step::Reopen) => {
+                drop(entry);
+                return opening_syn(side, key, from_lo, tcp);
+            }
         }
     }
+    if let Some(track) = recall(side, key, from_lo, tcp) {
+        return track;
+    }
+    opening_syn(side, key, from_lo, tcp)
+}
+
+/// A segment of no entry (or a SYN reopening a closed one): what it would open, or a stray.
+fn opening_syn<A: Addr>(side: &Side<'_, A>, key: Key<A>, from_lo: bool, tcp: &TcpHeader) -> Track {
     let f = tcp.flags;
     let t = &side.ct.timeouts;
     if f.syn() && !f.ack() {
         let conn = TcpConn::from_syn(tcp);
         let timeout = conn.timeout(t);
         return Track::New(side.opening(key, from_lo, 0, ProtoState::Tcp(conn), timeout));
-    }
-    if let Some(track) = recall(side, key, from_lo, tcp) {
-        return track;
     }
     if f.ack() && !f.syn() && !f.rst() {
         // What a connection established before a restart carries: adoptable.
@@ -130,7 +138,7 @@ pub(super) fn track<A: Addr>(side: &Side<'_, A>, tcp: &TcpHeader) -> Track {
 /// A segment of no entry, judged by the handshake remembered under `key` if early drop evicted
 /// one ([`super::handshakes`]): the segment that completes it brings the connection back
 /// ([`Track::Resumed`]); one that its state machine accepts otherwise (the responder's
-/// SYN/ACK, a retransmission) passes and is learned there, taking no slot of the table.
+/// SYN/ACK, a retransmitted SYN) passes and is learned there, taking no slot of the table.
 /// `None`: nothing remembered, or the segment does not fit (judged as of no connection).
 fn recall<A: Addr>(
     side: &Side<'_, A>,

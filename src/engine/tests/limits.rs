@@ -401,3 +401,23 @@ fn an_evicted_handshake_refused_by_the_server_passes_its_rst_and_is_forgotten() 
         assert_eq!(e.entries(), 8);
     }
 }
+
+#[test]
+fn a_syn_retransmitted_after_the_remembered_syn_ack_is_part_of_the_handshake() {
+    // The client's SYN timer fired while the SYN/ACK was on its way: its retransmission comes
+    // after the SYN/ACK passed through the memory. As a new entry it would not know the
+    // SYN/ACK, and the client's ACK would be dropped (`unexpected_ack`).
+    for p in LABS {
+        let e = tiny_table();
+        accept(&e, &p.tcp(C, SYN, 100, 0).build(), 0);
+        spoofed_flood(&e, p, 0, 12, 0);
+        accept(&e, &p.tcp(S, SYN | ACK, 900, 101).build(), 0);
+        let drops = e.stats().early_drops;
+        let d = accept(&e, &p.tcp(C, SYN, 100, 0).build(), 0);
+        assert_eq!(d.state, Some(ConnState::Tcp(TcpState::SynRecv)));
+        assert_eq!(e.stats().early_drops, drops, "no slot taken");
+        let d = accept(&e, &p.tcp(C, ACK, 101, 901).build(), 0);
+        assert_eq!(d.state, Some(ConnState::Tcp(TcpState::Established)));
+        assert_eq!(e.stats().resumed, 1);
+    }
+}
