@@ -147,7 +147,8 @@ impl<A: Addr> Handshakes<A> {
         }
     }
 
-    /// Forgets the handshakes whose entries expired by `now`.
+    /// Forgets the handshakes whose entries expired by `now` (the sweep, once a second: a
+    /// flood's handshakes are gone 2 minutes after it, SYN_SENT's timeout).
     pub fn forget_expired(&self, now: Tick) {
         if self.len.load(Ordering::Relaxed) == 0 {
             return;
@@ -156,7 +157,12 @@ impl<A: Addr> Handshakes<A> {
         m.entries.retain(|_, (c, _)| c.expires.is_after(now));
         let Remembered { entries, order, .. } = &mut *m;
         order.retain(|(k, place)| entries.get(k).is_some_and(|(_, p)| p == place));
-        self.len.store(m.entries.len(), Ordering::Relaxed);
+        // After a flood: give the memory back.
+        if entries.len() * 4 < entries.capacity() {
+            entries.shrink_to_fit();
+            order.shrink_to_fit();
+        }
+        self.len.store(entries.len(), Ordering::Relaxed);
     }
 
     /// Forgets every handshake (a recheck or a kill: what they would bring back was judged
