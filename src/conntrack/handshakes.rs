@@ -12,9 +12,10 @@
 //! entry would have judged it: the responder's SYN/ACK and a retransmitted SYN pass and are
 //! learned without taking a slot of the table, and the originator's ACK that completes the
 //! handshake brings the connection back into it, established (so early drop no longer takes
-//! it). A segment the remembered entry refuses is judged as of no connection. A spoofer never sees the
-//! server's SYN/ACK, so it cannot send that ACK: a flood of spoofed SYNs gains nothing from
-//! the memory, and a remembered handshake holds no slot until it really completes.
+//! it). A segment the remembered entry refuses is judged as of no connection. A spoofer
+//! never sees the server's SYN/ACK, so it cannot send that ACK: a flood of spoofed SYNs gains
+//! nothing from the memory, and a remembered handshake holds no slot until it really
+//! completes.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,10 +51,11 @@ pub enum Recall<T> {
     Take(T),
 }
 
-/// One family's remembered handshakes: at most `cap` (given on each [`Handshakes::remember`]),
-/// the oldest forgotten first.
+/// One family's remembered handshakes: at most `cap`, the oldest forgotten first.
 pub struct Handshakes<A: Addr> {
     inner: Mutex<Remembered<A>>,
+    /// How many are remembered at most ([`super::Limits::handshake_cap`]).
+    cap: usize,
     /// Handshakes remembered: 0 while the table never evicted one, and then a segment of no
     /// entry costs one atomic load here.
     len: AtomicUsize,
@@ -69,30 +71,30 @@ struct Remembered<A: Addr> {
     next: u64,
 }
 
-impl<A: Addr> Default for Handshakes<A> {
-    fn default() -> Self {
+impl<A: Addr> Handshakes<A> {
+    /// An empty memory of at most `cap` handshakes.
+    pub fn new(cap: usize) -> Self {
         Handshakes {
             inner: Mutex::new(Remembered {
                 entries: HashMap::with_hasher(Hasher::new()),
                 order: VecDeque::new(),
                 next: 0,
             }),
+            cap: cap.max(1),
             len: AtomicUsize::new(0),
         }
     }
-}
 
-impl<A: Addr> Handshakes<A> {
     fn lock(&self) -> MutexGuard<'_, Remembered<A>> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Remembers the handshake `conn` evicted from under `key`, forgetting the oldest ones
-    /// beyond `cap`. Its per-source count was released with the entry.
-    pub fn remember(&self, key: Key<A>, mut conn: Conn, cap: usize) {
+    /// beyond the cap. Its per-source count was released with the entry.
+    pub fn remember(&self, key: Key<A>, mut conn: Conn) {
         conn.flags &= !(flags::COUNTED | flags::OFFLOADED);
         let mut m = self.lock();
-        while m.order.len() >= cap.max(1) {
+        while m.order.len() >= self.cap {
             let Some((old, place)) = m.order.pop_front() else {
                 break;
             };
@@ -247,10 +249,10 @@ mod tests {
 
     #[test]
     fn the_memory_is_bounded_and_forgets_the_oldest_first() {
-        let h = Handshakes::default();
+        let h = Handshakes::new(4);
         let conn = half_open(Tick::default().after_secs(60));
         for port in 0..10 {
-            h.remember(key(port), conn, 4);
+            h.remember(key(port), conn);
         }
         assert_eq!(h.len(), 4);
         let found = |port| {
@@ -260,9 +262,9 @@ mod tests {
         assert!((0..6).all(|p| !found(p)));
         assert!((6..10).all(found));
         // Remembered again: its old place no longer counts, the newer one does.
-        h.remember(key(6), conn, 4);
-        h.remember(key(10), conn, 4);
-        h.remember(key(11), conn, 4);
+        h.remember(key(6), conn);
+        h.remember(key(10), conn);
+        h.remember(key(11), conn);
         assert!(found(6) && !found(7) && !found(8));
         // The count was released with the table's entry.
         let flags = h.recall(&key(6), Tick::default(), |c| Recall::Keep(c.flags));
@@ -271,10 +273,10 @@ mod tests {
 
     #[test]
     fn taken_expired_and_forgotten_handshakes_are_gone() {
-        let h = Handshakes::default();
-        h.remember(key(1), half_open(Tick::default().after_secs(60)), 8);
-        h.remember(key(2), half_open(Tick::default().after_secs(5)), 8);
-        h.remember(key(3), half_open(Tick::default().after_secs(60)), 8);
+        let h = Handshakes::new(8);
+        h.remember(key(1), half_open(Tick::default().after_secs(60)));
+        h.remember(key(2), half_open(Tick::default().after_secs(5)));
+        h.remember(key(3), half_open(Tick::default().after_secs(60)));
         assert_eq!(
             h.recall(&key(1), Tick::default(), |_| Recall::Take(1)),
             Some(1)
@@ -286,7 +288,7 @@ mod tests {
         let later = Tick::default().after_secs(10);
         assert_eq!(h.recall(&key(2), later, |_| Recall::Keep(2)), None);
         assert_eq!(h.len(), 1);
-        h.remember(key(4), half_open(Tick::default().after_secs(5)), 8);
+        h.remember(key(4), half_open(Tick::default().after_secs(5)));
         h.forget_expired(later);
         assert_eq!(h.len(), 1);
         h.forget_all();

@@ -271,8 +271,8 @@ impl Conntrack {
     /// An empty table.
     pub fn new(timeouts: Timeouts, limits: Limits) -> Conntrack {
         Conntrack {
-            v4: Table::with_sources(limits.sources),
-            v6: Table::with_sources(limits.sources),
+            v4: Table::for_limits(&limits),
+            v6: Table::for_limits(&limits),
             counts: TableCounts::default(),
             timeouts,
             limits,
@@ -416,11 +416,10 @@ impl Conntrack {
     /// connections closing or closed: [`Conn::victim`]) and still is, the first victims before
     /// the others: for each class, up to `early_drop_scan` of its candidates, then, for
     /// candidates its bounded queues lost, the one expiring first among `early_drop_scan`
-    /// entries of each table. Returns
-    /// the entry evicted; an evicted handshake is remembered until it completes (`handshakes`).
+    /// entries of each table. Returns the entry evicted; an evicted handshake is remembered
+    /// until it completes (`handshakes`).
     fn early_drop(&self, now: Tick) -> Option<ConnRecord> {
         let scan = self.limits.early_drop_scan;
-        let remember = self.limits.handshake_cap();
         for victim in Victim::ORDER {
             for _ in 0..scan {
                 let v4_first = match (
@@ -434,11 +433,11 @@ impl Conntrack {
                 };
                 let evicted = if v4_first {
                     self.v4
-                        .evict_oldest(victim, now, remember, &self.counts)
+                        .evict_oldest(victim, now, &self.counts)
                         .map(|e| e.map(ConnRecord::evicted))
                 } else {
                     self.v6
-                        .evict_oldest(victim, now, remember, &self.counts)
+                        .evict_oldest(victim, now, &self.counts)
                         .map(|e| e.map(ConnRecord::evicted))
                 };
                 if let Some(Some(r)) = evicted {
@@ -449,11 +448,11 @@ impl Conntrack {
             // the tables before taking a victim of the next class.
             let scanned = self
                 .v4
-                .evict_scanned(victim, scan, now, remember, &self.counts)
+                .evict_scanned(victim, scan, now, &self.counts)
                 .map(ConnRecord::evicted)
                 .or_else(|| {
                     self.v6
-                        .evict_scanned(victim, scan, now, remember, &self.counts)
+                        .evict_scanned(victim, scan, now, &self.counts)
                         .map(ConnRecord::evicted)
                 });
             if scanned.is_some() {

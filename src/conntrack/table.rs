@@ -10,7 +10,7 @@ use dashmap::mapref::one::RefMut;
 use dashmap::DashMap;
 
 use super::handshakes::{self, Handshakes};
-use super::{flags, Addr, Conn, Counts, Dir, Key, Victim};
+use super::{flags, Addr, Conn, Counts, Dir, Key, Limits, Victim};
 use crate::source::SourcePrefix;
 use crate::time::Tick;
 
@@ -74,19 +74,20 @@ impl<A: Addr> Default for Table<A> {
 }
 
 impl<A: Addr> Table<A> {
-    /// An empty table, one source being what [`SourcePrefix::default`] says.
+    /// An empty table with the default [`Limits`].
     pub fn new() -> Self {
-        Self::with_sources(SourcePrefix::default())
+        Self::for_limits(&Limits::default())
     }
 
-    /// An empty table counting connections per source as `sources` says.
-    pub fn with_sources(sources: SourcePrefix) -> Self {
+    /// An empty table counting connections per source as `limits.sources` says, remembering
+    /// at most [`Limits::handshake_cap`] evicted handshakes.
+    pub fn for_limits(limits: &Limits) -> Self {
         Table {
             map: DashMap::with_hasher(Hasher::new()),
             per_source: DashMap::with_hasher(Hasher::new()),
-            sources,
+            sources: limits.sources,
             candidates: [Mutex::new(VecDeque::new()), Mutex::new(VecDeque::new())],
-            handshakes: Handshakes::default(),
+            handshakes: Handshakes::new(limits.handshake_cap()),
             spill: DashMap::with_hasher(Hasher::new()),
             spilled: AtomicUsize::new(0),
         }
@@ -306,17 +307,16 @@ impl<A: Addr> Table<A> {
     /// Takes the oldest remembered candidate of class `victim` off its queue and evicts its
     /// entry if it still is of that class (or expired). `None`: the queue is empty;
     /// `Some(evicted)` otherwise, the entry evicted with its key and counters. An evicted
-    /// handshake is remembered, at most `remember` of them ([`handshakes`]).
+    /// handshake is remembered ([`handshakes`]).
     pub fn evict_oldest(
         &self,
         victim: Victim,
         now: Tick,
-        remember: usize,
         counts: &TableCounts,
     ) -> Option<Option<Evicted<A>>> {
         let (key, _) = self.queue(victim).pop_front()?;
         let still = |c: &Conn| !c.expires.is_after(now) || c.victim() == Some(victim);
-        Some(self.evict(key, still, now, remember, counts))
+        Some(self.evict(key, still, now, counts))
     }
 
     /// Evicts the entry of class `victim` (or expired) that expires first among the first
@@ -328,7 +328,6 @@ impl<A: Addr> Table<A> {
         victim: Victim,
         scan: usize,
         now: Tick,
-        remember: usize,
         counts: &TableCounts,
     ) -> Option<Evicted<A>> {
         let of_class = |c: &Conn| !c.expires.is_after(now) || c.victim() == Some(victim);
@@ -339,7 +338,7 @@ impl<A: Addr> Table<A> {
             .filter(|e| of_class(e.value()))
             .min_by_key(|e| e.value().expires.ticks_from(now))
             .map(|e| *e.key());
-        self.evict(key?, of_class, now, remember, counts)
+        self.evict(key?, of_class, now, counts)
     }
 
     /// Evicts the entry under `key` if `pred` holds for it, remembering a handshake.
@@ -348,12 +347,11 @@ impl<A: Addr> Table<A> {
         key: Key<A>,
         pred: impl FnOnce(&Conn) -> bool,
         now: Tick,
-        remember: usize,
         counts: &TableCounts,
     ) -> Option<Evicted<A>> {
         let (conn, tally) = self.remove_if(&key, pred, counts)?;
         if conn.expires.is_after(now) && handshakes::rememberable(&conn) {
-            self.handshakes.remember(key, conn, remember);
+            self.handshakes.remember(key, conn);
         }
         Some((key, conn, tally))
     }
@@ -518,11 +516,11 @@ mod tests {
         t.map.get_mut(&key(1)).expect("present").flags |= flags::ASSURED;
         assert_eq!(t.oldest_candidate(Victim::First), Some(Tick(1)));
         assert_eq!(
-            evicted(t.evict_oldest(Victim::First, Tick(5), 8, &c)),
+            evicted(t.evict_oldest(Victim::First, Tick(5), &c)),
             Some(None)
         );
         assert_eq!(
-            evicted(t.evict_oldest(Victim::First, Tick(5), 8, &c)),
+            evicted(t.evict_oldest(Victim::First, Tick(5), &c)),
             Some(Some(key(2)))
         );
         assert!(t.peek(&key(2), Tick(5)).is_none());
@@ -532,19 +530,19 @@ mod tests {
         t.note_candidate(key(9), Victim::First, Tick(6), 1);
         assert_eq!(t.oldest_candidate(Victim::First), Some(Tick(6)));
         assert_eq!(
-            evicted(t.evict_oldest(Victim::First, Tick(7), 8, &c)),
+            evicted(t.evict_oldest(Victim::First, Tick(7), &c)),
             Some(None),
             "gone"
         );
-        assert_eq!(evicted(t.evict_oldest(Victim::First, Tick(7), 8, &c)), None);
+        assert_eq!(evicted(t.evict_oldest(Victim::First, Tick(7), &c)), None);
         assert_eq!(
-            t.evict_scanned(Victim::First, 64, Tick(7), 8, &c)
+            t.evict_scanned(Victim::First, 64, Tick(7), &c)
                 .map(|(k, _, _)| k),
             Some(key(3))
         );
         assert!(t.peek(&key(3), Tick(7)).is_none());
         assert!(
-            t.evict_scanned(Victim::First, 64, Tick(7), 8, &c).is_none(),
+            t.evict_scanned(Victim::First, 64, Tick(7), &c).is_none(),
             "assured entries stay"
         );
         assert_eq!(c.entries(), 1);
