@@ -5,18 +5,23 @@ use std::net::IpAddr;
 
 use super::*;
 
-#[test]
-fn full_table_evicts_unestablished_then_refuses() {
-    let config = EngineConfig {
+/// An engine whose table holds `max_entries`, `per_source` of them for one source, early drop
+/// looking at 16 candidates.
+fn limited(max_entries: usize, per_source: usize) -> Engine {
+    Engine::new(EngineConfig {
         limits: Limits {
-            max_entries: 2,
-            per_source: 100,
+            max_entries,
+            per_source,
             early_drop_scan: 16,
             ..Limits::default()
         },
         ..Default::default()
-    };
-    let e = Engine::new(config);
+    })
+}
+
+#[test]
+fn full_table_evicts_unestablished_then_refuses() {
+    let e = limited(2, 100);
     let p = LABS[0];
     // One established connection (never evicted) and one half-open one.
     accept(&e, &p.tcp(C, SYN, 100, 0).build(), 0);
@@ -39,16 +44,7 @@ fn full_table_evicts_unestablished_then_refuses() {
 
 #[test]
 fn per_source_limit_ignores_time_wait() {
-    let config = EngineConfig {
-        limits: Limits {
-            max_entries: 1000,
-            per_source: 1,
-            early_drop_scan: 16,
-            ..Limits::default()
-        },
-        ..Default::default()
-    };
-    let e = Engine::new(config);
+    let e = limited(1000, 1);
     let p = LABS[0];
     accept(&e, &p.tcp(C, SYN, 100, 0).build(), 0);
     dropped(&e, &udp(p, C, 1), 0, DropReason::SourceLimit);
@@ -168,15 +164,7 @@ fn the_source_prefix_is_configurable_for_both_families() {
 
 /// A table of eight entries, each source allowed all of them.
 fn tiny_table() -> Engine {
-    Engine::new(EngineConfig {
-        limits: Limits {
-            max_entries: 8,
-            per_source: 8,
-            early_drop_scan: 16,
-            ..Limits::default()
-        },
-        ..Default::default()
-    })
+    limited(8, 8)
 }
 
 /// A SYN from a spoofed source (198.18.0.0/15, or 2001:db8:ffff::/48) numbered `i`, to `p`'s
