@@ -567,33 +567,20 @@ fn holes_in_what_the_gateway_saw() {
                 kernel_ruleset(lab, &["-m conntrack --ctstate UNTRACKED -j ACCEPT"], &[]);
             }
         }
-        let out = lab.tmp.join(format!("transfers-{}.json", fw.name()));
-        lab.spawn(
-            "cli",
-            &format!(
-                "exec python3 {} transfers {SRV_V4} 7100 {conns} {size} {}",
-                script("flood.py"),
-                out.display()
-            ),
-        );
-        let result = Attempts::read(&out);
+        let result = transfers(lab, fw.name(), conns, size);
         let invalid = match fw {
             Firewall::Statewall => {
                 lab.ok("gw", 10, &format!("iptables -D FORWARD {pick} -j ACCEPT"));
                 0
             }
             Firewall::Kernel => {
-                // Rule 1 of kernel_ruleset: INVALID dropped.
-                let line = lab.ok("gw", 10, "iptables -nvxL FORWARD 1");
+                let invalid = kernel_invalid(lab);
                 lab.ok(
                     "gw",
                     10,
                     &format!("iptables -t raw -D PREROUTING {pick} -j NOTRACK"),
                 );
-                line.split_whitespace()
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(u64::MAX)
+                invalid
             }
         };
         (result, invalid)
@@ -664,24 +651,34 @@ fn linux_behind_a_queue(lab: &mut Lab, pick: &str, conns: u32, size: u64) -> (At
     for r in &rules {
         lab.ok("gw", 10, &format!("iptables -t raw -A {r}"));
     }
-    let result_file = lab.tmp.join("transfers-linux-q.json");
+    let result = transfers(lab, "linux-q", conns, size);
+    let invalid = kernel_invalid(lab);
+    for r in rules.iter().rev() {
+        lab.ok("gw", 10, &format!("iptables -t raw -D {r}"));
+    }
+    (result, invalid)
+}
+
+/// `conns` transfers of `size` bytes to the reuse server on port 7100, half down, half up
+/// (`flood.py transfers`), named `name`: how many completed.
+fn transfers(lab: &mut Lab, name: &str, conns: u32, size: u64) -> Attempts {
+    let out = lab.tmp.join(format!("transfers-{name}.json"));
     lab.spawn(
         "cli",
         &format!(
             "exec python3 {} transfers {SRV_V4} 7100 {conns} {size} {}",
             script("flood.py"),
-            result_file.display()
+            out.display()
         ),
     );
-    let result = Attempts::read(&result_file);
-    let line = lab.ok("gw", 10, "iptables -nvxL FORWARD 1");
-    for r in rules.iter().rev() {
-        lab.ok("gw", 10, &format!("iptables -t raw -D {r}"));
-    }
-    let invalid = line
+    Attempts::read(&out)
+}
+
+/// Packets the kernel ruleset dropped as INVALID (its FORWARD rule 1).
+fn kernel_invalid(lab: &Lab) -> u64 {
+    lab.ok("gw", 10, "iptables -nvxL FORWARD 1")
         .split_whitespace()
         .next()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(u64::MAX);
-    (result, invalid)
+        .unwrap_or(u64::MAX)
 }
